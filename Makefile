@@ -1,0 +1,30 @@
+# The two commands of the README: `make demo` (the main job) and `make test`.
+# Both set up a virtual environment first; nothing else needs to be installed by hand.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU machines here carry torch 2.14.1 on disk; any torch >= 2.4 works.
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+
+.PHONY: demo test venv lint clean
+
+$(BIN)/xception: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH_PINS) || $(BIN)/pip install -q torch torchvision
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(BIN)/xception
+
+demo: venv
+	$(BIN)/xception demo
+
+test: venv
+	$(BIN)/python -m pytest -n 2 -q
+
+lint: venv
+	$(BIN)/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs

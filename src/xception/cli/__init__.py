@@ -1,0 +1,45 @@
+"""The `xception` command line: one subcommand per module in this package; each only parses and calls."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# Each name is a module of this package with `add_parser(subparsers)`; the parser it adds sets
+# `run`, a function of the parsed arguments that returns an exit status.
+COMMANDS = ("models",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xception",
+        description="Xception (Chollet, CVPR 2017): models, weights, training, experiments and benchmarks.",
+        epilog="Run `xception COMMAND --help` for the options of each command.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"xception.cli.{name}").add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return int(args.run(args) or 0)
+    except (FileNotFoundError, ValueError, KeyError, TypeError) as error:
+        # Bad input from the user: say what and stop, without a traceback (use -v for one).
+        if args.verbose:
+            raise
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"xception {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

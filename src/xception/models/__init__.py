@@ -1,0 +1,17 @@
+"""Xception, its Inception V3 baseline and the paper's ablations, behind one interface."""
+
+from xception.models.factory import create_model
+from xception.models.layers import SamePadMaxPool2d, SeparableConv2d
+from xception.models.registry import MODELS, list_models
+from xception.models.xception import BlockSpec, Xception, XceptionConfig
+
+__all__ = [
+    "MODELS",
+    "BlockSpec",
+    "SamePadMaxPool2d",
+    "SeparableConv2d",
+    "Xception",
+    "XceptionConfig",
+    "create_model",
+    "list_models",
+]

@@ -1,0 +1,38 @@
+"""`create_model`: the one way to build any registered model, optionally with weights."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from torch import nn
+
+from xception.models.registry import get_entry, resolve_config
+
+
+def create_model(
+    name: str,
+    *,
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    drop_rate: float = 0.0,
+    weights: str | os.PathLike | None = None,
+    **overrides: Any,
+) -> nn.Module:
+    """Build the registered model `name` (see `list_models()`).
+
+    `overrides` replace fields of the model's config, e.g. ``segments=4``, ``width=0.5``,
+    ``residual=False``. `weights` is a file in any format `xception.models.weights` reads (the
+    official Keras .h5 files, Keras 3 .weights.h5, timm/Cadene or torchvision state dicts, this
+    project's safetensors); the head is kept when its shape fits `num_classes`.
+    The paper's dropout (0.5) belongs to the training recipe, so the default here is 0.
+    """
+    entry = get_entry(name)
+    config = resolve_config(name, **overrides)
+    model = entry.build(config, num_classes=num_classes, in_channels=in_channels, drop_rate=drop_rate)
+    model.model_name = name
+    if weights is not None:
+        from xception.models.weights import load_weights
+
+        load_weights(model, weights)
+    return model

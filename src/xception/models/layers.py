@@ -1,0 +1,122 @@
+"""Building blocks of Xception as the paper frames them (sections 1.2, 3 and 4.7).
+
+`SeparableConv2d` is the one place where the paper's spectrum lives: the number of channel
+segments of the spatial convolution, the order of the two operations and the optional activation
+between them. `SamePadMaxPool2d` reproduces TensorFlow's "same" padding, which the Keras weights
+were trained with.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+MidActivation = Literal["relu", "elu"] | None
+Order = Literal["depthwise_first", "pointwise_first"]
+
+
+def make_activation(name: Literal["relu", "elu"]) -> nn.Module:
+    """The activations the paper tries between depthwise and pointwise (section 4.7, Figure 10)."""
+    if name == "relu":
+        return nn.ReLU()
+    if name == "elu":
+        return nn.ELU()
+    raise ValueError(f"unknown activation {name!r}; valid: 'relu', 'elu' or None")
+
+
+class SeparableConv2d(nn.Module):
+    """A spatial k x k convolution on `segments` channel groups and a 1x1 pointwise convolution.
+
+    - segments = channels of the spatial convolution (``segments=None``): a depthwise separable
+      convolution, the "extreme" end of the paper's spectrum (section 1.2);
+    - segments = 1: a regular k x k convolution next to a 1x1 convolution (the other extreme);
+    - 3 or 4 segments: roughly where Inception modules lie.
+
+    ``order="depthwise_first"`` is Xception's separable convolution (spatial, then pointwise, as in
+    Keras ``SeparableConv2D``); ``"pointwise_first"`` is the "extreme Inception" module of Figure 4.
+    Nothing sits between the two operations unless ``mid_activation`` is set (section 4.7).
+
+    Input (N, in_channels, H, W) -> output (N, out_channels, H', W'), H' = ceil(H / stride) with
+    "same" padding. No bias: BatchNorm follows every separable convolution in Xception.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        kernel_size: int = 3,
+        stride: int = 1,
+        segments: int | None = None,
+        order: Order = "depthwise_first",
+        mid_activation: MidActivation = None,
+    ) -> None:
+        super().__init__()
+        if order not in ("depthwise_first", "pointwise_first"):
+            raise ValueError(f"unknown order {order!r}; valid: 'depthwise_first', 'pointwise_first'")
+        if stride != 1 and kernel_size % 2 == 0:
+            raise ValueError("stride > 1 needs an odd kernel_size for symmetric 'same' padding")
+        spatial_channels = in_channels if order == "depthwise_first" else out_channels
+        groups = spatial_channels if segments is None else segments
+        if groups < 1 or spatial_channels % groups != 0:
+            raise ValueError(
+                f"segments={segments} must divide the {spatial_channels} channels of the spatial "
+                "convolution; use None for depthwise (one segment per channel) or a divisor"
+            )
+        self.order = order
+        self.segments = groups
+        spatial = nn.Conv2d(
+            spatial_channels,
+            spatial_channels,
+            kernel_size,
+            stride=stride,
+            padding=kernel_size // 2,
+            groups=groups,
+            bias=False,
+        )
+        if order == "depthwise_first":
+            self.depthwise = spatial
+            self.mid = make_activation(mid_activation) if mid_activation else nn.Identity()
+            self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        else:
+            self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+            self.mid = make_activation(mid_activation) if mid_activation else nn.Identity()
+            self.depthwise = spatial
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.order == "depthwise_first":
+            return self.pointwise(self.mid(self.depthwise(x)))
+        return self.depthwise(self.mid(self.pointwise(x)))
+
+
+class SamePadMaxPool2d(nn.Module):
+    """3x3 stride-2 max pooling with TensorFlow's "same" padding.
+
+    TF pads max((out - 1) * stride + kernel - in, 0) in total with the smaller half first, so an
+    even-sized input is padded only after (bottom/right). PyTorch's ``padding=1`` pads both sides
+    and shifts every window by one pixel (69% of block3_pool's outputs differ at 299 px). Both
+    cases map onto a built-in pooling without copying the tensor: odd sizes need symmetric
+    padding of 1, even sizes need no padding before and a partial last window (``ceil_mode``).
+    Input (N, C, H, W) -> (N, C, ceil(H / 2), ceil(W / 2)).
+    """
+
+    def __init__(self, kernel_size: int = 3, stride: int = 2) -> None:
+        super().__init__()
+        if (kernel_size, stride) != (3, 2):
+            raise ValueError("SamePadMaxPool2d implements the 3x3 stride-2 pools of Figure 5 only")
+        self.kernel_size = kernel_size
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        if h % 2 == 1 and w % 2 == 1:
+            return F.max_pool2d(x, 3, 2, padding=1)
+        if h % 2 == 0 and w % 2 == 0:
+            return F.max_pool2d(x, 3, 2, padding=0, ceil_mode=True)
+        # Mixed parity (non-square inputs): pad explicitly, smaller half first.
+        pad_h, pad_w = (2 if h % 2 else 1), (2 if w % 2 else 1)
+        x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2), value=float("-inf"))
+        return F.max_pool2d(x, 3, 2)

@@ -1,0 +1,87 @@
+"""The registered models: a name, a builder and a frozen config each. Variants are data."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from xception.models.xception import Xception, XceptionConfig
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One registered model: `build(config, num_classes=, in_channels=, drop_rate=)` makes it."""
+
+    name: str
+    build: Callable[..., nn.Module]
+    config: Any  # a frozen dataclass; create_model's overrides replace its fields
+    input_size: int  # the default (and the paper's) square input size in pixels
+    description: str
+
+
+_PAPER = XceptionConfig()
+# A small Xception for 28-64 px images on a CPU: a quarter of the width, a third of the middle
+# flow, and a stride-1 stem so that a 28 px image keeps a 2x2 map at the end (stride 16).
+_SMALL = dataclasses.replace(_PAPER, width=0.25, middle_repeats=3, stem_stride=1, bn_momentum=0.1)
+
+_ENTRIES: tuple[ModelEntry, ...] = (
+    ModelEntry("xception", Xception, _PAPER, 299, "Figure 5 and Keras Applications' Xception"),
+    ModelEntry(
+        "xception_no_residual",
+        Xception,
+        dataclasses.replace(_PAPER, residual=False),
+        299,
+        "Figure 9: Xception without any residual connections",
+    ),
+    ModelEntry(
+        "xception_mid_relu",
+        Xception,
+        dataclasses.replace(_PAPER, mid_activation="relu"),
+        299,
+        "Figure 10: ReLU between depthwise and pointwise",
+    ),
+    ModelEntry(
+        "xception_mid_elu",
+        Xception,
+        dataclasses.replace(_PAPER, mid_activation="elu"),
+        299,
+        "Figure 10: ELU between depthwise and pointwise",
+    ),
+    ModelEntry(
+        "xception_fc",
+        Xception,
+        dataclasses.replace(_PAPER, fc_layers=(4096, 4096)),
+        299,
+        "Section 4.5: two 4096-unit fully-connected layers before the logistic layer (JFT)",
+    ),
+    ModelEntry("xception_small", Xception, _SMALL, 28, "Xception scaled for 28-64 px images on a CPU"),
+)
+
+MODELS: dict[str, ModelEntry] = {entry.name: entry for entry in _ENTRIES}
+
+
+def list_models() -> list[str]:
+    """The names `create_model` accepts, sorted."""
+    return sorted(MODELS)
+
+
+def get_entry(name: str) -> ModelEntry:
+    """The registry entry for `name`, or a KeyError that lists the valid names."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; valid: {', '.join(list_models())}") from None
+
+
+def resolve_config(name: str, **overrides: Any) -> Any:
+    """The entry's config with `overrides` applied; unknown fields fail with the valid ones listed."""
+    config = get_entry(name).config
+    valid = {f.name for f in dataclasses.fields(config)}
+    unknown = sorted(set(overrides) - valid)
+    if unknown:
+        raise TypeError(f"unknown override(s) {unknown} for model {name!r}; valid: {', '.join(sorted(valid))}")
+    return dataclasses.replace(config, **overrides)

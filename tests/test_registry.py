@@ -1,0 +1,84 @@
+"""Every registered model honours the one interface (parametrized over the registry)."""
+
+import pytest
+import torch
+
+from xception.models import create_model, list_models
+from xception.models.registry import MODELS
+
+
+def _small_input(name: str, batch: int = 2) -> torch.Tensor:
+    size = 75 if MODELS[name].input_size > 64 else MODELS[name].input_size
+    return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_forward_and_backward_with_50_classes(name):
+    model = create_model(name, num_classes=50)
+    out = model(_small_input(name))
+    assert out.shape == (2, 50)
+    out.square().mean().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_features_at_five_strides(name):
+    model = create_model(name, num_classes=50).eval()
+    x = _small_input(name, batch=1)
+    features = model.forward_intermediates(x)
+    assert len(features) == len(model.feature_info) == 5
+    for feature, info in zip(features, model.feature_info, strict=True):
+        assert feature.shape[1] == info["num_chs"]
+    reductions = [info["reduction"] for info in model.feature_info]
+    assert reductions == sorted(reductions) and len(set(reductions)) == 5
+    assert all(b == 2 * a for a, b in zip(reductions, reductions[1:], strict=False))
+    assert model.forward_features(x).shape[1] == model.num_features
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_dropout_changes_train_outputs_only(name):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=50, drop_rate=0.5)
+    features = torch.randn(4, model.num_features, 2, 2)
+    model.eval()
+    assert torch.equal(model.forward_head(features), model.forward_head(features))
+    model.train()
+    assert not torch.equal(model.forward_head(features), model.forward_head(features))
+    no_drop = create_model(name, num_classes=50, drop_rate=0.0).train()
+    assert torch.equal(no_drop.forward_head(features), no_drop.forward_head(features))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_channels_last_gives_the_same_outputs(name):
+    model = create_model(name, num_classes=50).eval()
+    x = _small_input(name)
+    expected = model(x)
+    model = model.to(memory_format=torch.channels_last)
+    torch.testing.assert_close(model(x.to(memory_format=torch.channels_last)), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_reset_classifier_and_pre_logits(name):
+    model = create_model(name, num_classes=50).eval()
+    model.reset_classifier(7)
+    x = _small_input(name, batch=1)
+    assert model(x).shape == (1, 7)
+    assert model.forward_head(model.forward_features(x), pre_logits=True).shape == (1, model.head_hidden_size)
+    model.reset_classifier(0)
+    assert model(x).shape == (1, model.head_hidden_size)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_any_input_channels(name):
+    model = create_model(name, num_classes=5, in_channels=1).eval()
+    assert model(_small_input(name)[:, :1]).shape == (2, 5)
+
+
+def test_unknown_model_lists_valid_names():
+    with pytest.raises(KeyError, match="xception_no_residual"):
+        create_model("xceptoin")
+
+
+def test_invalid_override_lists_valid_fields():
+    with pytest.raises(TypeError, match="segments"):
+        create_model("xception", segmnts=4)
