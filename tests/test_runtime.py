@@ -1,0 +1,35 @@
+"""`fastest_settings`: the defaults follow the hardware's capabilities and say why."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from xception import runtime
+
+
+def test_fastest_settings_cpu_bf16_follows_cpu_flags(monkeypatch):
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    settings = runtime.fastest_settings(torch.device("cpu"), training=True)
+    assert settings.precision == "bf16"
+    assert settings.autocast_dtype is torch.bfloat16
+    assert "bf16" in settings.reason and "training" in settings.reason
+
+
+def test_fastest_settings_cpu_without_bf16_is_fp32(monkeypatch):
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    settings = runtime.fastest_settings(torch.device("cpu"), training=False)
+    assert settings.precision == "fp32"
+    assert settings.autocast_dtype is None
+    assert "inference" in settings.reason
+
+
+def test_fastest_settings_is_channels_last_on_cpu():
+    settings = runtime.fastest_settings(torch.device("cpu"), training=True)
+    assert settings.channels_last and settings.memory_format is torch.channels_last
+
+
+def test_runtime_settings_is_frozen():
+    settings = runtime.fastest_settings(torch.device("cpu"), training=True)
+    with pytest.raises(AttributeError):
+        settings.precision = "fp32"  # type: ignore[misc]
