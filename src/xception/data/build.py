@@ -1,0 +1,23 @@
+"""`build_datasets`: a `DataConfig` -> the `Datasets` of its source."""
+
+from __future__ import annotations
+
+import importlib
+
+from xception.data.config import DataConfig
+from xception.data.datasets import Datasets
+
+# source -> (module, builder); imported on use so that a source's dependencies load only when needed.
+BUILDERS: dict[str, tuple[str, str]] = {
+    "fashion_mnist": ("xception.data.fashion_mnist", "build_fashion_mnist"),
+}
+
+
+def build_datasets(config: DataConfig) -> Datasets:
+    """The training and validation datasets that `config` describes (see `DataConfig` for each source)."""
+    if config.source not in BUILDERS:
+        raise ValueError(
+            f"data source {config.source!r} has no builder yet; available: {', '.join(BUILDERS)}"
+        )
+    module, name = BUILDERS[config.source]
+    return getattr(importlib.import_module(module), name)(config)

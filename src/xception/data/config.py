@@ -1,0 +1,79 @@
+"""The data configuration: which dataset, where, and how its images are prepared.
+
+Every default of the data layer lives here and nowhere else; the builders take required arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Source = Literal["fashion_mnist", "imagefolder", "multilabel", "mosaic", "webdataset"]
+SOURCES: tuple[str, ...] = ("fashion_mnist", "imagefolder", "multilabel", "mosaic", "webdataset")
+# Sources whose `path` is required (Fashion-MNIST and its mosaics have a lookup order instead).
+SOURCES_NEEDING_PATH: tuple[str, ...] = ("imagefolder", "multilabel", "webdataset")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What `build_datasets` builds.
+
+    source: "fashion_mnist" (the four IDX files), "imagefolder" (`train/<class>/*`, `val/<class>/*`),
+        "multilabel" (a manifest directory, see `xception.data.manifest`), "mosaic" (Fashion-MNIST
+        items tiled on a grid, multi-hot targets, built in memory) or "webdataset" (tar shards written
+        by `xception.data.shards.write_shards`).
+    path: the dataset's directory. Optional for "fashion_mnist" and "mosaic" (see
+        `xception.data.fashion_mnist.ensure_fashion_mnist` for the lookup order).
+    image_size: side of the square model input, in pixels.
+    in_channels: 1 (grayscale) or 3 (RGB; grayscale sources are repeated over the channels).
+    crop_fraction: evaluation centre crop as a fraction of the resized side (Inception: 0.875, so
+        a 299 crop comes from a 341-pixel resize). Photo sources only.
+    augment: training augmentation on (photos: the Inception crop and flip; Fashion-MNIST and
+        mosaics: random crop with `crop_padding` and flip). Evaluation never augments.
+    download: fetch Fashion-MNIST from torchvision's official mirrors when no local copy is found.
+    seed: fixes the mosaic layouts; the training randomness is the loader's business.
+    crop_padding: zero padding, in pixels of the 28-pixel Fashion-MNIST grid, of the random crop.
+    mosaic_grid: mosaics are `mosaic_grid` x `mosaic_grid` cells of 28 x 28 pixels.
+    mosaic_train_size, mosaic_val_size: number of mosaics (train from the Fashion-MNIST training
+        images, val from its test images, so no item appears in both).
+    mosaic_class_skew: exponent s of the Zipf-like class frequencies p(c) ~ 1 / (c + 1) ** s of the
+        items placed (0 = balanced), so that classes differ in frequency as they do in JFT and the
+        frequency-weighted MAP@100 differs from the plain mean.
+    class_weights_path: a JSON file {class name: weight} for the multilabel source; by default the
+        manifest directory's `class_weights.json` when it exists.
+    """
+
+    source: Source
+    path: str | None
+    image_size: int
+    in_channels: int = 3
+    crop_fraction: float = 0.875
+    augment: bool = True
+    download: bool = False
+    seed: int = 0
+    crop_padding: int = 2
+    mosaic_grid: int = 2
+    mosaic_train_size: int = 60_000
+    mosaic_val_size: int = 10_000
+    mosaic_class_skew: float = 1.0
+    class_weights_path: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"data source {self.source!r} is unknown: use one of {', '.join(SOURCES)}")
+        if self.source in SOURCES_NEEDING_PATH and not self.path:
+            raise ValueError(f"data source {self.source!r} needs a path: pass the dataset directory")
+        if self.image_size < 1:
+            raise ValueError(f"image_size must be a positive number of pixels, got {self.image_size}")
+        if self.in_channels not in (1, 3):
+            raise ValueError(f"in_channels must be 1 (grayscale) or 3 (RGB), got {self.in_channels}")
+        if not 0.0 < self.crop_fraction <= 1.0:
+            raise ValueError(f"crop_fraction must be in (0, 1], got {self.crop_fraction}")
+        if self.crop_padding < 0:
+            raise ValueError(f"crop_padding must be >= 0 pixels, got {self.crop_padding}")
+        if self.mosaic_grid < 1:
+            raise ValueError(f"mosaic_grid must be >= 1 cell per side, got {self.mosaic_grid}")
+        if self.mosaic_train_size < 1 or self.mosaic_val_size < 1:
+            raise ValueError("mosaic_train_size and mosaic_val_size must be >= 1")
+        if self.mosaic_class_skew < 0:
+            raise ValueError(f"mosaic_class_skew must be >= 0, got {self.mosaic_class_skew}")
