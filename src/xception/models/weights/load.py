@@ -1,0 +1,65 @@
+"""`load_weights`: any supported file into a model, by way of one checked assignment.
+
+Formats, told apart by their bytes and keys, not their names:
+Keras HDF5 (the official Keras 2 files and Keras 3 `.weights.h5`) -> `keras_h5`;
+safetensors or torch.save state dicts with this project's keys (our own files) as they are;
+timm `legacy_xception` / Cadene keys -> `timm_xception`;
+torchvision Inception V3 keys -> `xception.models.weights_torchvision`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from xception.models.weights.assign import SourceTensor, assign_state
+from xception.models.weights.keras_h5 import read_keras_h5
+from xception.models.weights.native import check_metadata, parse_metadata
+from xception.models.weights.sniff import sniff_format
+from xception.models.weights.tensor_files import read_tensor_file
+from xception.models.weights.timm_xception import from_timm_xception, looks_like_timm_xception
+
+_TORCHVISION_INCEPTION_KEY = "Conv2d_1a_3x3.conv.weight"
+
+
+def read_state(path: str | os.PathLike, model: nn.Module) -> tuple[dict[str, SourceTensor], dict[str, Any] | None]:
+    """(the file's tensors under `model`'s keys, our metadata or None). Checks nothing against shapes."""
+    fmt = sniff_format(path)
+    if fmt == "hdf5":
+        return read_keras_h5(path, model), None
+    tensors, raw_metadata = read_tensor_file(path, fmt)
+    metadata = parse_metadata(raw_metadata)
+    return _rename(tensors, model, origin=str(path)), metadata
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
+    """Load the weights in `path` into `model` in place and return it.
+
+    ValueError, naming the first tensor, when the file does not fit the model (see
+    `assign_state` for heads); FileNotFoundError for a missing path.
+    """
+    state, metadata = read_state(path, model)
+    if metadata is not None:
+        check_metadata(model, metadata, origin=str(path))
+    assign_state(model, state, origin=str(path))
+    return model
+
+
+def _rename(tensors: dict[str, torch.Tensor], model: nn.Module, *, origin: str) -> dict[str, SourceTensor]:
+    keys = list(tensors)
+    if looks_like_timm_xception(keys):
+        return from_timm_xception(tensors, model)
+    if _TORCHVISION_INCEPTION_KEY in tensors:
+        try:
+            from xception.models.weights_torchvision import convert_torchvision_inception_v3
+        except ImportError:
+            raise ValueError(
+                f"{origin} holds torchvision Inception V3 weights, which this installation cannot "
+                "convert (xception.models.weights_torchvision is missing)"
+            ) from None
+        converted = convert_torchvision_inception_v3(tensors)
+        return {key: SourceTensor(value, f"torchvision:{key}") for key, value in converted.items()}
+    return {key: SourceTensor(value, key) for key, value in tensors.items()}
