@@ -1,0 +1,87 @@
+"""Evaluate a model on a data set, on one process or many, counting every example exactly once.
+
+Single-label data: top-1 and top-5 accuracy (section 4.4, ImageNet) from correct-prediction counts
+summed over processes. Multi-label data: the scores of all processes are gathered, then mean
+average precision, the paper's MAP@100 (section 4.3, JFT/FastEval14k; defined in
+`xception.eval.metrics.map_at_k` and docs/training.md) and per-class AP.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from xception.train.distributed import all_gather_rows, all_reduce_sum
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    *,
+    device: torch.device,
+    multilabel: bool,
+    autocast_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+    class_weights: torch.Tensor | None = None,
+    ks: tuple[int, ...] = (1, 5),
+) -> dict[str, Any]:
+    """Metrics of `model` (switched to eval mode) over this process's shard of `loader`, combined
+    over all processes. Images (N, C, H, W) in [-1, 1]; targets class indices (N,) or multi-hot
+    (N, num_classes).
+
+    Returns `examples` (the total count, every example once), `loss` (mean cross-entropy, softmax
+    or sigmoid) and either `top1`, `top5` (fractions in [0, 1]) or `map`, `map_at_100`,
+    `per_class_ap` (a list; NaN for classes without positives).
+    """
+    model.eval()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    count = torch.zeros((), dtype=torch.long, device=device)
+    correct = torch.zeros(len(ks), dtype=torch.long, device=device)
+    all_scores, all_targets = [], []
+    for images, targets in loader:
+        images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        targets = targets.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+            logits = model(images)
+        logits = logits.float()
+        count += images.shape[0]
+        if multilabel:
+            loss_sum += F.binary_cross_entropy_with_logits(logits, targets.float(), reduction="sum").double() / logits.shape[1]
+            all_scores.append(logits.sigmoid().cpu())
+            all_targets.append(targets.float().cpu())
+        else:
+            loss_sum += F.cross_entropy(logits, targets, reduction="sum").double()
+            correct += topk_correct(logits, targets, ks)
+    total = int(all_reduce_sum(count))
+    if total == 0:
+        raise ValueError("the evaluation set is empty")
+    result: dict[str, Any] = {"examples": total, "loss": float(all_reduce_sum(loss_sum)) / total}
+    if not multilabel:
+        correct = all_reduce_sum(correct)
+        for k, c in zip(ks, correct.tolist(), strict=True):
+            result[f"top{k}"] = c / total
+            result[f"correct{k}"] = int(c)
+        return result
+    from xception.eval.metrics import average_precision, map_at_k, mean_average_precision
+
+    num_classes = all_scores[0].shape[1] if all_scores else 0
+    scores = all_gather_rows(torch.cat(all_scores).to(device) if all_scores else torch.zeros(0, num_classes, device=device)).cpu()
+    targets = all_gather_rows(torch.cat(all_targets).to(device) if all_targets else torch.zeros(0, num_classes, device=device)).cpu()
+    result["map"] = float(mean_average_precision(scores, targets))
+    result["map_at_100"] = float(map_at_k(scores, targets, k=100, class_weights=class_weights))
+    result["per_class_ap"] = [float(x) for x in average_precision(scores, targets)]
+    return result
+
+
+def topk_correct(logits: torch.Tensor, targets: torch.Tensor, ks: tuple[int, ...]) -> torch.Tensor:
+    """How many of the (N,) `targets` are among the k highest of the (N, C) `logits`, for each k
+    (k larger than C counts every example). Ties are broken by `torch.topk`'s order."""
+    top = logits.topk(min(max(ks), logits.shape[1]), dim=1).indices
+    hits = top == targets[:, None]
+    return torch.stack([hits[:, :k].any(dim=1).sum() for k in ks])

@@ -1,0 +1,102 @@
+"""`TrainConfig`, everything one training run needs, and `TrainResult`, what it gives back.
+
+Defaults live here and in the recipes (`xception.train.recipes`), nowhere else. `None` means
+"decide from the device" (precision, layout, compilation: `xception.runtime.fastest_settings`) or
+"take the recipe's" (epochs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from xception.data import DataConfig
+
+Precision = Literal["fp32", "bf16", "fp16"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run: a model, a data set, a recipe and a budget.
+
+    `batch_size` is the global batch of one optimizer step, over all processes and accumulation
+    micro-batches: each process computes `batch_size / (world_size * accumulation_steps)` images
+    per forward pass, so a run means the same thing on 1 CPU and on 60 GPUs.
+    """
+
+    data: DataConfig
+    model: str = "xception"
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    recipe: str = "paper_imagenet"
+    recipe_overrides: dict[str, Any] = field(default_factory=dict)
+    epochs: float | None = None  # None: the recipe's
+    steps: int | None = None  # when set, the budget in optimizer steps (overrides epochs)
+    batch_size: int = 128
+    accumulation_steps: int = 1
+    precision: Precision | None = None  # None: fastest_settings(device)
+    channels_last: bool | None = None
+    compile: bool | None = None
+    device: str | None = None  # None: "cuda" (this rank's GPU) when available, else "cpu"
+    sync_batchnorm: bool = False
+    seed: int = 0
+    num_workers: int | None = None  # None: min(8, CPUs per process - 1), at least 0
+    out_dir: str = "runs/train"
+    resume: str | None = None  # a checkpoint file or a run directory (its latest checkpoint)
+    evals_per_epoch: int = 1
+    checkpoint_every_steps: int | None = None  # besides the end of each evaluation
+    log_every_steps: int = 20
+    progress: bool = True
+    tensorboard: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (str, int, float, bool, None, lists, dicts) for JSON and checkpoints."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """The inverse of `to_dict`; unknown keys fail with the valid ones listed."""
+        from xception.data import DataConfig
+
+        values = dict(values)
+        valid = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - valid)
+        if unknown:
+            raise TypeError(f"unknown training option(s) {unknown}; valid: {', '.join(sorted(valid))}")
+        data = values.pop("data")
+        if isinstance(data, dict):
+            data_valid = {f.name for f in dataclasses.fields(DataConfig)}
+            bad = sorted(set(data) - data_valid)
+            if bad:
+                raise TypeError(f"unknown data option(s) {bad}; valid: {', '.join(sorted(data_valid))}")
+            data = DataConfig(**data)
+        return cls(data=data, **values)
+
+
+@dataclass(frozen=True)
+class EvalRecord:
+    """One evaluation during training: when it happened and what it measured."""
+
+    epoch: float  # fractional epochs of training done
+    step: int  # optimizer steps done
+    samples: int  # training images seen
+    wall_s: float  # seconds since the run started (not counting earlier runs before a resume)
+    train_loss: float  # mean training loss since the previous evaluation
+    lr: float
+    metrics: dict[str, float]  # top1/top5 (single-label) or map/map_at_100 (multi-label), loss
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What `fit` gives back. Paths are inside `run_dir`."""
+
+    config: TrainConfig
+    metrics: dict[str, float]  # the final evaluation (with the averaged weights when averaging is on)
+    history: list[EvalRecord]
+    run_dir: Path
+    checkpoint: Path  # the latest full checkpoint
+    best_checkpoint: Path | None
+    steps: int
+    wall_s: float

@@ -1,0 +1,103 @@
+"""Synchronous data parallelism on torch.distributed, launched by `torchrun` (section 4.2: the paper
+trained ImageNet with synchronous gradient descent on 60 GPUs).
+
+`torchrun` sets RANK, WORLD_SIZE and LOCAL_RANK; without them this is a single process. The
+backend is NCCL on CUDA and gloo on CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    """Where this process stands: its rank among `world_size` processes and its device."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 logs, writes the run directory and saves checkpoints."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device: str | None) -> DistributedContext:
+    """Join the process group that torchrun describes (if any) and pick this process's device.
+
+    `device` None means this rank's GPU when CUDA is available, else the CPU. Requesting "cuda"
+    without a GPU fails here, before any work.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    kind = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if kind.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {kind!r} requested but CUDA is not available; use --device cpu")
+        resolved = torch.device("cuda", local_rank) if kind == "cuda" else torch.device(kind)
+        torch.cuda.set_device(resolved)
+    else:
+        resolved = torch.device(kind)
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if resolved.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, device_id=resolved if backend == "nccl" else None)
+        log.info("rank %d of %d joined the %s process group", rank, world_size, backend)
+    return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank, device=resolved)
+
+
+def close_distributed() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """The sum of `tensor` over all processes (itself when not distributed)."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        tensor = tensor.clone()
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def all_gather_rows(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate every process's rows (dim 0, any count per process) in rank order."""
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return tensor
+    world = dist.get_world_size()
+    count = torch.tensor([tensor.shape[0]], device=tensor.device)
+    counts = [torch.zeros_like(count) for _ in range(world)]
+    dist.all_gather(counts, count)
+    longest = int(max(c.item() for c in counts))
+    padded = tensor.new_zeros((longest, *tensor.shape[1:]))
+    padded[: tensor.shape[0]] = tensor
+    gathered = [torch.zeros_like(padded) for _ in range(world)]
+    dist.all_gather(gathered, padded)
+    return torch.cat([g[: int(c.item())] for g, c in zip(gathered, counts, strict=True)])
+
+
+def all_gather_objects(value: object) -> list[object]:
+    """Every process's `value`, in rank order (a one-element list when not distributed)."""
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return [value]
+    out: list[object] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, value)
+    return out
+
+
+def barrier() -> None:
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()

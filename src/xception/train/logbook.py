@@ -1,0 +1,71 @@
+"""The run's record on rank 0: per-step and per-evaluation metrics as JSON lines and TensorBoard
+scalars, plus the training-curve figure at the end."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+METRICS = "metrics.jsonl"
+CURVES = "curves.png"
+
+
+class Logbook:
+    """Appends to `run_dir/metrics.jsonl` (one JSON object a line, `kind` "step" or "eval") and,
+    when `tensorboard`, to TensorBoard event files in `run_dir/tensorboard`. Inactive (writes
+    nothing) on ranks other than 0."""
+
+    def __init__(self, run_dir: Path, *, active: bool, tensorboard: bool) -> None:
+        self.run_dir, self.active = run_dir, active
+        self.writer = None
+        if active and tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def write(self, kind: str, values: dict[str, Any]) -> None:
+        if not self.active:
+            return
+        with open(self.run_dir / METRICS, "a") as f:
+            f.write(json.dumps({"kind": kind, **values}) + "\n")
+        if self.writer is not None:
+            for key, value in values.items():
+                if isinstance(value, (int, float)) and key not in ("step", "epoch", "samples"):
+                    self.writer.add_scalar(f"{kind}/{key}", value, values["step"])
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def plot_curves(run_dir: Path) -> Path:
+    """`run_dir/curves.png`: training loss and evaluation loss against epochs (left), evaluation
+    top-1 or mAP against epochs (right), from `metrics.jsonl`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in (run_dir / METRICS).read_text().splitlines() if line.strip()]
+    steps = [r for r in rows if r["kind"] == "step"]
+    evals = [r for r in rows if r["kind"] == "eval"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot([r["epoch"] for r in steps], [r["loss"] for r in steps], label="training loss", lw=0.8)
+    left.plot([r["epoch"] for r in evals], [r["loss"] for r in evals], "o-", label="evaluation loss")
+    left.set_xlabel("epoch")
+    left.set_yscale("log")
+    left.legend()
+    key = next((k for k in ("top1", "map") if evals and k in evals[0]), None)
+    if key:
+        right.plot([r["epoch"] for r in evals], [r[key] for r in evals], "o-", color="C2")
+        best = max(r[key] for r in evals if not math.isnan(r[key]))
+        right.set_title(f"evaluation {key} (best {best:.4f})")
+    right.set_xlabel("epoch")
+    right.grid(alpha=0.3)
+    fig.tight_layout()
+    path = run_dir / CURVES
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
