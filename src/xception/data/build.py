@@ -10,6 +10,7 @@ from xception.data.datasets import Datasets
 # source -> (module, builder); imported on use so that a source's dependencies load only when needed.
 BUILDERS: dict[str, tuple[str, str]] = {
     "fashion_mnist": ("xception.data.fashion_mnist", "build_fashion_mnist"),
+    "imagefolder": ("xception.data.imagefolder", "build_imagefolder"),
 }
 
 

@@ -1,0 +1,64 @@
+"""Preprocessing of photographs with torchvision's transforms.v2, from a PIL image to the model input.
+
+Training: the Inception crop (a random region of 8-100% of the area and aspect ratio 3/4-4/3,
+resized to the input size; Szegedy et al. 2015, used for Inception V3 and Xception) and a random
+horizontal flip. Evaluation: resize the shorter side to floor(size / crop_fraction), then crop the
+centre (299 px from 341 at the Inception fraction 0.875). Both end in x / 127.5 - 1, Keras'
+`preprocess_input` "tf" mode, so values lie in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torchvision.transforms import v2
+
+from xception.data.images import MODES
+
+INCEPTION_AREA = (0.08, 1.0)
+INCEPTION_ASPECT = (3 / 4, 4 / 3)
+
+
+def to_model_range(in_channels: int) -> v2.Compose:
+    """uint8 image tensor (C, H, W) -> float32 in [-1, 1] (x / 127.5 - 1)."""
+    return v2.Compose(
+        [v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.5] * in_channels, [0.5] * in_channels)]
+    )
+
+
+def inception_train_transform(*, image_size: int, in_channels: int) -> v2.Compose:
+    """PIL image -> float32 (in_channels, image_size, image_size) in [-1, 1], randomly cropped and flipped."""
+    return v2.Compose(
+        [
+            v2.PILToTensor(),
+            v2.RandomResizedCrop(image_size, scale=INCEPTION_AREA, ratio=INCEPTION_ASPECT, antialias=True),
+            v2.RandomHorizontalFlip(),
+            to_model_range(in_channels),
+        ]
+    )
+
+
+def center_crop_eval_transform(*, image_size: int, in_channels: int, crop_fraction: float) -> v2.Compose:
+    """PIL image -> float32 (in_channels, image_size, image_size) in [-1, 1]: resize, centre crop."""
+    return v2.Compose(
+        [
+            v2.PILToTensor(),
+            v2.Resize(math.floor(image_size / crop_fraction), antialias=True),
+            v2.CenterCrop(image_size),
+            to_model_range(in_channels),
+        ]
+    )
+
+
+class PhotoEvalInput:
+    """A PIL image in any mode -> the evaluation input: converted to L or RGB, then the eval transform."""
+
+    def __init__(self, *, image_size: int, in_channels: int, crop_fraction: float) -> None:
+        self.mode = MODES[in_channels]
+        self.transform = center_crop_eval_transform(
+            image_size=image_size, in_channels=in_channels, crop_fraction=crop_fraction
+        )
+
+    def __call__(self, image) -> torch.Tensor:
+        return self.transform(image.convert(self.mode))
