@@ -17,15 +17,22 @@ logger = logging.getLogger(__name__)
 # Counters PyTorch keeps next to BatchNorm statistics; no other framework has them.
 _OPTIONAL_SUFFIXES = ("num_batches_tracked",)
 # The head: global pooling has no tensors, so the fully-connected layers and the logistic layer.
-_HEAD_PREFIXES = ("fc_layers.", "classifier.", "fc.")
+_HEAD_PREFIXES = ("fc_layers.", "classifier.")
 
 
 @dataclass(frozen=True)
 class SourceTensor:
-    """One tensor of a weight file, already in PyTorch's layout, with its name in that file."""
+    """One tensor of a weight file, already in PyTorch's layout, with its name (and shape) in that file."""
 
     value: torch.Tensor
     source: str
+    source_shape: tuple[int, ...] | None = None  # when the file's layout differs from PyTorch's
+
+    def describe(self) -> str:
+        shape = tuple(self.value.shape)
+        if self.source_shape is None or self.source_shape == shape:
+            return f"tensor {self.source!r} has shape {shape}"
+        return f"tensor {self.source!r} has shape {self.source_shape} ({shape} in PyTorch's layout)"
 
 
 def is_head_key(key: str) -> bool:
@@ -59,8 +66,7 @@ def assign_state(model: nn.Module, state: dict[str, SourceTensor], *, origin: st
                 else "the file holds another architecture, width or variant"
             )
             raise ValueError(
-                f"{origin}: tensor {tensor.source!r} has shape {tuple(tensor.value.shape)} but "
-                f"{key!r} of {_describe(model)} needs {tuple(own[key].shape)}; {hint}"
+                f"{origin}: {tensor.describe()} but {key!r} of {_describe(model)} needs {tuple(own[key].shape)}; {hint}"
             )
     file_has_head = any(is_head_key(key) for key in state)
     missing = [k for k in own if k not in state and not k.endswith(_OPTIONAL_SUFFIXES)]

@@ -117,4 +117,4 @@ def to_torch(layer: KerasLayer, weight_name: str, value: np.ndarray, *, source: 
                 f"{len(permutation)} dimensions. The file holds another architecture"
             )
         tensor = tensor.permute(*permutation).contiguous()
-    return f"{layer.module}.{names[weight_name]}", SourceTensor(tensor, source)
+    return f"{layer.module}.{names[weight_name]}", SourceTensor(tensor, source, tuple(value.shape))

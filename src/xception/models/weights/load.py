@@ -52,7 +52,8 @@ def _rename(tensors: dict[str, torch.Tensor], model: nn.Module, *, origin: str) 
     keys = list(tensors)
     if looks_like_timm_xception(keys):
         return from_timm_xception(tensors, model)
-    if _TORCHVISION_INCEPTION_KEY in tensors:
+    # Our InceptionV3 keeps torchvision's module names; only torchvision's has `fc` and `AuxLogits`.
+    if _TORCHVISION_INCEPTION_KEY in tensors and any(k.startswith(("fc.", "AuxLogits.")) for k in keys):
         try:
             from xception.models.weights_torchvision import convert_torchvision_inception_v3
         except ImportError:

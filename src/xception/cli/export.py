@@ -1,0 +1,40 @@
+"""`xception export`: a model (optionally with weights) to ONNX, TorchScript or torch.export, verified."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers) -> None:
+    from xception.models.export import EXPORT_FORMATS
+
+    parser = subparsers.add_parser(
+        "export",
+        help="export a model to ONNX / TorchScript / torch.export and check it against PyTorch",
+        description="Export a registered model and run the exported file (ONNX in onnxruntime) on a "
+        "random batch, printing the largest absolute difference from PyTorch's output.",
+    )
+    parser.add_argument("--model", required=True, help="registered model name (see `xception models`)")
+    parser.add_argument("--weights", default=None, help="weight file in any format `xception convert` reads")
+    parser.add_argument("--format", required=True, choices=EXPORT_FORMATS)
+    parser.add_argument("--out", required=True, help="file to write (.onnx, .pt, or .pt2 for torch_export)")
+    parser.add_argument("--num-classes", type=int, default=1000, help="classes of the head (0: none; default 1000)")
+    parser.add_argument("--image-size", type=int, default=None, help="default: the model's input size")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--tolerance", type=float, default=1e-4, help="fail above this max abs difference")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from xception.models import MODELS, create_model
+    from xception.models.export import export_model, verify_export
+
+    model = create_model(args.model, num_classes=args.num_classes, weights=args.weights)
+    image_size = args.image_size or MODELS[args.model].input_size
+    path = export_model(model, args.out, format=args.format, image_size=image_size, batch_size=args.batch_size)
+    difference = verify_export(model, path, format=args.format, image_size=image_size, batch_size=args.batch_size)
+    print(f"wrote {path} ({args.format}, {image_size}x{image_size}); max abs difference from PyTorch: {difference:.3g}")
+    if difference > args.tolerance:
+        print(f"error: the exported model differs from PyTorch by more than --tolerance {args.tolerance}")
+        return 1
+    return 0

@@ -1,0 +1,107 @@
+"""Export a model to ONNX, TorchScript or a torch.export program, and check the file against PyTorch.
+
+The exported file is always verified by running it: ONNX in onnxruntime, TorchScript through
+`torch.jit.load`, a torch.export program through `torch.export.load`, on a fresh random batch,
+and the largest absolute difference from the PyTorch model's output is returned.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+ExportFormat = Literal["onnx", "torchscript", "torch_export"]
+EXPORT_FORMATS: tuple[ExportFormat, ...] = ("onnx", "torchscript", "torch_export")
+
+
+def example_input(model: nn.Module, *, image_size: int, batch_size: int, seed: int = 0) -> torch.Tensor:
+    """A random batch (batch_size, in_channels, image_size, image_size) in [-1, 1]."""
+    generator = torch.Generator().manual_seed(seed)
+    shape = (batch_size, getattr(model, "in_channels", 3), image_size, image_size)
+    return torch.rand(shape, generator=generator) * 2 - 1
+
+
+def export_model(
+    model: nn.Module,
+    path: str | os.PathLike,
+    *,
+    format: ExportFormat,
+    image_size: int,
+    batch_size: int,
+    dynamic_batch: bool = True,
+) -> Path:
+    """Write `model` (put in eval mode) to `path` in `format`, traced at the given input size.
+
+    The spatial size is fixed (the TF-same pools pick their padding from it); the batch size is
+    dynamic for "onnx" and "torch_export" unless `dynamic_batch` is False (TorchScript traces fix it).
+    """
+    if format not in EXPORT_FORMATS:
+        raise ValueError(f"unknown export format {format!r}; valid: {', '.join(EXPORT_FORMATS)}")
+    path = Path(path)
+    if format == "torch_export" and path.suffix != ".pt2":
+        raise ValueError(f"torch.export programs are saved as .pt2 files; got {str(path)!r}, use a .pt2 name")
+    model = model.eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x = example_input(model, image_size=image_size, batch_size=batch_size)
+    batch = torch.export.Dim("batch", min=1) if dynamic_batch and batch_size > 1 else None
+    if format == "onnx":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's notices about opset conversions
+            torch.onnx.export(
+                model,
+                (x,),
+                str(path),
+                input_names=["images"],
+                output_names=["output"],
+                dynamic_shapes=({0: batch},) if batch is not None else None,
+                dynamo=True,
+                verbose=False,
+            )
+    elif format == "torchscript":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TracerWarnings (shape checks become constants, as intended)
+            traced = torch.jit.trace(model, x)
+        traced.save(str(path))
+    else:
+        program = torch.export.export(model, (x,), dynamic_shapes=({0: batch},) if batch is not None else None)
+        torch.export.save(program, str(path))
+    return path
+
+
+def verify_export(
+    model: nn.Module,
+    path: str | os.PathLike,
+    *,
+    format: ExportFormat,
+    image_size: int,
+    batch_size: int,
+    seed: int = 1,
+) -> float:
+    """Run the exported file and `model` on the same new random batch; the max absolute difference."""
+    model = model.eval()
+    x = example_input(model, image_size=image_size, batch_size=batch_size, seed=seed)
+    with torch.no_grad():
+        expected = model(x)
+        if format == "onnx":
+            import onnxruntime
+
+            session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            name = session.get_inputs()[0].name
+            actual = torch.from_numpy(np.asarray(session.run(None, {name: x.numpy()})[0]))
+        elif format == "torchscript":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated; still supported
+                actual = torch.jit.load(str(path))(x)
+        elif format == "torch_export":
+            actual = torch.export.load(str(path)).module()(x)
+        else:
+            raise ValueError(f"unknown export format {format!r}; valid: {', '.join(EXPORT_FORMATS)}")
+    if actual.shape != expected.shape:
+        raise ValueError(f"exported {format} output has shape {tuple(actual.shape)}, PyTorch {tuple(expected.shape)}")
+    return float((actual.double() - expected.double()).abs().max())
