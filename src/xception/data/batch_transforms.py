@@ -24,13 +24,16 @@ def crop_flip(
     """
     # NOTE: transforms.v2 draws one set of random parameters per call, so a batched tensor would get
     # the same crop for every image; this gather is its per-image equivalent (tested against v2).
-    batch, _, height, width = images.shape
+    batch, channels, height, width = images.shape
     padded = torch.nn.functional.pad(images, (padding, padding, padding, padding))
+    padded_width = width + 2 * padding
     rows = top[:, None] + torch.arange(height, device=images.device)  # (B, H)
     columns = torch.arange(width, device=images.device)
     columns = torch.where(flip[:, None], width - 1 - columns, columns) + left[:, None]  # (B, W)
-    index = torch.arange(batch, device=images.device)[:, None, None]
-    return padded[index, :, rows[:, :, None], columns[:, None, :]].permute(0, 3, 1, 2)
+    # One flat gather per image is several times faster than 4-D advanced indexing on CPU.
+    flat_index = (rows[:, :, None] * padded_width + columns[:, None, :]).view(batch, 1, height * width)
+    flat = padded.reshape(batch, channels, -1).gather(2, flat_index.expand(batch, channels, height * width))
+    return flat.view(batch, channels, height, width)
 
 
 def random_crop_flip(images: torch.Tensor, *, padding: int) -> torch.Tensor:

@@ -11,6 +11,8 @@ from xception.data.datasets import Datasets
 BUILDERS: dict[str, tuple[str, str]] = {
     "fashion_mnist": ("xception.data.fashion_mnist", "build_fashion_mnist"),
     "imagefolder": ("xception.data.imagefolder", "build_imagefolder"),
+    "multilabel": ("xception.data.manifest", "build_multilabel"),
+    "mosaic": ("xception.data.mosaic", "build_mosaic"),
 }
 
 

@@ -10,7 +10,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from xception.data.config import DataConfig
 from xception.data.datasets import Datasets
 from xception.data.images import ImageLoader
-from xception.data.transforms import PhotoEvalInput, center_crop_eval_transform, inception_train_transform
+from xception.data.transforms import PhotoEvalInput, center_crop_eval_transform, photo_train_transform
 
 LAYOUT = (
     "{root}/train/<class>/<image> and {root}/val/<class>/<image> (one folder per class, same names in both)"
@@ -39,12 +39,11 @@ def build_imagefolder(config: DataConfig) -> Datasets:
     """The `train` and `val` splits of `config.path`, with the Inception crop (when augmenting) and the
     evaluation centre crop. Targets are class indices in the sorted order of the folder names."""
     root = Path(config.path)
-    train_transform = (
-        inception_train_transform(image_size=config.image_size, in_channels=config.in_channels)
-        if config.augment
-        else center_crop_eval_transform(
-            image_size=config.image_size, in_channels=config.in_channels, crop_fraction=config.crop_fraction
-        )
+    train_transform = photo_train_transform(
+        image_size=config.image_size,
+        in_channels=config.in_channels,
+        crop_fraction=config.crop_fraction,
+        augment=config.augment,
     )
     eval_transform = center_crop_eval_transform(
         image_size=config.image_size, in_channels=config.in_channels, crop_fraction=config.crop_fraction

@@ -1,9 +1,11 @@
-"""Opening an image file, with an error that names the file when it cannot be decoded."""
+"""Image files: opening one, with an error that names the file when it cannot be decoded, and turning a
+model input back into an 8-bit image to write datasets to disk."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from PIL import Image, UnidentifiedImageError
 
 # PIL mode of each supported number of input channels.
@@ -37,3 +39,16 @@ class ImageLoader:
 
     def __call__(self, path: str | Path) -> Image.Image:
         return load_image(path, in_channels=self.in_channels)
+
+
+def to_pil_image(image: torch.Tensor) -> Image.Image:
+    """A model input (C, H, W) in [-1, 1] with C = 1 or 3 -> the 8-bit PIL image it was made from.
+
+    The inverse of x / 127.5 - 1 up to rounding, exact for images that came from 8-bit pixels without
+    resampling (evaluation pipelines at the stored size): used to write datasets back to disk.
+    """
+    if image.ndim != 3 or image.shape[0] not in MODES:
+        raise ValueError(f"expected an image (C, H, W) with C = 1 or 3, got {tuple(image.shape)}")
+    pixels = ((image.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    array = pixels[0].numpy() if image.shape[0] == 1 else pixels.permute(1, 2, 0).contiguous().numpy()
+    return Image.fromarray(array)  # 2-D uint8 gives mode L, (H, W, 3) gives RGB

@@ -62,3 +62,14 @@ class PhotoEvalInput:
 
     def __call__(self, image) -> torch.Tensor:
         return self.transform(image.convert(self.mode))
+
+
+def photo_train_transform(
+    *, image_size: int, in_channels: int, crop_fraction: float, augment: bool
+) -> v2.Compose:
+    """The training split's transform: the Inception crop and flip, or the evaluation crop without augment."""
+    if augment:
+        return inception_train_transform(image_size=image_size, in_channels=in_channels)
+    return center_crop_eval_transform(
+        image_size=image_size, in_channels=in_channels, crop_fraction=crop_fraction
+    )

@@ -1,0 +1,120 @@
+"""Fashion-MNIST mosaics: a real-pixel multi-label task (JFT-style) built from Fashion-MNIST items.
+
+A mosaic is a grid x grid board of 28 x 28 cells. Each cell holds a Fashion-MNIST item with
+probability 1/2 (at least one per mosaic) or stays black; its target is the multi-hot set of the
+placed items' classes. Item classes follow Zipf-like frequencies p(c) ~ 1 / (c + 1) ** skew, so classes
+are unequally common, as JFT's are, and MAP@100 weighted by frequency (FastEval14k) differs from the
+plain mean. Training mosaics use Fashion-MNIST's training images, validation mosaics its test images.
+Everything is a function of the seed. Only the layouts (which item in which cell) are stored; the
+pixels are assembled a batch at a time, so 60000 mosaics cost a few megabytes.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from xception.data.batch_transforms import PilToModelInput, TensorPipeline
+from xception.data.class_weights import frequency_class_weights
+from xception.data.config import DataConfig
+from xception.data.datasets import Datasets
+from xception.data.fashion_mnist import CLASSES, ensure_fashion_mnist, load_fashion_mnist
+from xception.data.in_memory import BatchPreparedImages
+
+EMPTY = -1  # a layout entry for a black cell
+FILL_PROBABILITY = 0.5
+
+
+def class_frequencies(num_classes: int, skew: float) -> torch.Tensor:
+    """p(c) ~ 1 / (c + 1) ** skew, float64 (num_classes,) summing to 1; skew 0 is uniform."""
+    weights = 1.0 / torch.arange(1, num_classes + 1, dtype=torch.float64) ** skew
+    return weights / weights.sum()
+
+
+def mosaic_layouts(
+    labels: torch.Tensor, *, count: int, grid: int, skew: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Which source item fills each cell: int64 (count, grid * grid), row-major cells, EMPTY for black.
+
+    labels: (M,) class of each source item; every class must have at least one item.
+    """
+    num_classes = int(labels.max()) + 1
+    cells = grid * grid
+    filled = torch.rand(count, cells, generator=generator) < FILL_PROBABILITY
+    forced = torch.randint(0, cells, (count,), generator=generator)
+    filled[torch.arange(count), forced] |= ~filled.any(dim=1)  # at least one item per mosaic
+    classes = torch.multinomial(
+        class_frequencies(num_classes, skew), count * cells, replacement=True, generator=generator
+    ).view(count, cells)
+    by_class = labels.argsort(stable=True)  # source indices grouped by class
+    sizes = torch.bincount(labels, minlength=num_classes)
+    starts = sizes.cumsum(0) - sizes
+    within = (torch.rand(count, cells, generator=generator, dtype=torch.float64) * sizes[classes]).long()
+    items = by_class[starts[classes] + within]
+    return torch.where(filled, items, EMPTY)
+
+
+class MosaicImages(BatchPreparedImages):
+    """Mosaics of `source` images (M, 28, 28) laid out by `layouts` (N, grid * grid), multi-hot targets."""
+
+    def __init__(
+        self,
+        source: torch.Tensor,
+        source_labels: torch.Tensor,
+        layouts: torch.Tensor,
+        *,
+        grid: int,
+        num_classes: int,
+        pipeline: TensorPipeline,
+    ) -> None:
+        placed = torch.where(layouts == EMPTY, num_classes, source_labels[layouts.clamp(min=0)])
+        targets = torch.zeros(len(layouts), num_classes + 1).scatter_(1, placed, 1.0)[:, :num_classes]
+        super().__init__(targets, pipeline=pipeline)
+        self.source = source
+        self.layouts = layouts
+        self.grid = grid
+
+    def raw_images(self, indices: torch.Tensor) -> torch.Tensor:
+        """The uint8 mosaics (B, grid * 28, grid * 28) at `indices`, cells in row-major order."""
+        layouts = self.layouts[indices]  # (B, cells)
+        tiles = self.source[layouts.clamp(min=0)] * (layouts != EMPTY)[..., None, None].to(torch.uint8)
+        batch, _, height, width = tiles.shape
+        tiles = tiles.view(batch, self.grid, self.grid, height, width).permute(0, 1, 3, 2, 4)
+        return tiles.reshape(batch, self.grid * height, self.grid * width)
+
+
+def build_mosaic_split(config: DataConfig, split: Literal["train", "test"], *, augment: bool) -> MosaicImages:
+    """The mosaics of one Fashion-MNIST split (train: config.mosaic_train_size, test: mosaic_val_size)."""
+    images, labels = load_fashion_mnist(ensure_fashion_mnist(config.path, config.download), split)
+    count = config.mosaic_train_size if split == "train" else config.mosaic_val_size
+    # Separate streams per split, so that changing one split's size leaves the other unchanged.
+    generator = torch.Generator().manual_seed(config.seed * 2 + (split == "test"))
+    layouts = mosaic_layouts(
+        labels, count=count, grid=config.mosaic_grid, skew=config.mosaic_class_skew, generator=generator
+    )
+    pipeline = TensorPipeline(
+        image_size=config.image_size,
+        in_channels=config.in_channels,
+        augment=augment,
+        padding=config.crop_padding,
+    )
+    return MosaicImages(
+        images, labels, layouts, grid=config.mosaic_grid, num_classes=len(CLASSES), pipeline=pipeline
+    )
+
+
+def build_mosaic(config: DataConfig) -> Datasets:
+    """Training and validation mosaics; class weights are the label frequencies of the training mosaics."""
+    train = build_mosaic_split(config, "train", augment=config.augment)
+    val = build_mosaic_split(config, "test", augment=False)
+    side = 28 * config.mosaic_grid
+    return Datasets(
+        train=train,
+        val=val,
+        num_classes=len(CLASSES),
+        class_names=list(CLASSES),
+        multilabel=True,
+        class_weights=frequency_class_weights(train.targets),
+        eval_transform=PilToModelInput(source_size=(side, side), pipeline=val.pipeline),
+    )
