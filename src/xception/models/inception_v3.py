@@ -12,12 +12,14 @@ Input: (N, in_channels, 299, 299) for the paper; at least `min_input_size` pixel
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import itertools
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import nn
+
+from xception.models.head import ClassifierNetwork
 
 MixedKind = Literal["A", "B", "C", "D", "E"]
 Padding = Literal["valid", "same"]
@@ -271,11 +273,12 @@ MIXED_KINDS: dict[str, type[nn.Module]] = {
 }
 
 
-class InceptionV3(nn.Module):
+class InceptionV3(ClassifierNetwork):
     """Inception V3 without the auxiliary tower: stem, eleven Inception modules, then the head.
 
-    The head is Xception's: global average pooling -> optional fully-connected layers with ReLU ->
-    dropout (`head_drop`) -> logistic layer (`classifier`). `num_classes=0` drops the logistic layer.
+    The head is Xception's (`ClassifierNetwork`): global average pooling -> optional fully-connected
+    layers with ReLU -> dropout (`head_drop`) -> logistic layer (`classifier`). `num_classes=0`
+    drops the logistic layer.
 
     Input: (N, in_channels, H, W) float images. Output: (N, num_classes) logits. At 299 px the
     maps are 147x147x64 (Conv2d_2b_3x3), 71x71x192 (Conv2d_4a_3x3), 35x35x288 (Mixed_5d),
@@ -290,12 +293,7 @@ class InceptionV3(nn.Module):
         in_channels: int,
         drop_rate: float,
     ) -> None:
-        super().__init__()
-        if num_classes < 0 or in_channels < 1 or not 0.0 <= drop_rate < 1.0:
-            raise ValueError(
-                f"need num_classes >= 0, in_channels >= 1 and 0 <= drop_rate < 1; got "
-                f"num_classes={num_classes}, in_channels={in_channels}, drop_rate={drop_rate}"
-            )
+        super().__init__(num_classes=num_classes, in_channels=in_channels, drop_rate=drop_rate)
         if config.stem_stride not in (1, 2) or config.padding not in ("valid", "same"):
             raise ValueError(
                 f"need stem_stride 1 or 2 and padding 'valid' or 'same'; got "
@@ -305,9 +303,6 @@ class InceptionV3(nn.Module):
         if unknown:
             raise ValueError(f"unknown Inception module kind(s) {unknown}; valid: {', '.join(MIXED_KINDS)}")
         self.config = config
-        self.num_classes = num_classes
-        self.in_channels = in_channels
-        self.drop_rate = drop_rate
 
         c, p = config.scale, config.unpadded
         c1a, c2a, c2b, c3b, c4a = (c(channels) for channels in config.stem_channels)
@@ -342,21 +337,11 @@ class InceptionV3(nn.Module):
                 by_stride[reduction] = dict(num_chs=_out_channels(module), reduction=reduction, module=name)
         self.trunk_names: tuple[str, ...] = tuple(name for name, _, _ in trunk)
         self._unpadded_strides = [stride for name, _, stride in trunk if stride == 2 or name in _UNPADDED_STEM_CONVS]
-        self.num_features = channels
         # The last feature map at each stride, for use as a backbone (strides 2 .. 32 at the paper's
         # config: Conv2d_2b_3x3, Conv2d_4a_3x3, Mixed_5d, Mixed_6e, Mixed_7c).
         self.feature_info: list[dict] = list(by_stride.values())
-
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
-        fc: OrderedDict[str, nn.Module] = OrderedDict()
-        for i, units in enumerate(config.fc_layers, start=1):
-            fc[f"fc{i}"] = nn.Linear(channels, units)
-            fc[f"fc{i}_act"] = nn.ReLU()
-            channels = units
-        self.fc_layers = nn.Sequential(fc)
-        self.head_hidden_size = channels
-        self.head_drop = nn.Dropout(drop_rate)
-        self.classifier: nn.Module = nn.Linear(channels, num_classes) if num_classes else nn.Identity()
+        self.build_head(channels, fc_layers=config.fc_layers)
+        self._min_input_size = next(size for size in itertools.count(1) if self._admits(size))
 
     @property
     def min_input_size(self) -> int:
@@ -364,10 +349,7 @@ class InceptionV3(nn.Module):
 
         75 px at the paper's configuration (as torchvision documents), 1 px with padding "same".
         """
-        size = 1
-        while not self._admits(size):
-            size += 1
-        return size
+        return self._min_input_size
 
     def _admits(self, size: int) -> bool:
         pad = self.config.unpadded
@@ -379,14 +361,14 @@ class InceptionV3(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, in_channels, H, W) -> (N, num_features, h, w) before pooling (8x8 at 299 px)."""
-        self._check_input(x)
+        self.check_input(x)
         for name in self.trunk_names:
             x = getattr(self, name)(x)
         return x
 
     def forward_intermediates(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The feature maps listed in `feature_info`, in order (strides 2 .. 32 at the paper's config)."""
-        self._check_input(x)
+        self.check_input(x)
         wanted = {info["module"] for info in self.feature_info}
         features = []
         for name in self.trunk_names:
@@ -394,31 +376,6 @@ class InceptionV3(nn.Module):
             if name in wanted:
                 features.append(x)
         return features
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """(N, num_features, h, w) -> logits (N, num_classes), or (N, head_hidden_size) if pre_logits."""
-        x = self.global_pool(x).flatten(1)
-        x = self.fc_layers(x)
-        x = self.head_drop(x)
-        return x if pre_logits else self.classifier(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the logistic layer (a new, randomly initialised one; 0 removes it)."""
-        self.num_classes = num_classes
-        self.classifier = nn.Linear(self.head_hidden_size, num_classes) if num_classes else nn.Identity()
-
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"expected images of shape (N, {self.in_channels}, H, W); got {tuple(x.shape)}")
-        if min(x.shape[-2:]) < self.min_input_size:
-            raise ValueError(
-                f"input {tuple(x.shape[-2:])} is smaller than this network admits "
-                f"({self.min_input_size} px; the paper uses 299; for 28-64 px images use "
-                "inception_v3_small or padding='same')"
-            )
 
 
 def _out_channels(module: nn.Module) -> int:

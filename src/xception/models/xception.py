@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from xception.models.head import ClassifierNetwork
 from xception.models.layers import MidActivation, Order, SamePadMaxPool2d, SeparableConv2d
 
 
@@ -150,12 +151,12 @@ class XceptionBlock(nn.Module):
         return out + (x if self.shortcut is None else self.shortcut(x))
 
 
-class Xception(nn.Module):
+class Xception(ClassifierNetwork):
     """Xception: stem, entry flow, middle flow, exit flow, then the head.
 
-    Head: global average pooling -> optional fully-connected layers with ReLU -> dropout ->
-    logistic layer (`classifier`), whose logits feed a softmax (ImageNet) or per-class sigmoids
-    (the JFT multi-label task). `num_classes=0` drops the logistic layer (features only).
+    Head (`ClassifierNetwork`): global average pooling -> optional fully-connected layers with
+    ReLU -> dropout -> logistic layer (`classifier`), whose logits feed a softmax (ImageNet) or
+    per-class sigmoids (the JFT multi-label task). `num_classes=0` drops the logistic layer.
 
     Input: (N, in_channels, H, W) float images, in [-1, 1] for the Keras weights.
     Output: (N, num_classes) logits.
@@ -169,16 +170,8 @@ class Xception(nn.Module):
         in_channels: int,
         drop_rate: float,
     ) -> None:
-        super().__init__()
-        if num_classes < 0 or in_channels < 1 or not 0.0 <= drop_rate < 1.0:
-            raise ValueError(
-                f"need num_classes >= 0, in_channels >= 1 and 0 <= drop_rate < 1; got "
-                f"num_classes={num_classes}, in_channels={in_channels}, drop_rate={drop_rate}"
-            )
+        super().__init__(num_classes=num_classes, in_channels=in_channels, drop_rate=drop_rate)
         self.config = config
-        self.num_classes = num_classes
-        self.in_channels = in_channels
-        self.drop_rate = drop_rate
 
         self.stem = Stem(in_channels, config)  # (N, 64, 147, 147) at 299 px
         channels, reduction = self.stem.out_channels, config.stem_stride
@@ -198,20 +191,9 @@ class Xception(nn.Module):
                 reduction *= 2 if spec.pool else 1
                 by_stride[reduction] = dict(num_chs=channels, reduction=reduction, module=f"{flow_name}.block{n}")
             setattr(self, flow_name, nn.Sequential(blocks))
-        self.num_features = channels
         # The last feature map at each stride, for use as a backbone (strides 2 .. 32 at stem_stride 2).
         self.feature_info: list[dict] = list(by_stride.values())
-
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
-        fc: OrderedDict[str, nn.Module] = OrderedDict()
-        for i, units in enumerate(config.fc_layers, start=1):
-            fc[f"fc{i}"] = nn.Linear(channels, units)
-            fc[f"fc{i}_act"] = nn.ReLU()
-            channels = units
-        self.fc_layers = nn.Sequential(fc)
-        self.head_hidden_size = channels
-        self.head_drop = nn.Dropout(drop_rate)
-        self.classifier: nn.Module = nn.Linear(channels, num_classes) if num_classes else nn.Identity()
+        self.build_head(channels, fc_layers=config.fc_layers)
 
     @property
     def min_input_size(self) -> int:
@@ -220,7 +202,7 @@ class Xception(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, in_channels, H, W) -> (N, num_features, ceil(H / 32) - ish, ...) before pooling."""
-        self._check_input(x)
+        self.check_input(x)
         x = self.stem(x)
         x = self.entry_flow(x)
         x = self.middle_flow(x)
@@ -228,7 +210,7 @@ class Xception(nn.Module):
 
     def forward_intermediates(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The feature maps listed in `feature_info` (strides 2, 4, 8, 16, 32 at stem_stride 2)."""
-        self._check_input(x)
+        self.check_input(x)
         wanted = {info["module"] for info in self.feature_info}
         features = []
         x = self.stem(x)
@@ -240,29 +222,3 @@ class Xception(nn.Module):
                 if f"{flow_name}.{name}" in wanted:
                     features.append(x)
         return features
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """(N, num_features, h, w) -> logits (N, num_classes), or (N, head_hidden_size) if pre_logits."""
-        x = self.global_pool(x).flatten(1)
-        x = self.fc_layers(x)
-        x = self.head_drop(x)
-        return x if pre_logits else self.classifier(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the logistic layer (a new, randomly initialised one; 0 removes it)."""
-        self.num_classes = num_classes
-        self.classifier = nn.Linear(self.head_hidden_size, num_classes) if num_classes else nn.Identity()
-
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"expected images of shape (N, {self.in_channels}, H, W); got {tuple(x.shape)}"
-            )
-        if min(x.shape[-2:]) < self.min_input_size:
-            raise ValueError(
-                f"input {tuple(x.shape[-2:])} is smaller than this network admits "
-                f"({self.min_input_size} px; the paper uses 299)"
-            )
