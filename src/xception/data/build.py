@@ -13,6 +13,7 @@ BUILDERS: dict[str, tuple[str, str]] = {
     "imagefolder": ("xception.data.imagefolder", "build_imagefolder"),
     "multilabel": ("xception.data.manifest", "build_multilabel"),
     "mosaic": ("xception.data.mosaic", "build_mosaic"),
+    "webdataset": ("xception.data.shards", "build_webdataset"),
 }
 
 
