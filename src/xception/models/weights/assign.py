@@ -46,8 +46,8 @@ def assign_state(model: nn.Module, state: dict[str, SourceTensor], *, origin: st
     Heads: a file without head tensors loads into a model with a head (the body is loaded, the head
     keeps its fresh initialisation: fine-tuning from a "notop" file), and a file's head is dropped
     for a model built without one (`num_classes=0`: a backbone). Anything else that does not fit
-    fails with a ValueError naming the first tensor: a shape that differs, a tensor the
-    model has no place for, or a model tensor the file lacks. Nothing is copied unless all fit.
+    fails with a ValueError naming the first tensor: a file tensor the model has no place for,
+    else the earliest model tensor whose shape differs, else the first one the file lacks. Nothing is copied unless all fit.
     """
     own = model.state_dict()
     model_has_head = any(is_head_key(key) for key in own)
@@ -56,13 +56,16 @@ def assign_state(model: nn.Module, state: dict[str, SourceTensor], *, origin: st
     for key, tensor in state.items():
         if key not in own:
             raise ValueError(
-                f"{origin}: tensor {tensor.source!r} (-> {key!r}) has no place in "
+                f"{origin}: tensor {tensor.source!r}{'' if tensor.source == key else f' (-> {key!r})'} has no place in "
                 f"{_describe(model)}; the file holds another architecture or variant"
             )
-        if tuple(tensor.value.shape) != tuple(own[key].shape):
+    for key in own:  # in the model's order, so the first tensor named is the earliest layer
+        tensor = state.get(key)
+        if tensor is not None and tuple(tensor.value.shape) != tuple(own[key].shape):
+            other_classes = key.startswith("classifier.") and tensor.value.shape[1:] == own[key].shape[1:]
             hint = (
                 f"create the model with num_classes={tensor.value.shape[0]}, then reset_classifier()"
-                if key.startswith("classifier.")
+                if other_classes
                 else "the file holds another architecture, width or variant"
             )
             raise ValueError(
