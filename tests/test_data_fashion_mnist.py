@@ -19,7 +19,8 @@ needs_debian_package = pytest.mark.skipif(
 
 def write_idx(path, array: bytes, shape: tuple[int, ...], compress: bool) -> None:
     data = bytes([0, 0, 0x08, len(shape)]) + struct.pack(f">{len(shape)}I", *shape) + array
-    (gzip.open if compress else open)(path, "wb").write(data)
+    with (gzip.open if compress else open)(path, "wb") as file:
+        file.write(data)
 
 
 @pytest.mark.parametrize("compress", [False, True])
@@ -105,3 +106,30 @@ def test_build_fashion_mnist_items_follow_the_data_contract():
     native = build_datasets(DataConfig(source="fashion_mnist", path=None, image_size=28, in_channels=1))
     raw = native.val.images[0].double() / 127.5 - 1
     assert torch.allclose(native.val[0][0][0].double(), raw, atol=1e-6)
+
+
+def test_ensure_fashion_mnist_downloads_into_the_cache_only_when_asked(tmp_path, monkeypatch):
+    import torchvision.datasets.utils
+
+    fetched = []
+
+    def fake_download_url(url, root, filename, md5):  # stands in for the network
+        fetched.append(url)
+        stem = filename.removesuffix(".gz")
+        shape = (2, 28, 28) if "images" in stem else (2,)
+        write_idx(
+            tmp_path / "cache" / "xception" / "fashion-mnist" / filename,
+            bytes(2 * 28 * 28 if len(shape) == 3 else 2),
+            shape,
+            compress=True,
+        )
+
+    monkeypatch.setattr(torchvision.datasets.utils, "download_url", fake_download_url)
+    monkeypatch.setattr(fm, "DEBIAN_DIR", tmp_path / "no-debian")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(FileNotFoundError):
+        fm.ensure_fashion_mnist(None, download=False)
+    assert fetched == []
+    assert fm.ensure_fashion_mnist(None, download=True) == tmp_path / "cache" / "xception" / "fashion-mnist"
+    assert len(fetched) == 4 and all(url.startswith("http") and url.endswith(".gz") for url in fetched)
+    assert fm.ensure_fashion_mnist(None, download=True) == fm.cache_dir() and len(fetched) == 4  # no refetch
