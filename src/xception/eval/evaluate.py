@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from xception.train.distributed import all_gather_rows, all_reduce_sum
+from xception.distributed import all_gather_rows, all_reduce_sum
 
 
 @torch.no_grad()
@@ -85,3 +85,43 @@ def topk_correct(logits: torch.Tensor, targets: torch.Tensor, ks: tuple[int, ...
     top = logits.topk(min(max(ks), logits.shape[1]), dim=1).indices
     hits = top == targets[:, None]
     return torch.stack([hits[:, :k].any(dim=1).sum() for k in ks])
+
+
+def evaluate_weights(
+    weights: str, *, source: str | None, data_path: str | None, batch_size: int, device: str | None,
+    precision: str | None,
+) -> dict[str, Any]:
+    """Evaluate a weight file from training on the validation split of its data (or of `source`
+    at `data_path`), with this process's exact shard under torchrun."""
+    import dataclasses
+
+    from xception.data import DataConfig, build_datasets
+    from xception.data.loader import build_loader, default_num_workers
+    from xception.distributed import init_distributed
+    from xception.eval.predict import load_trained_model
+    from xception.runtime import fastest_settings
+
+    context = init_distributed(device)
+    model, metadata = load_trained_model(weights)
+    data = dict(metadata.get("data") or {})
+    if source is not None:
+        data["source"] = source
+    if data_path is not None:
+        data["path"] = data_path
+    if "source" not in data:
+        raise ValueError(f"{weights} records no data set; give --dataset and --data")
+    config = DataConfig(**{**data, "augment": False})
+    datasets = build_datasets(config)
+    if datasets.num_classes != metadata["num_classes"]:
+        raise ValueError(f"{weights} has {metadata['num_classes']} classes but the data set has {datasets.num_classes}")
+    settings = fastest_settings(context.device, training=False)
+    settings = dataclasses.replace(settings, precision=precision or settings.precision)
+    if settings.precision == "fp16" and context.device.type != "cuda":
+        raise ValueError("precision fp16 needs a CUDA GPU; use bf16 or fp32 on a CPU")
+    model = model.to(context.device, memory_format=settings.memory_format)
+    loader = build_loader(datasets.val, batch_size=batch_size, training=False, rank=context.rank,
+                          world_size=context.world_size, seed=0, num_workers=default_num_workers(context.world_size),
+                          pin_memory=context.device.type == "cuda")
+    return evaluate(model, loader, device=context.device, multilabel=datasets.multilabel,
+                    autocast_dtype=settings.autocast_dtype, channels_last=settings.channels_last,
+                    class_weights=datasets.class_weights)

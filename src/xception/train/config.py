@@ -51,6 +51,39 @@ class TrainConfig:
     progress: bool = True
     tensorboard: bool = True
 
+    def check(self) -> None:
+        """Fail with a message naming the option when this config cannot run here: unknown model,
+        recipe or override, a missing path, fp16 or CUDA without a GPU, impossible sizes. Cheap:
+        it builds nothing, so the command line calls it before any work."""
+        import torch
+
+        from xception.models.registry import resolve_config
+        from xception.train.recipes import get_recipe
+
+        resolve_config(self.model, **self.model_overrides)
+        get_recipe(self.recipe, **self.recipe_overrides)
+        if self.precision not in (None, "fp32", "bf16", "fp16"):
+            raise ValueError(f"unknown precision {self.precision!r}; valid: fp32, bf16, fp16")
+        cuda = (self.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+        if cuda and not torch.cuda.is_available():
+            raise ValueError(f"device {self.device!r} needs a CUDA GPU and none is available; use --device cpu")
+        if self.precision == "fp16" and not cuda:
+            raise ValueError("precision fp16 needs a CUDA GPU (it relies on loss scaling); on a CPU use "
+                             "--precision bf16 or fp32")
+        if self.batch_size < 1 or self.accumulation_steps < 1 or self.batch_size % self.accumulation_steps:
+            raise ValueError(f"batch size {self.batch_size} must be a positive multiple of accumulation "
+                             f"steps {self.accumulation_steps}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.epochs is not None and self.epochs <= 0:
+            raise ValueError(f"epochs must be > 0, got {self.epochs}")
+        if self.evals_per_epoch < 1:
+            raise ValueError(f"evals_per_epoch must be >= 1, got {self.evals_per_epoch}")
+        if self.data.path is not None and not Path(self.data.path).exists():
+            raise FileNotFoundError(f"data path {self.data.path} does not exist; pass the dataset's directory")
+        if self.resume is not None and not Path(self.resume).exists():
+            raise FileNotFoundError(f"--resume {self.resume} does not exist; give a checkpoint file or a run directory")
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data (str, int, float, bool, None, lists, dicts) for JSON and checkpoints."""
         return dataclasses.asdict(self)
@@ -98,5 +131,6 @@ class TrainResult:
     run_dir: Path
     checkpoint: Path  # the latest full checkpoint
     best_checkpoint: Path | None
+    weights: Path  # the evaluated (averaged, when on) final weights, safetensors with metadata
     steps: int
     wall_s: float

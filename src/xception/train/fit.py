@@ -24,8 +24,16 @@ import torch
 from torch import nn
 
 from xception.data.loader import build_loader, default_num_workers
+from xception.distributed import (
+    DistributedContext,
+    all_gather_objects,
+    all_reduce_sum,
+    barrier,
+    init_distributed,
+)
 from xception.eval.evaluate import evaluate
 from xception.models import create_model
+from xception.models.weights import save_weights
 from xception.runtime import RuntimeSettings, fastest_settings
 from xception.train.averaging import ModelAverage
 from xception.train.checkpoint import (
@@ -37,13 +45,6 @@ from xception.train.checkpoint import (
     save_checkpoint,
 )
 from xception.train.config import EvalRecord, TrainConfig, TrainResult
-from xception.train.distributed import (
-    DistributedContext,
-    all_gather_objects,
-    all_reduce_sum,
-    barrier,
-    init_distributed,
-)
 from xception.train.logbook import Logbook, plot_curves
 from xception.train.loss import ClassificationLoss
 from xception.train.optimizer import build_optimizer
@@ -53,6 +54,9 @@ from xception.train.schedule import build_schedule
 from xception.train.step import Trainer
 
 log = logging.getLogger(__name__)
+
+FINAL_WEIGHTS = "weights.safetensors"  # the evaluated weights at the end of training
+BEST_WEIGHTS = "best.safetensors"  # those of the best evaluation
 
 # Fields of TrainConfig that must not change on resume: they define the optimisation itself.
 _RESUME_INVARIANT = ("model", "model_overrides", "recipe", "recipe_overrides", "batch_size", "seed", "data")
@@ -82,6 +86,7 @@ def fit(config: TrainConfig, *, datasets: Any | None = None) -> TrainResult:
     `datasets` (an `xception.data.Datasets`) replaces `build_datasets(config.data)`, e.g. for an
     in-memory data set. Under `torchrun` every process calls this; rank 0 writes the run directory.
     """
+    config.check()
     context = init_distributed(config.device)
     recipe = get_recipe(config.recipe, **config.recipe_overrides)
     settings = resolve_runtime(config, context.device)
@@ -192,6 +197,17 @@ def fit(config: TrainConfig, *, datasets: Any | None = None) -> TrainResult:
             "history": [dataclasses.asdict(r) for r in history],
         }
 
+    def export_weights(name: str, metrics: dict[str, Any]) -> None:
+        """The evaluated weights (the average when on) as a safetensors file that `xception
+        predict` and `xception eval` read: the model's identity, class names, data preparation."""
+        if context.is_main:
+            save_weights(eval_model.module if average is not None else module, run_dir / name, metadata={
+                "class_names": list(datasets.class_names), "multilabel": datasets.multilabel,
+                "data": dataclasses.asdict(config.data), "recipe": recipe.name, "step": trainer.step,
+                "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+                "git_commit": git_commit(),
+            })
+
     def save(name: str) -> None:
         state = checkpoint_state()  # a collective (RNG gather): every rank builds it
         if context.is_main:
@@ -250,6 +266,7 @@ def fit(config: TrainConfig, *, datasets: Any | None = None) -> TrainResult:
                 save(LATEST)
                 if improved:
                     save(BEST)
+                    export_weights(BEST_WEIGHTS, metrics)
             elif config.checkpoint_every_steps and trainer.step % config.checkpoint_every_steps == 0:
                 save(LATEST)
             if trainer.step >= total_steps:
@@ -257,6 +274,8 @@ def fit(config: TrainConfig, *, datasets: Any | None = None) -> TrainResult:
     if progress is not None:
         progress.close()
     logbook.close()
+    if history:
+        export_weights(FINAL_WEIGHTS, history[-1].metrics)
     if context.is_main and history:
         (run_dir / "final.json").write_text(json.dumps(dataclasses.asdict(history[-1]), indent=2))
         plot_curves(run_dir)
@@ -264,6 +283,7 @@ def fit(config: TrainConfig, *, datasets: Any | None = None) -> TrainResult:
         config=config, metrics=dict(history[-1].metrics) if history else {}, history=history, run_dir=run_dir,
         checkpoint=run_dir / "checkpoints" / LATEST,
         best_checkpoint=run_dir / "checkpoints" / BEST if (run_dir / "checkpoints" / BEST).exists() else None,
+        weights=run_dir / FINAL_WEIGHTS,
         steps=trainer.step, wall_s=wall_before + time.perf_counter() - start,
     )
 
@@ -282,16 +302,10 @@ def _seed_everything(seed: int) -> None:
 
 
 def _check_config(config: TrainConfig, context: DistributedContext) -> None:
-    per_process = config.batch_size / (context.world_size * config.accumulation_steps)
-    if config.batch_size < 1 or config.accumulation_steps < 1 or per_process != int(per_process) or per_process < 1:
-        raise ValueError(f"batch size {config.batch_size} must be a positive multiple of processes "
-                         f"({context.world_size}) x accumulation steps ({config.accumulation_steps})")
-    if config.evals_per_epoch < 1:
-        raise ValueError(f"evals_per_epoch must be >= 1, got {config.evals_per_epoch}")
-    if config.steps is not None and config.steps < 1:
-        raise ValueError(f"steps must be >= 1, got {config.steps}")
-    if config.epochs is not None and config.epochs <= 0:
-        raise ValueError(f"epochs must be > 0, got {config.epochs}")
+    per_process = config.batch_size // config.accumulation_steps
+    if per_process % context.world_size:
+        raise ValueError(f"batch size {config.batch_size} must be a multiple of processes ({context.world_size}) "
+                         f"x accumulation steps ({config.accumulation_steps})")
 
 
 def _check_resume(config: TrainConfig, state: dict[str, Any]) -> None:

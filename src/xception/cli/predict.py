@@ -1,0 +1,48 @@
+"""`xception predict`: the top-k classes of images, with names and probabilities."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="classify images with trained weights",
+        description="Print the top-k classes and probabilities of each IMAGE, using a weight file "
+        "written by training (it carries the model, the class names and the data preparation).",
+    )
+    parser.add_argument("images", nargs="+", metavar="IMAGE")
+    parser.add_argument("--weights", required=True, help="a .safetensors file from a training run")
+    parser.add_argument("--top-k", type=int, default=5)
+    parser.add_argument("--data", help="the dataset directory, where the data preparation needs it")
+    parser.add_argument("--device", help="cpu or cuda (default: a GPU when there is one)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+    from PIL import Image
+
+    from xception.eval.predict import load_trained_model, predict, preparation
+
+    missing = [p for p in args.images if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(f"no such image file: {', '.join(missing)}")
+    if not Path(args.weights).is_file():
+        raise FileNotFoundError(f"no such weight file: {args.weights}")
+    if args.top_k < 1:
+        raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model, metadata = load_trained_model(args.weights)
+    transform = preparation(metadata, data_path=args.data)
+    images = torch.stack([transform(Image.open(p)) for p in args.images]).to(device)
+    rows = predict(model.to(device), images, class_names=metadata["class_names"], top_k=args.top_k,
+                   multilabel=bool(metadata.get("multilabel")))
+    for path, row in zip(args.images, rows, strict=True):
+        print(path)
+        for name, probability in row:
+            print(f"  {probability:7.4f}  {name}")
+    return 0

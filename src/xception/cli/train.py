@@ -1,0 +1,91 @@
+"""`xception train`: a training run from flags, a config file and key=value overrides."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model with one of the paper's recipes",
+        description="Train a registered model. Settings come from, in order: the defaults of "
+        "TrainConfig and the recipe, --config FILE (JSON or TOML), the flags below, then --set "
+        "key=value overrides. Under torchrun, every process runs this same command.",
+        epilog="Examples: xception train --model xception --recipe paper_imagenet --dataset imagefolder "
+        "--data /data/imagenet --batch-size 256 ; xception train --resume runs/train ; "
+        "--set recipe.lr=0.01 --set model.width=0.5 --set data.crop_padding=4",
+    )
+    parser.add_argument("--config", help="a .json or .toml file of TrainConfig fields")
+    parser.add_argument("--model", help="a registered model (see `xception models`); default xception")
+    parser.add_argument("--recipe", help="paper_imagenet, paper_jft, fashion_mnist_demo or fashion_mnist_long")
+    parser.add_argument("--dataset", choices=("fashion_mnist", "imagefolder", "multilabel", "mosaic", "webdataset"),
+                        help="the data source (default fashion_mnist when --data is not given, else imagefolder)")
+    parser.add_argument("--data", help="the dataset's directory")
+    parser.add_argument("--download", action="store_true", help="download Fashion-MNIST if it is not found")
+    parser.add_argument("--image-size", type=int, help="input side in pixels (default: the model's)")
+    parser.add_argument("--in-channels", type=int, choices=(1, 3))
+    parser.add_argument("--epochs", type=float)
+    parser.add_argument("--steps", type=int, help="budget in optimizer steps (overrides --epochs)")
+    parser.add_argument("--batch-size", type=int, help="global batch per optimizer step, all processes together")
+    parser.add_argument("--accumulation-steps", type=int)
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="default: the fastest for the device")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: this rank's GPU when there is one)")
+    parser.add_argument("--sync-batchnorm", action="store_true", default=None)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--workers", type=int, dest="num_workers", help="DataLoader workers per process")
+    parser.add_argument("--out", dest="out_dir", help="the run directory (default runs/train)")
+    parser.add_argument("--resume", help="a checkpoint or run directory; its config is the starting point")
+    parser.add_argument("--evals-per-epoch", type=int)
+    parser.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any field: epochs=3, recipe.lr=0.01, model.width=0.5, data.seed=1")
+    parser.set_defaults(run=run)
+
+
+_FLAGS = ("model", "recipe", "epochs", "steps", "batch_size", "accumulation_steps", "precision", "channels_last",
+          "compile", "device", "sync_batchnorm", "seed", "num_workers", "out_dir", "evals_per_epoch", "progress")
+
+
+def build_config(args: argparse.Namespace):
+    """The TrainConfig that `args` describe (checked, nothing built)."""
+    from xception.models.registry import get_entry
+    from xception.train import TrainConfig
+    from xception.train.checkpoint import load_checkpoint
+    from xception.train.overrides import apply_overrides, load_config_file
+
+    if args.resume:
+        values = load_checkpoint(args.resume)["config"]
+        values["resume"] = args.resume
+    else:
+        values = load_config_file(args.config) if args.config else {}
+    for name in _FLAGS:
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
+    data = dict(values.get("data") or {})
+    if args.dataset or "source" not in data:
+        data["source"] = args.dataset or data.get("source") or ("imagefolder" if args.data else "fashion_mnist")
+    for field, value in (("path", args.data), ("image_size", args.image_size), ("in_channels", args.in_channels)):
+        if value is not None:
+            data[field] = value
+    if args.download:
+        data["download"] = True
+    data.setdefault("path", None)
+    data.setdefault("image_size", get_entry(values.get("model", "xception")).input_size)
+    values["data"] = data
+    values = apply_overrides(values, args.assignments)
+    config = TrainConfig.from_dict(values)
+    config.check()
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    from xception.train import fit
+
+    result = fit(build_config(args))
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items() if k != "examples" and isinstance(v, float))
+    print(f"trained {result.steps} steps in {result.wall_s:.0f} s: {shown}")
+    print(f"run directory: {result.run_dir} (checkpoint {result.checkpoint}, weights {result.weights})")
+    return 0
