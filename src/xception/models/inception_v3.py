@@ -4,8 +4,9 @@ The paper trains it without the auxiliary tower, so there is none here. The elev
 modules are data: `InceptionV3Config.mixed` lists them by kind, and each kind is one class below.
 Module names are torchvision's (`Conv2d_1a_3x3.conv`, `Mixed_5b.branch1x1.bn`, ...), so a
 torchvision state dict maps one to one, except `fc` -> `classifier` and the dropped `AuxLogits`
-(see `weights_torchvision.py`). Numerics are torchvision's: BatchNorm epsilon 1e-3 with a learned
-scale (gamma), and an average pool in the pool branch that counts its zero padding.
+(see `weights_torchvision.py`). Numerics are torchvision's by default: BatchNorm epsilon 1e-3 with
+a learned scale (gamma), and a pool-branch average pool that counts its zero padding;
+`pool_counts_padding=False` with every gamma at 1 is Keras' `InceptionV3` (and TF-slim's) exactly.
 
 Input: (N, in_channels, 299, 299) for the paper; at least `min_input_size` pixels a side.
 """
@@ -70,6 +71,9 @@ class InceptionV3Config:
     stem_stride: int = 2
     stem_pool: bool = True
     padding: Padding = "valid"
+    # The pool branch's average pool: torchvision divides border sums by 9, counting the zero
+    # padding (True); TensorFlow's "same" pooling (TF-slim, Keras) divides by the real pixels (False).
+    pool_counts_padding: bool = True
     # torchvision and TF-slim use BatchNorm epsilon 1e-3. Momentum 0.01 is Keras' 0.99 decay, the
     # same as XceptionConfig so the two models train alike (PyTorch's default is 0.1).
     bn_eps: float = 1e-3
@@ -112,10 +116,9 @@ class ConvBnReLU(nn.Module):
         return self.act(self.bn(self.conv(x)))
 
 
-def _avg_pool() -> nn.AvgPool2d:
-    # NOTE(paper): torchvision averages over the zero padding too; TF's "same" average pool
-    # (TF-slim, Keras) divides by the number of real pixels, so border outputs differ slightly.
-    return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=True)
+def _avg_pool(config: InceptionV3Config) -> nn.AvgPool2d:
+    """The pool branch's 3x3 stride-1 average pool, shape-preserving (padding 1)."""
+    return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=config.pool_counts_padding)
 
 
 class InceptionA(nn.Module):
@@ -137,7 +140,7 @@ class InceptionA(nn.Module):
         self.branch3x3dbl_1 = conv(in_channels, c(64), 1)
         self.branch3x3dbl_2 = conv(c(64), c(96), 3, 1)
         self.branch3x3dbl_3 = conv(c(96), c(96), 3, 1)
-        self.pool = _avg_pool()
+        self.pool = _avg_pool(config)
         self.branch_pool = conv(in_channels, c(spec.channels), 1)
         self.out_channels = c(64) + c(64) + c(96) + c(spec.channels)
 
@@ -191,7 +194,7 @@ class InceptionC(nn.Module):
         self.branch7x7dbl_3 = conv(c7, c7, (1, 7), (0, 3))
         self.branch7x7dbl_4 = conv(c7, c7, (7, 1), (3, 0))
         self.branch7x7dbl_5 = conv(c7, c(192), (1, 7), (0, 3))
-        self.pool = _avg_pool()
+        self.pool = _avg_pool(config)
         self.branch_pool = conv(in_channels, c(192), 1)
         self.out_channels = 4 * c(192)
 
@@ -249,7 +252,7 @@ class InceptionE(nn.Module):
         self.branch3x3dbl_2 = conv(c(448), c(384), 3, 1)
         self.branch3x3dbl_3a = conv(c(384), c(384), (1, 3), (0, 1))
         self.branch3x3dbl_3b = conv(c(384), c(384), (3, 1), (1, 0))
-        self.pool = _avg_pool()
+        self.pool = _avg_pool(config)
         self.branch_pool = conv(in_channels, c(192), 1)
         self.out_channels = c(320) + 4 * c(384) + c(192)
 
