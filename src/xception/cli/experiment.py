@@ -1,0 +1,88 @@
+"""`xception experiment NAME`: rerun one of the paper's experiments and write its report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from xception.experiments import NAMES
+
+    parser = subparsers.add_parser(
+        "experiment",
+        help="rerun one of the paper's experiments (tables, figures) with several seeds and write a report",
+        description="Train every arm of an experiment with every seed under the same data, recipe and budget "
+                    "(or, for table3, time the networks), then write results.json, PNG plots and report.md. "
+                    "--scale imagenet prints the torchrun commands of the full-size version (--run runs them).",
+    )
+    parser.add_argument("name", choices=NAMES, help="the experiment")
+    parser.add_argument("--scale", default="quick", choices=("quick", "full", "imagenet"),
+                        help="quick: minutes on 2 CPU cores; full: the committed results; imagenet: the paper's size")
+    parser.add_argument("--seeds", type=int, default=None, help="number of seeds, 0..N-1 (default: the scale's, 3)")
+    parser.add_argument("--out", default=None, help="report directory (default: reports/NAME)")
+    parser.add_argument("--runs-dir", default=None, help="training runs (default: runs/experiments/SCALE/NAME)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: the GPU if any, else CPU)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a field of the scale, VALUE as JSON (e.g. --set epochs=1 --set train_examples=512)")
+    imagenet = parser.add_argument_group("ImageNet scale")
+    imagenet.add_argument("--data", default=None,
+                          help="ImageNet-style folder (single-label experiments) or multi-label manifest directory")
+    imagenet.add_argument("--nproc", type=int, default=8, help="processes (GPUs) per torchrun command")
+    imagenet.add_argument("--run", action="store_true", help="run the printed commands, then write the report")
+    imagenet.add_argument("--arm", default=None, help="train only this arm (what each torchrun command does)")
+    imagenet.add_argument("--seed", type=int, default=None, help="with --arm: the seed")
+    imagenet.add_argument("--report", action="store_true", help="write the report from finished runs, train nothing")
+    parser.set_defaults(run=run)
+
+
+def _overrides(pairs: list[str]) -> dict:
+    values = {}
+    for pair in pairs:
+        field, sep, raw = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--set takes FIELD=VALUE, got {pair!r}")
+        try:
+            values[field] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[field] = raw
+    return values
+
+
+def run(args: argparse.Namespace) -> int:
+    from xception.experiments import get_experiment, get_scale, run_experiment
+    from xception.experiments.comparison import train_one
+    from xception.experiments.imagenet import imagenet_commands, run_commands
+
+    scale = get_scale(args.scale, **_overrides(args.set))
+    seeds = tuple(range(args.seeds if args.seeds is not None else scale.seeds))
+    out_dir = Path(args.out or f"reports/{args.name}")
+    runs_dir = Path(args.runs_dir or f"runs/experiments/{scale.name}/{args.name}")
+    experiment = get_experiment(args.name)
+    if args.arm is not None:
+        if args.seed is None:
+            raise ValueError("--arm needs --seed")
+        record = train_one(experiment, scale, arm=args.arm, seed=args.seed, runs_dir=runs_dir, device=args.device,
+                           data_path=args.data)
+        print(f"{args.arm} seed {args.seed}: {record.test} ({record.run_dir})")
+        return 0
+    if scale.name == "imagenet" and not args.report and args.device is None:
+        if args.name != "table3" and not args.data:
+            raise ValueError("--scale imagenet needs --data (an ImageNet-style folder, or a multi-label manifest "
+                             "directory for jft_profile and vgg_separable)")
+        commands = imagenet_commands(experiment, seeds=seeds, nproc=args.nproc, data_path=args.data or "",
+                                     runs_dir=runs_dir, out_dir=out_dir)
+        print("\n".join(commands))
+        if args.run:
+            run_commands(commands)
+        return 0
+    command = shlex.join(["xception", "experiment", args.name, "--scale", args.scale, "--seeds", str(len(seeds)),
+                          "--out", str(out_dir), *[f"--set={pair}" for pair in args.set],
+                          *(["--device", args.device] if args.device else []),
+                          *(["--data", args.data] if args.data else []), *(["--report"] if args.report else [])])
+    path = run_experiment(args.name, scale=scale, seeds=seeds, out_dir=out_dir, runs_dir=runs_dir, command=command,
+                          device=args.device, data_path=args.data, train=not args.report)
+    print(path)
+    return 0

@@ -1,0 +1,13 @@
+"""The paper's experiments as commands: Tables 1-3, Figures 6-10, section 4.6's VGG-style remark and
+section 5's spectrum, each a controlled comparison at equal parameter count with several seeds.
+
+An experiment is data (`definition.Comparison` or `definition.SpeedTable`, one module each); a scale
+(`scales`) says how big; `run_experiment` trains every arm with every seed (`comparison`), or times
+the networks (`speed_table`), and writes results.json, PNG plots and report.md (`report`).
+"""
+
+from xception.experiments.registry import NAMES, get_experiment
+from xception.experiments.run import run_experiment
+from xception.experiments.scales import SCALES, Scale, get_scale
+
+__all__ = ["NAMES", "SCALES", "Scale", "get_experiment", "get_scale", "run_experiment"]

@@ -1,0 +1,236 @@
+"""Run a `Comparison`: every arm x every seed through `xception.train.fit` on the same data,
+recipe and budget, then the final weights scored on test images and on training images."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Subset
+
+from xception.data import DataConfig, Datasets, build_datasets
+from xception.data.loader import build_loader
+from xception.experiments.arms import ResolvedArm, resolve_arms
+from xception.experiments.definition import Comparison
+from xception.experiments.records import RunRecord, load_record
+from xception.experiments.scales import Scale
+from xception.experiments.speed import TrainingSpeed, measure_training_speed
+from xception.models import create_model
+from xception.train import TrainConfig, fit
+from xception.train.checkpoint import load_checkpoint
+
+log = logging.getLogger(__name__)
+
+SUBSET_SEED = 0  # the training and test subsets are the same for every arm and seed
+
+
+@dataclass(frozen=True)
+class ComparisonData:
+    """The data every arm sees: the data config, the (subset) datasets and an unaugmented view
+    of `val_examples` training images for the final training-set score."""
+
+    config: DataConfig
+    datasets: Datasets
+    train_eval: torch.utils.data.Dataset | None
+
+    @property
+    def headline(self) -> str:
+        """The metric the paper reports for this task: top-1 (ImageNet) or weighted MAP@100 (JFT)."""
+        return "map_at_100" if self.datasets.multilabel else "top1"
+
+
+def _subset(dataset: Any, size: int | None, *, offset: int = 0) -> Any:
+    if size is None or size >= len(dataset):
+        return dataset
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(SUBSET_SEED + offset))
+    return Subset(dataset, order[:size].tolist())
+
+
+def data_config(comparison: Comparison, scale: Scale, *, data_path: str | None) -> DataConfig:
+    """The scale's single-label source (Fashion-MNIST; ImageNet-style folders at ImageNet scale) or
+    multi-label source (mosaics; a multi-label manifest at ImageNet scale)."""
+    if comparison.task == "fashion_mnist":
+        return DataConfig(source=scale.single_label_source, path=data_path, image_size=scale.image_size,
+                          in_channels=scale.in_channels)
+    size = scale.mosaic_image_size if scale.multi_label_source == "mosaic" else scale.image_size
+    return DataConfig(source=scale.multi_label_source, path=data_path, image_size=size, in_channels=scale.in_channels,
+                      mosaic_grid=scale.mosaic_grid, mosaic_train_size=scale.mosaic_train_size,
+                      mosaic_val_size=scale.mosaic_val_size)
+
+
+def build_comparison_data(comparison: Comparison, scale: Scale, *, data_path: str | None = None) -> ComparisonData:
+    """The datasets of `data_config`, cut to `scale.train_examples` / `val_examples` images."""
+    config = data_config(comparison, scale, data_path=data_path)
+    datasets = build_datasets(config)
+    train = _subset(datasets.train, scale.train_examples)
+    train_eval = None
+    if scale.score_training_images:
+        # The training-set score uses the first test-sized part of the same training subset.
+        unaugmented = _subset(build_datasets(dataclasses.replace(config, augment=False)).train, scale.train_examples)
+        size = min(len(unaugmented), scale.val_examples or len(datasets.val))
+        train_eval = Subset(unaugmented, list(range(size)))
+    datasets = dataclasses.replace(datasets, train=train, val=_subset(datasets.val, scale.val_examples, offset=1))
+    return ComparisonData(config, datasets, train_eval)
+
+
+def train_config(comparison: Comparison, scale: Scale, data: ComparisonData, arm: ResolvedArm, *, seed: int,
+                 run_dir: Path, device: str | None) -> TrainConfig:
+    """The one training configuration of `arm` with `seed`: only the model differs between arms."""
+    multilabel = data.datasets.multilabel
+    return TrainConfig(
+        data=data.config,
+        model=arm.model,
+        model_overrides=dict(arm.overrides),
+        recipe=scale.multilabel_recipe if multilabel else scale.recipe,
+        recipe_overrides=dict(scale.multilabel_recipe_overrides if multilabel else scale.recipe_overrides),
+        epochs=scale.epochs,
+        batch_size=scale.batch_size,
+        precision=scale.precision,
+        channels_last=False,
+        compile=False,
+        device=device,
+        seed=seed,
+        num_workers=0,  # the data are in memory and prepared a batch at a time
+        out_dir=str(run_dir),
+        evals_per_epoch=scale.evals_per_epoch,
+        log_every_steps=10,
+        progress=False,
+        tensorboard=False,
+    )
+
+
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(values, default=str))
+
+
+def _final_weights(arm: ResolvedArm, checkpoint: Path, *, num_classes: int, in_channels: int) -> torch.nn.Module:
+    """The model whose test score `fit` reported last: the Polyak average when there is one."""
+    state = load_checkpoint(checkpoint)
+    model = create_model(arm.model, num_classes=num_classes, in_channels=in_channels, **arm.overrides)
+    if state["average"]:
+        weights = {k.removeprefix("module."): v for k, v in state["average"].items() if k.startswith("module.")}
+    else:
+        weights = state["model"]
+    model.load_state_dict(weights)
+    return model
+
+
+def _is_main_process() -> bool:
+    return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
+
+
+def previous_record(comparison: Comparison, scale: Scale, data: ComparisonData, arm: ResolvedArm, *, seed: int,
+                    runs_dir: Path, device: str | None) -> RunRecord | None:
+    """The record of an earlier run of exactly this configuration, if there is one."""
+    run_dir = runs_dir / arm.label / f"seed{seed}"
+    config = train_config(comparison, scale, data, arm, seed=seed, run_dir=run_dir, device=device)
+    earlier = load_record(run_dir)
+    return earlier if earlier is not None and earlier.train_config == _plain(config.to_dict()) else None
+
+
+def run_arm(comparison: Comparison, scale: Scale, data: ComparisonData, arm: ResolvedArm, *, seed: int,
+            runs_dir: Path, device: str | None) -> RunRecord:
+    """Train `arm` with `seed` (or reuse the record of an identical earlier run) and score it.
+    Under torchrun every process trains; the first one scores and writes the record."""
+    run_dir = runs_dir / arm.label / f"seed{seed}"
+    config = train_config(comparison, scale, data, arm, seed=seed, run_dir=run_dir, device=device)
+    earlier = previous_record(comparison, scale, data, arm, seed=seed, runs_dir=runs_dir, device=device)
+    if earlier is not None:
+        log.info("%s seed %d: reusing %s", arm.label, seed, run_dir)
+        return earlier
+    log.info("%s seed %d: training %s (%s parameters)", arm.label, seed, arm.model, f"{arm.parameters:,}")
+    result = fit(config, datasets=data.datasets)
+    # Imported here: importing xception.eval.evaluate before xception.train is a circular import.
+    from xception.eval.evaluate import evaluate
+
+    train_metrics: dict[str, Any] = {}
+    if data.train_eval is not None and _is_main_process():
+        model = _final_weights(arm, result.checkpoint, num_classes=data.datasets.num_classes,
+                               in_channels=data.config.in_channels)
+        device_ = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        loader = build_loader(data.train_eval, batch_size=256, training=False, rank=0, world_size=1, seed=seed,
+                              num_workers=0, pin_memory=False)
+        train_metrics = evaluate(model.to(device_), loader, device=device_, multilabel=data.datasets.multilabel,
+                                 class_weights=data.datasets.class_weights)
+    resolved = json.loads((run_dir / "config.json").read_text())
+    record = RunRecord(
+        arm=arm.label, seed=seed, parameters=arm.parameters,
+        history=[dataclasses.asdict(r) for r in result.history],
+        test=dict(result.metrics),
+        train={k: float(v) for k, v in train_metrics.items() if isinstance(v, (int, float))},
+        wall_s=result.wall_s, steps=result.steps, run_dir=str(run_dir),
+        train_config=_plain(config.to_dict()), runtime=resolved.get("runtime", {}),
+    )
+    if _is_main_process():
+        record.save(run_dir)
+    return record
+
+
+def measure_arm_speed(arm: ResolvedArm, scale: Scale, data: ComparisonData, *, device: str | None) -> TrainingSpeed:
+    """Training steps per second of `arm` at the scale's batch and image size."""
+    device_ = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    in_channels = data.config.in_channels
+    model = create_model(arm.model, num_classes=data.datasets.num_classes, in_channels=in_channels, **arm.overrides)
+    multilabel = data.datasets.multilabel
+    return measure_training_speed(
+        model, model_name=arm.model, recipe=scale.multilabel_recipe if multilabel else scale.recipe,
+        batch_size=scale.batch_size, image_size=data.config.image_size, in_channels=in_channels,
+        num_classes=data.datasets.num_classes, device=device_, precision=scale.precision,
+        warmup_steps=scale.speed_warmup_steps, steps=scale.speed_steps,
+    )
+
+
+@dataclass(frozen=True)
+class ComparisonRun:
+    """Everything a comparison produced, for the report."""
+
+    comparison: Comparison
+    scale: Scale
+    arms: tuple[ResolvedArm, ...]
+    records: tuple[RunRecord, ...]
+    speeds: dict[str, TrainingSpeed]
+    headline: str
+    seeds: tuple[int, ...]
+    wall_s: float
+
+
+def run_comparison(comparison: Comparison, scale: Scale, *, seeds: tuple[int, ...], runs_dir: Path,
+                   device: str | None = None, data_path: str | None = None, train: bool = True) -> ComparisonRun:
+    """All arms x all seeds (seed-major, so that a stopped run has every arm at the first seeds).
+
+    With `train` False nothing is trained: every record must exist already (the ImageNet-scale
+    runs, trained one arm and seed at a time by `train_one`), else a FileNotFoundError names them.
+    """
+    start = time.perf_counter()
+    data = build_comparison_data(comparison, scale, data_path=data_path)
+    arms = resolve_arms(comparison, scale, num_classes=data.datasets.num_classes, in_channels=data.config.in_channels)
+    for arm in arms:
+        matched = f", matched to {arm.matched_to} ({arm.match.target:,})" if arm.match else ""
+        log.info("arm %s: %s %s, %s parameters%s", arm.label, arm.model, arm.overrides, f"{arm.parameters:,}", matched)
+    if not train:
+        found = {(a.label, s): previous_record(comparison, scale, data, a, seed=s, runs_dir=runs_dir, device=device)
+                 for s in seeds for a in arms}
+        missing = [f"{label} seed {seed}" for (label, seed), record in found.items() if record is None]
+        if missing:
+            raise FileNotFoundError(f"no finished runs under {runs_dir} for: {', '.join(missing)}")
+    speeds = {arm.label: measure_arm_speed(arm, scale, data, device=device) for arm in arms} if comparison.measure_speed else {}
+    records = [run_arm(comparison, scale, data, arm, seed=seed, runs_dir=runs_dir, device=device)
+               for seed in seeds for arm in arms]
+    return ComparisonRun(comparison, scale, arms, tuple(records), speeds, data.headline, seeds,
+                         time.perf_counter() - start)
+
+
+def train_one(comparison: Comparison, scale: Scale, *, arm: str, seed: int, runs_dir: Path,
+              device: str | None = None, data_path: str | None = None) -> RunRecord:
+    """One arm with one seed (what each torchrun command of an ImageNet-scale experiment runs)."""
+    comparison.arm(arm)  # an unknown label fails here, listing the valid ones
+    data = build_comparison_data(comparison, scale, data_path=data_path)
+    arms = resolve_arms(comparison, scale, num_classes=data.datasets.num_classes, in_channels=data.config.in_channels)
+    chosen = next(a for a in arms if a.label == arm)
+    return run_arm(comparison, scale, data, chosen, seed=seed, runs_dir=runs_dir, device=device)

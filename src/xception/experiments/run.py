@@ -1,0 +1,42 @@
+"""`run_experiment`: an experiment by name at a scale, from training to the report directory."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from xception.experiments.comparison import run_comparison
+from xception.experiments.definition import SpeedTable
+from xception.experiments.registry import get_experiment
+from xception.experiments.report import write_comparison_report, write_speed_table_report
+from xception.experiments.scales import Scale
+from xception.experiments.speed_table import run_speed_table
+
+log = logging.getLogger(__name__)
+
+
+def run_experiment(
+    name: str,
+    *,
+    scale: Scale,
+    seeds: tuple[int, ...],
+    out_dir: Path,
+    runs_dir: Path,
+    command: str,
+    device: str | None = None,
+    data_path: str | None = None,
+    train: bool = True,
+) -> Path:
+    """Run experiment `name` at `scale` with `seeds` and write its report into `out_dir`; training
+    runs go to `runs_dir/<arm>/seed<k>` (reused when an identical run finished before). Table 3
+    repeats its measurement once per seed. Returns the path of report.md."""
+    experiment = get_experiment(name)
+    if isinstance(experiment, SpeedTable):
+        run = run_speed_table(experiment, scale, repeats=len(seeds), device=device)
+        path = write_speed_table_report(run, out_dir, command=command)
+    else:
+        comparison_run = run_comparison(experiment, scale, seeds=seeds, runs_dir=runs_dir, device=device,
+                                        data_path=data_path, train=train)
+        path = write_comparison_report(comparison_run, out_dir, command=command)
+    log.info("%s: report written to %s", name, path)
+    return path
