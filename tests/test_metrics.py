@@ -138,3 +138,13 @@ def test_topk_correct_counts_add_up_over_shards_and_k_beyond_classes():
     assert whole[1].item() == 90  # k = 5 > 4 classes: every example counts
     with pytest.raises(ValueError, match="class indices"):
         topk_correct(logits, targets + 4)
+
+
+def test_metrics_rank_classes_in_chunks_without_changing_results(monkeypatch):
+    import xception.eval.metrics as metrics
+
+    scores, targets = random_multilabel(6, n=50, c=7, tie_levels=6)
+    whole_ap, whole_at_k = average_precision(scores, targets), average_precision_at_k(scores, targets, k=10)
+    monkeypatch.setattr(metrics, "CLASS_CHUNK", 3)  # chunks of 3, 3 and 1 classes
+    assert torch.allclose(average_precision(scores, targets), whole_ap, equal_nan=True)
+    assert torch.allclose(average_precision_at_k(scores, targets, k=10), whole_at_k, equal_nan=True)

@@ -58,6 +58,22 @@ def topk_accuracy(
     return {f"top{k}": int(c) / logits.shape[0] for k, c in zip(ks, correct.tolist(), strict=True)}
 
 
+CLASS_CHUNK = 1024  # classes ranked at a time: bounds the memory of the sort for JFT-sized outputs
+
+
+def by_class_chunks(function, scores: torch.Tensor, targets: torch.Tensor, **kwargs) -> torch.Tensor:
+    """`function(scores[:, chunk], targets[:, chunk])` over chunks of CLASS_CHUNK classes, concatenated."""
+    check_multilabel(scores, targets)
+    return torch.cat(
+        [
+            function(
+                scores[:, begin : begin + CLASS_CHUNK], targets[:, begin : begin + CLASS_CHUNK], **kwargs
+            )
+            for begin in range(0, scores.shape[1], CLASS_CHUNK)
+        ]
+    )
+
+
 def average_precision(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Average precision of each class over all N examples, as scikit-learn and torchmetrics define it.
 
@@ -67,14 +83,19 @@ def average_precision(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tens
     threshold: they enter together, so their order does not matter. Returns float64 (C,), NaN for a
     class with no positive example (its AP is undefined).
     """
-    check_multilabel(scores, targets)
+    return by_class_chunks(average_precision_of_chunk, scores, targets)
+
+
+def average_precision_of_chunk(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     count = scores.shape[0]
     sorted_scores, order = scores.double().sort(dim=0, descending=True, stable=True)
     relevant = targets.double().gather(0, order)
     true_positives = relevant.cumsum(0)
-    precision = true_positives / torch.arange(1, count + 1, dtype=torch.float64)[:, None]
+    precision = (
+        true_positives / torch.arange(1, count + 1, dtype=torch.float64, device=scores.device)[:, None]
+    )
     # The precision at the end of each run of equal scores, given to every example of the run.
-    position = torch.arange(count)[:, None].expand(count, scores.shape[1])
+    position = torch.arange(count, device=scores.device)[:, None].expand(count, scores.shape[1])
     run_end = torch.ones_like(sorted_scores, dtype=torch.bool)
     run_end[:-1] = sorted_scores[:-1] != sorted_scores[1:]
     end_position = torch.where(run_end, position, count).flip(0).cummin(0).values.flip(0)
@@ -95,13 +116,18 @@ def average_precision_at_k(scores: torch.Tensor, targets: torch.Tensor, k: int =
     Dividing by min(k, n_c) makes a perfect top k score 1 even when the class has more than k
     positives. Returns float64 (C,), NaN for a class with no positive example.
     """
-    check_multilabel(scores, targets)
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
+    return by_class_chunks(average_precision_at_k_of_chunk, scores, targets, k=k)
+
+
+def average_precision_at_k_of_chunk(scores: torch.Tensor, targets: torch.Tensor, *, k: int) -> torch.Tensor:
     depth = min(k, scores.shape[0])
     order = scores.sort(dim=0, descending=True, stable=True).indices[:depth]
     relevant = targets.double().gather(0, order)  # (depth, C)
-    precision = relevant.cumsum(0) / torch.arange(1, depth + 1, dtype=torch.float64)[:, None]
+    precision = (
+        relevant.cumsum(0) / torch.arange(1, depth + 1, dtype=torch.float64, device=scores.device)[:, None]
+    )
     positives = targets.double().sum(0)
     return (relevant * precision).sum(0) / positives.clamp(max=k)  # 0 / 0 = NaN for no positives
 
@@ -111,7 +137,9 @@ def weighted_class_mean(per_class: torch.Tensor, class_weights: torch.Tensor | N
 
     NaN when no class is left. Raises ValueError for negative weights or a wrong shape.
     """
-    weights = torch.ones_like(per_class) if class_weights is None else class_weights.double()
+    weights = (
+        torch.ones_like(per_class) if class_weights is None else class_weights.double().to(per_class.device)
+    )
     if weights.shape != per_class.shape:
         raise ValueError(f"class_weights has shape {tuple(weights.shape)}, expected {tuple(per_class.shape)}")
     if (weights < 0).any():
