@@ -1,0 +1,84 @@
+"""`xception bench`: training and inference throughput, side by side with timm and torchvision."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="measure training and inference throughput side by side",
+        description="Time this project's models against timm and torchvision in the same run: "
+        "interleaved rounds, median of repeats, with the machine's measured convolution peak. "
+        "Prints a table (or JSON with --json).",
+    )
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["xception", "timm:legacy_xception", "torchvision:inception_v3"],
+        help="registered names of this project, timm:NAME or torchvision:NAME",
+    )
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--image-size", type=int, default=299)
+    parser.add_argument("--precision", nargs="+", choices=("fp32", "bf16", "fp16"), default=None,
+                        help="default: fp32 and bf16 on CPU, bf16 on CUDA")
+    parser.add_argument("--modes", nargs="+", choices=("train", "infer"), default=["train", "infer"])
+    parser.add_argument("--layout", choices=("best", "channels_last", "contiguous"), default="best",
+                        help="memory format; 'best' times one step in each and keeps the faster")
+    parser.add_argument("--compile", action="store_true", help="torch.compile every model (time reported)")
+    parser.add_argument("--no-fuse", dest="fuse", action="store_false",
+                        help="do not fold BatchNorm into convolutions for this project's models at inference")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--iterations", type=int, default=3, help="timed steps per round")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds; the median is reported")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps per model before the rounds")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-peak", dest="measure_peak", action="store_false", help="skip the peak measurement")
+    parser.add_argument("--no-memory", dest="measure_memory", action="store_false",
+                        help="skip the peak memory measurement")
+    parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the result as JSON ('-': stdout only)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from xception.bench import BenchConfig, run_benchmark
+    from xception.bench.report import machine_line, markdown_table, peaks_table, ratios_table, to_json
+
+    precisions = args.precision or (["bf16"] if args.device.startswith("cuda") else ["fp32", "bf16"])
+    config = BenchConfig(
+        models=tuple(args.models),
+        batch_size=args.batch_size,
+        image_size=args.image_size,
+        precisions=tuple(precisions),
+        modes=tuple(args.modes),
+        layout=args.layout,
+        compile=args.compile,
+        fuse=args.fuse,
+        threads=args.threads,
+        iterations=args.iterations,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        device=args.device,
+        measure_peak=args.measure_peak,
+        measure_memory=args.measure_memory,
+    )
+    result = run_benchmark(config)
+    if args.json is not None and str(args.json) == "-":
+        print(to_json(result))
+        return 0
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(to_json(result) + "\n")
+    print(machine_line(result))
+    print()
+    print(markdown_table(result))
+    if result.peaks:
+        print()
+        print(peaks_table(result))
+    ratio_text = ratios_table(result, args.models[0])
+    if ratio_text:
+        print()
+        print(ratio_text)
+    return 0

@@ -1,0 +1,62 @@
+"""The benchmark harness: contenders, FLOP and memory accounting, and the `xception bench` smoke run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from xception.bench.contenders import build_model, parse_contender
+from xception.bench.memory import step_peak_memory
+from xception.bench.peak import conv_gflop
+from xception.cli import main
+from xception.models.complexity import count_parameters
+
+
+def test_parse_contender_sources():
+    assert parse_contender("xception").source == "xception"
+    assert parse_contender("timm:legacy_xception").name == "legacy_xception"
+    assert parse_contender("torchvision:inception_v3").source == "torchvision"
+    with pytest.raises(ValueError):
+        parse_contender("keras:xception")
+
+
+def test_build_model_reference_implementations_have_published_counts():
+    # FACTS.md: Xception 22,855,952 trainable parameters; torchvision Inception V3 without the
+    # auxiliary tower (BN with gamma) 23,834,568.
+    assert count_parameters(build_model(parse_contender("timm:legacy_xception"), num_classes=1000)) == 22_855_952
+    inception = build_model(parse_contender("torchvision:inception_v3"), num_classes=1000)
+    assert count_parameters(inception) == 23_834_568
+
+
+def test_conv_gflop_hand_count():
+    # 2 FLOPs x (8 * 56 * 56 outputs) x 256 out channels x (256 * 3 * 3) inputs per output.
+    assert conv_gflop(8, 256, 256, 56, 3) == pytest.approx(2 * 8 * 56 * 56 * 256 * 256 * 9 / 1e9)
+
+
+def test_step_peak_memory_cpu_counts_live_activations():
+    # conv -> relu without autograd: the conv output (fp32, 4 x 64 x 62 x 62) and the ReLU output
+    # are alive together once, then the conv output is freed: peak = 2 maps.
+    model = nn.Sequential(nn.Conv2d(3, 64, 3), nn.ReLU())
+    x = torch.randn(4, 3, 64, 64)
+    with torch.no_grad():
+        peak = step_peak_memory(lambda: model(x), torch.device("cpu"))
+    assert peak == 2 * 4 * 64 * 62 * 62 * 4
+
+
+def test_bench_cli_smoke_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--models", "xception_small", "--image-size", "32", "--batch-size", "2",
+            "--iterations", "1", "--repeats", "1", "--warmup", "0", "--precision", "fp32",
+            "--layout", "channels_last", "--json", str(out)]
+    assert main(argv) == 0
+    result = json.loads(out.read_text())
+    rows = {row["mode"]: row for row in result["rows"]}
+    assert set(rows) == {"train", "infer"}
+    assert rows["infer"]["fused"] and not rows["train"]["fused"]
+    assert rows["train"]["gflop_per_image"] == pytest.approx(3 * rows["infer"]["gflop_per_image"])
+    assert all(row["images_per_s"] > 0 and row["peak_memory_mb"] > 0 for row in rows.values())
+    assert result["peaks"]["fp32"]["peak"] > 0
+    assert result["machine"]["torch"] == torch.__version__
