@@ -10,7 +10,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from xception.data.config import DataConfig
 from xception.data.datasets import Datasets
 from xception.data.images import ImageLoader
-from xception.data.transforms import PhotoEvalInput, center_crop_eval_transform, photo_train_transform
+from xception.data.transforms import photo_transforms
 
 LAYOUT = (
     "{root}/train/<class>/<image> and {root}/val/<class>/<image> (one folder per class, same names in both)"
@@ -39,17 +39,9 @@ def build_imagefolder(config: DataConfig) -> Datasets:
     """The `train` and `val` splits of `config.path`, with the Inception crop (when augmenting) and the
     evaluation centre crop. Targets are class indices in the sorted order of the folder names."""
     root = Path(config.path)
-    train_transform = photo_train_transform(
-        image_size=config.image_size,
-        in_channels=config.in_channels,
-        crop_fraction=config.crop_fraction,
-        augment=config.augment,
-    )
-    eval_transform = center_crop_eval_transform(
-        image_size=config.image_size, in_channels=config.in_channels, crop_fraction=config.crop_fraction
-    )
-    train = open_split(root, "train", transform=train_transform, in_channels=config.in_channels)
-    val = open_split(root, "val", transform=eval_transform, in_channels=config.in_channels)
+    transforms = photo_transforms(config)
+    train = open_split(root, "train", transform=transforms.train, in_channels=config.in_channels)
+    val = open_split(root, "val", transform=transforms.val, in_channels=config.in_channels)
     if train.classes != val.classes:
         only_train = sorted(set(train.classes) - set(val.classes))
         only_val = sorted(set(val.classes) - set(train.classes))
@@ -64,7 +56,5 @@ def build_imagefolder(config: DataConfig) -> Datasets:
         class_names=list(train.classes),
         multilabel=False,
         class_weights=None,
-        eval_transform=PhotoEvalInput(
-            image_size=config.image_size, in_channels=config.in_channels, crop_fraction=config.crop_fraction
-        ),
+        eval_transform=transforms.predict,
     )

@@ -24,7 +24,7 @@ from xception.data.class_weights import frequency_class_weights, read_class_weig
 from xception.data.config import DataConfig
 from xception.data.datasets import Datasets
 from xception.data.images import ImageLoader, to_pil_image
-from xception.data.transforms import PhotoEvalInput, center_crop_eval_transform, photo_train_transform
+from xception.data.transforms import photo_transforms
 
 LABEL_SEPARATOR = "|"
 CLASSES_FILE = "classes.txt"
@@ -144,23 +144,13 @@ def build_multilabel(config: DataConfig) -> Datasets:
         if unknown:
             raise ValueError(f"{manifests[split]} uses labels not in {classes_file}: {unknown[:5]}")
         labels[split] = [[index[label] for label in names] for _, names in split_rows]
-    transforms = {
-        "train": photo_train_transform(
-            image_size=config.image_size,
-            in_channels=config.in_channels,
-            crop_fraction=config.crop_fraction,
-            augment=config.augment,
-        ),
-        "val": center_crop_eval_transform(
-            image_size=config.image_size, in_channels=config.in_channels, crop_fraction=config.crop_fraction
-        ),
-    }
+    transforms = photo_transforms(config)
     splits = {
         split: ManifestImages(
             [directory / path for path, _ in rows[split]],
             labels[split],
             num_classes=len(class_names),
-            transform=transforms[split],
+            transform=getattr(transforms, split),
             in_channels=config.in_channels,
         )
         for split in SPLITS
@@ -181,9 +171,7 @@ def build_multilabel(config: DataConfig) -> Datasets:
         class_names=class_names,
         multilabel=True,
         class_weights=class_weights,
-        eval_transform=PhotoEvalInput(
-            image_size=config.image_size, in_channels=config.in_channels, crop_fraction=config.crop_fraction
-        ),
+        eval_transform=transforms.predict,
     )
 
 

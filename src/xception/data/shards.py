@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from xception.data.config import DataConfig
 from xception.data.datasets import Datasets
 from xception.data.images import MODES, to_pil_image
-from xception.data.transforms import PhotoEvalInput, center_crop_eval_transform, photo_train_transform
+from xception.data.transforms import photo_transforms
 
 METADATA = "dataset.json"
 SPLITS = ("train", "val")
@@ -175,17 +175,7 @@ def build_webdataset(config: DataConfig) -> Datasets:
         )
     metadata = json.loads(metadata_path.read_text())
     class_names = metadata["class_names"]
-    transforms = {
-        "train": photo_train_transform(
-            image_size=config.image_size,
-            in_channels=config.in_channels,
-            crop_fraction=config.crop_fraction,
-            augment=config.augment,
-        ),
-        "val": center_crop_eval_transform(
-            image_size=config.image_size, in_channels=config.in_channels, crop_fraction=config.crop_fraction
-        ),
-    }
+    transforms = photo_transforms(config)
     splits = {}
     for split in SPLITS:
         shards = [str(directory / name) for name in metadata["splits"][split]["shards"]]
@@ -197,7 +187,7 @@ def build_webdataset(config: DataConfig) -> Datasets:
             num_samples=metadata["splits"][split]["samples"],
             num_classes=len(class_names),
             multilabel=metadata["multilabel"],
-            transform=transforms[split],
+            transform=getattr(transforms, split),
             in_channels=config.in_channels,
             train=split == "train",
             seed=config.seed,
@@ -210,7 +200,5 @@ def build_webdataset(config: DataConfig) -> Datasets:
         class_names=class_names,
         multilabel=metadata["multilabel"],
         class_weights=None if weights is None else torch.tensor(weights, dtype=torch.float32),
-        eval_transform=PhotoEvalInput(
-            image_size=config.image_size, in_channels=config.in_channels, crop_fraction=config.crop_fraction
-        ),
+        eval_transform=transforms.predict,
     )

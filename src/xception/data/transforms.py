@@ -10,10 +10,12 @@ centre (299 px from 341 at the Inception fraction 0.875). Both end in x / 127.5 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torchvision.transforms import v2
 
+from xception.data.config import DataConfig
 from xception.data.images import MODES
 
 INCEPTION_AREA = (0.08, 1.0)
@@ -64,12 +66,24 @@ class PhotoEvalInput:
         return self.transform(image.convert(self.mode))
 
 
-def photo_train_transform(
-    *, image_size: int, in_channels: int, crop_fraction: float, augment: bool
-) -> v2.Compose:
-    """The training split's transform: the Inception crop and flip, or the evaluation crop without augment."""
-    if augment:
-        return inception_train_transform(image_size=image_size, in_channels=in_channels)
-    return center_crop_eval_transform(
-        image_size=image_size, in_channels=in_channels, crop_fraction=crop_fraction
+@dataclass(frozen=True)
+class PhotoTransforms:
+    """The three preparations of a photo source: training items, validation items, `predict` inputs."""
+
+    train: v2.Compose
+    val: v2.Compose
+    predict: PhotoEvalInput
+
+
+def photo_transforms(config: DataConfig) -> PhotoTransforms:
+    """Inception crop and flip for training (the evaluation crop when config.augment is off), the
+    evaluation crop for validation, and the same for any PIL image given to `predict`."""
+    size, channels, fraction = config.image_size, config.in_channels, config.crop_fraction
+    evaluation = center_crop_eval_transform(image_size=size, in_channels=channels, crop_fraction=fraction)
+    return PhotoTransforms(
+        train=inception_train_transform(image_size=size, in_channels=channels)
+        if config.augment
+        else evaluation,
+        val=evaluation,
+        predict=PhotoEvalInput(image_size=size, in_channels=channels, crop_fraction=fraction),
     )
