@@ -45,7 +45,8 @@ def random_crop_flip(images: torch.Tensor, *, padding: int) -> torch.Tensor:
     top = torch.randint(0, 2 * padding + 1, (batch,))
     left = torch.randint(0, 2 * padding + 1, (batch,))
     flip = torch.rand(batch) < 0.5
-    return crop_flip(images, top=top, left=left, flip=flip, padding=padding)
+    device = images.device  # drawn on the CPU generator, so the stream is the same wherever the batch is
+    return crop_flip(images, top=top.to(device), left=left.to(device), flip=flip.to(device), padding=padding)
 
 
 class TensorPipeline:
