@@ -124,6 +124,8 @@ def _avg_pool(config: InceptionV3Config) -> nn.AvgPool2d:
 class InceptionA(nn.Module):
     """35x35 module (Figure 5 of Szegedy et al.): 1x1 | 1x1-5x5 | 1x1-3x3-3x3 | avgpool-1x1.
 
+    The released network (TF-slim, Keras, torchvision) keeps a 5x5 branch beside the two stacked
+    3x3 convolutions that Figure 5 draws; we follow the released network.
     (N, C, H, W) -> (N, 64 + 64 + 96 + pool_channels, H, W) at width 1.
     """
 
