@@ -50,7 +50,7 @@ def test_bench_cli_smoke_writes_json(tmp_path):
     out = tmp_path / "bench.json"
     argv = ["bench", "--models", "xception_small", "--image-size", "32", "--batch-size", "2",
             "--iterations", "1", "--repeats", "1", "--warmup", "0", "--precision", "fp32",
-            "--layout", "channels_last", "--json", str(out)]
+            "--layout", "channels_last", "--no-compile-ours", "--json", str(out)]
     assert main(argv) == 0
     result = json.loads(out.read_text())
     rows = {row["mode"]: row for row in result["rows"]}

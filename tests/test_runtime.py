@@ -33,3 +33,16 @@ def test_runtime_settings_is_frozen():
     settings = runtime.fastest_settings(torch.device("cpu"), training=True)
     with pytest.raises(AttributeError):
         settings.precision = "fp32"  # type: ignore[misc]
+
+
+@pytest.mark.slow
+def test_compile_model_inference_with_freezing_matches_eager():
+    from xception.models import create_model
+    from xception.models.fuse import fuse_for_inference
+
+    torch.manual_seed(0)
+    model = fuse_for_inference(create_model("xception_small", num_classes=10))
+    x = torch.randn(2, 3, 32, 32)
+    compiled = runtime.compile_model(model, training=False)
+    with torch.inference_mode():
+        torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-4)

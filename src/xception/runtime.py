@@ -8,11 +8,13 @@ command can say which settings it picked and why.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import torch
+from torch import nn
 
 Precision = Literal["fp32", "bf16", "fp16"]
 
@@ -77,3 +79,24 @@ def fastest_settings(device: torch.device, *, training: bool) -> RuntimeSettings
             )
         return RuntimeSettings("fp32", True, False, f"{mode} on a CPU without native bf16: fp32, channels_last")
     return RuntimeSettings("fp32", False, False, f"{mode} on {device.type}: fp32, default layout (no measurements)")
+
+
+def compile_model(model: nn.Module, *, training: bool) -> Callable[..., torch.Tensor]:
+    """`torch.compile(model)`; for inference with inductor's freezing on.
+
+    Freezing treats the weights as constants: BatchNorm folds into the convolutions, oneDNN gets
+    its weights pre-packed once, and ReLU and residual additions fuse into the convolutions as
+    post-ops. It needs the model's weights not to change afterwards, so it is for inference only.
+    Compilation happens at the first call (about a minute for Xception on 2 CPU cores).
+    """
+    compiled = torch.compile(model)
+    if training:
+        return compiled
+
+    def run(*args: torch.Tensor) -> torch.Tensor:
+        from torch._inductor import config as inductor_config
+
+        with inductor_config.patch(freezing=True):
+            return compiled(*args)
+
+    return run

@@ -21,7 +21,7 @@ def _settings(row: BenchRow) -> str:
     if row.fused:
         parts.append("BN folded")
     if row.compiled:
-        parts.append("compiled")
+        parts.append(f"compiled ({row.compile_s:.0f} s)" if row.compile_s is not None else "compiled")
     return ", ".join(parts)
 
 

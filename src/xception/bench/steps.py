@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from xception.bench.device import autocast
-from xception.runtime import Precision
+from xception.runtime import Precision, compile_model
 
 
 def make_step(
@@ -29,14 +29,17 @@ def make_step(
     compile: bool,
     device: torch.device,
 ) -> Callable[[], None]:
-    """A closure running one step of `model` (already on `device`) on a fixed random batch."""
+    """A closure running one step of `model` (already on `device`) on a fixed random batch.
+
+    `compile` uses `xception.runtime.compile_model` (inductor; with freezing for inference).
+    """
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(batch_size, 3, image_size, image_size, generator=generator) * 2 - 1
     images = images.to(device).contiguous(memory_format=memory_format)
     labels = torch.randint(0, num_classes, (batch_size,), generator=generator).to(device)
-    run = torch.compile(model) if compile else model
+    run = compile_model(model, training=training) if compile else model
 
     if not training:
 

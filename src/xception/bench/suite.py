@@ -44,6 +44,7 @@ class BenchConfig:
     layout: Layout
     compile: bool
     fuse: bool  # fold BatchNorm into convolutions for this project's models at inference
+    compile_ours_inference: bool  # this project's models' best inference settings include compilation
     threads: int | None
     iterations: int
     repeats: int
@@ -144,6 +145,7 @@ class _Prepared:
         if not training:
             model = prepare_for_inference(model, contender, fuse=config.fuse)
         self.fused = (not training) and contender.is_ours and config.fuse
+        self.compiled = config.compile or ((not training) and contender.is_ours and config.compile_ours_inference)
         model.to(device)
         options = dict(
             training=training,
@@ -162,9 +164,9 @@ class _Prepared:
                 self.layout_probe[name] = _time_steps(probe, device, 1)
             channels_last = self.layout_probe["channels_last"] <= self.layout_probe["contiguous"]
         self.channels_last = channels_last
-        self.step = make_step(model, channels_last=channels_last, compile=config.compile, **options)
+        self.step = make_step(model, channels_last=channels_last, compile=self.compiled, **options)
         self.compile_s: float | None = None
-        if config.compile:
+        if self.compiled:
             synchronize(device)
             start = time.perf_counter()
             self.step()
@@ -217,7 +219,7 @@ def run_benchmark(config: BenchConfig) -> BenchResult:
                         mode=mode,
                         precision=precision,
                         channels_last=p.channels_last,
-                        compiled=config.compile,
+                        compiled=p.compiled,
                         fused=p.fused,
                         batch_size=config.batch_size,
                         image_size=config.image_size,

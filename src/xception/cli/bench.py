@@ -30,6 +30,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile every model (time reported)")
     parser.add_argument("--no-fuse", dest="fuse", action="store_false",
                         help="do not fold BatchNorm into convolutions for this project's models at inference")
+    parser.add_argument("--no-compile-ours", dest="compile_ours_inference", action="store_false",
+                        help="do not torch.compile (with freezing) this project's models at inference")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--iterations", type=int, default=3, help="timed steps per round")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds; the median is reported")
@@ -56,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         layout=args.layout,
         compile=args.compile,
         fuse=args.fuse,
+        compile_ours_inference=args.compile_ours_inference,
         threads=args.threads,
         iterations=args.iterations,
         repeats=args.repeats,
