@@ -35,11 +35,14 @@ def export_model(
     image_size: int,
     batch_size: int,
     dynamic_batch: bool = True,
+    optimize_onnx: bool = True,
 ) -> Path:
     """Write `model` (put in eval mode) to `path` in `format`, traced at the given input size.
 
     The spatial size is fixed (the TF-same pools pick their padding from it); the batch size is
-    dynamic for "onnx" and "torch_export" unless `dynamic_batch` is False (TorchScript traces fix it).
+    dynamic for "onnx" and "torch_export" when `batch_size` > 1 and `dynamic_batch` (TorchScript
+    traces fix it). `optimize_onnx` runs onnxscript's graph optimizer (constant folding, fusions);
+    off, the export takes about a third less time and computes the same function.
     """
     if format not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format {format!r}; valid: {', '.join(EXPORT_FORMATS)}")
@@ -61,6 +64,7 @@ def export_model(
                 output_names=["output"],
                 dynamic_shapes=({0: batch},) if batch is not None else None,
                 dynamo=True,
+                optimize=optimize_onnx,
                 verbose=False,
             )
     elif format == "torchscript":
