@@ -32,13 +32,14 @@ def sniff_format(path: str | os.PathLike) -> WeightFormat:
             f"{str(path)!r} is a whole Keras 3 model archive; save its weights with "
             "model.save_weights('NAME.weights.h5') and pass that file"
         )
-    if head.startswith(_ZIP_SIGNATURE) or head[:1] == b"\x80":  # zip, or a pickle protocol >= 2 header
-        return "torch"
     # safetensors: an 8-byte little-endian header length, then a JSON header that starts with "{".
+    # Checked before the pickle byte: a header length like 0x3980 also starts with 0x80.
     if len(head) == 9 and head[8:9] == b"{":
         (header_length,) = struct.unpack("<Q", head[:8])
         if 0 < header_length <= path.stat().st_size - 8:
             return "safetensors"
+    if head.startswith(_ZIP_SIGNATURE) or head[:1] == b"\x80":  # zip, or a pickle protocol >= 2 header
+        return "torch"
     raise ValueError(
         f"{str(path)!r} is not a weight file this project reads (Keras HDF5, safetensors, or a "
         "torch.save state dict); it may be truncated or of another kind"
