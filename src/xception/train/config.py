@@ -34,6 +34,9 @@ class TrainConfig:
     recipe_overrides: dict[str, Any] = field(default_factory=dict)
     epochs: float | None = None  # None: the recipe's
     steps: int | None = None  # when set, the budget in optimizer steps (overrides epochs)
+    # Stop this process after this many steps, checkpointed, as a preempted job would; the
+    # schedule still spans the whole budget, and --resume continues (time-sliced clusters, tests).
+    stop_after_steps: int | None = None
     batch_size: int = 128
     accumulation_steps: int = 1
     precision: Precision | None = None  # None: fastest_settings(device)

@@ -271,6 +271,11 @@ def fit(config: TrainConfig, *, datasets: Any | None = None) -> TrainResult:
                 save(LATEST)
             if trainer.step >= total_steps:
                 break
+            if config.stop_after_steps is not None and trainer.step >= config.stop_after_steps:
+                save(LATEST)
+                break
+        if config.stop_after_steps is not None and trainer.step >= config.stop_after_steps:
+            break
     if progress is not None:
         progress.close()
     logbook.close()
@@ -279,6 +284,7 @@ def fit(config: TrainConfig, *, datasets: Any | None = None) -> TrainResult:
     if context.is_main and history:
         (run_dir / "final.json").write_text(json.dumps(dataclasses.asdict(history[-1]), indent=2))
         plot_curves(run_dir)
+    barrier()  # every process returns once rank 0 has written the run directory
     return TrainResult(
         config=config, metrics=dict(history[-1].metrics) if history else {}, history=history, run_dir=run_dir,
         checkpoint=run_dir / "checkpoints" / LATEST,

@@ -1,0 +1,102 @@
+"""Distributed equivalence: 2 gloo processes x 8 images == 1 process x 2 accumulated micro-batches of 8.
+
+The data order depends only on the global batch (xception.data.loader), so both runs see the same
+images in the same groups. Tolerance for the weights: 1e-5 absolute. DDP sums the two halves'
+gradients with an all-reduce, accumulation sums them in .grad; fp32 addition in another order
+differs by about one ulp (6e-8 relative), and 8 steps of momentum SGD amplify it little. A real
+fault (a wrong shard, a missing average, a double step) moves the weights by more than 1e-3.
+BatchNorm running statistics are estimates and are not compared: under DDP each process updates
+them from its own micro-batch and rank 0's are kept; with accumulation they see both micro-batches.
+"""
+
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from tiny_classification import tiny_datasets
+from xception.data import DataConfig
+from xception.data.loader import build_loader
+from xception.distributed import close_distributed, init_distributed
+from xception.eval.evaluate import evaluate
+from xception.eval.predict import load_trained_model
+from xception.train import TrainConfig, fit
+from xception.train.checkpoint import load_checkpoint
+
+
+def _config(out_dir, **changes) -> TrainConfig:
+    return TrainConfig(
+        data=DataConfig(source="fashion_mnist", path=None, image_size=16, in_channels=1),
+        model="xception_small", model_overrides={"width": 0.125, "middle_repeats": 1},
+        recipe="fashion_mnist_demo", steps=8, batch_size=16, precision="fp32", channels_last=False,
+        compile=False, device="cpu", num_workers=0, progress=False, tensorboard=False, out_dir=str(out_dir),
+        **changes,
+    )
+
+
+def _evaluate_weights(weights) -> dict:
+    """Evaluate the weights on the tiny validation set with this process's exact shard."""
+    context = init_distributed("cpu")
+    model, _ = load_trained_model(weights)
+    loader = build_loader(tiny_datasets().val, batch_size=4, training=False, rank=context.rank,
+                          world_size=context.world_size, seed=0, num_workers=0, pin_memory=False)
+    return evaluate(model, loader, device=context.device, multilabel=False)
+
+
+def _worker(rank: int, port: int, out_dir: str, queue) -> None:
+    import os
+
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE="2")
+    try:
+        result = fit(_config(out_dir), datasets=tiny_datasets())
+        shared = _evaluate_weights(result.weights)  # the same weights file for both ranks
+        queue.put((rank, result.metrics, shared))
+    except BaseException as error:  # report instead of leaving the parent waiting
+        queue.put((rank, repr(error), None))
+        raise
+    finally:
+        close_distributed()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_distributed_two_processes_match_one_process_with_accumulation(tmp_path):
+    context = mp.get_context("spawn")
+    queue = context.SimpleQueue()
+    port = _free_port()
+    processes = [context.Process(target=_worker, args=(r, port, str(tmp_path / "ddp"), queue)) for r in range(2)]
+    for p in processes:
+        p.start()
+    results = {rank: (metrics, shared) for rank, metrics, shared in (queue.get() for _ in processes)}
+    assert all(shared is not None for _, shared in results.values()), results
+    for p in processes:
+        p.join(timeout=120)
+        assert p.exitcode == 0
+
+    torch.set_num_threads(1)
+    single = fit(_config(tmp_path / "single", accumulation_steps=2), datasets=tiny_datasets())
+    ddp_state, single_state = load_checkpoint(tmp_path / "ddp"), load_checkpoint(single.checkpoint)
+    assert ddp_state["progress"]["step"] == single_state["progress"]["step"] == 8
+    compared = 0
+    for key, value in single_state["model"].items():
+        if "running_" in key or "num_batches" in key:
+            continue
+        assert torch.allclose(ddp_state["model"][key], value, atol=1e-5, rtol=0), key
+        compared += 1
+    assert compared > 20
+    # Every one of the 21 validation images counted exactly once on 2 processes, as on 1.
+    ddp_metrics, shared = results[0]
+    assert ddp_metrics["examples"] == single.metrics["examples"] == 21
+    assert results[1][0] == ddp_metrics  # both ranks report the combined result
+    alone = _evaluate_weights(tmp_path / "ddp" / "weights.safetensors")
+    assert shared["examples"] == alone["examples"] == 21
+    assert shared["correct1"] == alone["correct1"] and shared["correct5"] == alone["correct5"]
+    assert shared["loss"] == pytest.approx(alone["loss"], rel=1e-6)
