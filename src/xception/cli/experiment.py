@@ -31,7 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     imagenet.add_argument("--data", default=None,
                           help="ImageNet-style folder (single-label experiments) or multi-label manifest directory")
     imagenet.add_argument("--nproc", type=int, default=8, help="processes (GPUs) per torchrun command")
-    imagenet.add_argument("--run", action="store_true", help="run the printed commands, then write the report")
+    imagenet.add_argument("--run", dest="execute", action="store_true", help="run the printed commands, then write the report")
     imagenet.add_argument("--arm", default=None, help="train only this arm (what each torchrun command does)")
     imagenet.add_argument("--seed", type=int, default=None, help="with --arm: the seed")
     imagenet.add_argument("--report", action="store_true", help="write the report from finished runs, train nothing")
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         commands = imagenet_commands(experiment, seeds=seeds, nproc=args.nproc, data_path=args.data or "",
                                      runs_dir=runs_dir, out_dir=out_dir)
         print("\n".join(commands))
-        if args.run:
+        if args.execute:
             run_commands(commands)
         return 0
     command = shlex.join(["xception", "experiment", args.name, "--scale", args.scale, "--seeds", str(len(seeds)),

@@ -11,11 +11,11 @@ EXPERIMENT = Comparison(
              "without fully-connected layers before the logistic layer?",
     task="mosaic",
     arms=(
-        Arm("xception", "xception"),
-        Arm("inception_v3", "inception_v3", match_to="xception"),
+        Arm("xception", "xception", match_to="inception_v3"),
+        Arm("inception_v3", "inception_v3"),
         # The paper's FC head: two layers of 4096 = 2 x the 2048 pooled features, scaled the same way.
-        Arm("xception_fc", "xception", fc_multiple=2),
-        Arm("inception_v3_fc", "inception_v3", match_to="xception_fc", fc_multiple=2),
+        Arm("xception_fc", "xception", match_to="inception_v3_fc", fc_multiple=2),
+        Arm("inception_v3_fc", "inception_v3", fc_multiple=2),
     ),
     claims=(
         Claim("xception", "inception_v3", "Table 2: FastEval14k MAP@100 6.70 (Xception) vs 6.36 (Inception V3)"),

@@ -28,8 +28,8 @@ EXPERIMENT = Comparison(
              "Inception V3 at equal parameter count on multi-label data?",
     task="mosaic",
     arms=(
-        Arm("xception", "xception"),
-        Arm("inception_v3", "inception_v3", match_to="xception"),
+        Arm("xception", "xception", match_to="inception_v3"),
+        Arm("inception_v3", "inception_v3"),
         Arm("vgg_separable", "xception", VGG_SEPARABLE, match_to="inception_v3"),
     ),
     claims=(

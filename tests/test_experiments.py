@@ -1,0 +1,141 @@
+"""The experiments: parameter matching, the verdict rule, and every experiment end to end on a tiny
+budget (so that none of them can rot), through the Python API and the command line."""
+
+import dataclasses
+import json
+
+import pytest
+
+from xception.cli import main
+from xception.experiments import NAMES, get_experiment, get_scale, run_experiment
+from xception.experiments.arms import resolve_arms
+from xception.experiments.comparison import build_comparison_data, train_config
+from xception.experiments.definition import Comparison
+from xception.experiments.imagenet import imagenet_commands
+from xception.experiments.matching import match_width
+from xception.experiments.report import write_speed_table_report
+from xception.experiments.speed_table import run_speed_table
+from xception.experiments.statistics import intervals_separate, summarize, verdict
+from xception.models import create_model
+from xception.models.complexity import count_parameters
+
+COMPARISONS = [n for n in NAMES if isinstance(get_experiment(n), Comparison)]
+
+# Tiny networks and data: each run is two optimizer steps of 8 images of 16 x 16 pixels.
+TINY = dict(
+    image_size=16, train_examples=16, val_examples=16, batch_size=8, epochs=1, evals_per_epoch=1,
+    xception={"width": 0.08, "middle_repeats": 1}, inception_v3={"width": 0.045}, mosaic_image_size=16,
+    mosaic_train_size=16, mosaic_val_size=16, speed_warmup_steps=0, speed_steps=1, table3_batch_size=1,
+)
+
+
+def test_match_width_hits_the_target_within_five_percent_on_every_quick_scale_arm():
+    scale = get_scale("quick")
+    for name in COMPARISONS:
+        arms = {a.label: a for a in resolve_arms(get_experiment(name), scale, num_classes=10, in_channels=1)}
+        for arm in arms.values():
+            # Counted again, independently of the matcher's cache, on the model that will be trained.
+            built = count_parameters(create_model(arm.model, num_classes=10, in_channels=1, **arm.overrides))
+            assert built == arm.parameters
+            if arm.matched_to is not None:
+                target = arms[arm.matched_to].parameters
+                assert abs(built - target) <= 0.05 * target, (name, arm.label, built, target)
+
+
+def test_match_width_finds_the_closest_width_of_a_known_count():
+    # count = 1000 x width^2 (rounded): 250 is width 0.5 exactly.
+    found = match_width(target=250, count=lambda w, d: round(1000 * w * w))
+    assert found.width == 0.5 and found.parameters == 250 and found.relative_error == 0
+
+
+def test_match_width_falls_back_to_another_depth_and_fails_when_nothing_is_close():
+    # At depth 1 the smallest count is already 10x the target; depth 2 can reach it.
+    found = match_width(target=100, count=lambda w, d: int(1000 * w) * d if d == 2 else 10_000, depths=(1, 2))
+    assert found.depth == 2 and found.relative_error <= 0.05
+    with pytest.raises(ValueError, match="no width matches"):
+        match_width(target=100, count=lambda w, d: 10_000)
+
+
+def test_verdict_is_real_only_when_mean_std_intervals_separate():
+    a, b = summarize([0.90, 0.91, 0.92]), summarize([0.80, 0.81, 0.82])
+    assert (a.mean, a.std) == pytest.approx((0.91, 0.01))
+    assert intervals_separate(a, b) and verdict(a, b) == "real"
+    close = summarize([0.905, 0.915, 0.925])
+    assert not intervals_separate(a, close) and verdict(a, close) == "within noise"
+    assert verdict(summarize([0.9]), summarize([0.1])) == "one seed"
+
+
+def test_train_config_differs_between_arms_only_in_the_model():
+    comparison, scale = get_experiment("residual"), get_scale("quick", **TINY)
+    data = build_comparison_data(comparison, scale)
+    arms = resolve_arms(comparison, scale, num_classes=10, in_channels=1)
+    configs = [train_config(comparison, scale, data, a, seed=1, run_dir="x", device="cpu").to_dict() for a in arms]
+    for config in configs:
+        config.pop("model_overrides")
+    assert configs[0] == configs[1]
+
+
+@pytest.mark.parametrize("name", COMPARISONS)
+def test_experiment_runs_end_to_end_and_writes_its_report(name, tmp_path):
+    scale = get_scale("quick", **TINY)
+    report = run_experiment(name, scale=scale, seeds=(0,), out_dir=tmp_path / "report", runs_dir=tmp_path / "runs",
+                            command=f"xception experiment {name}", device="cpu")
+    results = json.loads((tmp_path / "report" / "results.json").read_text())
+    text = report.read_text()
+    assert "QUICK scale" in text and f"xception experiment {name}" in text
+    assert (tmp_path / "report" / "final.png").stat().st_size > 1000
+    experiment = get_experiment(name)
+    assert [a["label"] for a in results["arms"]] == [a.label for a in experiment.arms]
+    for arm in results["arms"]:
+        assert f"{arm['parameters']:,}" in text  # every compared model's count is in the report
+    assert len(results["runs"]) == len(experiment.arms)
+    assert len(results["claims"]) == len(experiment.claims)
+    assert all(c["verdict"] == "one seed" for c in results["claims"])
+    for run in results["runs"]:
+        score = run["test"]["map_at_100" if experiment.task == "mosaic" else "top1"]
+        assert 0.0 <= score <= 1.0 and run["history"]
+    if experiment.measure_speed:
+        assert (tmp_path / "report" / "tradeoff.png").exists()
+        assert set(results["speeds"]) == {a.label for a in experiment.arms}
+
+
+def test_table3_counts_the_paper_networks_and_times_both(tmp_path):
+    # The registered table at 75 px (the smallest Inception V3 input) so that the test is quick.
+    table = dataclasses.replace(get_experiment("table3"), image_size=75)
+    run = run_speed_table(table, get_scale("quick", **{**TINY, "table3_batch_size": 2}), repeats=2, device="cpu")
+    report = write_speed_table_report(run, tmp_path, command="xception experiment table3").read_text()
+    rows = {row.model: row for row in run.rows}
+    assert rows["xception"].parameters == 22_855_952  # Keras' count (FACTS.md)
+    assert rows["inception_v3"].parameters == 23_834_568  # torchvision's convention (FACTS.md)
+    assert all(row.steps_per_s.n == 2 and row.steps_per_s.mean > 0 for row in run.rows)
+    assert "22,855,952" in report and "| 0.90 |" in report  # the paper's 28 / 31 ratio beside ours
+    assert (tmp_path / "speed.png").stat().st_size > 1000
+
+
+def test_cli_experiment_reuses_finished_runs(tmp_path, capsys):
+    args = ["experiment", "residual", "--seeds", "2", "--out", str(tmp_path / "out"),
+            "--runs-dir", str(tmp_path / "runs"), "--device", "cpu",
+            *[f"--set={k}={json.dumps(v)}" for k, v in TINY.items()]]
+    assert main(args) == 0
+    first = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert main(args) == 0  # the second time every record is reused: the same numbers
+    second = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [r["test"] for r in first["runs"]] == [r["test"] for r in second["runs"]]
+    assert len(first["runs"]) == 4 and first["seeds"] == [0, 1]
+    assert "--seeds 2" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_imagenet_scale_prints_one_torchrun_per_arm_and_seed_then_the_report(capsys):
+    assert main(["experiment", "residual", "--scale", "imagenet", "--data", "/data/imagenet", "--nproc", "4"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 * 3 + 1
+    assert lines[0].startswith("torchrun --standalone --nproc_per_node=4 --no-python xception experiment residual")
+    assert "--arm no_residual --seed 2" in lines[5] and lines[-1].endswith("--seeds 3 --report")
+    table3 = imagenet_commands(get_experiment("table3"), seeds=(0,), nproc=8, data_path="", runs_dir="r", out_dir="o")
+    assert table3 == ["xception experiment table3 --scale imagenet --out o --device cuda --seeds 1"]
+
+
+def test_imagenet_scale_keeps_the_paper_networks_when_already_within_five_percent():
+    arms = resolve_arms(get_experiment("imagenet_profile"), get_scale("imagenet"), num_classes=1000, in_channels=3)
+    assert [a.parameters for a in arms] == [22_855_952, 23_834_568]  # FACTS.md: Keras and torchvision counts
+    assert arms[1].overrides == {}
