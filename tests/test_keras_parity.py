@@ -50,12 +50,13 @@ def run_keras(model, batch: np.ndarray) -> np.ndarray:
     return keras.ops.convert_to_numpy(model(batch, training=False))
 
 
-def write_keras2_h5(model, path, *, suffix: str) -> None:
+def write_keras2_h5(model, path, *, suffix: str, chunked: bool = False) -> None:
     """The layout of the official Keras 2 files, written independently of our reader.
 
     Root attributes `layer_names` (every layer, in model order), `backend`, `keras_version`; one
     group per layer with attribute `weight_names` (`<layer>/<weight><suffix>`), the datasets under
     those names. Unnamed layers get Keras 2's 1-based names (`conv2d_1`, `batch_normalization_1`).
+    `chunked` splits `layer_names` into `layer_names0`, `layer_names1`, as Keras does past 64 KB.
     """
     counters: dict[str, int] = {}
     names = []
@@ -67,7 +68,12 @@ def write_keras2_h5(model, path, *, suffix: str) -> None:
             counters[prefix] = counters.get(prefix, 0) + 1
             names.append(f"{prefix}_{counters[prefix]}")
     with h5py.File(path, "w") as f:
-        f.attrs["layer_names"] = [n.encode() for n in names]
+        if chunked:
+            half = len(names) // 2
+            f.attrs["layer_names0"] = [n.encode() for n in names[:half]]
+            f.attrs["layer_names1"] = [n.encode() for n in names[half:]]
+        else:
+            f.attrs["layer_names"] = [n.encode() for n in names]
         f.attrs["backend"] = b"tensorflow"
         f.attrs["keras_version"] = b"2.0.8"
         for name, layer in zip(names, model.layers, strict=True):
@@ -117,7 +123,7 @@ def keras_files(keras_xception, tmp_path_factory):
         "keras3_notop": folder / "notop.weights.h5",
     }
     write_keras2_h5(top, files["keras2_top"], suffix=":0")
-    write_keras2_h5(body, files["keras2_notop"], suffix=":0")
+    write_keras2_h5(body, files["keras2_notop"], suffix=":0", chunked=True)
     with h5py.File(files["keras3_legacy_top"], "w") as f:  # Keras' own legacy writer: names without ":0"
         legacy_h5_format.save_weights_to_hdf5_group(f, top)
     top.save_weights(files["keras3_top"])
@@ -194,6 +200,19 @@ def test_keras_notop_weights_into_model_with_head_keep_fresh_head(keras_files, k
     with torch.no_grad():
         features = model.forward_head(model.forward_features(torch.from_numpy(batch).permute(0, 3, 1, 2)), pre_logits=True)
     assert relative_error(features, expected) < TOLERANCE
+
+
+def test_keras_whole_model_h5_loads_from_its_model_weights_group(keras_files, tmp_path):
+    whole = tmp_path / "whole_model.h5"  # model.save(...) in Keras 2 puts the weights under model_weights
+    with h5py.File(keras_files["keras2_top"], "r") as source, h5py.File(whole, "w") as target:
+        group = target.create_group("model_weights")
+        for key, value in source.attrs.items():
+            group.attrs[key] = value
+        for name in source:
+            source.copy(source[name], group)
+    expected = create_model("xception", weights=keras_files["keras2_top"]).state_dict()
+    loaded = create_model("xception", weights=whole).state_dict()
+    assert all(torch.equal(expected[key], loaded[key]) for key in expected)
 
 
 def test_keras_parity_fails_with_pytorch_default_bn_eps(keras_files, keras_logits_299):

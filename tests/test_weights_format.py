@@ -117,6 +117,16 @@ def test_load_weights_missing_path_and_corrupt_files_fail_clearly(small_file, tm
         load_weights(model, broken_zip)
 
 
+def test_load_weights_refuses_whole_keras_archives(tmp_path):
+    import zipfile
+
+    archive = tmp_path / "xception.keras"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("config.json", "{}")
+    with pytest.raises(ValueError, match=r"whole Keras 3 model archive.*save_weights\('NAME.weights.h5'\)"):
+        create_model("xception_small", weights=archive)
+
+
 def test_load_weights_never_unpickles_objects(tmp_path):
     path = tmp_path / "object.pt"
     torch.save({"stem.conv1.weight": torch.zeros(1), "extra": NotATensor()}, path)
