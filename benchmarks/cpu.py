@@ -1,0 +1,131 @@
+"""The CPU benchmark of issue 4: writes BENCHMARKS.md and a JSON file.
+
+This project's Xception (its best settings: bf16/fp32 autocast, channels_last, BatchNorm folded
+and inductor-compiled for inference), timm's legacy_xception and torchvision's inception_v3, each
+in its best memory layout, interleaved in the same run, median of repeats, with the machine's
+measured convolution peak. Usage (from the repository root):
+
+    .venv/bin/python benchmarks/cpu.py                 # 299 px, batch 16: ~20 min on 2 busy cores
+    .venv/bin/python benchmarks/cpu.py --smoke --out /tmp/b.md --json /tmp/b.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+from xception.bench import BenchConfig, BenchResult, run_benchmark
+from xception.bench.report import machine_line, markdown_table, peaks_table, ratios, ratios_table, to_json
+
+OURS, TIMM, TORCHVISION = "xception", "timm:legacy_xception", "torchvision:inception_v3"
+# Issue 4's bars, all ratios measured side by side at 299 px, batch 16.
+TARGETS = (
+    ("train", "fp32", TIMM, 1.4),
+    ("train", "bf16", TIMM, 1.4),
+    ("infer", "fp32", TIMM, 1.3),
+    ("infer", "bf16", TIMM, 1.3),
+    ("train", "fp32", TORCHVISION, 0.9),
+    ("train", "bf16", TORCHVISION, 0.9),
+)
+PEAK_TARGET_PERCENT = 70.0  # bf16 training, of the measured bf16 peak
+
+
+def targets_table(result: BenchResult) -> str:
+    measured = {(r["mode"], r["precision"], r["denominator"]): r["ratio"] for r in ratios(result, OURS)}
+    lines = ["| bar | target | measured | met |", "|---|---:|---:|---|"]
+    for mode, precision, other, target in TARGETS:
+        value = measured.get((mode, precision, other))
+        if value is None:
+            continue
+        lines.append(
+            f"| {mode} {precision}: `{OURS}` / `{other}` | {target:.2f}x | {value:.2f}x | {'yes' if value >= target else 'no'} |"
+        )
+    for row in result.rows:
+        if (row.model, row.mode, row.precision) == (OURS, "train", "bf16") and row.percent_of_peak is not None:
+            met = "yes" if row.percent_of_peak >= PEAK_TARGET_PERCENT else "no"
+            lines.append(f"| bf16 training, % of measured bf16 peak | {PEAK_TARGET_PERCENT:.0f}% | {row.percent_of_peak:.0f}% | {met} |")
+    return "\n".join(lines)
+
+
+def benchmarks_markdown(result: BenchResult, command: str) -> str:
+    m = result.machine
+    bf16_note = (
+        "This CPU computes bf16 natively (avx512_bf16/AMX), so the bf16 rows are held to the bars."
+        if m["native_bf16"]
+        else "This CPU has no native bf16 (no avx512_bf16 or AMX): the bf16 rows are reported but not held to the bars."
+    )
+    c = result.config
+    return f"""# Benchmarks
+
+Produced by `{command}` ({m['date']}).
+
+Machine: {machine_line(result)}.
+
+Protocol: {c.image_size} px, batch {c.batch_size}; every model is built, put in its best memory
+layout (one timed step in each, the faster kept) and warmed up, then {c.repeats} interleaved rounds
+of {c.iterations} step(s) per model run, with the convolution peak measured in each round; the
+table gives medians over the rounds. A training step is forward, cross-entropy, backward and an
+SGD update under autocast; its FLOPs are counted as 3x the forward pass. Peak memory is the live
+tensor memory a step adds (profiler allocation events). Other processes shared these cores (load
+average above): absolute figures are depressed, ratios within a round much less so. {bf16_note}
+
+{markdown_table(result)}
+
+Measured peak (dense convolutions, channels_last, same autocast):
+
+{peaks_table(result)}
+
+## Against issue 4's bars
+
+{targets_table(result)}
+
+All ratios of `{OURS}`:
+
+{ratios_table(result, OURS)}
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
+    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/cpu.json"))
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--image-size", type=int, default=299)
+    parser.add_argument("--iterations", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--smoke", action="store_true", help="75 px, batch 2, one round: checks the code path")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    smoke = args.smoke
+    config = BenchConfig(
+        models=(OURS, TIMM, TORCHVISION),
+        batch_size=2 if smoke else args.batch_size,
+        image_size=75 if smoke else args.image_size,
+        precisions=("fp32", "bf16"),
+        modes=("train", "infer"),
+        layout="best",
+        compile=False,
+        fuse=True,
+        compile_ours_inference=not smoke,
+        threads=args.threads,
+        iterations=1 if smoke else args.iterations,
+        repeats=1 if smoke else args.repeats,
+        warmup=0 if smoke else 1,
+        device="cpu",
+    )
+    result = run_benchmark(config)
+    command = " ".join(shlex.quote(a) for a in ["python", "benchmarks/cpu.py", *(argv or sys.argv[1:])])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(benchmarks_markdown(result, command))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(to_json(result) + "\n")
+    print(args.out.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""benchmarks/gpu.py: its time budget, and its whole code path on the CPU (`--device cpu --smoke`)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_estimate_seconds_uses_eager_time_and_measured_compile_time():
+    gpu = _load("gpu")
+    train_compiled = gpu.Phase("compiled training", "train", True)
+    # Nothing measured yet: the assumed compile time per model.
+    assert gpu.estimate_seconds(train_compiled, {}, {}, 3) == pytest.approx(3 * gpu.ASSUMED_COMPILE_S["train"])
+    # Eager training took 50 s and an earlier compiled phase measured 20 s per model.
+    assert gpu.estimate_seconds(train_compiled, {"eager training": 50.0}, {"any": 20.0}, 3) == pytest.approx(120.0)
+
+
+def test_gpu_smoke_on_cpu_writes_markdown_and_json_within_budget(tmp_path, monkeypatch):
+    gpu = _load("gpu")
+    # Compilation assumed to take longer than the budget: the compiled phases are skipped, and
+    # the output says so.
+    monkeypatch.setattr(gpu, "ASSUMED_COMPILE_S", {"train": 1e6, "infer": 1e6})
+    assert gpu.main(["--device", "cpu", "--smoke", "--out", str(tmp_path), "--time-budget", "600"]) == 0
+    text = (tmp_path / "gpu.md").read_text()
+    assert "## eager training" in text and "## eager inference" in text
+    assert "Skipped to stay within the time budget: compiled training" in text
+    payload = json.loads((tmp_path / "gpu.json").read_text())
+    assert [p["phase"] for p in payload["phases"]] == ["eager training", "eager inference"]
+    assert all(row["precision"] == "bf16" for p in payload["phases"] for row in p["result"]["rows"])
