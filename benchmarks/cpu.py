@@ -58,14 +58,19 @@ def benchmarks_markdown(result: BenchResult, command: str) -> str:
         else "This CPU has no native bf16 (no avx512_bf16 or AMX): the bf16 rows are reported but not held to the bars."
     )
     c = result.config
+    layout_text = (
+        "its best memory layout (one timed step in each, the faster kept)"
+        if c.layout == "best"
+        else f"{c.layout} layout (fixed by --layout)"
+    )
     return f"""# Benchmarks
 
 Produced by `{command}` ({m['date']}).
 
 Machine: {machine_line(result)}.
 
-Protocol: {c.image_size} px, batch {c.batch_size}; every model is built, put in its best memory
-layout (one timed step in each, the faster kept) and warmed up, then {c.repeats} interleaved rounds
+Protocol: {c.image_size} px, batch {c.batch_size}; every model is built, put in {layout_text}
+and warmed up, then {c.repeats} interleaved rounds
 of {c.iterations} step(s) per model run, with the convolution peak measured in each round; the
 table gives medians over the rounds. A training step is forward, cross-entropy, backward and an
 SGD update under autocast; its FLOPs are counted as 3x the forward pass. Peak memory is the live
@@ -97,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--layout", choices=("best", "channels_last", "contiguous"), default="best",
+                        help="'best' times one step in each layout per model and keeps the faster")
     parser.add_argument("--smoke", action="store_true", help="75 px, batch 2, one round: checks the code path")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -107,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         image_size=75 if smoke else args.image_size,
         precisions=("fp32", "bf16"),
         modes=("train", "infer"),
-        layout="best",
+        layout=args.layout,
         compile=False,
         fuse=True,
         compile_ours_inference=not smoke,
