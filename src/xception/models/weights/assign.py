@@ -47,7 +47,8 @@ def assign_state(model: nn.Module, state: dict[str, SourceTensor], *, origin: st
     keeps its fresh initialisation: fine-tuning from a "notop" file), and a file's head is dropped
     for a model built without one (`num_classes=0`: a backbone). Anything else that does not fit
     fails with a ValueError naming the first tensor: a file tensor the model has no place for,
-    else the earliest model tensor whose shape differs, else the first one the file lacks. Nothing is copied unless all fit.
+    else the earliest model tensor whose shape differs, else the first one the file lacks.
+    Nothing is copied unless all fit.
     """
     own = model.state_dict()
     model_has_head = any(is_head_key(key) for key in own)
