@@ -54,6 +54,7 @@ def export_model(
     x = example_input(model, image_size=image_size, batch_size=batch_size)
     batch = torch.export.Dim("batch", min=1) if dynamic_batch and batch_size > 1 else None
     if format == "onnx":
+        _require_onnx()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the exporter's notices about opset conversions
             torch.onnx.export(
@@ -93,6 +94,7 @@ def verify_export(
     with torch.no_grad():
         expected = model(x)
         if format == "onnx":
+            _require_onnx()
             import onnxruntime
 
             session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -109,3 +111,11 @@ def verify_export(
     if actual.shape != expected.shape:
         raise ValueError(f"exported {format} output has shape {tuple(actual.shape)}, PyTorch {tuple(expected.shape)}")
     return float((actual.double() - expected.double()).abs().max())
+
+
+def _require_onnx() -> None:
+    import importlib.util
+
+    missing = [name for name in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ValueError(f"ONNX export needs {', '.join(missing)}: pip install 'xception[export]'")
