@@ -110,6 +110,19 @@ def test_load_weights_missing_path_and_corrupt_files_fail_clearly(small_file, tm
     garbage.write_bytes(b"not weights at all" * 10)
     with pytest.raises(ValueError, match="not a weight file this project reads"):
         load_weights(model, garbage)
+    import h5py
+
+    with h5py.File(tmp_path / "whole.h5", "w") as f:
+        f.attrs["layer_names"] = [b"block1_conv1"]
+        f.create_dataset("block1_conv1/block1_conv1/kernel:0", data=torch.zeros(3, 3, 3, 8).numpy())
+    truncated_h5 = tmp_path / "truncated.h5"
+    truncated_h5.write_bytes((tmp_path / "whole.h5").read_bytes()[:1000])
+    with pytest.raises(ValueError, match="could not be read as HDF5"):
+        load_weights(model, truncated_h5)
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f.create_dataset("data", data=[1, 2, 3])
+    with pytest.raises(ValueError, match="HDF5 file but not Keras weights"):
+        load_weights(model, tmp_path / "other.h5")
     torch.save(model.state_dict(), tmp_path / "model.pt")
     broken_zip = tmp_path / "broken.pt"
     broken_zip.write_bytes((tmp_path / "model.pt").read_bytes()[:5000])
