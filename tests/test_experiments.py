@@ -69,7 +69,7 @@ def test_train_config_differs_between_arms_only_in_the_model():
     comparison, scale = get_experiment("residual"), get_scale("quick", **TINY)
     data = build_comparison_data(comparison, scale)
     arms = resolve_arms(comparison, scale, num_classes=10, in_channels=1)
-    configs = [train_config(comparison, scale, data, a, seed=1, run_dir="x", device="cpu").to_dict() for a in arms]
+    configs = [train_config(scale, data, a, seed=1, run_dir="x", device="cpu").to_dict() for a in arms]
     for config in configs:
         config.pop("model_overrides")
     assert configs[0] == configs[1]

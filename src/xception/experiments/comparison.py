@@ -79,8 +79,8 @@ def build_comparison_data(comparison: Comparison, scale: Scale, *, data_path: st
     return ComparisonData(config, datasets, train_eval)
 
 
-def train_config(comparison: Comparison, scale: Scale, data: ComparisonData, arm: ResolvedArm, *, seed: int,
-                 run_dir: Path, device: str | None) -> TrainConfig:
+def train_config(scale: Scale, data: ComparisonData, arm: ResolvedArm, *, seed: int, run_dir: Path,
+                 device: str | None) -> TrainConfig:
     """The one training configuration of `arm` with `seed`: only the model differs between arms."""
     multilabel = data.datasets.multilabel
     return TrainConfig(
@@ -125,22 +125,22 @@ def _is_main_process() -> bool:
     return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
 
 
-def previous_record(comparison: Comparison, scale: Scale, data: ComparisonData, arm: ResolvedArm, *, seed: int,
-                    runs_dir: Path, device: str | None) -> RunRecord | None:
+def previous_record(scale: Scale, data: ComparisonData, arm: ResolvedArm, *, seed: int, runs_dir: Path,
+                    device: str | None) -> RunRecord | None:
     """The record of an earlier run of exactly this configuration, if there is one."""
     run_dir = runs_dir / arm.label / f"seed{seed}"
-    config = train_config(comparison, scale, data, arm, seed=seed, run_dir=run_dir, device=device)
+    config = train_config(scale, data, arm, seed=seed, run_dir=run_dir, device=device)
     earlier = load_record(run_dir)
     return earlier if earlier is not None and earlier.train_config == _plain(config.to_dict()) else None
 
 
-def run_arm(comparison: Comparison, scale: Scale, data: ComparisonData, arm: ResolvedArm, *, seed: int,
-            runs_dir: Path, device: str | None) -> RunRecord:
+def run_arm(scale: Scale, data: ComparisonData, arm: ResolvedArm, *, seed: int, runs_dir: Path,
+            device: str | None) -> RunRecord:
     """Train `arm` with `seed` (or reuse the record of an identical earlier run) and score it.
     Under torchrun every process trains; the first one scores and writes the record."""
     run_dir = runs_dir / arm.label / f"seed{seed}"
-    config = train_config(comparison, scale, data, arm, seed=seed, run_dir=run_dir, device=device)
-    earlier = previous_record(comparison, scale, data, arm, seed=seed, runs_dir=runs_dir, device=device)
+    config = train_config(scale, data, arm, seed=seed, run_dir=run_dir, device=device)
+    earlier = previous_record(scale, data, arm, seed=seed, runs_dir=runs_dir, device=device)
     if earlier is not None:
         log.info("%s seed %d: reusing %s", arm.label, seed, run_dir)
         return earlier
@@ -214,13 +214,13 @@ def run_comparison(comparison: Comparison, scale: Scale, *, seeds: tuple[int, ..
         matched = f", matched to {arm.matched_to} ({arm.match.target:,})" if arm.match else ""
         log.info("arm %s: %s %s, %s parameters%s", arm.label, arm.model, arm.overrides, f"{arm.parameters:,}", matched)
     if not train:
-        found = {(a.label, s): previous_record(comparison, scale, data, a, seed=s, runs_dir=runs_dir, device=device)
+        found = {(a.label, s): previous_record(scale, data, a, seed=s, runs_dir=runs_dir, device=device)
                  for s in seeds for a in arms}
         missing = [f"{label} seed {seed}" for (label, seed), record in found.items() if record is None]
         if missing:
             raise FileNotFoundError(f"no finished runs under {runs_dir} for: {', '.join(missing)}")
     speeds = {arm.label: measure_arm_speed(arm, scale, data, device=device) for arm in arms} if comparison.measure_speed else {}
-    records = [run_arm(comparison, scale, data, arm, seed=seed, runs_dir=runs_dir, device=device)
+    records = [run_arm(scale, data, arm, seed=seed, runs_dir=runs_dir, device=device)
                for seed in seeds for arm in arms]
     return ComparisonRun(comparison, scale, arms, tuple(records), speeds, data.headline, seeds,
                          time.perf_counter() - start)
@@ -233,4 +233,4 @@ def train_one(comparison: Comparison, scale: Scale, *, arm: str, seed: int, runs
     data = build_comparison_data(comparison, scale, data_path=data_path)
     arms = resolve_arms(comparison, scale, num_classes=data.datasets.num_classes, in_channels=data.config.in_channels)
     chosen = next(a for a in arms if a.label == arm)
-    return run_arm(comparison, scale, data, chosen, seed=seed, runs_dir=runs_dir, device=device)
+    return run_arm(scale, data, chosen, seed=seed, runs_dir=runs_dir, device=device)
