@@ -126,11 +126,13 @@ def test_cli_experiment_reuses_finished_runs(tmp_path, capsys):
 
 
 def test_imagenet_scale_prints_one_torchrun_per_arm_and_seed_then_the_report(capsys):
-    assert main(["experiment", "residual", "--scale", "imagenet", "--data", "/data/imagenet", "--nproc", "4"]) == 0
+    assert main(["experiment", "residual", "--scale", "imagenet", "--data", "/data/imagenet", "--nproc", "4",
+                 "--set", "epochs=90"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 * 3 + 1
     assert lines[0].startswith("torchrun --standalone --nproc_per_node=4 --no-python xception experiment residual")
     assert "--arm no_residual --seed 2" in lines[5] and lines[-1].endswith("--seeds 3 --report")
+    assert all("--out reports/imagenet/residual --set=epochs=90" in line for line in lines)
     table3 = imagenet_commands(get_experiment("table3"), seeds=(0,), nproc=8, data_path="", runs_dir="r", out_dir="o")
     assert table3 == ["xception experiment table3 --scale imagenet --out o --device cuda --seeds 1"]
 

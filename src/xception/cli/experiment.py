@@ -22,7 +22,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--scale", default="quick", choices=("quick", "full", "imagenet"),
                         help="quick: minutes on 2 CPU cores; full: the committed results; imagenet: the paper's size")
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds, 0..N-1 (default: the scale's, 3)")
-    parser.add_argument("--out", default=None, help="report directory (default: reports/NAME)")
+    parser.add_argument("--out", default=None,
+                        help="report directory (default: reports/NAME; reports/imagenet/NAME at --scale imagenet)")
     parser.add_argument("--runs-dir", default=None, help="training runs (default: runs/experiments/SCALE/NAME)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: the GPU if any, else CPU)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     scale = get_scale(args.scale, **_overrides(args.set))
     seeds = tuple(range(args.seeds if args.seeds is not None else scale.seeds))
-    out_dir = Path(args.out or f"reports/{args.name}")
+    out_dir = Path(args.out or (f"reports/imagenet/{args.name}" if scale.name == "imagenet" else f"reports/{args.name}"))
     runs_dir = Path(args.runs_dir or f"runs/experiments/{scale.name}/{args.name}")
     experiment = get_experiment(args.name)
     if args.arm is not None:
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--scale imagenet needs --data (an ImageNet-style folder, or a multi-label manifest "
                              "directory for jft_profile and vgg_separable)")
         commands = imagenet_commands(experiment, seeds=seeds, nproc=args.nproc, data_path=args.data or "",
-                                     runs_dir=runs_dir, out_dir=out_dir)
+                                     runs_dir=runs_dir, out_dir=out_dir, settings=tuple(args.set))
         print("\n".join(commands))
         if args.execute:
             run_commands(commands)

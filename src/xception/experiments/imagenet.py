@@ -17,12 +17,14 @@ def imagenet_commands(
     data_path: str,
     runs_dir: Path,
     out_dir: Path,
+    settings: tuple[str, ...] = (),
 ) -> list[str]:
     """Shell commands, in order. Comparisons: `torchrun` for every arm x seed (each process runs
     `xception experiment NAME --scale imagenet --arm A --seed S`, which trains with DDP), then the
-    report command (it reuses the finished runs). Table 3: one command on one GPU."""
+    report command (it reuses the finished runs). Table 3: one command on one GPU. `settings` are
+    `FIELD=VALUE` overrides of the scale, passed on to every command."""
     name = experiment.name
-    common = ["--scale", "imagenet", "--out", str(out_dir)]
+    common = ["--scale", "imagenet", "--out", str(out_dir), *[f"--set={s}" for s in settings]]
     if isinstance(experiment, SpeedTable):
         return [shlex.join(["xception", "experiment", name, *common, "--device", "cuda", "--seeds", str(len(seeds))])]
     data = ["--data", data_path, "--runs-dir", str(runs_dir)]
