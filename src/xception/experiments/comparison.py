@@ -22,6 +22,7 @@ from xception.experiments.records import RunRecord, load_record
 from xception.experiments.scales import Scale
 from xception.experiments.speed import TrainingSpeed, measure_training_speed
 from xception.models import create_model
+from xception.models.complexity import count_macs
 from xception.train import TrainConfig, fit
 from xception.train.checkpoint import load_checkpoint
 
@@ -195,6 +196,7 @@ class ComparisonRun:
     arms: tuple[ResolvedArm, ...]
     records: tuple[RunRecord, ...]
     speeds: dict[str, TrainingSpeed]
+    macs: dict[str, int]  # multiply-accumulates of one forward pass at the scale's image size
     headline: str
     seeds: tuple[int, ...]
     wall_s: float
@@ -222,7 +224,10 @@ def run_comparison(comparison: Comparison, scale: Scale, *, seeds: tuple[int, ..
     speeds = {arm.label: measure_arm_speed(arm, scale, data, device=device) for arm in arms} if comparison.measure_speed else {}
     records = [run_arm(scale, data, arm, seed=seed, runs_dir=runs_dir, device=device)
                for seed in seeds for arm in arms]
-    return ComparisonRun(comparison, scale, arms, tuple(records), speeds, data.headline, seeds,
+    macs = {arm.label: count_macs(create_model(arm.model, num_classes=data.datasets.num_classes,
+                                               in_channels=data.config.in_channels, **arm.overrides),
+                                  data.config.image_size, data.config.in_channels) for arm in arms}
+    return ComparisonRun(comparison, scale, arms, tuple(records), speeds, macs, data.headline, seeds,
                          time.perf_counter() - start)
 
 

@@ -96,8 +96,8 @@ def write_comparison_report(run: ComparisonRun, out_dir: Path, *, command: str) 
         "",
         "## Networks",
         "",
-        "| arm | model | overrides | trainable parameters | matched to |",
-        "|---|---|---|---|---|",
+        f"| arm | model | overrides | trainable parameters | matched to | MACs at {run.records[0].train_config['data']['image_size'] if run.records else '?'} px (M) |",
+        "|---|---|---|---|---|---|",
     ]
     for arm in run.arms:
         overrides = ", ".join(f"{k}={v}" for k, v in arm.overrides.items() if k not in
@@ -105,7 +105,8 @@ def write_comparison_report(run: ComparisonRun, out_dir: Path, *, command: str) 
         shape = " (VGG-style flows, see the experiment file)" if "entry_flow" in arm.overrides else ""
         matched = (f"{arm.matched_to}: {arm.match.target:,} ({(arm.parameters - arm.match.target) / arm.match.target:+.1%})"
                    if arm.match else "-")
-        lines.append(f"| {arm.label} | {arm.model} | {overrides}{shape} | {arm.parameters:,} | {matched} |")
+        lines.append(f"| {arm.label} | {arm.model} | {overrides}{shape} | {arm.parameters:,} | {matched} "
+                     f"| {run.macs[arm.label] / 1e6:.1f} |")
     lines += ["", f"## Results: final {metric} (%), mean ± std over seeds", ""]
     speed_head = " training steps/s |" if run.speeds else ""
     lines += [f"| arm | test {metric} | train {metric} | final training loss | steps | wall s per run |{speed_head}",
@@ -145,6 +146,7 @@ def write_comparison_report(run: ComparisonRun, out_dir: Path, *, command: str) 
         "claims": [{"paper": o.claim.paper, "better": o.claim.better, "worse": o.claim.worse, "expect": o.claim.expect,
                     "verdict": o.verdict, "agreement": o.agreement} for o in outcomes],
         "speeds": {k: dataclasses.asdict(v) for k, v in run.speeds.items()},
+        "macs": run.macs,
         "runs": [dataclasses.asdict(r) for r in run.records],
     }
     (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
