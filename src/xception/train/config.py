@@ -49,6 +49,7 @@ class TrainConfig:
     out_dir: str = "runs/train"
     resume: str | None = None  # a checkpoint file or a run directory (its latest checkpoint)
     evals_per_epoch: int = 1
+    evaluate_during_training: bool = True  # False: only at the end (a short run saves the time)
     checkpoint_every_steps: int | None = None  # besides the end of each evaluation
     log_every_steps: int = 20
     progress: bool = True

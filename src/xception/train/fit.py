@@ -244,7 +244,7 @@ def fit(config: TrainConfig, *, datasets: Any | None = None) -> TrainResult:
                 window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
             if progress is not None:
                 progress.update(1)
-            if trainer.step % eval_every == 0 or trainer.step == total_steps:
+            if (config.evaluate_during_training and trainer.step % eval_every == 0) or trainer.step == total_steps:
                 metrics = evaluate(eval_model, val_loader, device=context.device, multilabel=datasets.multilabel,
                                    autocast_dtype=settings.autocast_dtype, channels_last=settings.channels_last,
                                    class_weights=datasets.class_weights)
