@@ -15,7 +15,6 @@ def add_parser(subparsers) -> None:
     parser.add_argument("images", nargs="+", metavar="IMAGE")
     parser.add_argument("--weights", required=True, help="a .safetensors file from a training run")
     parser.add_argument("--top-k", type=int, default=5)
-    parser.add_argument("--data", help="the dataset directory, where the data preparation needs it")
     parser.add_argument("--device", help="cpu or cuda (default: a GPU when there is one)")
     parser.set_defaults(run=run)
 
@@ -37,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, metadata = load_trained_model(args.weights)
-    transform = preparation(metadata, data_path=args.data)
+    transform = preparation(metadata)
     images = torch.stack([transform(Image.open(p)) for p in args.images]).to(device)
     rows = predict(model.to(device), images, class_names=metadata["class_names"], top_k=args.top_k,
                    multilabel=bool(metadata.get("multilabel")))

@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from xception.distributed import all_gather_rows, all_reduce_sum
+from xception.eval.metrics import average_precision, map_at_k, mean_average_precision, topk_correct
 
 
 @torch.no_grad()
@@ -68,8 +69,6 @@ def evaluate(
             result[f"top{k}"] = c / total
             result[f"correct{k}"] = int(c)
         return result
-    from xception.eval.metrics import average_precision, map_at_k, mean_average_precision
-
     num_classes = all_scores[0].shape[1] if all_scores else 0
     scores = all_gather_rows(torch.cat(all_scores).to(device) if all_scores else torch.zeros(0, num_classes, device=device)).cpu()
     targets = all_gather_rows(torch.cat(all_targets).to(device) if all_targets else torch.zeros(0, num_classes, device=device)).cpu()
@@ -77,14 +76,6 @@ def evaluate(
     result["map_at_100"] = float(map_at_k(scores, targets, k=100, class_weights=class_weights))
     result["per_class_ap"] = [float(x) for x in average_precision(scores, targets)]
     return result
-
-
-def topk_correct(logits: torch.Tensor, targets: torch.Tensor, ks: tuple[int, ...]) -> torch.Tensor:
-    """How many of the (N,) `targets` are among the k highest of the (N, C) `logits`, for each k
-    (k larger than C counts every example). Ties are broken by `torch.topk`'s order."""
-    top = logits.topk(min(max(ks), logits.shape[1]), dim=1).indices
-    hits = top == targets[:, None]
-    return torch.stack([hits[:, :k].any(dim=1).sum() for k in ks])
 
 
 def evaluate_weights(

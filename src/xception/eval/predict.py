@@ -48,15 +48,22 @@ def predict(model: nn.Module, images: torch.Tensor, *, class_names: list[str], t
             for row_p, row_i in zip(values, indices, strict=True)]
 
 
-def preparation(metadata: dict[str, Any], *, data_path: str | None = None):
+def preparation(metadata: dict[str, Any]):
     """The function PIL image -> model input (C, H, W) in [-1, 1] that the weights were evaluated
-    with: the `eval_transform` of the training data's config (from the metadata; `data_path`
-    replaces its directory)."""
-    from xception.data import DataConfig, build_datasets
+    with, from the data config in the metadata; it needs no data on disk. Fashion-MNIST and its
+    mosaics: grayscale, resized to the source grid, then their evaluation pipeline; photo sources:
+    the evaluation resize and centre crop."""
+    from xception.data import DataConfig
+    from xception.data.batch_transforms import PilToModelInput, TensorPipeline
+    from xception.data.transforms import photo_transforms
 
     data = dict(metadata.get("data") or {})
     if not data:
         raise ValueError("the weight file records no data preparation; it was not written by xception training")
-    if data_path is not None:
-        data["path"] = data_path
-    return build_datasets(DataConfig(**data)).eval_transform
+    config = DataConfig(**{**data, "path": data.get("path") or "unused", "augment": False})
+    if config.source in ("fashion_mnist", "mosaic"):
+        side = 28 * (config.mosaic_grid if config.source == "mosaic" else 1)
+        pipeline = TensorPipeline(image_size=config.image_size, in_channels=config.in_channels, augment=False,
+                                  padding=config.crop_padding)
+        return PilToModelInput(source_size=(side, side), pipeline=pipeline)
+    return photo_transforms(config).predict
