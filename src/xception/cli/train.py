@@ -82,9 +82,13 @@ def build_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     from xception.train import fit
 
     result = fit(build_config(args))
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # under torchrun, rank 0 reports
     shown = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items() if k != "examples" and isinstance(v, float))
     print(f"trained {result.steps} steps in {result.wall_s:.0f} s: {shown}")
     print(f"run directory: {result.run_dir} (checkpoint {result.checkpoint}, weights {result.weights})")

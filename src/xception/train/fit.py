@@ -260,7 +260,7 @@ def fit(config: TrainConfig, *, datasets: Any | None = None) -> TrainResult:
                 key = "top1" if "top1" in metrics else "map"
                 if context.is_main:
                     log.info("step %d (epoch %.2f): %s", trainer.step, record.epoch,
-                             ", ".join(f"{k} {v:.4f}" for k, v in scalars.items() if k != "examples"))
+                             ", ".join(f"{k} {v}" if isinstance(v, int) else f"{k} {v:.4f}" for k, v in scalars.items()))
                 improved = metrics[key] > best_metric
                 best_metric = max(best_metric, metrics[key])
                 save(LATEST)
