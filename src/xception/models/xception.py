@@ -91,10 +91,13 @@ class Stem(nn.Module):
         c1, c2 = (config.scale(c) for c in config.stem_channels)
         self.conv1 = nn.Conv2d(in_channels, c1, 3, stride=config.stem_stride, bias=False)
         self.bn1 = _bn(c1, config)
-        self.act1 = nn.ReLU()
+        # In place: a ReLU that reads a BatchNorm output changes nothing a backward pass needs
+        # (BatchNorm saves its input), and saves one activation map per ReLU (~8% per training
+        # step here, see runtime.py). Module names and state_dict keys are unchanged.
+        self.act1 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(c1, c2, 3, bias=False)
         self.bn2 = _bn(c2, config)
-        self.act2 = nn.ReLU()
+        self.act2 = nn.ReLU(inplace=True)
         self.out_channels = c2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -117,7 +120,9 @@ class XceptionBlock(nn.Module):
         previous = in_channels
         for m, out in enumerate(channels, start=1):
             if m > 1 or spec.first_activation:
-                units[f"act{m}"] = nn.ReLU()
+                # The first ReLU reads the block input, which the shortcut reads too: not in place.
+                # The others read a BatchNorm output: in place is safe (see Stem).
+                units[f"act{m}"] = nn.ReLU(inplace=m > 1)
             units[f"sepconv{m}"] = SeparableConv2d(
                 previous,
                 out,
@@ -128,7 +133,7 @@ class XceptionBlock(nn.Module):
             units[f"bn{m}"] = _bn(out, config)
             previous = out
         if spec.end_activation:
-            units[f"act{len(channels) + 1}"] = nn.ReLU()
+            units[f"act{len(channels) + 1}"] = nn.ReLU(inplace=True)
         if spec.pool:
             units["pool"] = SamePadMaxPool2d(3, 2)
         self.main = nn.Sequential(units)
