@@ -61,11 +61,21 @@ def cpu_has_native_bf16() -> bool:
 def fastest_settings(device: torch.device, *, training: bool) -> RuntimeSettings:
     """The fastest settings known to be correct for Xception-like convnets on `device`.
 
-    bf16 autocast where the hardware computes it natively (it keeps fp32 master weights, and
-    BatchNorm and the loss run in fp32 under autocast); channels_last everywhere (oneDNN and
-    cuDNN both prefer NHWC for convolutions); torch.compile off by default because its start-up
-    cost (minutes on a 2-core CPU) is not paid back in short runs.
+    bf16 autocast where the hardware computes it natively (fp32 master weights; autocast keeps
+    the loss in fp32); channels_last everywhere (oneDNN and cuDNN both prefer NHWC for
+    convolutions); torch.compile off by default.
     """
+    # Measured on the 2-core AMD EPYC (avx512_bf16) with torch 2.14.1, 299 px, batch 16, this
+    # project's Xception, interleaved rounds on a shared machine (load average 3-9):
+    # - bf16 vs fp32 (benchmarks/cpu.py, BENCHMARKS.md): inference 8.0 vs 4.6 img/s; training
+    #   several times faster (the fp32 training rows were the noisiest).
+    # - torch.compile, training: no gain (eager 28.1 s vs compiled 30.0 s per bf16 step, median of
+    #   4 rounds at load ~8) for 217 s of compilation: off.
+    # - torch.compile with freezing (`compile_model`), inference: 1.58x over eager with BatchNorm
+    #   folded (5.1 vs 8.1 s per bf16 step, load ~8), 52 s to compile from a cold cache. Worth it
+    #   for long inference runs only, which this function cannot know: off here, on in the bench.
+    # - channels_last was not A/B tested for this model here; issue 4's baseline found it the
+    #   best layout for timm's Xception and torchvision's Inception V3 on this machine.
     device = torch.device(device)
     mode = "training" if training else "inference"
     if device.type == "cuda":
