@@ -25,6 +25,16 @@ from xception.train import TrainConfig, fit
 from xception.train.checkpoint import load_checkpoint
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: with `pytest -n 2` on 2 cores, two OpenMP threads per worker make every
+    small op wait for a descheduled partner thread (we measured 5x slower runs)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _config(out_dir, **changes) -> TrainConfig:
     return TrainConfig(
         data=DataConfig(source="fashion_mnist", path=None, image_size=16, in_channels=1),
@@ -81,7 +91,6 @@ def test_distributed_two_processes_match_one_process_with_accumulation(tmp_path)
         p.join(timeout=120)
         assert p.exitcode == 0
 
-    torch.set_num_threads(1)
     single = fit(_config(tmp_path / "single", accumulation_steps=2), datasets=tiny_datasets())
     ddp_state, single_state = load_checkpoint(tmp_path / "ddp"), load_checkpoint(single.checkpoint)
     assert ddp_state["progress"]["step"] == single_state["progress"]["step"] == 8

@@ -33,6 +33,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: this rank's GPU when there is one)")
+    parser.add_argument("--threads", type=int, dest="cpu_threads", help="torch CPU threads (default: torch's)")
     parser.add_argument("--sync-batchnorm", action="store_true", default=None)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--workers", type=int, dest="num_workers", help="DataLoader workers per process")
@@ -46,7 +47,7 @@ def add_parser(subparsers) -> None:
 
 
 _FLAGS = ("model", "recipe", "epochs", "steps", "batch_size", "accumulation_steps", "precision", "channels_last",
-          "compile", "device", "sync_batchnorm", "seed", "num_workers", "out_dir", "evals_per_epoch", "progress")
+          "compile", "device", "cpu_threads", "sync_batchnorm", "seed", "num_workers", "out_dir", "evals_per_epoch", "progress")
 
 
 def build_config(args: argparse.Namespace):

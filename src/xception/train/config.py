@@ -43,6 +43,7 @@ class TrainConfig:
     channels_last: bool | None = None
     compile: bool | None = None
     device: str | None = None  # None: "cuda" (this rank's GPU) when available, else "cpu"
+    cpu_threads: int | None = None  # torch intra-op threads; None: leave torch's setting as it is
     sync_batchnorm: bool = False
     seed: int = 0
     num_workers: int | None = None  # None: min(8, CPUs per process - 1), at least 0
@@ -81,6 +82,8 @@ class TrainConfig:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.epochs is not None and self.epochs <= 0:
             raise ValueError(f"epochs must be > 0, got {self.epochs}")
+        if self.cpu_threads is not None and self.cpu_threads < 1:
+            raise ValueError(f"cpu_threads must be >= 1, got {self.cpu_threads}")
         if self.evals_per_epoch < 1:
             raise ValueError(f"evals_per_epoch must be >= 1, got {self.evals_per_epoch}")
         if self.data.path is not None and not Path(self.data.path).exists():

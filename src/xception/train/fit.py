@@ -91,8 +91,10 @@ def fit(config: TrainConfig, *, datasets: Any | None = None) -> TrainResult:
     recipe = get_recipe(config.recipe, **config.recipe_overrides)
     settings = resolve_runtime(config, context.device)
     _check_config(config, context)
+    if config.cpu_threads is not None:
+        torch.set_num_threads(config.cpu_threads)
     if context.is_main:
-        log.info("runtime: %s", settings.reason)
+        log.info("runtime: %s; %d CPU thread(s)", settings.reason, torch.get_num_threads())
     _seed_everything(config.seed)  # the same initial weights on every process
     if datasets is None:
         from xception.data import build_datasets

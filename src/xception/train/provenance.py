@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import socket
@@ -13,8 +14,10 @@ from typing import Any
 import torch
 
 
+@functools.cache
 def git_commit() -> str:
-    """The commit of this source tree, with "-dirty" when it has uncommitted changes, or "unknown"."""
+    """The commit of this source tree, with "-dirty" when it has uncommitted changes, or "unknown".
+    Read once per process: every checkpoint of a run records the code it started with."""
     here = Path(__file__).resolve().parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
