@@ -26,6 +26,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="report directory (default: reports/NAME; reports/imagenet/NAME at --scale imagenet)")
     parser.add_argument("--runs-dir", default=None, help="training runs (default: runs/experiments/SCALE/NAME)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: the GPU if any, else CPU)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's; 1 is fastest on a busy 2-core machine)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a field of the scale, VALUE as JSON (e.g. --set epochs=1 --set train_examples=512)")
     imagenet = parser.add_argument_group("ImageNet scale")
@@ -82,8 +84,9 @@ def run(args: argparse.Namespace) -> int:
     command = shlex.join(["xception", "experiment", args.name, "--scale", args.scale, "--seeds", str(len(seeds)),
                           "--out", str(out_dir), *[f"--set={pair}" for pair in args.set],
                           *(["--device", args.device] if args.device else []),
+                          *(["--threads", str(args.threads)] if args.threads else []),
                           *(["--data", args.data] if args.data else []), *(["--report"] if args.report else [])])
     path = run_experiment(args.name, scale=scale, seeds=seeds, out_dir=out_dir, runs_dir=runs_dir, command=command,
-                          device=args.device, data_path=args.data, train=not args.report)
+                          device=args.device, data_path=args.data, train=not args.report, threads=args.threads)
     print(path)
     return 0
