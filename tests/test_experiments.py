@@ -5,6 +5,7 @@ import dataclasses
 import json
 
 import pytest
+import torch
 
 from xception.cli import main
 from xception.experiments import NAMES, get_experiment, get_scale, run_experiment
@@ -27,6 +28,15 @@ TINY = dict(
     xception={"width": 0.08, "middle_repeats": 1}, inception_v3={"width": 0.045}, mosaic_image_size=16,
     mosaic_train_size=16, mosaic_val_size=16, speed_warmup_steps=0, speed_steps=1, table3_batch_size=1,
 )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Many tiny runs: one thread is several times faster than two contending ones on 2 busy cores.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def test_match_width_hits_the_target_within_five_percent_on_every_quick_scale_arm():
