@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from xception.bench import BenchResult
 from xception.bench.contenders import build_model, parse_contender
 from xception.bench.memory import step_peak_memory
 from xception.bench.peak import conv_gflop
@@ -60,3 +61,7 @@ def test_bench_cli_smoke_writes_json(tmp_path):
     assert all(row["images_per_s"] > 0 and row["peak_memory_mb"] > 0 for row in rows.values())
     assert result["peaks"]["fp32"]["peak"] > 0
     assert result["machine"]["torch"] == torch.__version__
+    # The JSON reads back into the same result (benchmarks/cpu.py --from-json relies on it).
+    again = BenchResult.from_dict(result)
+    assert [r.images_per_s for r in again.rows] == [r["images_per_s"] for r in result["rows"]]
+    assert again.config.models == ("xception_small",)

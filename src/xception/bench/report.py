@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from typing import Any
 
 from xception.bench.suite import BenchResult, BenchRow
@@ -28,12 +29,13 @@ def _settings(row: BenchRow) -> str:
 def markdown_table(result: BenchResult) -> str:
     """One row per contender, mode and precision: throughput, step time, memory, GFLOP/s, % of peak."""
     lines = [
-        "| mode | precision | model | settings | images/s | ms/step | peak memory (MB) | GFLOP/image | GFLOP/s | % of peak |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| mode | precision | model | settings | images/s (median) | images/s (best round) | ms/step "
+        "| peak memory (MB) | GFLOP/image | GFLOP/s | % of peak |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result.rows:
         lines.append(
-            f"| {r.mode} | {r.precision} | `{r.model}` | {_settings(r)} | {r.images_per_s:.2f} | "
+            f"| {r.mode} | {r.precision} | `{r.model}` | {_settings(r)} | {r.images_per_s:.2f} | {r.best_images_per_s:.2f} | "
             f"{r.ms_per_step:,.0f} | {_fmt(r.peak_memory_mb, 0)} | {r.gflop_per_image:.1f} | "
             f"{r.achieved_gflops:,.0f} | {_fmt(r.percent_of_peak)} |"
         )
@@ -55,7 +57,9 @@ def peaks_table(result: BenchResult) -> str:
 
 
 def ratios(result: BenchResult, numerator: str) -> list[dict[str, Any]]:
-    """Throughput of `numerator` over every other contender, per mode and precision."""
+    """Throughput of `numerator` over every other contender, per mode and precision: the ratio of
+    the medians over rounds, and the median of the per-round ratios (robust to load that changes
+    from round to round, since the contenders of one round share it)."""
     by_key = {(r.mode, r.precision, r.model): r for r in result.rows}
     out = []
     for (mode, precision, model), row in by_key.items():
@@ -69,6 +73,9 @@ def ratios(result: BenchResult, numerator: str) -> list[dict[str, Any]]:
                 numerator=numerator,
                 denominator=model,
                 ratio=ours.images_per_s / row.images_per_s,
+                per_round_ratio=statistics.median(
+                    theirs / mine for mine, theirs in zip(ours.round_seconds, row.round_seconds, strict=True)
+                ),
             )
         )
     return out
@@ -78,9 +85,12 @@ def ratios_table(result: BenchResult, numerator: str) -> str:
     rows = ratios(result, numerator)
     if not rows:
         return ""
-    lines = ["| mode | precision | ratio | x |", "|---|---|---|---:|"]
+    lines = ["| mode | precision | ratio | of medians | median of per-round ratios |", "|---|---|---|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['mode']} | {r['precision']} | `{numerator}` / `{r['denominator']}` | {r['ratio']:.2f} |")
+        lines.append(
+            f"| {r['mode']} | {r['precision']} | `{numerator}` / `{r['denominator']}` | {r['ratio']:.2f} "
+            f"| {r['per_round_ratio']:.2f} |"
+        )
     return "\n".join(lines)
 
 

@@ -69,6 +69,7 @@ class BenchRow:
     image_size: int
     images_per_s: float
     ms_per_step: float
+    best_images_per_s: float  # the fastest round: background load only ever adds time
     round_seconds: tuple[float, ...]  # mean step time of each round
     gflop_per_image: float  # forward FLOPs, x3 for a training step (forward + two backward GEMMs)
     achieved_gflops: float
@@ -88,6 +89,18 @@ class BenchResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BenchResult:
+        """The inverse of `to_dict` (after a JSON round trip: lists become tuples again)."""
+        config = BenchConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["config"].items()})
+        rows = []
+        for row in data["rows"]:
+            row = dict(row, round_seconds=tuple(row["round_seconds"]))
+            # Files written before `best_images_per_s` existed: derive it from the rounds.
+            row.setdefault("best_images_per_s", row["batch_size"] / min(row["round_seconds"]))
+            rows.append(BenchRow(**row))
+        return cls(config=config, rows=tuple(rows), peaks=data["peaks"], machine=data["machine"])
 
 
 def describe_machine(device: torch.device) -> dict[str, Any]:
@@ -227,6 +240,7 @@ def run_benchmark(config: BenchConfig) -> BenchResult:
                         image_size=config.image_size,
                         images_per_s=config.batch_size / seconds,
                         ms_per_step=seconds * 1e3,
+                        best_images_per_s=config.batch_size / min(rounds[p.spec]),
                         round_seconds=tuple(rounds[p.spec]),
                         gflop_per_image=gflop,
                         achieved_gflops=achieved,
