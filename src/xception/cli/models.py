@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
                 params=count_parameters(model),
                 bn_statistics=count_batchnorm_statistics(model),
                 input_size=entry.input_size,
-                gmacs=round(count_macs(model, entry.input_size) / 1e9, 3),
+                gmacs=round(count_macs(model, entry.input_size) / 1e9, 4),
                 description=entry.description,
             )
         )
