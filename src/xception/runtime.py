@@ -67,13 +67,14 @@ def fastest_settings(device: torch.device, *, training: bool) -> RuntimeSettings
     """
     # Measured on the 2-core AMD EPYC (avx512_bf16) with torch 2.14.1, 299 px, batch 16, this
     # project's Xception, interleaved rounds on a shared machine (load average 3-9):
-    # - bf16 vs fp32 (benchmarks/cpu.py, BENCHMARKS.md): inference 8.0 vs 4.6 img/s; training
-    #   several times faster (the fp32 training rows were the noisiest).
+    # - bf16 vs fp32 (benchmarks/cpu.py, BENCHMARKS.md, load 2.5-3.4): training 5.6 vs 2.7 img/s,
+    #   inference 20.8 vs 11.1 img/s.
     # - torch.compile, training: no gain (eager 28.1 s vs compiled 30.0 s per bf16 step, median of
     #   4 rounds at load ~8) for 217 s of compilation: off.
     # - torch.compile with freezing (`compile_model`), inference: 1.58x over eager with BatchNorm
-    #   folded (5.1 vs 8.1 s per bf16 step, load ~8), 52 s to compile from a cold cache. Worth it
-    #   for long inference runs only, which this function cannot know: off here, on in the bench.
+    #   folded at load ~8 (5.1 vs 8.1 s per bf16 step); at load ~3 ours (folded + compiled) is
+    #   1.08-1.10x timm's eager model. 52 s to compile from a cold cache: worth it for long
+    #   inference runs only, which this function cannot know: off here, on in the bench.
     # - channels_last was not A/B tested for this model here; issue 4's baseline found it the
     #   best layout for timm's Xception and torchvision's Inception V3 on this machine.
     device = torch.device(device)
