@@ -66,8 +66,10 @@ def test_cli_predict_prints_top_k_names_and_probabilities(tmp_path, capsys):
     Image.fromarray(pixels.numpy(), mode="L").save(tmp_path / "item.png")
 
     assert main(["predict", str(tmp_path / "item.png"), "--weights", str(weights), "--top-k", "3",
-                 "--device", "cpu"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+                 "--device", "cpu", "--precision", "fp32"]) == 0
+    captured = capsys.readouterr()
+    assert "settings: fp32, channels_last, BatchNorm folded" in captured.err
+    lines = captured.out.splitlines()
     # Independently: x / 127.5 - 1 of the 28 x 28 image, the model in eval mode, a softmax.
     expected = model.eval()((pixels.float() / 127.5 - 1)[None, None]).softmax(dim=1)[0]
     top = expected.topk(3)
