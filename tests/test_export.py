@@ -94,3 +94,24 @@ def test_cli_export_onnx_verifies_and_prints_the_difference(tmp_path, capsys):
     assert "max abs difference from PyTorch" in capsys.readouterr().out
     assert cli_main([*argv[:-4], "--format", "torch_export", "--out", str(tmp_path / "x.onnx")]) == 2
     assert "use a .pt2 name" in capsys.readouterr().err
+
+
+def test_cli_export_rebuilds_a_trained_model_from_its_weight_file(tmp_path, capsys):
+    # A Fashion-MNIST run's weights: 1 input channel, 10 classes and a config override that the
+    # registry's default lacks; --model is not needed, the file's metadata says it all.
+    import onnxruntime
+
+    from xception.models.weights import save_weights
+
+    torch.manual_seed(0)
+    model = create_model("xception_small", num_classes=10, in_channels=1, middle_repeats=1).eval()
+    weights = save_weights(model, tmp_path / "run.safetensors", metadata={"class_names": [str(k) for k in range(10)]})
+    out = tmp_path / "run.onnx"
+    assert cli_main(["export", "--weights", str(weights), "--format", "onnx", "--out", str(out)]) == 0
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x = torch.rand(1, 1, 28, 28) * 2 - 1
+    (onnx_logits,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(onnx_logits), model(x), rtol=1e-4, atol=1e-5)
+    assert cli_main(["export", "--format", "onnx", "--out", str(out)]) == 2
+    assert "--model is required" in capsys.readouterr().err

@@ -14,11 +14,17 @@ def add_parser(subparsers) -> None:
         description="Export a registered model and run the exported file (ONNX in onnxruntime) on a "
         "random batch, printing the largest absolute difference from PyTorch's output.",
     )
-    parser.add_argument("--model", required=True, help="registered model name (see `xception models`)")
+    parser.add_argument(
+        "--model",
+        help="registered model name (see `xception models`); optional with --weights from `xception "
+        "train` or `xception convert`, whose metadata names the model, its config, classes and channels",
+    )
     parser.add_argument("--weights", default=None, help="weight file in any format `xception convert` reads")
     parser.add_argument("--format", required=True, choices=EXPORT_FORMATS)
     parser.add_argument("--out", required=True, help="file to write (.onnx, .pt, or .pt2 for torch_export)")
-    parser.add_argument("--num-classes", type=int, default=1000, help="classes of the head (0: none; default 1000)")
+    parser.add_argument(
+        "--num-classes", type=int, default=None, help="classes of the head (0: none; default: the weights' or 1000)"
+    )
     parser.add_argument("--image-size", type=int, default=None, help="default: the model's input size")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--tolerance", type=float, default=1e-4, help="fail above this max abs difference")
@@ -26,11 +32,20 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from xception.eval.predict import load_trained_model
     from xception.models import MODELS, create_model
     from xception.models.export import export_model, verify_export
+    from xception.models.weights import read_metadata
 
-    model = create_model(args.model, num_classes=args.num_classes, weights=args.weights)
-    image_size = args.image_size or MODELS[args.model].input_size
+    metadata = _our_metadata(args.weights, read_metadata)
+    if metadata is not None and args.num_classes is None and args.model in (None, metadata["model_name"]):
+        model, _ = load_trained_model(args.weights)  # the saved config, classes and input channels
+    elif args.model is None:
+        raise ValueError("--model is required unless --weights is a file written by this project")
+    else:
+        num_classes = 1000 if args.num_classes is None else args.num_classes
+        model = create_model(args.model, num_classes=num_classes, weights=args.weights)
+    image_size = args.image_size or MODELS[model.model_name].input_size
     path = export_model(model, args.out, format=args.format, image_size=image_size, batch_size=args.batch_size)
     difference = verify_export(model, path, format=args.format, image_size=image_size, batch_size=args.batch_size)
     print(f"wrote {path} ({args.format}, {image_size}x{image_size}); max abs difference from PyTorch: {difference:.3g}")
@@ -38,3 +53,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: the exported model differs from PyTorch by more than --tolerance {args.tolerance}")
         return 1
     return 0
+
+
+def _our_metadata(weights: str | None, read_metadata) -> dict | None:
+    """The metadata of a weight file this project wrote, or None for any other file (or none)."""
+    if weights is None:
+        return None
+    try:
+        return read_metadata(weights)
+    except ValueError:
+        return None
