@@ -3,7 +3,7 @@
 Single-label data: top-1 and top-5 accuracy (section 4.4, ImageNet) from correct-prediction counts
 summed over processes. Multi-label data: the scores of all processes are gathered, then mean
 average precision, the paper's MAP@100 (section 4.3, JFT/FastEval14k; defined in
-`xception.eval.metrics.map_at_k` and docs/training.md) and per-class AP.
+`xception.eval.metrics.map_at_k` and docs/metrics.md) and per-class AP.
 """
 
 from __future__ import annotations
