@@ -103,7 +103,8 @@ PAPER_JFT = Recipe(
     # asynchronous; ours is synchronous.
     rmsprop_alpha=0.9,
     rmsprop_eps=1.0,
-    # NOTE(paper): no weight decay is stated for JFT; we use the ImageNet values.
+    # Section 4.2: "The same weight decay rates were used both for the ImageNet experiments and
+    # the JFT experiments."
     weight_decay=(("xception", 1e-5), ("inception_v3", 4e-5)),
     drop_rate=0.0,
     loss="sigmoid",
