@@ -108,7 +108,7 @@ PAPER_JFT = Recipe(
     weight_decay=(("xception", 1e-5), ("inception_v3", 4e-5)),
     drop_rate=0.0,
     loss="sigmoid",
-    # NOTE(paper): section 4.3 does not say whether JFT used averaging; we keep it as on ImageNet.
+    # Section 4.3: "all models were evaluated using Polyak averaging"; the decay is TF-slim's, as above.
     average_decay=0.9999,
     epochs=None,  # the paper trained for a month (30M steps); choose steps with --steps
 )
