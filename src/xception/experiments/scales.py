@@ -84,9 +84,9 @@ QUICK = Scale(
     mosaic_val_size=1000,
 )
 
-# Estimated (not yet measured on a free machine) at 6-8 minutes per run: 20000 training images,
-# 2 epochs of 128-image steps (312 steps), the full 10000-image test set scored 4 times; the
-# spectrum's 18 runs then take about 2 hours.
+# 20000 training images, 2 epochs of 128-image steps (312 steps), the full 10000-image test set
+# scored 4 times. Measured with 1 CPU thread on the shared 2-core machine: 2.5-3.5 minutes per run
+# (imagenet_profile, 6 runs: 972 s), so the spectrum's 18 runs take about an hour.
 FULL = Scale(
     name="full",
     image_size=28,
