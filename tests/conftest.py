@@ -15,3 +15,13 @@ def _threads_per_worker():
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         torch.set_num_threads(max(1, cpus // workers))
     yield
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for tests of many tiny ops: with `pytest -n 2` on 2 cores, two OpenMP
+    threads per worker make every small op wait for a descheduled partner thread (5x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -10,15 +10,7 @@ from xception.data import DataConfig
 from xception.train import TrainConfig, fit
 from xception.train.checkpoint import load_checkpoint
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: with `pytest -n 2` on 2 cores, two OpenMP threads per worker make every
-    small op wait for a descheduled partner thread (we measured 5x slower runs)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _config(out_dir, **changes) -> TrainConfig:
