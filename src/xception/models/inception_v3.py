@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from xception.models.head import ClassifierNetwork
+from xception.models.layers import scale_channels
 
 MixedKind = Literal["A", "B", "C", "D", "E"]
 Padding = Literal["valid", "same"]
@@ -81,9 +82,7 @@ class InceptionV3Config:
 
     def scale(self, channels: int) -> int:
         """Channels after the width multiplier, rounded to a multiple of 8 (as XceptionConfig)."""
-        if self.width == 1.0:
-            return channels
-        return max(8, int(round(channels * self.width / 8)) * 8)
+        return scale_channels(channels, self.width)
 
     @property
     def unpadded(self) -> int:

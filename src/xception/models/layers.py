@@ -18,6 +18,14 @@ MidActivation = Literal["relu", "elu"] | None
 Order = Literal["depthwise_first", "pointwise_first"]
 
 
+def scale_channels(channels: int, width: float) -> int:
+    """`channels` x `width`, rounded to a multiple of 8 (at least 8) so that every segment count
+    from 1 to 8 divides it; unchanged at width 1. Xception and Inception V3 scale alike with it."""
+    if width == 1.0:
+        return channels
+    return max(8, int(round(channels * width / 8)) * 8)
+
+
 def make_activation(name: Literal["relu", "elu"]) -> nn.Module:
     """The activations the paper tries between depthwise and pointwise (section 4.7, Figure 10)."""
     if name == "relu":

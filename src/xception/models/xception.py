@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from xception.models.head import ClassifierNetwork
-from xception.models.layers import MidActivation, Order, SamePadMaxPool2d, SeparableConv2d
+from xception.models.layers import MidActivation, Order, SamePadMaxPool2d, SeparableConv2d, scale_channels
 
 
 @dataclass(frozen=True)
@@ -67,9 +67,7 @@ class XceptionConfig:
 
     def scale(self, channels: int) -> int:
         """Channels after the width multiplier: a multiple of 8 so every segment count 1-8 divides it."""
-        if self.width == 1.0:
-            return channels
-        return max(8, int(round(channels * self.width / 8)) * 8)
+        return scale_channels(channels, self.width)
 
     def blocks(self) -> list[BlockSpec]:
         """The 13 modules after the stem in order (block2 .. block14 at the paper's depth)."""
