@@ -25,7 +25,7 @@ def synthetic_source(count: int = 60, num_classes: int = 5):
 def test_mosaic_targets_and_pixels_match_the_items_placed():
     images, labels = synthetic_source()
     layouts = mosaic_layouts(labels, count=60, grid=3, skew=1.0, generator=torch.Generator().manual_seed(0))
-    pipeline = TensorPipeline(image_size=84, in_channels=1, augment=False, padding=0)
+    pipeline = TensorPipeline(image_size=84, in_channels=1, augment=False, padding=0, erase_probability=0.0)
     mosaics = MosaicImages(images, labels, layouts, grid=3, num_classes=5, pipeline=pipeline)
     raw = mosaics.raw_images(torch.arange(60))
     assert raw.shape == (60, 84, 84)

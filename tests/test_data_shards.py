@@ -24,7 +24,7 @@ def numbered_datasets(train: int, val: int, *, multilabel: bool) -> Datasets:
             targets = values.long() % 3
         return InMemoryImages(images, targets, pipeline=pipeline)
 
-    pipeline = TensorPipeline(image_size=SIZE, in_channels=1, augment=False, padding=0)
+    pipeline = TensorPipeline(image_size=SIZE, in_channels=1, augment=False, padding=0, erase_probability=0.0)
     return Datasets(
         train=split(train, 0),
         val=split(val, 100),

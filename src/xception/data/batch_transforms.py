@@ -3,7 +3,7 @@
 Per-item transforms cost tens of microseconds of Python each; on a 2-core machine that is the
 bottleneck of a small CNN. `TensorPipeline` prepares a batch of B images with a handful of tensor
 operations instead: random crop with zero padding and horizontal flip (each image its own offsets and
-coin), resize, [-1, 1] scaling, channel repeat.
+coin), resize, [-1, 1] scaling, optional random erasing, channel repeat.
 """
 
 from __future__ import annotations
@@ -49,19 +49,38 @@ def random_crop_flip(images: torch.Tensor, *, padding: int) -> torch.Tensor:
     return crop_flip(images, top=top.to(device), left=left.to(device), flip=flip.to(device), padding=padding)
 
 
+def random_erase(images: torch.Tensor, *, probability: float) -> torch.Tensor:
+    """Random erasing (Zhong et al., 2017) with each image its own rectangle: torchvision's
+    `v2.RandomErasing` (area 2-33% of the image, aspect 0.3-3.3, normal noise) applied image by image,
+    since one call on a batch would erase the same rectangle in every image.
+
+    images: float (B, C, H, W). Only training pipelines erase, so the Python loop (tens of
+    microseconds per image) runs in the DataLoader workers.
+    """
+    erase = v2.RandomErasing(p=probability, value="random")
+    return torch.stack([erase(image) for image in images.unbind(0)])
+
+
 class TensorPipeline:
     """uint8 images (B, H, W) or (B, 1, H, W) -> float32 model inputs (B, in_channels, S, S) in [-1, 1].
 
     Training (augment=True): random crop with `padding` and horizontal flip at the source resolution,
-    then the resize to image_size S; evaluation: the resize only. x / 127.5 - 1, as Keras'
-    `preprocess_input` ("tf" mode). Grayscale is repeated over 3 channels when in_channels is 3.
+    then the resize to image_size S, then random erasing with probability `erase_probability` (after
+    the [-1, 1] scaling, so the noise is on the model's scale); evaluation: the resize only.
+    x / 127.5 - 1, as Keras' `preprocess_input` ("tf" mode). Grayscale is repeated over 3 channels
+    when in_channels is 3 (after erasing, so every channel shows the same rectangle).
     """
 
-    def __init__(self, *, image_size: int, in_channels: int, augment: bool, padding: int) -> None:
+    def __init__(
+        self, *, image_size: int, in_channels: int, augment: bool, padding: int, erase_probability: float
+    ) -> None:
+        if not 0.0 <= erase_probability <= 1.0:
+            raise ValueError(f"erase_probability must be in [0, 1], got {erase_probability}")
         self.image_size = image_size
         self.in_channels = in_channels
         self.augment = augment
         self.padding = padding
+        self.erase_probability = erase_probability
         self.scale = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=[0.5], std=[0.5])])
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
@@ -74,6 +93,8 @@ class TensorPipeline:
         if images.shape[-2:] != (self.image_size, self.image_size):
             images = F.resize(images, [self.image_size, self.image_size], antialias=True)
         images = self.scale(images)
+        if self.augment and self.erase_probability > 0:
+            images = random_erase(images, probability=self.erase_probability)
         if self.in_channels != images.shape[1]:
             images = images.expand(-1, self.in_channels, -1, -1).contiguous()
         return images
@@ -81,7 +102,7 @@ class TensorPipeline:
     def __repr__(self) -> str:
         return (
             f"TensorPipeline(image_size={self.image_size}, in_channels={self.in_channels}, "
-            f"augment={self.augment}, padding={self.padding})"
+            f"augment={self.augment}, padding={self.padding}, erase_probability={self.erase_probability})"
         )
 
 

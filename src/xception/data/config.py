@@ -33,6 +33,8 @@ class DataConfig:
     download: fetch Fashion-MNIST from torchvision's official mirrors when no local copy is found.
     seed: fixes the mosaic layouts; the training randomness is the loader's business.
     crop_padding: zero padding, in pixels of the 28-pixel Fashion-MNIST grid, of the random crop.
+    erase_probability: Fashion-MNIST and mosaics: the chance that a training image gets random erasing
+        (Zhong et al., 2017: a rectangle of 2-33% of the image filled with noise; 0 = off).
     mosaic_grid: mosaics are `mosaic_grid` x `mosaic_grid` cells of 28 x 28 pixels.
     mosaic_train_size, mosaic_val_size: number of mosaics (train from the Fashion-MNIST training
         images, val from its test images, so no item appears in both).
@@ -52,6 +54,7 @@ class DataConfig:
     download: bool = False
     seed: int = 0
     crop_padding: int = 2
+    erase_probability: float = 0.0
     mosaic_grid: int = 2
     mosaic_train_size: int = 60_000
     mosaic_val_size: int = 10_000
@@ -71,6 +74,8 @@ class DataConfig:
             raise ValueError(f"crop_fraction must be in (0, 1], got {self.crop_fraction}")
         if self.crop_padding < 0:
             raise ValueError(f"crop_padding must be >= 0 pixels, got {self.crop_padding}")
+        if not 0.0 <= self.erase_probability <= 1.0:
+            raise ValueError(f"erase_probability must be in [0, 1], got {self.erase_probability}")
         if self.mosaic_grid < 1:
             raise ValueError(f"mosaic_grid must be >= 1 cell per side, got {self.mosaic_grid}")
         if self.mosaic_train_size < 1 or self.mosaic_val_size < 1:

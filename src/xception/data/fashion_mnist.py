@@ -153,6 +153,7 @@ def build_fashion_mnist(config: DataConfig) -> Datasets:
             in_channels=config.in_channels,
             augment=augment,
             padding=config.crop_padding,
+            erase_probability=config.erase_probability,
         )
         splits[split] = InMemoryImages(images, labels, pipeline=pipeline)
     return Datasets(

@@ -98,6 +98,7 @@ def build_mosaic_split(config: DataConfig, split: Literal["train", "test"], *, a
         in_channels=config.in_channels,
         augment=augment,
         padding=config.crop_padding,
+        erase_probability=config.erase_probability,
     )
     return MosaicImages(
         images, labels, layouts, grid=config.mosaic_grid, num_classes=len(CLASSES), pipeline=pipeline

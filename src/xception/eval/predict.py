@@ -64,6 +64,6 @@ def preparation(metadata: dict[str, Any]):
     if config.source in ("fashion_mnist", "mosaic"):
         side = 28 * (config.mosaic_grid if config.source == "mosaic" else 1)
         pipeline = TensorPipeline(image_size=config.image_size, in_channels=config.in_channels, augment=False,
-                                  padding=config.crop_padding)
+                                  padding=config.crop_padding, erase_probability=0.0)
         return PilToModelInput(source_size=(side, side), pipeline=pipeline)
     return photo_transforms(config).predict

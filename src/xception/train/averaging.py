@@ -50,11 +50,20 @@ class ModelAverage(nn.Module):
         averaged = list(self.module.parameters())
         live = list(model.parameters())
         torch._foreach_lerp_(averaged, [p.detach() for p in live], 1.0 - decay)
+        # One multi-tensor call per kind of buffer rather than one small kernel per buffer: on a GPU a
+        # small network's step is bound by kernel launches.
+        averaged_buffers, live_averaged, copied, live_copied = [], [], [], []
         for mine, theirs in zip(self.module.buffers(), model.buffers(), strict=True):
             if self.bn_policy == "average" and mine.is_floating_point():
-                mine.lerp_(theirs, 1.0 - decay)
+                averaged_buffers.append(mine)
+                live_averaged.append(theirs)
             else:
-                mine.copy_(theirs)
+                copied.append(mine)
+                live_copied.append(theirs)
+        if averaged_buffers:
+            torch._foreach_lerp_(averaged_buffers, live_averaged, 1.0 - decay)
+        if copied:
+            torch._foreach_copy_(copied, live_copied)
         self.num_updates += 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
