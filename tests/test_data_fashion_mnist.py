@@ -108,6 +108,28 @@ def test_build_fashion_mnist_items_follow_the_data_contract():
     assert torch.allclose(native.val[0][0][0].double(), raw, atol=1e-6)
 
 
+@needs_debian_package
+def test_long_preset_erases_training_images_only():
+    from xception.train.demo import demo_config
+    from xception.train.recipes import get_recipe
+
+    config = demo_config(data_path=str(fm.DEBIAN_DIR), out_dir="unused", long=True, progress=False)
+    assert get_recipe(config.recipe).epochs == 60 and config.model_overrides == {"width": 1.0}
+    datasets = build_datasets(config.data)
+    torch.manual_seed(0)
+    indices = list(range(400))
+    train = torch.stack([image for image, _ in datasets.train.__getitems__(indices)])
+    # The same images through the training pipeline without erasing, with the same crop and flip draws.
+    torch.manual_seed(0)
+    no_erase = type(datasets.train.pipeline)(image_size=28, in_channels=1, augment=True, padding=2,
+                                             erase_probability=0.0)
+    plain = no_erase(datasets.train.images[torch.tensor(indices)])
+    erased = (train != plain).flatten(1).any(1).float().mean().item()
+    assert 0.4 < erased < 0.6  # probability 0.5, 400 images: 4 standard deviations are 0.1
+    val = datasets.val[0][0]
+    assert torch.allclose(val[0].double(), datasets.val.images[0].double() / 127.5 - 1, atol=1e-6)
+
+
 def test_ensure_fashion_mnist_downloads_into_the_cache_only_when_asked(tmp_path, monkeypatch):
     import torchvision.datasets.utils
 

@@ -15,7 +15,7 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--data", help="a directory holding Fashion-MNIST's four IDX files")
     parser.add_argument("--out", default="runs/demo", help="the run directory (default runs/demo)")
-    parser.add_argument("--long", action="store_true", help="the fashion_mnist_long preset (>= 95%%, longer)")
+    parser.add_argument("--long", action="store_true", help="the fashion_mnist_long preset: width 1.0, 60 epochs, random erasing; 95.3%% in 8 min on one H100, many hours on 2 CPU cores")
     parser.add_argument("--epochs", type=float, help="override the recipe's number of epochs")
     parser.add_argument("--device", help="cpu or cuda (default: a GPU when there is one)")
     parser.set_defaults(run=run)

@@ -134,14 +134,16 @@ FASHION_MNIST_DEMO = Recipe(
     epochs=5,
 )
 
-# The longer preset for >= 95% test accuracy (benchmarks/fashion_mnist_long.sh).
+# The longer preset for >= 95% test accuracy (benchmarks/fashion_mnist_long.sh; with xception_small
+# at width 1.0, batch 256 and random erasing: 95.29% in 486 s on one H100, docs/training.md). 40
+# epochs at width 0.5 without erasing stopped at 94.80%, still rising.
 FASHION_MNIST_LONG = dataclasses.replace(
     FASHION_MNIST_DEMO,
     name="fashion_mnist_long",
     warmup_epochs=1.0,
     drop_rate=0.2,
     average_decay=0.9995,
-    epochs=40,
+    epochs=60,
 )
 
 RECIPES: dict[str, Recipe] = {
