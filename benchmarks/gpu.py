@@ -87,7 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes and one round: checks the code path")
+    parser.add_argument("--phases", help="comma-separated phases to run, in this order (default: all four: "
+                        + ", ".join(p.name for p in PHASES) + ")")
     args = parser.parse_args(argv)
+    by_name = {p.name: p for p in PHASES}
+    wanted = [name.strip() for name in args.phases.split(",")] if args.phases else list(by_name)
+    unknown = [name for name in wanted if name not in by_name]
+    if unknown:
+        parser.error(f"unknown phase(s) {unknown}; valid: {', '.join(by_name)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     start = time.perf_counter()
     models = ("xception_small",) if args.smoke else MODELS
@@ -96,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     skipped: list[str] = []
     done: dict[str, float] = {}
     compile_s: dict[str, float] = {}
-    for phase in PHASES:
+    for phase in (by_name[name] for name in wanted):
         left = args.time_budget - (time.perf_counter() - start)
         needed = estimate_seconds(phase, done, compile_s, len(models))
         if needed > left:

@@ -41,3 +41,12 @@ def test_gpu_smoke_on_cpu_writes_markdown_and_json_within_budget(tmp_path, monke
     payload = json.loads((tmp_path / "gpu.json").read_text())
     assert [p["phase"] for p in payload["phases"]] == ["eager training", "eager inference"]
     assert all(row["precision"] == "bf16" for p in payload["phases"] for row in p["result"]["rows"])
+
+
+def test_gpu_phases_option_runs_only_the_named_phases(tmp_path):
+    gpu = _load("gpu")
+    assert gpu.main(["--device", "cpu", "--smoke", "--out", str(tmp_path), "--phases", "eager inference"]) == 0
+    payload = json.loads((tmp_path / "gpu.json").read_text())
+    assert [p["phase"] for p in payload["phases"]] == ["eager inference"] and payload["skipped"] == []
+    with pytest.raises(SystemExit):
+        gpu.main(["--device", "cpu", "--smoke", "--out", str(tmp_path), "--phases", "eager inference,warp speed"])
