@@ -1,4 +1,4 @@
-"""benchmarks/gpu.py: its time budget, and its whole code path on the CPU (`--device cpu --smoke`)."""
+"""benchmarks/gpu.py (its time budget, its whole code path on the CPU) and benchmarks/cpu_breakdown.py."""
 
 from __future__ import annotations
 
@@ -25,8 +25,10 @@ def test_gpu_estimate_seconds_uses_eager_time_and_measured_compile_time():
     train_compiled = gpu.Phase("compiled training", "train", True)
     # Nothing measured yet: the assumed compile time per model.
     assert gpu.estimate_seconds(train_compiled, {}, {}, 3) == pytest.approx(3 * gpu.ASSUMED_COMPILE_S["train"])
-    # Eager training took 50 s and an earlier compiled phase measured 20 s per model.
-    assert gpu.estimate_seconds(train_compiled, {"eager training": 50.0}, {"any": 20.0}, 3) == pytest.approx(120.0)
+    # Eager training took 50 s and an earlier compiled training phase measured 20 s per model.
+    assert gpu.estimate_seconds(train_compiled, {"eager training": 50.0}, {"train": 20.0}, 3) == pytest.approx(120.0)
+    # A measured inference compile says nothing about training's: the assumption stands.
+    assert gpu.estimate_seconds(train_compiled, {}, {"infer": 5.0}, 3) == pytest.approx(3 * gpu.ASSUMED_COMPILE_S["train"])
 
 
 def test_gpu_smoke_on_cpu_writes_markdown_and_json_within_budget(tmp_path, monkeypatch):
@@ -50,3 +52,12 @@ def test_gpu_phases_option_runs_only_the_named_phases(tmp_path):
     assert [p["phase"] for p in payload["phases"]] == ["eager inference"] and payload["skipped"] == []
     with pytest.raises(SystemExit):
         gpu.main(["--device", "cpu", "--smoke", "--out", str(tmp_path), "--phases", "eager inference,warp speed"])
+
+
+def test_cpu_breakdown_smoke_writes_the_ceiling_table(tmp_path, one_thread):
+    breakdown = _load("cpu_breakdown")
+    assert breakdown.main(["--smoke", "--precisions", "fp32", "--out", str(tmp_path / "b")]) == 0
+    payload = json.loads((tmp_path / "b.json").read_text())
+    assert [r["model"] for r in payload["rows"]] == ["xception", "timm:legacy_xception", "torchvision:inception_v3"]
+    text = (tmp_path / "b.md").read_text()
+    assert "| fp32 | `xception` |" in text and "`timm:legacy_xception` |" in text and "1.40x" in text

@@ -1,0 +1,129 @@
+"""Where the training step's time goes on this CPU, and how fast it could possibly get.
+
+For this project's Xception, timm's legacy_xception and torchvision's inception_v3 (299 px,
+batch 16, channels_last, each precision), one training step is profiled (torch.profiler,
+per-operator self time grouped by `xception.bench.breakdown`) and timed unprofiled; the dense
+convolution peak is measured in the same process. From these, the ceiling: a step cannot take
+less than its dense convolutions take (they already run near the peak), so
+
+    best possible ratio over a rival = rival's step / our dense convolutions' time
+
+even if BatchNorm, depthwise convolutions, activations and the optimizer cost nothing. Usage:
+
+    .venv/bin/python benchmarks/cpu_breakdown.py --threads 1     # ~5 min; one idle core suffices
+    .venv/bin/python benchmarks/cpu_breakdown.py --smoke --out /tmp/b   # the code path, seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from xception.bench.breakdown import CATEGORIES, ceiling, dense_convolution_gflop, profile_step
+from xception.bench.contenders import build_model, parse_contender
+from xception.bench.peak import measure_peak
+from xception.bench.steps import make_step
+from xception.bench.suite import describe_machine
+
+OURS, TIMM, TORCHVISION = "xception", "timm:legacy_xception", "torchvision:inception_v3"
+# Issue 4's training bars: this project's Xception over each rival, same precision.
+BARS = ((TIMM, 1.4), (TORCHVISION, 0.9))
+
+
+def measure(spec: str, precision: str, *, batch_size: int, image_size: int, repeats: int) -> dict:
+    model = build_model(parse_contender(spec), num_classes=1000)
+    dense = 3 * dense_convolution_gflop(model, batch_size=batch_size, image_size=image_size)
+    step = make_step(model, training=True, batch_size=batch_size, image_size=image_size, num_classes=1000,
+                     precision=precision, channels_last=True, compile=False, device=torch.device("cpu"))
+    breakdown = profile_step(step, repeats=repeats)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return dict(model=spec, precision=precision, step_s=statistics.median(times), breakdown=breakdown,
+                dense_gflop_per_step=dense)
+
+
+def markdown(rows: list[dict], peaks: dict[str, float], header: str) -> str:
+    lines = [header, "", "Seconds of operator self time per training step (share of the profiled total):", ""]
+    lines.append("| precision | model | step (s) | " + " | ".join(CATEGORIES) + " |")
+    lines.append("|---|---|---:|" + "---:|" * len(CATEGORIES))
+    for r in rows:
+        total = r["breakdown"]["total"]
+        cells = [f"{r['breakdown'][c]:.2f} ({100 * r['breakdown'][c] / total:.0f}%)" for c in CATEGORIES]
+        lines.append(f"| {r['precision']} | `{r['model']}` | {r['step_s']:.2f} | " + " | ".join(cells) + " |")
+    lines += ["", "The ceiling (see the script's docstring):", "",
+              "| precision | dense conv GFLOP/step (ours) | their GFLOP/s | peak GFLOP/s | efficiency | rival | "
+              "rival step (s) | bar | ratio now | best possible: other ops free | ... and dense at 100% of peak |",
+              "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
+    for precision in sorted({r["precision"] for r in rows}):
+        by_model = {r["model"]: r for r in rows if r["precision"] == precision}
+        ours = by_model.get(OURS)
+        if ours is None:
+            continue
+        bound = ceiling(ours["breakdown"], dense_gflop_per_step=ours["dense_gflop_per_step"],
+                        peak_gflops=peaks[precision])
+        achieved = ours["dense_gflop_per_step"] / ours["breakdown"]["dense convolution"]
+        for rival, bar in BARS:
+            if rival not in by_model:
+                continue
+            rival_step = by_model[rival]["step_s"]
+            lines.append(
+                f"| {precision} | {ours['dense_gflop_per_step']:.0f} | {achieved:.0f} | {peaks[precision]:.0f} | "
+                f"{100 * bound.dense_efficiency:.0f}% | `{rival}` | {rival_step:.2f} | {bar:.2f}x | "
+                f"{rival_step / ours['step_s']:.2f}x | {rival_step / bound.step_if_only_dense:.2f}x | "
+                f"{rival_step / bound.step_at_peak:.2f}x |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/cpu_breakdown"),
+                        help="writes OUT.md and OUT.json (default benchmarks/results/cpu_breakdown)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--precisions", default="bf16,fp32")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--image-size", type=int, default=299)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--smoke", action="store_true", help="96 px, batch 2, one repeat: checks the code path")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.smoke:
+        args.batch_size, args.image_size, args.repeats = 2, 96, 1
+    precisions = [p.strip() for p in args.precisions.split(",")]
+    device = torch.device("cpu")
+    rows, peaks = [], {}
+    for precision in precisions:
+        peaks[precision] = measure_peak(device, precision=precision, iterations=1 if args.smoke else 3)["peak"]
+        for spec in (OURS, TIMM, TORCHVISION):
+            print(f"profiling {spec} ({precision})", file=sys.stderr, flush=True)
+            rows.append(measure(spec, precision, batch_size=args.batch_size, image_size=args.image_size,
+                                repeats=args.repeats))
+    machine = describe_machine(device)
+    command = "python benchmarks/cpu_breakdown.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    header = (f"# Training step breakdown\n\nProduced by `{command}` on "
+              f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}: {machine.get('cpu')}, "
+              f"{torch.get_num_threads()} torch thread(s), torch {torch.__version__}; {args.image_size} px, batch "
+              f"{args.batch_size}, channels_last, median of {args.repeats}.")
+    text = markdown(rows, peaks, header)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".md").write_text(text)
+    args.out.with_suffix(".json").write_text(json.dumps(dict(command=command, machine=machine, peaks=peaks,
+                                                             rows=rows), indent=1))
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
