@@ -86,6 +86,7 @@ and vary from round to round. "Best round" is each model's fastest round (load o
 the "median of per-round ratios" compares models within each round, which shares its load, and is
 the figure to trust when the two statistics disagree. "% of peak" divides by the median peak
 measured in the same rounds; it exceeds 100% when the load fell between the two. {bf16_note}
+{"The process keeps freed memory for reuse (`xception.runtime.retain_freed_memory`, glibc), for every model alike, as `xception train` does." if result.machine.get("freed_memory_retained") else ""}
 
 {markdown_table(result)}
 
@@ -146,7 +147,11 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(to_json(result) + "\n")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(benchmarks_markdown(result, command))
+    # The hand-written "## Notes" (and what follows) of an existing file survive a rewrite.
+    notes = ""
+    if args.out.exists() and "\n## Notes" in args.out.read_text():
+        notes = "\n## Notes" + args.out.read_text().split("\n## Notes", 1)[1]
+    args.out.write_text(benchmarks_markdown(result, command) + notes)
     print(args.out.read_text())
     return 0
 

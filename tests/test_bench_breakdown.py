@@ -70,8 +70,9 @@ def test_profiled_step_finds_depthwise_work_only_in_xception(one_thread):
 
 
 def test_ceiling_arithmetic():
-    # 100 GFLOP of dense convolutions took 0.5 s against a 400 GFLOP/s peak: 50% efficient; at the
-    # peak they would take 0.25 s.
-    bound = ceiling({"dense convolution": 0.5}, dense_gflop_per_step=100.0, peak_gflops=400.0)
-    assert bound.dense_efficiency == pytest.approx(0.5)
-    assert (bound.step_if_only_dense, bound.step_at_peak) == (0.5, pytest.approx(0.25))
+    # A rival stepping in 2.0 s against a 1.25x bar allows 1.6 s; 100 GFLOP of dense convolutions
+    # at the rival's 80 GFLOP/s take 1.25 s (0.25 s at a 400 GFLOP/s peak): 0.35 s (1.35 s) left.
+    bound = ceiling(100.0, rival_step_s=2.0, bar=1.25, rival_dense_gflops=80.0, peak_gflops=400.0)
+    assert bound.allowed_step_s == pytest.approx(1.6)
+    assert bound.dense_at_rival_speed_s == pytest.approx(1.25)
+    assert bound.dense_at_peak_s == pytest.approx(0.25)

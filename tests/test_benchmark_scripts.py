@@ -60,4 +60,14 @@ def test_cpu_breakdown_smoke_writes_the_ceiling_table(tmp_path, one_thread):
     payload = json.loads((tmp_path / "b.json").read_text())
     assert [r["model"] for r in payload["rows"]] == ["xception", "timm:legacy_xception", "torchvision:inception_v3"]
     text = (tmp_path / "b.md").read_text()
-    assert "| fp32 | `xception` |" in text and "`timm:legacy_xception` |" in text and "1.40x" in text
+    assert "| fp32 | `xception` |" in text and "`timm:legacy_xception` |" in text and "1.40x" in text and "left for the rest" in text
+
+
+def test_cpu_rewrite_from_json_keeps_the_hand_written_notes(tmp_path):
+    cpu = _load("cpu")
+    out = tmp_path / "BENCHMARKS.md"
+    out.write_text("# old tables\n\n## Notes\n\n- a note a person wrote\n")
+    assert cpu.main(["--from-json", str(ROOT / "benchmarks/results/cpu.json"), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "# old tables" not in text and "## Against issue 4's bars" in text
+    assert text.endswith("## Notes\n\n- a note a person wrote\n")

@@ -46,3 +46,25 @@ def test_compile_model_inference_with_freezing_matches_eager():
     compiled = runtime.compile_model(model, training=False)
     with torch.inference_mode():
         torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-4)
+
+
+def test_retain_freed_memory_stops_large_frees_from_unmapping():
+    import resource
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc only")
+    from xception.runtime import retain_freed_memory
+
+    def faults_for_reallocations() -> int:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(5):
+            block = torch.empty(64 * 2**20, dtype=torch.uint8)  # 64 MiB: above glibc's mmap threshold
+            block.fill_(1)  # touch every page
+            del block
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    # 64 MiB is 16,384 pages of 4 KiB: an mmap per allocation faults them all in every time.
+    assert retain_freed_memory() is True
+    faults_for_reallocations()  # the first allocation grows the heap once
+    assert faults_for_reallocations() < 16_384

@@ -7,7 +7,9 @@ command can say which settings it picked and why.
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +92,36 @@ def fastest_settings(device: torch.device, *, training: bool) -> RuntimeSettings
             )
         return RuntimeSettings("fp32", True, False, f"{mode} on a CPU without native bf16: fp32, channels_last")
     return RuntimeSettings("fp32", False, False, f"{mode} on {device.type}: fp32, default layout (no measurements)")
+
+
+# glibc's mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_INT_MAX = 2**31 - 1
+
+
+@functools.cache
+def retain_freed_memory() -> bool:
+    """Make glibc's malloc keep freed memory for reuse instead of handing it back to the kernel.
+
+    By default glibc serves every allocation above 32 MiB (most activations of a 299-pixel batch)
+    with a fresh mmap and unmaps it on free, so each training step page-faults its activations in
+    again and the kernel zeroes them first. With mmap off (M_MMAP_MAX = 0) and trimming only above
+    2 GiB of free heap, the second step reuses the first step's pages. The cost: the process keeps
+    its peak memory until it exits. The same idea as the jemalloc/tcmalloc preloads that CPU
+    PyTorch performance guides recommend, without a preload. Process-wide; idempotent. Returns
+    False (and changes nothing) where the C library is not glibc.
+
+    Measured with `benchmarks/allocator_ab.py` (figures in BENCHMARKS.md).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _INT_MAX))
 
 
 def compile_model(model: nn.Module, *, training: bool) -> Callable[..., torch.Tensor]:

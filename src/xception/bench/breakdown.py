@@ -8,8 +8,7 @@ depthwise when each filter sees one input channel, C_in / groups = 1, and C_out 
 backward alike.
 
 This is what bounds an optimisation: a step cannot be faster than the time its dense convolutions
-take, unless those run faster than the backend's kernels (they already run near the measured peak,
-see `dense_efficiency`).
+take, and those run in the backend's GEMM-like kernels, which no model code changes (`ceiling`).
 """
 
 from __future__ import annotations
@@ -106,22 +105,22 @@ def dense_convolution_gflop(model: nn.Module, *, batch_size: int, image_size: in
 
 @dataclass(frozen=True)
 class Ceiling:
-    """How fast a training step could possibly get, from a breakdown and the measured peak.
+    """What meeting a speed bar against a rival leaves for everything but the dense convolutions.
 
-    dense_efficiency: the dense convolutions' achieved GFLOP/s over the peak.
-    step_if_only_dense: seconds, if everything but the dense convolutions took no time.
-    step_at_peak: seconds, if the dense convolutions ran at the peak and nothing else took time.
+    allowed_step_s: the longest our step may take, rival's step / bar.
+    dense_at_rival_speed_s: our dense convolutions' FLOPs at the rival's dense-convolution GFLOP/s.
+    dense_at_peak_s: the same at the measured peak (no backend does better).
     """
 
-    dense_efficiency: float
-    step_if_only_dense: float
-    step_at_peak: float
+    allowed_step_s: float
+    dense_at_rival_speed_s: float
+    dense_at_peak_s: float
 
 
-def ceiling(breakdown: dict[str, float], *, dense_gflop_per_step: float, peak_gflops: float) -> Ceiling:
-    dense = breakdown["dense convolution"]
+def ceiling(dense_gflop_per_step: float, *, rival_step_s: float, bar: float, rival_dense_gflops: float,
+            peak_gflops: float) -> Ceiling:
     return Ceiling(
-        dense_efficiency=dense_gflop_per_step / dense / peak_gflops,
-        step_if_only_dense=dense,
-        step_at_peak=dense_gflop_per_step / peak_gflops,
+        allowed_step_s=rival_step_s / bar,
+        dense_at_rival_speed_s=dense_gflop_per_step / rival_dense_gflops,
+        dense_at_peak_s=dense_gflop_per_step / peak_gflops,
     )

@@ -24,7 +24,7 @@ from xception.bench.device import synchronize
 from xception.bench.memory import step_peak_memory
 from xception.bench.peak import measure_peak
 from xception.bench.steps import make_step
-from xception.runtime import Precision, cpu_has_native_bf16
+from xception.runtime import Precision, cpu_has_native_bf16, retain_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -197,9 +197,12 @@ def run_benchmark(config: BenchConfig) -> BenchResult:
     if config.threads:
         torch.set_num_threads(config.threads)
     device = torch.device(config.device)
+    # Process-wide, so every contender runs with it, as `xception train` does on a CPU.
+    retained = device.type == "cpu" and retain_freed_memory()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     machine = describe_machine(device)
+    machine["freed_memory_retained"] = retained
     peak_samples: dict[str, dict[str, list[float]]] = {}
     rows: list[BenchRow] = []
     for mode in config.modes:

@@ -34,7 +34,7 @@ from xception.distributed import (
 from xception.eval.evaluate import evaluate
 from xception.models import create_model
 from xception.models.weights import save_weights
-from xception.runtime import RuntimeSettings, fastest_settings
+from xception.runtime import RuntimeSettings, fastest_settings, retain_freed_memory
 from xception.train.averaging import ModelAverage
 from xception.train.checkpoint import (
     BEST,
@@ -93,8 +93,10 @@ def fit(config: TrainConfig, *, datasets: Any | None = None) -> TrainResult:
     _check_config(config, context)
     if config.cpu_threads is not None:
         torch.set_num_threads(config.cpu_threads)
+    kept = context.device.type == "cpu" and retain_freed_memory()
     if context.is_main:
-        log.info("runtime: %s; %d CPU thread(s)", settings.reason, torch.get_num_threads())
+        log.info("runtime: %s; %d CPU thread(s)%s", settings.reason, torch.get_num_threads(),
+                 "; freed memory kept for reuse (glibc malloc, no per-step page faults)" if kept else "")
     _seed_everything(config.seed)  # the same initial weights on every process
     if datasets is None:
         from xception.data import build_datasets
