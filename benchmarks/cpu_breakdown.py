@@ -1,8 +1,9 @@
 """Where the training step's time goes on this CPU, and how fast it could possibly get.
 
 For this project's Xception, timm's legacy_xception and torchvision's inception_v3 (299 px,
-batch 16, channels_last, each precision), one training step is profiled (torch.profiler,
-per-operator self time grouped by `xception.bench.breakdown`) and timed unprofiled; the dense
+batch 16, channels_last, each precision), all warmed up first, then in interleaved rounds one
+training step of each is profiled (torch.profiler, per-operator self time grouped by
+`xception.bench.breakdown`) and one timed unprofiled (medians over rounds); the dense
 convolution peak is measured in the same process. From these, the ceiling: to be `bar` times as
 fast as a rival, our step may take at most rival step / bar; our dense convolutions alone need
 their FLOPs / (the rival's own dense-convolution GFLOP/s), or / the measured peak at best; the
@@ -32,25 +33,41 @@ from xception.bench.contenders import build_model, parse_contender
 from xception.bench.peak import measure_peak
 from xception.bench.steps import make_step
 from xception.bench.suite import describe_machine
+from xception.runtime import retain_freed_memory
 
 OURS, TIMM, TORCHVISION = "xception", "timm:legacy_xception", "torchvision:inception_v3"
 # Issue 4's training bars: this project's Xception over each rival, same precision.
 BARS = ((TIMM, 1.4), (TORCHVISION, 0.9))
 
 
-def measure(spec: str, precision: str, *, batch_size: int, image_size: int, repeats: int) -> dict:
-    model = build_model(parse_contender(spec), num_classes=1000)
-    dense = 3 * dense_convolution_gflop(model, batch_size=batch_size, image_size=image_size)
-    step = make_step(model, training=True, batch_size=batch_size, image_size=image_size, num_classes=1000,
-                     precision=precision, channels_last=True, compile=False, device=torch.device("cpu"))
-    breakdown = profile_step(step, repeats=repeats)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return dict(model=spec, precision=precision, step_s=statistics.median(times), breakdown=breakdown,
-                dense_gflop_per_step=dense)
+def measure(precision: str, *, batch_size: int, image_size: int, repeats: int) -> list[dict]:
+    """Every contender's breakdown and step time in `precision`: all built and warmed up first, then
+    `repeats` interleaved rounds (one profiled and one timed step per model per round), medians."""
+    steps, dense = {}, {}
+    for spec in (OURS, TIMM, TORCHVISION):
+        model = build_model(parse_contender(spec), num_classes=1000)
+        dense[spec] = 3 * dense_convolution_gflop(model, batch_size=batch_size, image_size=image_size)
+        steps[spec] = make_step(model, training=True, batch_size=batch_size, image_size=image_size,
+                                num_classes=1000, precision=precision, channels_last=True, compile=False,
+                                device=torch.device("cpu"))
+    for _ in range(2):
+        for step in steps.values():
+            step()
+    profiles: dict[str, list[dict[str, float]]] = {spec: [] for spec in steps}
+    times: dict[str, list[float]] = {spec: [] for spec in steps}
+    for round_ in range(repeats):
+        for spec, step in steps.items():
+            print(f"{precision} round {round_ + 1}/{repeats}: {spec}", file=sys.stderr, flush=True)
+            profiles[spec].append(profile_step(step, repeats=1, warmup=False))
+            start = time.perf_counter()
+            step()
+            times[spec].append(time.perf_counter() - start)
+    return [
+        dict(model=spec, precision=precision, step_s=statistics.median(times[spec]),
+             breakdown={key: statistics.median(p[key] for p in profiles[spec]) for key in profiles[spec][0]},
+             dense_gflop_per_step=dense[spec])
+        for spec in steps
+    ]
 
 
 def markdown(rows: list[dict], peaks: dict[str, float], header: str) -> str:
@@ -115,19 +132,19 @@ def main(argv: list[str] | None = None) -> int:
         args.batch_size, args.image_size, args.repeats = 2, 96, 1
     precisions = [p.strip() for p in args.precisions.split(",")]
     device = torch.device("cpu")
+    retained = retain_freed_memory()  # as `xception train` and the bench run, for every model alike
     rows, peaks = [], {}
     for precision in precisions:
         peaks[precision] = measure_peak(device, precision=precision, iterations=1 if args.smoke else 3)["peak"]
-        for spec in (OURS, TIMM, TORCHVISION):
-            print(f"profiling {spec} ({precision})", file=sys.stderr, flush=True)
-            rows.append(measure(spec, precision, batch_size=args.batch_size, image_size=args.image_size,
-                                repeats=args.repeats))
+        rows += measure(precision, batch_size=args.batch_size, image_size=args.image_size, repeats=args.repeats)
     machine = describe_machine(device)
+    machine["freed_memory_retained"] = retained
     command = "python benchmarks/cpu_breakdown.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     header = (f"# Training step breakdown\n\nProduced by `{command}` on "
               f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}: {machine.get('cpu')}, "
               f"{torch.get_num_threads()} torch thread(s), torch {torch.__version__}; {args.image_size} px, batch "
-              f"{args.batch_size}, channels_last, median of {args.repeats}.")
+              f"{args.batch_size}, channels_last, models warmed up together then {args.repeats} interleaved "
+              f"rounds, medians; freed memory kept for reuse: {retained}.")
     text = markdown(rows, peaks, header)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".md").write_text(text)

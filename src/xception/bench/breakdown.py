@@ -61,10 +61,15 @@ def categorize(name: str, shapes: list) -> str:
     return "other"
 
 
-def profile_step(step: Callable[[], None], *, repeats: int = 3) -> dict[str, float]:
+def profile_step(step: Callable[[], None], *, repeats: int = 3, warmup: bool = True) -> dict[str, float]:
     """Seconds of operator self time per category for one call of `step` (median over `repeats`
-    profiled calls, after one unprofiled warm-up), plus "total" (their sum)."""
-    step()
+    profiled calls, after one unprofiled warm-up unless `warmup` is False), plus "total" (their sum).
+
+    The first steps of a process are slower (its heap grows, pages fault in): warm every model up
+    before profiling any, and interleave models rather than profile them one after another.
+    """
+    if warmup:
+        step()
     samples: dict[str, list[float]] = {c: [] for c in (*CATEGORIES, "total")}
     for _ in range(repeats):
         with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as profiler:
