@@ -58,9 +58,10 @@ def test_cpu_breakdown_smoke_writes_the_ceiling_table(tmp_path, one_thread):
     breakdown = _load("cpu_breakdown")
     assert breakdown.main(["--smoke", "--precisions", "fp32", "--out", str(tmp_path / "b")]) == 0
     payload = json.loads((tmp_path / "b.json").read_text())
-    assert [r["model"] for r in payload["rows"]] == ["xception", "timm:legacy_xception", "torchvision:inception_v3"]
+    assert [(r["mode"], r["model"]) for r in payload["rows"]][:3] == [("train", m) for m in ("xception", "timm:legacy_xception", "torchvision:inception_v3")]
+    assert {r["mode"] for r in payload["rows"]} == {"train", "infer"}
     text = (tmp_path / "b.md").read_text()
-    assert "| fp32 | `xception` |" in text and "`timm:legacy_xception` |" in text and "1.40x" in text and "left for the rest" in text
+    assert "| train | fp32 | `xception` |" in text and "| infer | fp32 | `timm:legacy_xception` | " in text and "1.30x" in text and "`timm:legacy_xception` |" in text and "1.40x" in text and "left for the rest" in text
 
 
 def test_cpu_rewrite_from_json_keeps_the_hand_written_notes(tmp_path):
