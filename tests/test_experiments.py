@@ -10,7 +10,7 @@ import torch
 from xception.cli import main
 from xception.experiments import NAMES, get_experiment, get_scale, run_experiment
 from xception.experiments.arms import resolve_arms
-from xception.experiments.comparison import build_comparison_data, train_config
+from xception.experiments.comparison import build_comparison_data, run_directory, train_config
 from xception.experiments.definition import Comparison
 from xception.experiments.imagenet import imagenet_commands
 from xception.experiments.matching import match_width
@@ -151,3 +151,26 @@ def test_imagenet_scale_keeps_the_paper_networks_when_already_within_five_percen
     arms = resolve_arms(get_experiment("imagenet_profile"), get_scale("imagenet"), num_classes=1000, in_channels=3)
     assert [a.parameters for a in arms] == [22_855_952, 23_834_568]  # FACTS.md: Keras and torchvision counts
     assert arms[1].overrides == {}
+
+
+def test_experiments_sharing_an_arm_share_its_run_directory(tmp_path):
+    scale = get_scale("quick", **TINY)
+    directories, identities = {}, {}
+    for name in ("imagenet_profile", "residual", "mid_activation", "spectrum", "jft_profile", "vgg_separable"):
+        comparison = get_experiment(name)
+        data = build_comparison_data(comparison, scale)
+        for arm in resolve_arms(comparison, scale, num_classes=data.datasets.num_classes,
+                                in_channels=data.config.in_channels):
+            directories[name, arm.label] = run_directory(scale, data, arm, seed=0, runs_dir=tmp_path, device="cpu")
+            identities[name, arm.label] = (comparison.task, arm.model, json.dumps(arm.overrides, sort_keys=True,
+                                                                                   default=str))
+    # The unmatched Xception baseline is one run for every single-label experiment that has it.
+    baseline = directories["residual", "xception"]
+    assert baseline == directories["mid_activation", "none"] == directories["spectrum", "depthwise"]
+    assert directories["jft_profile", "xception"] == directories["vgg_separable", "xception"] != baseline
+    # In general: the same directory exactly when the task, the model and its overrides are the same.
+    keys = list(directories)
+    for a in keys:
+        for b in keys:
+            assert (directories[a] == directories[b]) == (identities[a] == identities[b]), (a, b)
+    assert baseline.name == "seed0" and baseline.parent.name.startswith("xception_small-")

@@ -24,7 +24,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds, 0..N-1 (default: the scale's, 3)")
     parser.add_argument("--out", default=None,
                         help="report directory (default: reports/NAME; reports/imagenet/NAME at --scale imagenet)")
-    parser.add_argument("--runs-dir", default=None, help="training runs (default: runs/experiments/SCALE/NAME)")
+    parser.add_argument("--runs-dir", default=None, help="training runs (default: runs/experiments/SCALE, shared by all experiments: an arm that "
+                        "several experiments train, such as the Xception baseline, is trained once)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: the GPU if any, else CPU)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's; 1 is fastest on a busy 2-core machine)")
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     scale = get_scale(args.scale, **_overrides(args.set))
     seeds = tuple(range(args.seeds if args.seeds is not None else scale.seeds))
     out_dir = Path(args.out or (f"reports/imagenet/{args.name}" if scale.name == "imagenet" else f"reports/{args.name}"))
-    runs_dir = Path(args.runs_dir or f"runs/experiments/{scale.name}/{args.name}")
+    runs_dir = Path(args.runs_dir or f"runs/experiments/{scale.name}")
     experiment = get_experiment(args.name)
     if args.arm is not None:
         if args.seed is None:

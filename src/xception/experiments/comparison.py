@@ -4,6 +4,7 @@ recipe and budget, then the final weights scored on test images and on training 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import time
@@ -126,20 +127,33 @@ def _is_main_process() -> bool:
     return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
 
 
+def run_directory(scale: Scale, data: ComparisonData, arm: ResolvedArm, *, seed: int, runs_dir: Path,
+                  device: str | None) -> Path:
+    """Where the run of `arm` with `seed` lives: `runs_dir/<model>-<key>/seed<k>`, the key a hash of
+    its training configuration (data, model and overrides, recipe, budget, device), so that
+    experiments sharing an arm (every experiment's Xception baseline, say) train it once."""
+    config = train_config(scale, data, arm, seed=seed, run_dir=Path("-"), device=device).to_dict()
+    del config["out_dir"], config["seed"]
+    key = hashlib.sha256(json.dumps(_plain(config), sort_keys=True).encode()).hexdigest()[:12]
+    return runs_dir / f"{arm.model}-{key}" / f"seed{seed}"
+
+
 def previous_record(scale: Scale, data: ComparisonData, arm: ResolvedArm, *, seed: int, runs_dir: Path,
                     device: str | None) -> RunRecord | None:
     """The record of an earlier run of exactly this configuration, if there is one."""
-    run_dir = runs_dir / arm.label / f"seed{seed}"
+    run_dir = run_directory(scale, data, arm, seed=seed, runs_dir=runs_dir, device=device)
     config = train_config(scale, data, arm, seed=seed, run_dir=run_dir, device=device)
     earlier = load_record(run_dir)
-    return earlier if earlier is not None and earlier.train_config == _plain(config.to_dict()) else None
+    if earlier is None or earlier.train_config != _plain(config.to_dict()):
+        return None
+    return dataclasses.replace(earlier, arm=arm.label)  # another experiment may call this arm otherwise
 
 
 def run_arm(scale: Scale, data: ComparisonData, arm: ResolvedArm, *, seed: int, runs_dir: Path,
             device: str | None) -> RunRecord:
     """Train `arm` with `seed` (or reuse the record of an identical earlier run) and score it.
     Under torchrun every process trains; the first one scores and writes the record."""
-    run_dir = runs_dir / arm.label / f"seed{seed}"
+    run_dir = run_directory(scale, data, arm, seed=seed, runs_dir=runs_dir, device=device)
     config = train_config(scale, data, arm, seed=seed, run_dir=run_dir, device=device)
     earlier = previous_record(scale, data, arm, seed=seed, runs_dir=runs_dir, device=device)
     if earlier is not None:

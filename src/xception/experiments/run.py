@@ -31,7 +31,8 @@ def run_experiment(
     threads: int | None = None,
 ) -> Path:
     """Run experiment `name` at `scale` with `seeds` and write its report into `out_dir`; training
-    runs go to `runs_dir/<arm>/seed<k>` (reused when an identical run finished before). Table 3
+    runs go to `runs_dir/<model>-<config hash>/seed<k>` (reused when an identical run finished before,
+    in this experiment or another). Table 3
     repeats its measurement once per seed. `threads` sets torch's CPU threads for everything (on a
     busy 2-core machine 1 thread is several times faster than 2 contending ones). Returns the path
     of report.md."""
