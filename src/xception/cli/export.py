@@ -32,9 +32,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from xception.eval.predict import load_trained_model
     from xception.models import MODELS, create_model
     from xception.models.export import export_model, verify_export
+    from xception.models.trained import load_trained_model
     from xception.models.weights import read_metadata
 
     metadata = _our_metadata(args.weights, read_metadata)

@@ -32,8 +32,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from PIL import Image
 
-    from xception.eval.predict import load_trained_model, predict, preparation
+    from xception.data.prediction import prediction_transform
+    from xception.eval.predict import predict
     from xception.models.fuse import fuse_for_inference
+    from xception.models.trained import load_trained_model
     from xception.runtime import fastest_settings
 
     missing = [p for p in args.images if not Path(p).is_file()]
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if args.precision:
         settings = dataclasses.replace(settings, precision=args.precision, reason="--precision given")
     print(f"settings: {settings.precision}, channels_last, BatchNorm folded ({settings.reason})", file=sys.stderr)
-    transform = preparation(metadata)
+    transform = prediction_transform(metadata)
     images = torch.stack([transform(Image.open(p)) for p in args.images]).to(device)
     model = fuse_for_inference(model).to(device, memory_format=settings.memory_format)
     with torch.autocast(device.type, dtype=settings.autocast_dtype, enabled=settings.autocast_dtype is not None):

@@ -89,7 +89,7 @@ def evaluate_weights(
     from xception.data import DataConfig, build_datasets
     from xception.data.loader import build_loader, default_num_workers
     from xception.distributed import init_distributed
-    from xception.eval.predict import load_trained_model
+    from xception.models.trained import load_trained_model
     from xception.runtime import fastest_settings
 
     context = init_distributed(device)
