@@ -148,9 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(to_json(result) + "\n")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     # The hand-written "## Notes" (and what follows) of an existing file survive a rewrite.
-    notes = ""
-    if args.out.exists() and "\n## Notes" in args.out.read_text():
-        notes = "\n## Notes" + args.out.read_text().split("\n## Notes", 1)[1]
+    old = args.out.read_text() if args.out.exists() else ""
+    notes = "\n## Notes" + old.split("\n## Notes", 1)[1] if "\n## Notes" in old else ""
     args.out.write_text(benchmarks_markdown(result, command) + notes)
     print(args.out.read_text())
     return 0

@@ -3,6 +3,7 @@ budget (so that none of them can rot), through the Python API and the command li
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ import torch
 from xception.cli import main
 from xception.experiments import NAMES, get_experiment, get_scale, run_experiment
 from xception.experiments.arms import resolve_arms
-from xception.experiments.comparison import build_comparison_data, run_directory, train_config
+from xception.experiments.comparison import build_comparison_data, run_config, train_config
 from xception.experiments.definition import Comparison
 from xception.experiments.imagenet import imagenet_commands
 from xception.experiments.matching import match_width
@@ -161,7 +162,8 @@ def test_experiments_sharing_an_arm_share_its_run_directory(tmp_path):
         data = build_comparison_data(comparison, scale)
         for arm in resolve_arms(comparison, scale, num_classes=data.datasets.num_classes,
                                 in_channels=data.config.in_channels):
-            directories[name, arm.label] = run_directory(scale, data, arm, seed=0, runs_dir=tmp_path, device="cpu")
+            directories[name, arm.label] = Path(run_config(scale, data, arm, seed=0, runs_dir=tmp_path,
+                                                            device="cpu").out_dir)
             identities[name, arm.label] = (comparison.task, arm.model, json.dumps(arm.overrides, sort_keys=True,
                                                                                    default=str))
     # The unmatched Xception baseline is one run for every single-label experiment that has it.

@@ -68,7 +68,7 @@ def fastest_settings(device: torch.device, *, training: bool) -> RuntimeSettings
     convolutions); torch.compile off by default.
     """
     # Measured on the 2-core AMD EPYC (avx512_bf16) with torch 2.14.1, 299 px, batch 16, this
-    # project's Xception, interleaved rounds on a shared machine (load average 3-9):
+    # project's Xception, interleaved rounds (the load average of each measurement is stated):
     # - bf16 vs fp32 (benchmarks/cpu.py, BENCHMARKS.md, quiet machine, 2026-11-27): training 6.0 vs
     #   3.3 img/s, inference 22.1 vs 11.4 img/s.
     # - torch.compile, training: no gain (eager 28.1 s vs compiled 30.0 s per bf16 step, median of

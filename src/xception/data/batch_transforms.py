@@ -49,18 +49,6 @@ def random_crop_flip(images: torch.Tensor, *, padding: int) -> torch.Tensor:
     return crop_flip(images, top=top.to(device), left=left.to(device), flip=flip.to(device), padding=padding)
 
 
-def random_erase(images: torch.Tensor, *, probability: float) -> torch.Tensor:
-    """Random erasing (Zhong et al., 2017) with each image its own rectangle: torchvision's
-    `v2.RandomErasing` (area 2-33% of the image, aspect 0.3-3.3, normal noise) applied image by image,
-    since one call on a batch would erase the same rectangle in every image.
-
-    images: float (B, C, H, W). Only training pipelines erase, so the Python loop (tens of
-    microseconds per image) runs in the DataLoader workers.
-    """
-    erase = v2.RandomErasing(p=probability, value="random")
-    return torch.stack([erase(image) for image in images.unbind(0)])
-
-
 class TensorPipeline:
     """uint8 images (B, H, W) or (B, 1, H, W) -> float32 model inputs (B, in_channels, S, S) in [-1, 1].
 
@@ -81,6 +69,11 @@ class TensorPipeline:
         self.augment = augment
         self.padding = padding
         self.erase_probability = erase_probability
+        # Random erasing (Zhong et al., 2017) as torchvision's v2.RandomErasing (2-33% of the image,
+        # aspect 0.3-3.3, normal noise), applied image by image: one call on a batch would erase the
+        # same rectangle in every image. The Python loop (tens of microseconds per image) runs in
+        # the DataLoader workers, and only when training.
+        self.erase = v2.RandomErasing(p=erase_probability, value="random") if erase_probability > 0 else None
         self.scale = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=[0.5], std=[0.5])])
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
@@ -93,8 +86,8 @@ class TensorPipeline:
         if images.shape[-2:] != (self.image_size, self.image_size):
             images = F.resize(images, [self.image_size, self.image_size], antialias=True)
         images = self.scale(images)
-        if self.augment and self.erase_probability > 0:
-            images = random_erase(images, probability=self.erase_probability)
+        if self.augment and self.erase is not None:
+            images = torch.stack([self.erase(image) for image in images.unbind(0)])
         if self.in_channels != images.shape[1]:
             images = images.expand(-1, self.in_channels, -1, -1).contiguous()
         return images

@@ -127,35 +127,40 @@ def _is_main_process() -> bool:
     return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
 
 
-def run_directory(scale: Scale, data: ComparisonData, arm: ResolvedArm, *, seed: int, runs_dir: Path,
-                  device: str | None) -> Path:
-    """Where the run of `arm` with `seed` lives: `runs_dir/<model>-<key>/seed<k>`, the key a hash of
-    its training configuration (data, model and overrides, recipe, budget, device), so that
-    experiments sharing an arm (every experiment's Xception baseline, say) train it once."""
-    config = train_config(scale, data, arm, seed=seed, run_dir=Path("-"), device=device).to_dict()
-    del config["out_dir"], config["seed"]
-    key = hashlib.sha256(json.dumps(_plain(config), sort_keys=True).encode()).hexdigest()[:12]
-    return runs_dir / f"{arm.model}-{key}" / f"seed{seed}"
+def run_config(scale: Scale, data: ComparisonData, arm: ResolvedArm, *, seed: int, runs_dir: Path,
+               device: str | None) -> TrainConfig:
+    """The training configuration of `arm` with `seed`, its out_dir the run's directory
+    `runs_dir/<model>-<key>/seed<k>`: the key a hash of the rest of the configuration (data, model and
+    overrides, recipe, budget, device), so that experiments sharing an arm (every experiment's
+    Xception baseline, say) train it once."""
+    config = train_config(scale, data, arm, seed=seed, run_dir=Path("-"), device=device)
+    identity = config.to_dict()
+    del identity["out_dir"], identity["seed"]
+    key = hashlib.sha256(json.dumps(_plain(identity), sort_keys=True).encode()).hexdigest()[:12]
+    return dataclasses.replace(config, out_dir=str(runs_dir / f"{arm.model}-{key}" / f"seed{seed}"))
+
+
+def _finished_record(config: TrainConfig, arm: ResolvedArm) -> RunRecord | None:
+    """The record in `config.out_dir` if a run of exactly `config` finished there."""
+    earlier = load_record(Path(config.out_dir))
+    if earlier is None or earlier.train_config != _plain(config.to_dict()):
+        return None
+    return dataclasses.replace(earlier, arm=arm.label)  # another experiment may call this arm otherwise
 
 
 def previous_record(scale: Scale, data: ComparisonData, arm: ResolvedArm, *, seed: int, runs_dir: Path,
                     device: str | None) -> RunRecord | None:
     """The record of an earlier run of exactly this configuration, if there is one."""
-    run_dir = run_directory(scale, data, arm, seed=seed, runs_dir=runs_dir, device=device)
-    config = train_config(scale, data, arm, seed=seed, run_dir=run_dir, device=device)
-    earlier = load_record(run_dir)
-    if earlier is None or earlier.train_config != _plain(config.to_dict()):
-        return None
-    return dataclasses.replace(earlier, arm=arm.label)  # another experiment may call this arm otherwise
+    return _finished_record(run_config(scale, data, arm, seed=seed, runs_dir=runs_dir, device=device), arm)
 
 
 def run_arm(scale: Scale, data: ComparisonData, arm: ResolvedArm, *, seed: int, runs_dir: Path,
             device: str | None) -> RunRecord:
     """Train `arm` with `seed` (or reuse the record of an identical earlier run) and score it.
     Under torchrun every process trains; the first one scores and writes the record."""
-    run_dir = run_directory(scale, data, arm, seed=seed, runs_dir=runs_dir, device=device)
-    config = train_config(scale, data, arm, seed=seed, run_dir=run_dir, device=device)
-    earlier = previous_record(scale, data, arm, seed=seed, runs_dir=runs_dir, device=device)
+    config = run_config(scale, data, arm, seed=seed, runs_dir=runs_dir, device=device)
+    run_dir = Path(config.out_dir)
+    earlier = _finished_record(config, arm)
     if earlier is not None:
         log.info("%s seed %d: reusing %s", arm.label, seed, run_dir)
         return earlier
