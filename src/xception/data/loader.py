@@ -98,6 +98,7 @@ def build_loader(
     pin_memory: bool,
     global_batch: int | None = None,
     start_batch: int = 0,
+    accumulation_steps: int = 1,
 ) -> DataLoader:
     """A DataLoader of `batch_size`-image batches for this process.
 

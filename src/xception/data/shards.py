@@ -27,6 +27,7 @@ import webdataset as wds
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, IterableDataset
 
+from xception.atomic_write import write_text_atomic
 from xception.data.config import DataConfig
 from xception.data.datasets import Datasets
 from xception.data.images import MODES, to_pil_image
@@ -77,7 +78,7 @@ def write_shards(
         "class_weights": weights,
         "splits": splits,
     }
-    (directory / METADATA).write_text(json.dumps(metadata, indent=1) + "\n")
+    write_text_atomic(directory / METADATA, json.dumps(metadata, indent=1) + "\n")
     return directory
 
 
