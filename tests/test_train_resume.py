@@ -108,3 +108,32 @@ def test_every_file_of_a_run_has_the_umask_mode(tmp_path):
     modes = {p.relative_to(tmp_path).as_posix(): p.stat().st_mode & 0o777 for p in tmp_path.rglob("*") if p.is_file()}
     assert {"weights.safetensors", "final.json", "checkpoints/latest.pt", "metrics.jsonl"} <= set(modes)
     assert set(modes.values()) == {0o644}, modes
+
+
+def _augmented_datasets(*, augment: bool = True):
+    """tiny_datasets with a training set that augments (random crop, flip and erasing), in memory."""
+    from xception.data.batch_transforms import TensorPipeline
+    from xception.data.in_memory import InMemoryImages
+
+    tiny = tiny_datasets()
+    images = ((tiny.train.tensors[0][:, 0] + 1) * 127.5).round().to(torch.uint8)  # (64, 16, 16)
+    pipeline = TensorPipeline(image_size=16, in_channels=1, augment=augment, padding=2,
+                              erase_probability=0.5 if augment else 0.0)
+    return dataclasses.replace(tiny, train=InMemoryImages(images, tiny.train.tensors[1], pipeline=pipeline))
+
+
+def _same_weights(a, b) -> bool:
+    a, b = load_checkpoint(a.checkpoint)["model"], load_checkpoint(b.checkpoint)["model"]
+    return all(torch.equal(value, b[key]) for key, value in a.items())
+
+
+@pytest.mark.slow
+def test_resume_with_workers_and_augmentation_continues_the_identical_sequence(tmp_path):
+    straight = fit(_config(tmp_path / "straight", num_workers=2), datasets=_augmented_datasets())
+    fit(_config(tmp_path / "split", num_workers=2, stop_after_steps=5), datasets=_augmented_datasets())
+    resumed = fit(_config(tmp_path / "split", num_workers=1), datasets=_augmented_datasets())
+    no_workers = fit(_config(tmp_path / "main", num_workers=0), datasets=_augmented_datasets())
+    assert _same_weights(straight, resumed) and _same_weights(straight, no_workers)
+    assert resumed.metrics == straight.metrics == no_workers.metrics
+    plain = fit(_config(tmp_path / "plain", num_workers=0), datasets=_augmented_datasets(augment=False))
+    assert not _same_weights(straight, plain)  # the augmentation is on and changes the training
