@@ -76,6 +76,7 @@ def test_verdict_is_real_only_when_mean_std_intervals_separate():
     assert verdict(summarize([0.9]), summarize([0.1])) == "one seed"
 
 
+@pytest.mark.usefixtures("fashion_mnist")
 def test_train_config_differs_between_arms_only_in_the_model():
     comparison, scale = get_experiment("residual"), get_scale("quick", **TINY)
     data = build_comparison_data(comparison, scale)
@@ -86,6 +87,7 @@ def test_train_config_differs_between_arms_only_in_the_model():
     assert configs[0] == configs[1]
 
 
+@pytest.mark.usefixtures("fashion_mnist")
 @pytest.mark.parametrize("name", COMPARISONS)
 def test_experiment_runs_end_to_end_and_writes_its_report(name, tmp_path):
     scale = get_scale("quick", **TINY)
@@ -123,6 +125,7 @@ def test_table3_counts_the_paper_networks_and_times_both(tmp_path):
     assert (tmp_path / "speed.png").stat().st_size > 1000
 
 
+@pytest.mark.usefixtures("fashion_mnist")
 def test_cli_experiment_reuses_finished_runs(tmp_path, capsys):
     args = ["experiment", "residual", "--seeds", "2", "--out", str(tmp_path / "out"),
             "--runs-dir", str(tmp_path / "runs"), "--device", "cpu",
@@ -154,6 +157,7 @@ def test_imagenet_scale_keeps_the_paper_networks_when_already_within_five_percen
     assert arms[1].overrides == {}
 
 
+@pytest.mark.usefixtures("fashion_mnist")
 def test_experiments_sharing_an_arm_share_its_run_directory(tmp_path):
     scale = get_scale("quick", **TINY)
     directories, identities = {}, {}
