@@ -147,3 +147,22 @@ def test_ensure_fashion_mnist_downloads_into_the_cache_only_when_asked(tmp_path,
     assert fm.ensure_fashion_mnist(None, download=True) == tmp_path / "cache" / "xception" / "fashion-mnist"
     assert len(fetched) == 4 and all(url.startswith("http") and url.endswith(".gz") for url in fetched)
     assert fm.ensure_fashion_mnist(None, download=True) == fm.cache_dir() and len(fetched) == 4  # no refetch
+
+
+@pytest.mark.usefixtures("fashion_mnist")
+def test_build_datasets_subsets_are_fixed_by_the_seed():
+    config = DataConfig(source="fashion_mnist", path=None, image_size=28, in_channels=1, augment=False,
+                        train_examples=100, val_examples=50)
+    first, again = build_datasets(config), build_datasets(config)
+    other = build_datasets(DataConfig(**{**config.__dict__, "seed": 1}))
+    assert (len(first.train), len(first.val)) == (100, 50)
+    assert first.train.indices == again.train.indices != other.train.indices
+    assert torch.equal(first.val[3][0], again.val[3][0])
+    assert len(set(first.train.indices)) == 100  # drawn without replacement
+
+
+def test_data_config_subsets_need_a_map_style_source():
+    with pytest.raises(ValueError, match="train_examples needs a map-style source"):
+        DataConfig(source="webdataset", path="shards", image_size=28, train_examples=10)
+    with pytest.raises(ValueError, match="val_examples must be >= 1"):
+        DataConfig(source="fashion_mnist", path=None, image_size=28, val_examples=0)

@@ -43,6 +43,9 @@ class DataConfig:
         frequency-weighted MAP@100 differs from the plain mean.
     class_weights_path: a JSON file {class name: weight} for the multilabel source; by default the
         manifest directory's `class_weights.json` when it exists.
+    train_examples, val_examples: keep a fixed random subset of this many training / validation
+        items (drawn with `seed` and `seed + 1`, so every run of this config sees the same ones;
+        None: all of them). Map-style sources only (not "webdataset").
     """
 
     source: Source
@@ -60,6 +63,8 @@ class DataConfig:
     mosaic_val_size: int = 10_000
     mosaic_class_skew: float = 1.0
     class_weights_path: str | None = None
+    train_examples: int | None = None
+    val_examples: int | None = None
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -80,5 +85,12 @@ class DataConfig:
             raise ValueError(f"mosaic_grid must be >= 1 cell per side, got {self.mosaic_grid}")
         if self.mosaic_train_size < 1 or self.mosaic_val_size < 1:
             raise ValueError("mosaic_train_size and mosaic_val_size must be >= 1")
+        for name in ("train_examples", "val_examples"):
+            size = getattr(self, name)
+            if size is not None and size < 1:
+                raise ValueError(f"{name} must be >= 1 (or None for all items), got {size}")
+            if size is not None and self.source == "webdataset":
+                raise ValueError(f"{name} needs a map-style source; 'webdataset' streams its shards, so "
+                                 "write shards of the subset instead")
         if self.mosaic_class_skew < 0:
             raise ValueError(f"mosaic_class_skew must be >= 0, got {self.mosaic_class_skew}")
