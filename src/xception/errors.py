@@ -12,6 +12,7 @@ import errno
 import os
 import shutil
 from pathlib import Path
+from types import TracebackType
 
 
 class UserError(Exception):
@@ -63,3 +64,29 @@ def _existing_parent(path: Path) -> Path:
 
 def _megabytes(size: int) -> str:
     return f"{size / 1e6:.1f} MB"
+
+
+def user_message(error: BaseException) -> str | None:
+    """The one line to print for an error the user caused, or None for a bug (it keeps its traceback).
+
+    User errors: a `UserError`; an OSError naming a file (missing, permission denied, disk full); a
+    ValueError or FileNotFoundError raised by this project's own checks, which predate `UserError`
+    (one raised inside torch, numpy or PIL is a bug of ours in how we called them).
+    """
+    if isinstance(error, UserError):
+        return str(error)
+    if is_disk_full(error):
+        return f"no space left on the device ({error}); free some space or write elsewhere (--out)"
+    if isinstance(error, OSError) and error.filename is not None:
+        return str(error)
+    if isinstance(error, (ValueError, FileNotFoundError)) and _raised_by_this_project(error.__traceback__):
+        return str(error)
+    return None
+
+
+def _raised_by_this_project(traceback: TracebackType | None) -> bool:
+    if traceback is None:
+        return False
+    while traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    return traceback.tb_frame.f_globals.get("__name__", "").startswith("xception.")

@@ -16,18 +16,16 @@ import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate
 
+from xception.data.config import BAD_IMAGE_POLICIES, BadImagePolicy
 from xception.data.images import UnreadableImageError
 from xception.errors import UserError
 
 log = logging.getLogger(__name__)
 
-BadImagePolicy = Literal["error", "skip"]
-POLICIES: tuple[str, ...] = ("error", "skip")
-MAX_BAD_FRACTION = 0.001  # skip stops past 0.1% of a split unreadable
 
 
 @dataclass(frozen=True)
@@ -86,13 +84,13 @@ class BadImageRecord:
     `paths` maps each bad file to its reason (this process's, see `gather`)."""
 
     def __init__(self, policy: BadImagePolicy, *, split: str, split_size: int, max_fraction: float) -> None:
-        if policy not in POLICIES:
-            raise UserError(f"--bad-images must be one of {', '.join(POLICIES)}, got {policy!r}")
+        if policy not in BAD_IMAGE_POLICIES:
+            raise UserError(f"--bad-images must be one of {', '.join(BAD_IMAGE_POLICIES)}, got {policy!r}")
         if not 0.0 <= max_fraction <= 1.0:
             raise UserError(f"the fraction of bad images allowed must be in [0, 1], got {max_fraction}")
         self.policy, self.split = policy, split
         self.limit = math.ceil(max_fraction * split_size)
-        self.max_fraction = max_fraction
+        self.max_fraction, self.split_size = max_fraction, split_size
         self.paths: dict[str, str] = {}
 
     def add(self, bad: list[BadImage]) -> None:
@@ -110,17 +108,18 @@ class BadImageRecord:
         if count > self.limit:
             shown = ", ".join(list(self.paths)[:3])
             raise TooManyBadImagesError(
-                f"{count} unreadable images in the {self.split} split, more than --bad-images skip allows "
-                f"({self.max_fraction:.2%} of it, {self.limit}; first: {shown}): check the disk and the data, "
-                "or raise the limit (bad_image_fraction)")
+                f"{count} unreadable image(s) in the {self.split} split, more than --bad-images skip allows "
+                f"({self.limit}, a fraction {self.max_fraction:g} of {self.split_size}; first: {shown}): check the "
+                "disk and the data, or allow more with --bad-image-fraction")
 
-    def gather(self) -> int:
-        """The number of distinct bad files met by all processes (a collective under torch.distributed)."""
+    def gather(self) -> dict[str, str]:
+        """The bad files met by all processes, with their reasons (a collective under torch.distributed);
+        raises when they are more than the split tolerates."""
         from xception.distributed import all_gather_objects
 
-        paths = set().union(*all_gather_objects(sorted(self.paths)))
-        self.check(len(paths))
-        return len(paths)
+        merged = {path: reason for paths in all_gather_objects(self.paths) for path, reason in paths.items()}
+        self.check(len(merged))
+        return merged
 
 
 class CheckedLoader:
