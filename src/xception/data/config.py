@@ -13,6 +13,13 @@ SOURCES: tuple[str, ...] = ("fashion_mnist", "imagefolder", "multilabel", "mosai
 # Sources whose `path` is required (Fashion-MNIST and its mosaics have a lookup order instead).
 SOURCES_NEEDING_PATH: tuple[str, ...] = ("imagefolder", "multilabel", "webdataset")
 
+# Unreadable image files (xception.data.bad_images): stop at the first, or leave them out and count
+# them, stopping when more than MAX_BAD_FRACTION of a split is unreadable.
+BadImagePolicy = Literal["error", "skip"]
+BAD_IMAGE_POLICIES: tuple[str, ...] = ("error", "skip")
+DEFAULT_BAD_IMAGES: BadImagePolicy = "error"
+MAX_BAD_FRACTION = 0.001
+
 
 @dataclass(frozen=True)
 class DataConfig:
