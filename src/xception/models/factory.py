@@ -8,6 +8,7 @@ from typing import Any
 from torch import nn
 
 from xception.models.registry import get_entry, resolve_config
+from xception.models.weights import load_weights
 
 
 def create_model(
@@ -32,7 +33,5 @@ def create_model(
     model = entry.build(config, num_classes=num_classes, in_channels=in_channels, drop_rate=drop_rate)
     model.model_name = name
     if weights is not None:
-        from xception.models.weights import load_weights
-
         load_weights(model, weights)
     return model

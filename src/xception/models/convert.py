@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from xception.models.factory import create_model
 from xception.models.weights.assign import assign_state
 from xception.models.weights.load import read_state
-from xception.models.weights.native import check_metadata, save_weights
+from xception.models.weights.native import check_metadata, read_metadata, save_weights
 
 
 def convert_weights(
@@ -24,9 +25,6 @@ def convert_weights(
     `num_classes` None takes it from the file: the rows of its logistic layer, or 0 (no head)
     for a body-only ("notop") file. Returns what `save_weights` wrote as metadata.
     """
-    from xception.models.factory import create_model
-    from xception.models.weights.native import read_metadata
-
     probe = create_model(model_name, num_classes=0, in_channels=in_channels)
     state, file_metadata = read_state(source, probe)
     if num_classes is None:
