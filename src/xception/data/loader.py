@@ -24,7 +24,9 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
+from torch.utils.data import Dataset, IterableDataset, Sampler
+
+from xception.data.bad_images import BadImageRecord, CheckedLoader, GuardedImages, checked_loader
 
 
 class GlobalBatchSampler(Sampler[int]):
@@ -148,9 +150,11 @@ def build_loader(
     pin_memory: bool,
     global_batch: int | None = None,
     start_batch: int = 0,
-    accumulation_steps: int = 1,
-) -> DataLoader:
-    """A DataLoader of `batch_size`-image batches for this process.
+    bad_images: BadImageRecord | None = None,
+) -> CheckedLoader:
+    """A DataLoader of `batch_size`-image batches for this process, wrapped in a `CheckedLoader`
+    that raises or records its unreadable images in this process (`bad_images`; None: raise at the
+    first, as `--bad-images error` does).
 
     Training (map-style data): `GlobalBatchSampler` over `global_batch` images per step, this
     process taking `global_batch / world_size` of them in batches of `batch_size`. Evaluation:
@@ -163,7 +167,8 @@ def build_loader(
     sampler: Sampler[int] | None = None
     if not iterable:
         if training:
-            dataset = SeededAugmentation(dataset, seed=seed, epoch=epoch)
+            # Guarded inside: the seeding wraps whole batches, and a bad file still becomes a BadImage.
+            dataset = SeededAugmentation(GuardedImages(dataset), seed=seed, epoch=epoch)
             sampler = GlobalBatchSampler(
                 len(dataset),
                 global_batch=global_batch or batch_size * world_size,
@@ -176,8 +181,9 @@ def build_loader(
         else:
             sampler = ShardSampler(len(dataset), rank=rank, world_size=world_size)
     generator = torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 4099 + rank)
-    return DataLoader(
+    return checked_loader(
         dataset,
+        bad_images=bad_images,
         batch_size=batch_size,
         sampler=sampler,
         num_workers=num_workers,

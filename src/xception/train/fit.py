@@ -28,7 +28,9 @@ import torch
 from torch import nn
 
 from xception.atomic_write import remove_stale_temporaries, write_text_atomic
+from xception.data.bad_images import BadImageRecord
 from xception.data.loader import build_loader, default_num_workers
+from xception.data.summary import split_size
 from xception.distributed import (
     DistributedContext,
     all_gather_objects,
@@ -165,9 +167,14 @@ class Run:
         self.num_workers = (config.num_workers if config.num_workers is not None
                             else default_num_workers(context.world_size))
         self.eval_every = max(1, self.steps_per_epoch // config.evals_per_epoch)
+        self.bad_train, self.bad_val = (
+            BadImageRecord(config.bad_images, split=split, split_size=split_size(data),
+                           max_fraction=config.bad_image_fraction)
+            for split, data in (("training", datasets.train), ("validation", datasets.val)))
         self.val_loader = build_loader(datasets.val, batch_size=max(self.micro_batch, 64), training=False,
                                        rank=context.rank, world_size=context.world_size, seed=config.seed,
-                                       num_workers=self.num_workers, pin_memory=context.device.type == "cuda")
+                                       num_workers=self.num_workers, pin_memory=context.device.type == "cuda",
+                                       bad_images=self.bad_val)
         self.history: list[EvalRecord] = []
         self.best_metric = -math.inf
         self.losses = LossWindows()
@@ -248,6 +255,7 @@ class Run:
                                                             "wall_s": progress["wall_s"]}])
         self.best_metric = progress["best_metric"]
         self.history = [EvalRecord(**r) for r in state["history"]]
+        self.bad_train.paths.update(state.get("bad_images", {}))
         rank = self.context.rank
         ranks = state["rng"]
         restore_rng_state(ranks[rank] if rank < len(ranks) else ranks[0])
@@ -288,7 +296,7 @@ class Run:
                             rank=self.context.rank, world_size=self.context.world_size, seed=self.config.seed,
                             epoch=epoch, num_workers=self.num_workers,
                             pin_memory=self.context.device.type == "cuda", global_batch=self.config.batch_size,
-                            start_batch=start_batch, accumulation_steps=self.config.accumulation_steps)
+                            start_batch=start_batch, bad_images=self.bad_train)
 
     def train_epoch(self) -> bool:
         """Train the rest of the current epoch; False once the run is over (finished or stopped)."""
@@ -356,6 +364,8 @@ class Run:
         train_loss = float(all_reduce_sum(torch.tensor(losses.eval_sum / max(losses.eval_steps, 1)))) / context.world_size
         losses.eval_sum, losses.eval_steps = 0.0, 0
         scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+        if self.config.bad_images == "skip":
+            scalars["train_bad_images"] = len(self.bad_train.gather())
         record = EvalRecord(epoch=trainer.step / self.steps_per_epoch, step=trainer.step, samples=trainer.samples,
                             wall_s=self.wall_s(), train_loss=train_loss,
                             lr=trainer.optimizer.param_groups[0]["lr"], metrics=scalars)
@@ -408,6 +418,7 @@ class Run:
             "class_names": list(self.datasets.class_names),
             "git_commit": git_commit(),
             "history": [dataclasses.asdict(r) for r in self.history],
+            "bad_images": self.bad_train.gather(),  # training files skipped so far, so a resumed run counts them
         }
 
     def save(self, name: str) -> None:
