@@ -94,18 +94,19 @@ class SeededAugmentation(Dataset):
         return ((self.seed * 1_000_003 + self.epoch) * 1_000_000_007 + index) % 2**63
 
     def __getitem__(self, index: int):
-        with _seeded(self.seed_of(index)):
+        with seeded_randomness(self.seed_of(index)):
             return self.dataset[index]
 
     def __getitems__(self, indices: list[int]) -> list:
         if not hasattr(self.dataset, "__getitems__"):
             return [self[i] for i in indices]
-        with _seeded(self.seed_of(indices[0])):
+        with seeded_randomness(self.seed_of(indices[0])):
             return self.dataset.__getitems__(indices)
 
 
 @contextlib.contextmanager
-def _seeded(seed: int):
+def seeded_randomness(seed: int):
+    """Seed torch's, NumPy's and Python's generators for the block; restore them after."""
     python, numpy = random.getstate(), np.random.get_state()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -158,13 +159,21 @@ def build_loader(
 
     Training (map-style data): `GlobalBatchSampler` over `global_batch` images per step, this
     process taking `global_batch / world_size` of them in batches of `batch_size`. Evaluation:
-    `ShardSampler`. An `IterableDataset` (WebDataset shards) splits itself per rank and worker.
+    `ShardSampler`. WebDataset shards split themselves per rank and worker; for training, their
+    `epoch(...)` gives this process's micro-batches of the epoch from the same global-batch
+    arithmetic (`global_batch / (world_size x batch_size)` micro-batches per step).
     Training augmentation is seeded per batch (`SeededAugmentation`); the workers' own seeds come
     from (seed, epoch, rank). Make one loader per epoch (workers are not persistent; their
     start-up is small next to an epoch).
     """
     iterable = isinstance(dataset, IterableDataset)
     sampler: Sampler[int] | None = None
+    if iterable and training:
+        global_batch = global_batch or batch_size * world_size
+        per_step = global_batch // (world_size * batch_size)
+        dataset = dataset.epoch(epoch, batch_size=batch_size, num_batches=len(dataset) // global_batch * per_step,
+                                start_batch=start_batch * per_step)
+        batch_size = None  # the epoch stream yields whole micro-batches
     if not iterable:
         if training:
             # Guarded inside: the seeding wraps whole batches, and a bad file still becomes a BadImage.
