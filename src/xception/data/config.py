@@ -14,6 +14,13 @@ SOURCES: tuple[str, ...] = ("fashion_mnist", "imagefolder", "multilabel", "mosai
 SOURCES_NEEDING_PATH: tuple[str, ...] = ("imagefolder", "multilabel", "webdataset", "imagenet")
 Interpolation = Literal["bilinear", "bicubic"]
 
+# Unreadable image files (xception.data.bad_images): stop at the first, or leave them out and count
+# them, stopping when more than MAX_BAD_FRACTION of a split is unreadable.
+BadImagePolicy = Literal["error", "skip"]
+BAD_IMAGE_POLICIES: tuple[str, ...] = ("error", "skip")
+DEFAULT_BAD_IMAGES: BadImagePolicy = "error"
+MAX_BAD_FRACTION = 0.001
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -46,6 +53,9 @@ class DataConfig:
         frequency-weighted MAP@100 differs from the plain mean.
     class_weights_path: a JSON file {class name: weight} for the multilabel source; by default the
         manifest directory's `class_weights.json` when it exists.
+    train_examples, val_examples: keep a fixed random subset of this many training / validation
+        items (drawn with `seed` and `seed + 1`, so every run of this config sees the same ones;
+        None: all of them). Map-style sources only (not "webdataset").
     ground_truth: the imagenet source's labels file for a flat folder of validation images; by default
         one of the standard names found in or above the folder (see `xception.data.imagenet`).
     """
@@ -66,6 +76,8 @@ class DataConfig:
     mosaic_val_size: int = 10_000
     mosaic_class_skew: float = 1.0
     class_weights_path: str | None = None
+    train_examples: int | None = None
+    val_examples: int | None = None
     ground_truth: str | None = None
 
     def __post_init__(self) -> None:
@@ -89,5 +101,12 @@ class DataConfig:
             raise ValueError(f"mosaic_grid must be >= 1 cell per side, got {self.mosaic_grid}")
         if self.mosaic_train_size < 1 or self.mosaic_val_size < 1:
             raise ValueError("mosaic_train_size and mosaic_val_size must be >= 1")
+        for name in ("train_examples", "val_examples"):
+            size = getattr(self, name)
+            if size is not None and size < 1:
+                raise ValueError(f"{name} must be >= 1 (or None for all items), got {size}")
+            if size is not None and self.source == "webdataset":
+                raise ValueError(f"{name} needs a map-style source; 'webdataset' streams its shards, so "
+                                 "write shards of the subset instead")
         if self.mosaic_class_skew < 0:
             raise ValueError(f"mosaic_class_skew must be >= 0, got {self.mosaic_class_skew}")
