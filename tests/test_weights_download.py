@@ -15,12 +15,13 @@ from xception.models.weights import download
 from xception.models.weights.download import ChecksumError, WeightsUnavailableError, fetch_weights
 from xception.models.weights.registry import WEIGHTS, XCEPTION_IMAGENET
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Keras' numpy 2 notices
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]  # building Keras: ~10 s
 
 
 @pytest.fixture(scope="module")
 def official_file(tmp_path_factory):
-    return write_official_xception(tmp_path_factory.mktemp("official") / XCEPTION_IMAGENET.file_name)
+    path, _ = write_official_xception(tmp_path_factory.mktemp("official") / XCEPTION_IMAGENET.file_name)
+    return path
 
 
 @pytest.fixture
