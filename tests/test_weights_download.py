@@ -108,3 +108,21 @@ def test_create_model_rejects_unknown_names_and_other_models_weights():
         create_model("xception", weights="imagnet")
     with pytest.raises(ValueError, match=r"'inception_v3.imagenet' are for 'inception_v3', not 'xception'"):
         create_model("xception", weights="inception_v3.imagenet")
+
+
+def test_cli_weights_lists_the_registry_and_fetches_into_the_cache(official_file, cache, monkeypatch, capsys):
+    from xception.cli import main
+
+    assert main(["weights", "--format", "markdown"]) == 0
+    table = capsys.readouterr().out
+    assert "| `xception.imagenet` | 22,855,952 | 1000 | 79% | 94.5% |" in table
+    assert "| `inception_v3.imagenet` | 23,834,568 | 1000 | 77.294% | 93.45% |" in table
+    monkeypatch.setitem(WEIGHTS, XCEPTION_IMAGENET.key, pointed_at(XCEPTION_IMAGENET, official_file))
+    assert main(["weights", "--fetch", "xception.imagenet"]) == 0
+    assert capsys.readouterr().out.strip() == f"xception.imagenet: {cache / official_file.name}"
+    assert main(["weights"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    (line,) = [line for line in listing if line.startswith("xception.imagenet ")]
+    assert " cached " in line and "not cached" not in line
+    assert main(["weights", "--fetch", "xception.imagent"]) == 2
+    assert "unknown weights 'xception.imagent'" in capsys.readouterr().err
