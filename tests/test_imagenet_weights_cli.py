@@ -21,7 +21,8 @@ from xception.imagenet_classes import IMAGENET_CATEGORIES, IMAGENET_WNIDS
 from xception.models.weights import read_metadata
 from xception.models.weights.registry import WEIGHTS, XCEPTION_IMAGENET
 
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]  # building Keras: ~10 s
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning"),  # building Keras: ~10 s
+              pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")]
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 
 
@@ -142,3 +143,12 @@ def test_cli_eval_imagenet_both_layouts_give_keras_accuracy(official, photo_file
         assert (metrics["examples"], metrics["correct1"], metrics["correct5"]) == (4, 2, 3)
         assert metrics["images_per_second"] > 0
     assert results[0]["loss"] == pytest.approx(results[1]["loss"], rel=1e-5)
+
+
+def test_cli_export_takes_the_official_h5_and_checks_the_exported_file(official, tmp_path, capsys):
+    path, _ = official
+    out = tmp_path / "xception.pt"
+    assert main(["export", "--weights", str(path), "--format", "torchscript", "--out", str(out)]) == 0
+    assert "299x299" in capsys.readouterr().out
+    scripted = torch.jit.load(str(out))
+    assert scripted(torch.zeros(1, 3, 299, 299)).shape == (1, 1000)

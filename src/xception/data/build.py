@@ -24,6 +24,10 @@ BUILDERS: dict[str, tuple[str, str]] = {
 
 def build_datasets(config: DataConfig) -> Datasets:
     """The training and validation datasets that `config` describes (see `DataConfig` for each source)."""
+    if config.source == "imagenet":
+        raise ValueError("the imagenet source is the ILSVRC 2012 validation set alone, for evaluating published "
+                         "weights: use `xception eval --weights imagenet --data DIR`; train on ImageNet with "
+                         "--dataset imagefolder (train/ and val/ of class folders)")
     if config.source not in BUILDERS:
         raise ValueError(
             f"data source {config.source!r} has no builder yet; available: {', '.join(BUILDERS)}"
