@@ -65,12 +65,17 @@ def test_fetch_weights_rejects_a_bad_download_naming_url_and_checksum_and_leaves
     assert list(cache.iterdir()) == []
 
 
-def test_fetch_weights_without_network_names_the_url_and_the_exact_path(tmp_path, monkeypatch):
-    with socket.socket() as probe:  # a port nobody listens on
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """An empty $XCEPTION_HOME and URLs to a port nobody listens on."""
+    with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     monkeypatch.setenv("XCEPTION_HOME", str(tmp_path))
     monkeypatch.setenv("XCEPTION_WEIGHTS_URL", f"http://127.0.0.1:{port}")
+
+
+def test_fetch_weights_without_network_names_the_url_and_the_exact_path(tmp_path, offline):
     with pytest.raises(WeightsUnavailableError) as error:
         fetch_weights(XCEPTION_IMAGENET, progress=False)
     message = str(error.value)
@@ -126,3 +131,31 @@ def test_cli_weights_lists_the_registry_and_fetches_into_the_cache(official_file
     assert " cached " in line and "not cached" not in line
     assert main(["weights", "--fetch", "xception.imagent"]) == 2
     assert "unknown weights 'xception.imagent'" in capsys.readouterr().err
+
+
+def test_create_model_with_published_weights_and_other_classes_gets_their_body_and_a_fresh_head(official_file, cache):
+    entry = pointed_at(XCEPTION_IMAGENET, official_file)
+    torch.manual_seed(0)
+    tuned = create_model("xception", num_classes=10, weights=entry).state_dict()
+    torch.manual_seed(0)
+    fresh = create_model("xception", num_classes=10).state_dict()
+    official = create_model("xception", weights=official_file).state_dict()
+    assert torch.equal(tuned["classifier.weight"], fresh["classifier.weight"])
+    body = [key for key in official if not key.startswith("classifier.")]
+    assert all(torch.equal(tuned[key], official[key]) for key in body)
+    with pytest.raises(ValueError, match=r"num_classes=1000"):  # a file by path keeps the strict check
+        create_model("xception", num_classes=10, weights=official_file)
+
+
+def test_cli_predict_without_network_says_where_to_put_the_file(tmp_path, offline, capsys):
+    from PIL import Image
+
+    from xception.cli import main
+
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (64, 64)).save(photo)
+    assert main(["predict", str(photo), "--weights", "imagenet"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("xception predict: error: cannot download the weights 'xception.imagenet'")
+    assert len(error.splitlines()) == 1
+    assert f"put it at {tmp_path / 'weights' / XCEPTION_IMAGENET.file_name}" in error
