@@ -152,3 +152,20 @@ def test_cli_export_takes_the_official_h5_and_checks_the_exported_file(official,
     assert "299x299" in capsys.readouterr().out
     scripted = torch.jit.load(str(out))
     assert scripted(torch.zeros(1, 3, 299, 299)).shape == (1, 1000)
+
+
+def test_cli_convert_torchvision_inception_v3_records_torchvisions_preparation(tmp_path, capsys):
+    from torchvision.models import inception_v3
+
+    from xception.models.weights.registry import INCEPTION_V3_IMAGENET
+
+    state_file = tmp_path / "inception_v3_google.pth"
+    torch.save(inception_v3(weights=None, aux_logits=True, init_weights=False).state_dict(), state_file)
+    converted = tmp_path / "inception_v3.safetensors"
+    assert main(["convert", "--model", "inception_v3", str(state_file), str(converted)]) == 0
+    assert '"as": "inception_v3.imagenet"' in capsys.readouterr().out
+    metadata = read_metadata(converted)
+    assert metadata["class_names"] == list(IMAGENET_CATEGORIES)
+    assert metadata["data"]["interpolation"] == "bilinear"
+    assert int(299 / metadata["data"]["crop_fraction"]) == 342  # torchvision's resize
+    assert metadata["weights"]["file_name"] == INCEPTION_V3_IMAGENET.file_name
