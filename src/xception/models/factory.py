@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from torch import nn
 
+from xception.models.features import FeatureExtractor
 from xception.models.registry import get_entry, resolve_config
 
 
@@ -17,6 +19,8 @@ def create_model(
     in_channels: int = 3,
     drop_rate: float = 0.0,
     weights: str | os.PathLike | None = None,
+    features_only: bool = False,
+    out_indices: Sequence[int] | None = None,
     **overrides: Any,
 ) -> nn.Module:
     """Build the registered model `name` (see `list_models()`).
@@ -26,7 +30,13 @@ def create_model(
     official Keras .h5 files, Keras 3 .weights.h5, timm/Cadene or torchvision state dicts, this
     project's safetensors); the head is kept when its shape fits `num_classes`.
     The paper's dropout (0.5) belongs to the training recipe, so the default here is 0.
+
+    ``features_only=True`` returns a `FeatureExtractor` (timm's interface): the trunk without its
+    head, whose forward gives the feature maps at `out_indices` (default: all) of the model's
+    `feature_info`; `weights` are loaded into the whole model first.
     """
+    if out_indices is not None and not features_only:
+        raise ValueError("out_indices selects feature maps: pass features_only=True with it")
     entry = get_entry(name)
     config = resolve_config(name, **overrides)
     model = entry.build(config, num_classes=num_classes, in_channels=in_channels, drop_rate=drop_rate)
@@ -35,4 +45,8 @@ def create_model(
         from xception.models.weights import load_weights
 
         load_weights(model, weights)
+    if features_only:
+        model.reset_classifier(0)
+        model.fc_layers = nn.Sequential()  # no head tensors left unused by a backbone
+        return FeatureExtractor(model, out_indices)
     return model
