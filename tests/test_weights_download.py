@@ -120,7 +120,7 @@ def test_cli_weights_lists_the_registry_and_fetches_into_the_cache(official_file
 
     assert main(["weights", "--format", "markdown"]) == 0
     table = capsys.readouterr().out
-    assert "| `xception.imagenet` | 22,855,952 | 1000 | 79% | 94.5% |" in table
+    assert "| `xception.imagenet` | 22,855,952 | 1000 | 79.0% | 94.5% |" in table
     assert "| `inception_v3.imagenet` | 23,834,568 | 1000 | 77.294% | 93.45% |" in table
     monkeypatch.setitem(WEIGHTS, XCEPTION_IMAGENET.key, pointed_at(XCEPTION_IMAGENET, official_file))
     assert main(["weights", "--fetch", "xception.imagenet"]) == 0
