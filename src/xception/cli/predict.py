@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from xception.eval.predict import predict
     from xception.models.fuse import fuse_for_inference
     from xception.models.trained import load_trained_model
-    from xception.runtime import fastest_settings
+    from xception.runtime import autocast, check_precision, fastest_settings
 
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     channels = metadata["in_channels"]
     images = torch.stack([transform(load_image(p, in_channels=channels)) for p in args.images]).to(device)
     model = fuse_for_inference(model).to(device, memory_format=settings.memory_format)
-    with torch.autocast(device.type, dtype=settings.autocast_dtype, enabled=settings.autocast_dtype is not None):
+    check_precision(settings.precision, device.type)
+    with autocast(device.type, settings.autocast_dtype):
         rows = predict(model, images.to(memory_format=settings.memory_format), class_names=metadata["class_names"],
                        top_k=args.top_k, multilabel=bool(metadata.get("multilabel")))
     for path, row in zip(args.images, rows, strict=True):

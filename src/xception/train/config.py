@@ -68,18 +68,16 @@ class TrainConfig:
         import torch
 
         from xception.models.registry import resolve_config
+        from xception.runtime import check_precision
         from xception.train.recipes import get_recipe
 
         resolve_config(self.model, **self.model_overrides)
         get_recipe(self.recipe, **self.recipe_overrides)
-        if self.precision not in (None, "fp32", "bf16", "fp16"):
-            raise ValueError(f"unknown precision {self.precision!r}; valid: fp32, bf16, fp16")
         cuda = (self.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
         if cuda and not torch.cuda.is_available():
             raise ValueError(f"device {self.device!r} needs a CUDA GPU and none is available; use --device cpu")
-        if self.precision == "fp16" and not cuda:
-            raise ValueError("precision fp16 needs a CUDA GPU (it relies on loss scaling); on a CPU use "
-                             "--precision bf16 or fp32")
+        if self.precision is not None:
+            check_precision(self.precision, "cuda" if cuda else "cpu")
         if self.batch_size < 1 or self.accumulation_steps < 1 or self.batch_size % self.accumulation_steps:
             raise ValueError(f"batch size {self.batch_size} must be a positive multiple of accumulation "
                              f"steps {self.accumulation_steps}")

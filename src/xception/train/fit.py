@@ -36,7 +36,7 @@ from xception.distributed import (
 from xception.eval.evaluate import evaluate
 from xception.models import create_model
 from xception.models.weights import save_weights
-from xception.runtime import RuntimeSettings, fastest_settings, retain_freed_memory
+from xception.runtime import RuntimeSettings, check_precision, fastest_settings, retain_freed_memory
 from xception.train.averaging import ModelAverage
 from xception.train.checkpoint import (
     BEST,
@@ -69,11 +69,7 @@ def resolve_runtime(config: TrainConfig, device: torch.device) -> RuntimeSetting
     unset. Impossible combinations fail here, before any work."""
     fastest = fastest_settings(device, training=True)
     precision = config.precision or fastest.precision
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError(f"precision fp16 needs a CUDA GPU (loss scaling), but the device is {device.type}; "
-                         "use --precision bf16 or fp32")
-    if precision not in ("fp32", "bf16", "fp16"):
-        raise ValueError(f"unknown precision {precision!r}; valid: fp32, bf16, fp16")
+    check_precision(precision, device.type)
     chosen = [f"precision={precision}" + (" (chosen)" if config.precision is None else "")]
     channels_last = fastest.channels_last if config.channels_last is None else config.channels_last
     compile_ = fastest.compile if config.compile is None else config.compile
