@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from xception.cli.train import add_bad_image_options
+from xception.data.config import SOURCES
 
 
 def add_parser(subparsers) -> None:
@@ -16,7 +17,7 @@ def add_parser(subparsers) -> None:
         "examples are split exactly over the processes.",
     )
     parser.add_argument("--weights", required=True, help="a .safetensors file from a training run")
-    parser.add_argument("--dataset", choices=("fashion_mnist", "imagefolder", "multilabel", "mosaic", "webdataset"))
+    parser.add_argument("--dataset", choices=SOURCES)
     parser.add_argument("--data", help="the dataset's directory (default: the one in the weights' metadata)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", help="cpu or cuda (default: a GPU when there is one)")

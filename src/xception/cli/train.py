@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from xception.data.config import SOURCES
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -19,7 +21,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--config", help="a .json or .toml file of TrainConfig fields")
     parser.add_argument("--model", help="a registered model (see `xception models`); default xception")
     parser.add_argument("--recipe", help="paper_imagenet, paper_jft, fashion_mnist_demo or fashion_mnist_long")
-    parser.add_argument("--dataset", choices=("fashion_mnist", "imagefolder", "multilabel", "mosaic", "webdataset"),
+    parser.add_argument("--dataset", choices=SOURCES,
                         help="the data source (default fashion_mnist when --data is not given, else imagefolder)")
     parser.add_argument("--data", help="the dataset's directory")
     parser.add_argument("--download", action="store_true", help="download Fashion-MNIST if it is not found")

@@ -202,5 +202,4 @@ def build_webdataset(config: DataConfig) -> Datasets:
         class_names=class_names,
         multilabel=metadata["multilabel"],
         class_weights=None if weights is None else torch.tensor(weights, dtype=torch.float32),
-        eval_transform=transforms.predict,
     )
