@@ -47,6 +47,11 @@ def autocast(device_type: str, dtype: torch.dtype | None) -> contextlib.Abstract
     return torch.autocast(device_type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
+def grad_scaler(device_type: str, precision: str) -> torch.amp.GradScaler:
+    """Loss scaling for fp16, whose small gradients underflow without it; a no-op otherwise."""
+    return torch.amp.GradScaler(device_type, enabled=precision == "fp16")
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for queued kernels, so that wall-clock time measures the work (CUDA is asynchronous)."""
     if device.type == "cuda":

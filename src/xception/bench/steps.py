@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from xception.runtime import Precision, autocast, autocast_dtype, compile_model
+from xception.runtime import Precision, autocast, autocast_dtype, compile_model, grad_scaler
 from xception.train.recipes import get_recipe
 from xception.train.schedule import build_schedule
 from xception.train.step import Trainer
@@ -64,7 +64,7 @@ def make_step(
         model=run, module=model, optimizer=torch.optim.SGD(model.parameters(), lr=schedule(0), momentum=recipe.momentum),
         schedule=schedule, loss_fn=F.cross_entropy, device=device, autocast_dtype=dtype, channels_last=channels_last,
         batch_size=batch_size, average=None, grad_clip_norm=None,
-        scaler=torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
+        scaler=grad_scaler(device.type, precision),
     )
     batch = [(images, labels)]
 

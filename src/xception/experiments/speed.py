@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from xception.runtime import autocast_dtype, synchronize
+from xception.runtime import autocast_dtype, grad_scaler, synchronize
 from xception.train.averaging import ModelAverage
 from xception.train.loss import ClassificationLoss
 from xception.train.optimizer import build_optimizer
@@ -62,7 +62,7 @@ def measure_training_speed(
         schedule=schedule, loss_fn=ClassificationLoss(recipe_.loss, label_smoothing=recipe_.label_smoothing),
         device=device, autocast_dtype=autocast_dtype(precision), channels_last=False, batch_size=batch_size,
         average=average, grad_clip_norm=recipe_.grad_clip_norm,
-        scaler=torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
+        scaler=grad_scaler(device.type, precision),
     )
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(batch_size, in_channels, image_size, image_size, generator=generator) * 2 - 1

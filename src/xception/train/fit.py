@@ -36,7 +36,13 @@ from xception.distributed import (
 from xception.eval.evaluate import evaluate
 from xception.models import create_model
 from xception.models.weights import save_weights
-from xception.runtime import RuntimeSettings, check_precision, fastest_settings, retain_freed_memory
+from xception.runtime import (
+    RuntimeSettings,
+    check_precision,
+    fastest_settings,
+    grad_scaler,
+    retain_freed_memory,
+)
 from xception.train.averaging import ModelAverage
 from xception.train.checkpoint import (
     BEST,
@@ -125,7 +131,7 @@ def fit(config: TrainConfig, *, datasets: Any | None = None) -> TrainResult:
     optimizer = build_optimizer(module, recipe=recipe, model_name=config.model, lr=schedule(0))
     average = (ModelAverage(module, decay=recipe.average_decay, bn_policy=recipe.average_bn_policy)
                if recipe.average_decay is not None else None)
-    scaler = torch.amp.GradScaler(context.device.type, enabled=settings.precision == "fp16")
+    scaler = grad_scaler(context.device.type, settings.precision)
     model: nn.Module = module
     if context.distributed:
         model = nn.parallel.DistributedDataParallel(
