@@ -68,11 +68,11 @@ def build_config(args: argparse.Namespace):
     """The TrainConfig that `args` describe (checked, nothing built)."""
     from xception.models.registry import get_entry
     from xception.train import TrainConfig
-    from xception.train.checkpoint import load_checkpoint
+    from xception.train.checkpoint import load_training_checkpoint
     from xception.train.overrides import apply_overrides, load_config_file
 
     if args.resume:
-        values = load_checkpoint(args.resume)["config"]
+        values = load_training_checkpoint(args.resume)["config"]
         values["resume"] = args.resume
     else:
         values = load_config_file(args.config) if args.config else {}

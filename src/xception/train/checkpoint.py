@@ -9,6 +9,7 @@ config, the git commit and the history of evaluations.
 from __future__ import annotations
 
 import os
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from xception.errors import UserError, raise_if_disk_full
+
 LATEST = "latest.pt"
 BEST = "best.pt"
+FORMAT = "xception-train-checkpoint/1"  # the "format" entry of a training run's checkpoints
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
@@ -33,6 +37,9 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except Exception as error:
+        raise_if_disk_full(error, path, needed=_tensor_bytes(state))
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -45,13 +52,52 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint (a file, or a run directory whose checkpoints/latest.pt is read) on the CPU."""
+    """Read a checkpoint (a file, or a run directory whose checkpoints/latest.pt is read) on the CPU.
+    A file that is not one (empty, cut short, another format, a torch file of something else)
+    raises `NotACheckpointError` naming it."""
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoints" / LATEST
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}; give a .pt file or a run directory with checkpoints/{LATEST}")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    what = f"give checkpoints/{LATEST} or best.pt of a training run, or its directory"
+    if path.stat().st_size == 0:
+        raise NotACheckpointError(f"{path} is empty (0 bytes), not a training checkpoint; {what}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise NotACheckpointError(f"{path} holds Python objects besides tensors and plain data, which are not "
+                                  f"loaded since loading them could run code; {what}") from error
+    except Exception as error:  # whatever the file holds, torch could not read it as a checkpoint
+        reason = str(error).strip().splitlines()[0].split(". ")[0][:120]
+        raise NotACheckpointError(f"{path} is not a training checkpoint (torch.load: {type(error).__name__}: "
+                                  f"{reason}); {what}") from error
+    return state
+
+
+def load_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """`load_checkpoint`, refusing a torch file that is not the checkpoint of a training run."""
+    state = load_checkpoint(path)
+    if not (isinstance(state, dict) and state.get("format") == FORMAT):
+        raise NotACheckpointError(f"{path} is a torch file but not an xception training checkpoint (no "
+                                  f"'format': {FORMAT!r}); give checkpoints/{LATEST} or best.pt of a training "
+                                  "run, or its directory")
+    return state
+
+
+class NotACheckpointError(UserError):
+    """A file given as a checkpoint that is not one."""
+
+
+def _tensor_bytes(value: Any) -> int:
+    """The bytes of the tensors in a nested structure of dicts, lists and tuples."""
+    if isinstance(value, torch.Tensor):
+        return value.nbytes
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
 
 
 def capture_rng_state() -> dict[str, Any]:

@@ -33,6 +33,7 @@ from xception.distributed import (
     barrier,
     init_distributed,
 )
+from xception.errors import UserError
 from xception.eval.evaluate import evaluate
 from xception.models import create_model
 from xception.models.weights import save_weights
@@ -42,7 +43,7 @@ from xception.train.checkpoint import (
     BEST,
     LATEST,
     capture_rng_state,
-    load_checkpoint,
+    load_training_checkpoint,
     restore_rng_state,
     save_checkpoint,
 )
@@ -150,7 +151,7 @@ def fit(config: TrainConfig, *, datasets: Any | None = None) -> TrainResult:
     history: list[EvalRecord] = []
     best_metric, wall_before = -math.inf, 0.0
     if config.resume:
-        state = load_checkpoint(config.resume)
+        state = load_training_checkpoint(config.resume)
         _check_resume(config, state)
         module.load_state_dict(state["model"])
         if average is not None:
@@ -239,8 +240,7 @@ def fit(config: TrainConfig, *, datasets: Any | None = None) -> TrainResult:
         for micro_batches in _groups(iter(loader), accumulation):
             loss = trainer.train_step(micro_batches)
             if not math.isfinite(loss):
-                raise FloatingPointError(f"the training loss became {loss} at step {trainer.step}; "
-                                         "lower the learning rate or use --precision fp32")
+                raise _diverged(loss, step=trainer.step, lr=optimizer.param_groups[0]["lr"], run_dir=run_dir)
             window_loss, window_steps = window_loss + loss, window_steps + 1
             since_eval_loss, since_eval_steps = since_eval_loss + loss, since_eval_steps + 1
             lr = optimizer.param_groups[0]["lr"]
@@ -334,6 +334,23 @@ def _check_resume(config: TrainConfig, state: dict[str, Any]) -> None:
     if changed:
         raise ValueError(f"cannot resume: {', '.join(changed)} differ from the checkpoint's; "
                          "resume with the same settings (xception train --resume RUN_DIR takes them from the checkpoint)")
+
+
+class DivergedError(UserError, FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+def _diverged(loss: float, *, step: int, lr: float, run_dir: Path) -> DivergedError:
+    """The error for a loss that diverged at `step`, naming the checkpoint to resume from."""
+    checkpoint = run_dir / "checkpoints" / LATEST
+    advice = "a lower learning rate (--set recipe.lr=...) or --precision fp32"
+    if checkpoint.is_file():
+        saved = load_training_checkpoint(checkpoint)["progress"]["step"]
+        where = (f"the last checkpoint, {checkpoint}, is from step {saved}: resume from it "
+                 f"(xception train --resume {run_dir}) with {advice}")
+    else:
+        where = f"no checkpoint was written yet: start again with {advice}"
+    return DivergedError(f"the training loss became {loss} at step {step} (learning rate {lr:.4g}); {where}")
 
 
 def _progress_bar(config: TrainConfig, context: DistributedContext, total: int, initial: int):

@@ -17,6 +17,8 @@ from typing import Any
 
 from torch import nn
 
+from xception.errors import raise_if_disk_full
+
 FORMAT_VERSION = 1
 METADATA_KEY = "xception"
 _RESERVED = ("format_version", "model_name", "config", "num_classes", "in_channels")
@@ -60,7 +62,11 @@ def save_weights(model: nn.Module, path: str | os.PathLike, *, metadata: dict[st
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    save_file(tensors, str(path), metadata={METADATA_KEY: text})
+    try:
+        save_file(tensors, str(path), metadata={METADATA_KEY: text})
+    except Exception as error:
+        raise_if_disk_full(error, path, needed=sum(t.nbytes for t in tensors.values()))
+        raise
     return path
 
 
