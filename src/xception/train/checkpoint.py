@@ -63,9 +63,19 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     what = f"give checkpoints/{LATEST} or best.pt of a training run, or its directory"
     if path.stat().st_size == 0:
         raise NotACheckpointError(f"{path} is empty (0 bytes), not a training checkpoint; {what}")
+    kind = _file_kind(path)
+    if kind is None:
+        raise NotACheckpointError(f"{path} is not a training checkpoint (not a file torch.save writes: neither a "
+                                  f"zip archive nor a pickle); {what}")
+    if kind != "torch":
+        raise NotACheckpointError(f"{path} is a {kind} weight file, not a training checkpoint (weight files go to "
+                                  f"--weights of eval and predict); {what}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        if "GLOBAL" not in str(error):
+            raise NotACheckpointError(f"{path} is not a training checkpoint (torch.load cannot unpickle it); "
+                                      f"{what}") from error
         raise NotACheckpointError(f"{path} holds Python objects besides tensors and plain data, which are not "
                                   f"loaded since loading them could run code; {what}") from error
     except Exception as error:  # whatever the file holds, torch could not read it as a checkpoint
@@ -79,10 +89,22 @@ def load_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """`load_checkpoint`, refusing a torch file that is not the checkpoint of a training run."""
     state = load_checkpoint(path)
     if not (isinstance(state, dict) and state.get("format") == FORMAT):
-        raise NotACheckpointError(f"{path} is a torch file but not an xception training checkpoint (no "
-                                  f"'format': {FORMAT!r}); give checkpoints/{LATEST} or best.pt of a training "
+        raise NotACheckpointError(f"{path} is not an xception training checkpoint (torch reads it, but it "
+                                  f"has no 'format': {FORMAT!r}); give checkpoints/{LATEST} or best.pt of a training "
                                   "run, or its directory")
     return state
+
+
+def _file_kind(path: Path) -> str | None:
+    """"torch" (what torch.save writes), "safetensors" or "Keras HDF5", from the first bytes; None for
+    anything else."""
+    from xception.models.weights.sniff import sniff_format
+
+    try:
+        kind = sniff_format(path)
+    except ValueError:
+        return None
+    return {"hdf5": "Keras HDF5"}.get(kind, kind)
 
 
 class NotACheckpointError(UserError):
