@@ -1,6 +1,7 @@
 """Xception, its Inception V3 baseline and the paper's ablations, behind one interface."""
 
 from xception.models.factory import create_model
+from xception.models.features import FeatureExtractor, FeatureInfo
 from xception.models.inception_v3 import InceptionV3, InceptionV3Config
 from xception.models.layers import SamePadMaxPool2d, SeparableConv2d
 from xception.models.registry import MODELS, list_models
@@ -9,6 +10,8 @@ from xception.models.xception import BlockSpec, Xception, XceptionConfig
 __all__ = [
     "MODELS",
     "BlockSpec",
+    "FeatureExtractor",
+    "FeatureInfo",
     "InceptionV3",
     "InceptionV3Config",
     "SamePadMaxPool2d",

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
-import tomllib
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the same parser, as its PyPI backport (a dependency on Python 3.10)
+    import tomli as tomllib
 
 from xception.errors import UnknownNameError
 from xception.train.config import TrainConfig

@@ -18,6 +18,8 @@ from typing import Any
 from torch import nn
 
 from xception.errors import raise_if_disk_full
+from xception.models.weights.sniff import sniff_format
+from xception.models.weights.tensor_files import read_tensor_file
 
 FORMAT_VERSION = 1
 METADATA_KEY = "xception"
@@ -72,9 +74,6 @@ def save_weights(model: nn.Module, path: str | os.PathLike, *, metadata: dict[st
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The metadata `save_weights` wrote into `path`; ValueError for any other file."""
-    from xception.models.weights.sniff import sniff_format
-    from xception.models.weights.tensor_files import read_tensor_file
-
     fmt = sniff_format(path)
     if fmt != "safetensors":
         raise ValueError(f"{str(path)!r} is a {fmt} file; only files written by save_weights carry metadata")
