@@ -199,3 +199,13 @@ def test_cli_bug_keeps_its_traceback(bug, monkeypatch):
     monkeypatch.setattr(xception.cli.models, "run", broken)
     with pytest.raises(type(bug)):
         main(["models"])
+
+
+@pytest.mark.parametrize(("name", "text", "message"), [
+    ("run.toml", 'model = "xception_small\n', "is not valid TOML: Illegal character"),
+    ("run.json", '{"model": ', "is not valid JSON: Expecting value: line 1 column 11"),
+])
+def test_cli_config_file_that_does_not_parse_is_one_line(name, text, message, tmp_path, capsys):
+    (tmp_path / name).write_text(text)
+    assert main(["train", "--config", str(tmp_path / name)]) == 2
+    assert one_line_error(capsys, "train").startswith(f"config file {tmp_path / name} {message}")
