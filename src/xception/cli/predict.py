@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     from xception.data.images import load_image
     from xception.data.prediction import prediction_transform
+    from xception.distributed import pick_device
     from xception.eval.predict import predict
     from xception.models.fuse import fuse_for_inference
     from xception.models.trained import load_trained_model
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no such weight file: {args.weights}")
     if args.top_k < 1:
         raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(args.device)
     model, metadata = load_trained_model(args.weights)
     settings = fastest_settings(device, training=False)
     if args.precision:

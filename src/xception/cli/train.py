@@ -74,12 +74,12 @@ def build_config(args: argparse.Namespace):
     """The TrainConfig that `args` describe (checked, nothing built)."""
     from xception.models.registry import get_entry
     from xception.train import TrainConfig
-    from xception.train.checkpoint import load_checkpoint
+    from xception.train.checkpoint import load_training_checkpoint
     from xception.train.overrides import apply_overrides, load_config_file
     from xception.train.resume import run_dir_of
 
     if args.resume:
-        values = load_checkpoint(args.resume)["config"]
+        values = load_training_checkpoint(args.resume)["config"]
         # Where the checkpoint is, not where its run once was: resuming a copy must not write to the original.
         # and a stop that ended that process is not a stop for this one.
         values.update(resume=args.resume, out_dir=str(run_dir_of(args.resume)), restart=False, stop_after_steps=None)

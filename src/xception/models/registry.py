@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from torch import nn
 
+from xception.config_fields import check_field_types
 from xception.errors import UnknownFieldError, UnknownNameError
 from xception.models.inception_v3 import InceptionV3, InceptionV3Config
 from xception.models.xception import Xception, XceptionConfig
@@ -107,4 +108,5 @@ def resolve_config(name: str, **overrides: Any) -> Any:
     unknown = sorted(set(overrides) - valid)
     if unknown:
         raise UnknownFieldError(f"unknown override(s) {unknown} for model {name!r}; valid: {', '.join(sorted(valid))}")
+    check_field_types(type(config), overrides, where="model.")
     return dataclasses.replace(config, **overrides)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from xception.config_fields import check_field_types
 from xception.data.config import BAD_IMAGE_POLICIES, DEFAULT_BAD_IMAGES, MAX_BAD_FRACTION, BadImagePolicy
 from xception.errors import UnknownFieldError
 
@@ -118,11 +119,13 @@ class TrainConfig:
         if unknown:
             raise UnknownFieldError(f"unknown training option(s) {unknown}; valid: {', '.join(sorted(valid))}")
         data = values.pop("data")
+        check_field_types(cls, values, where="", names={"DataConfig": DataConfig})
         if isinstance(data, dict):
             data_valid = {f.name for f in dataclasses.fields(DataConfig)}
             bad = sorted(set(data) - data_valid)
             if bad:
                 raise UnknownFieldError(f"unknown data option(s) {bad}; valid: {', '.join(sorted(data_valid))}")
+            check_field_types(DataConfig, data, where="data.")
             data = DataConfig(**data)
         return cls(data=data, **values)
 

@@ -39,6 +39,7 @@ from xception.distributed import (
     broadcast_buffers,
     init_distributed,
 )
+from xception.errors import UserError
 from xception.eval.evaluate import evaluate
 from xception.models import create_model
 from xception.models.weights import save_weights
@@ -54,7 +55,7 @@ from xception.train.checkpoint import (
     BEST,
     LATEST,
     capture_rng_state,
-    load_checkpoint,
+    load_training_checkpoint,
     restore_rng_state,
     save_checkpoint,
 )
@@ -229,7 +230,7 @@ class Run:
         source = all_gather_objects(source)[0]  # one decision, even if the file system is slow to agree
         changes: dict[str, list[Any]] = {}
         if source is not None:
-            changes = self._load(load_checkpoint(source), source)
+            changes = self._load(load_training_checkpoint(source), source)
         if context.is_main:
             self._open_run_dir(source, changes)
         barrier()  # no rank starts before rank 0 has cleaned the run directory
@@ -321,8 +322,7 @@ class Run:
         config, trainer = self.config, self.trainer
         loss = trainer.train_step(micro_batches)
         if not math.isfinite(loss):
-            raise FloatingPointError(f"the training loss became {loss} at step {trainer.step}; "
-                                     "lower the learning rate or use --precision fp32")
+            raise _diverged(loss, step=trainer.step, lr=trainer.optimizer.param_groups[0]["lr"], run_dir=self.run_dir)
         self.losses.add(loss)
         if trainer.step % config.log_every_steps == 0 or trainer.step == self.total_steps:
             self.log_step()
@@ -494,6 +494,23 @@ def _check_config(config: TrainConfig, context: DistributedContext) -> None:
     if per_process % context.world_size:
         raise ValueError(f"batch size {config.batch_size} must be a multiple of processes ({context.world_size}) "
                          f"x accumulation steps ({config.accumulation_steps})")
+
+
+class DivergedError(UserError, FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+def _diverged(loss: float, *, step: int, lr: float, run_dir: Path) -> DivergedError:
+    """The error for a loss that diverged at `step`, naming the checkpoint to resume from."""
+    checkpoint = run_dir / "checkpoints" / LATEST
+    advice = "a lower learning rate (--set recipe.lr=...) or --precision fp32"
+    if checkpoint.is_file():
+        saved = load_training_checkpoint(checkpoint)["progress"]["step"]
+        where = (f"the last checkpoint, {checkpoint}, is from step {saved}: resume from it "
+                 f"(xception train --resume {run_dir}) with {advice}")
+    else:
+        where = f"no checkpoint was written yet: start again with {advice}"
+    return DivergedError(f"the training loss became {loss} at step {step} (learning rate {lr:.4g}); {where}")
 
 
 def _progress_bar(config: TrainConfig, context: DistributedContext, total: int, initial: int):
