@@ -10,10 +10,14 @@ def add_parser(subparsers) -> None:
         "predict",
         help="classify images with trained weights",
         description="Print the top-k classes and probabilities of each IMAGE, using a weight file "
-        "written by training (it carries the model, the class names and the data preparation).",
+        "written by training or `xception convert` (it carries the model, the class names and the data "
+        "preparation), the official Keras .h5, or published weights by name (`--weights imagenet`: "
+        "downloaded once into the cache, see docs/weights.md).",
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE")
-    parser.add_argument("--weights", required=True, help="a .safetensors file from a training run")
+    parser.add_argument("--weights", required=True, help="a .safetensors file from training or convert, the "
+                        "official .h5, or a published name (imagenet)")
+    parser.add_argument("--model", help="the model of published weights or of a foreign file (default: xception)")
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--device", help="cpu or cuda (default: a GPU when there is one)")
     parser.add_argument(
@@ -42,12 +46,13 @@ def run(args: argparse.Namespace) -> int:
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
         raise FileNotFoundError(f"no such image file: {', '.join(missing)}")
-    if not Path(args.weights).is_file():
-        raise FileNotFoundError(f"no such weight file: {args.weights}")
     if args.top_k < 1:
         raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
     device = pick_device(args.device)
-    model, metadata = load_trained_model(args.weights)
+    model, metadata = load_trained_model(args.weights, model_name=args.model)
+    if not metadata.get("class_names"):
+        raise ValueError(f"{args.weights} records no class names: a notop file (features, not classes) or a "
+                         "foreign file whose head is not ImageNet's; fine-tune or convert it with this project")
     settings = fastest_settings(device, training=False)
     if args.precision:
         settings = dataclasses.replace(settings, precision=args.precision, reason="--precision given")

@@ -36,6 +36,10 @@ def build_source(config: DataConfig) -> Datasets:
             from xception.data.shards import build_webdataset
 
             return build_webdataset(config)
+        case "imagenet":
+            raise ValueError("the imagenet source is the ILSVRC 2012 validation set alone, for evaluating published "
+                             "weights: use `xception eval --weights imagenet --data DIR`; train on ImageNet with "
+                             "--dataset imagefolder (train/ and val/ of class folders)")
     raise ValueError(f"data source {config.source!r} has no builder yet")
 
 
