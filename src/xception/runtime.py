@@ -161,15 +161,16 @@ def retain_freed_memory() -> bool:
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _INT_MAX))
 
 
-def compile_model(model: nn.Module, *, training: bool) -> Callable[..., torch.Tensor]:
+def compile_model(model: nn.Module, *, training: bool, dynamic: bool | None = None) -> Callable[..., torch.Tensor]:
     """`torch.compile(model)`; for inference with inductor's freezing on.
 
     Freezing treats the weights as constants: BatchNorm folds into the convolutions, oneDNN gets
     its weights pre-packed once, and ReLU and residual additions fuse into the convolutions as
     post-ops. It needs the model's weights not to change afterwards, so it is for inference only.
-    Compilation happens at the first call (about a minute for Xception on 2 CPU cores).
+    Compilation happens at the first call (about a minute for Xception on 2 CPU cores). `dynamic`
+    is `torch.compile`'s (None: static first, dynamic once a second shape is seen).
     """
-    compiled = torch.compile(model)
+    compiled = torch.compile(model, dynamic=dynamic)
     if training:
         return compiled
 
