@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from xception.cli.train import add_bad_image_options
+from xception.data.config import SOURCES
 
 
 def add_parser(subparsers) -> None:
@@ -19,8 +20,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--weights", required=True, help="a .safetensors file from a training run or `xception "
                         "convert`, the official .h5, or published weights by name (imagenet; see docs/weights.md)")
     parser.add_argument("--model", help="the model of published weights or of a foreign file (default: xception)")
-    parser.add_argument("--dataset", choices=("fashion_mnist", "imagefolder", "multilabel", "mosaic", "webdataset",
-                                              "imagenet"))
+    parser.add_argument("--dataset", choices=SOURCES)
     parser.add_argument("--data", help="the dataset's directory (default: the one in the weights' metadata)")
     parser.add_argument("--ground-truth", help="ImageNet labels file of a flat validation folder (default: found "
                         "beside it: ILSVRC2012_validation_ground_truth.txt, LOC_val_solution.csv, ...)")

@@ -37,17 +37,18 @@ def run(args: argparse.Namespace) -> int:
 
     from xception.data.images import load_image
     from xception.data.prediction import prediction_transform
+    from xception.distributed import pick_device
     from xception.eval.predict import predict
     from xception.models.fuse import fuse_for_inference
     from xception.models.trained import load_trained_model
-    from xception.runtime import fastest_settings
+    from xception.runtime import autocast, check_precision, fastest_settings
 
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
         raise FileNotFoundError(f"no such image file: {', '.join(missing)}")
     if args.top_k < 1:
         raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(args.device)
     model, metadata = load_trained_model(args.weights, model_name=args.model)
     if not metadata.get("class_names"):
         raise ValueError(f"{args.weights} records no class names: a notop file (features, not classes) or a "
@@ -60,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     channels = metadata["in_channels"]
     images = torch.stack([transform(load_image(p, in_channels=channels)) for p in args.images]).to(device)
     model = fuse_for_inference(model).to(device, memory_format=settings.memory_format)
-    with torch.autocast(device.type, dtype=settings.autocast_dtype, enabled=settings.autocast_dtype is not None):
+    check_precision(settings.precision, device.type)
+    with autocast(device.type, settings.autocast_dtype):
         rows = predict(model, images.to(memory_format=settings.memory_format), class_names=metadata["class_names"],
                        top_k=args.top_k, multilabel=bool(metadata.get("multilabel")))
     for path, row in zip(args.images, rows, strict=True):

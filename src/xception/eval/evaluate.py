@@ -22,6 +22,7 @@ from xception.data.bad_images import BadImageRecord, CheckedLoader
 from xception.data.config import BadImagePolicy
 from xception.distributed import all_gather_rows, all_reduce_sum
 from xception.eval.metrics import average_precision, map_at_k, mean_average_precision, topk_correct
+from xception.runtime import autocast
 
 
 @torch.no_grad()
@@ -56,7 +57,7 @@ def evaluate(
     for images, targets in tqdm(loader, desc="evaluating", unit="batch", file=sys.stderr, disable=not progress):
         images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
         targets = targets.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+        with autocast(device.type, autocast_dtype):
             logits = model(images)
         logits = logits.float()
         count += images.shape[0]
@@ -107,7 +108,7 @@ def evaluate_weights(
     from xception.data.summary import split_size
     from xception.distributed import init_distributed
     from xception.models.trained import load_trained_model
-    from xception.runtime import fastest_settings
+    from xception.runtime import check_precision, fastest_settings
 
     context = init_distributed(device)
     model, metadata = load_trained_model(weights, model_name=model_name)
@@ -133,8 +134,7 @@ def evaluate_weights(
         raise ValueError(f"{weights} has {metadata['num_classes']} classes but the data set has {num_classes}")
     settings = fastest_settings(context.device, training=False)
     settings = dataclasses.replace(settings, precision=precision or settings.precision)
-    if settings.precision == "fp16" and context.device.type != "cuda":
-        raise ValueError("precision fp16 needs a CUDA GPU; use bf16 or fp32 on a CPU")
+    check_precision(settings.precision, context.device.type)
     model = model.to(context.device, memory_format=settings.memory_format)
     loader = build_loader(val, batch_size=batch_size, training=False, rank=context.rank,
                           world_size=context.world_size, seed=0, num_workers=default_num_workers(context.world_size),
