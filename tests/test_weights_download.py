@@ -159,3 +159,14 @@ def test_cli_predict_without_network_says_where_to_put_the_file(tmp_path, offlin
     assert error.startswith("xception predict: error: cannot download the weights 'xception.imagenet'")
     assert len(error.splitlines()) == 1
     assert f"put it at {tmp_path / 'weights' / XCEPTION_IMAGENET.file_name}" in error
+
+
+def test_fetch_weights_checks_a_file_put_in_the_cache_by_hand(official_file, tmp_path, offline):
+    entry = pointed_at(XCEPTION_IMAGENET, official_file)
+    by_hand = tmp_path / "weights" / official_file.name
+    by_hand.parent.mkdir()
+    by_hand.write_bytes(official_file.read_bytes())
+    assert fetch_weights(entry) == by_hand  # offline: the right file is used
+    by_hand.write_bytes(official_file.read_bytes()[:-10])
+    with pytest.raises(ChecksumError, match=rf"the cached {by_hand} has md5 .* not the published {entry.checksum.digest}"):
+        fetch_weights(entry)
