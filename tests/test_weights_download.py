@@ -9,7 +9,7 @@ import socket
 import pytest
 import torch
 
-from official_weights import FileServer, pointed_at, write_official_xception
+from official_weights import FileServer, pointed_at
 from xception import create_model
 from xception.models.weights import download
 from xception.models.weights.download import ChecksumError, WeightsUnavailableError, fetch_weights
@@ -19,9 +19,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationW
 
 
 @pytest.fixture(scope="module")
-def official_file(tmp_path_factory):
-    path, _ = write_official_xception(tmp_path_factory.mktemp("official") / XCEPTION_IMAGENET.file_name)
-    return path
+def official_file(official_xception):
+    return official_xception[0]
 
 
 @pytest.fixture
