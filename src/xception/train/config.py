@@ -77,7 +77,7 @@ class TrainConfig:
             raise ValueError(f"unknown precision {self.precision!r}; valid: fp32, bf16, fp16")
         cuda = (self.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
         if cuda and not torch.cuda.is_available():
-            raise ValueError(f"device {self.device!r} needs a CUDA GPU and none is available; use --device cpu")
+            raise ValueError(f"device {self.device!r} requested but CUDA is not available; use --device cpu")
         if self.precision == "fp16" and not cuda:
             raise ValueError("precision fp16 needs a CUDA GPU (it relies on loss scaling); on a CPU use "
                              "--precision bf16 or fp32")
