@@ -184,3 +184,27 @@ def test_unreadable_sample_of_a_shard_names_the_sample_and_the_shard(tmp_path):
     assert str(raised.value) == (f"cannot read image sample 000000007 of {shard}: PIL does not recognise it as an "
                                  "image (not an image, or a format PIL cannot read); rewrite that shard, or pass "
                                  "--bad-images skip to leave it out")
+
+
+def test_skipped_images_shorten_evaluation_batches_and_are_refilled_in_training(tmp_path):
+    from xception.data.bad_images import BadImageRecord
+    from xception.data.loader import build_loader
+
+    paths = []
+    for i in range(8):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(np.full((2, 2), 10 * i, np.uint8)).save(paths[-1])
+    paths[5].write_bytes(b"")
+
+    def record():
+        return BadImageRecord("skip", split="test", split_size=8, max_fraction=0.5)
+
+    common = {"batch_size": 4, "rank": 0, "world_size": 1, "seed": 0, "num_workers": 0, "pin_memory": False}
+    evaluation = [indices.tolist() for _, indices in build_loader(Files(paths), training=False, bad_images=record(),
+                                                                 **common)]
+    assert evaluation == [[0, 1, 2, 3], [4, 6, 7]]
+    training = build_loader(Files(paths), training=True, bad_images=record(), **common)
+    batches = [(means.tolist(), indices.tolist()) for means, indices in training]
+    assert [len(indices) for _, indices in batches] == [4, 4] and sorted(sum((i for _, i in batches), [])).count(5) == 0
+    for means, indices in batches:  # a refilled row repeats a readable one, image and target together
+        assert all(mean == 10 * index for mean, index in zip(means, indices, strict=True))
