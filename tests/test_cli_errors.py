@@ -227,3 +227,16 @@ def test_cli_config_file_that_does_not_parse_is_one_line(name, text, message, tm
     (tmp_path / name).write_text(text)
     assert main(["train", "--config", str(tmp_path / name)]) == 2
     assert one_line_error(capsys, "train").startswith(f"config file {tmp_path / name} {message}")
+
+
+@pytest.mark.parametrize("split", ["val", "train"])
+def test_cli_data_inspect_unreadable_image_is_one_line(split, folder, tmp_path, capsys):
+    import shutil
+
+    data = shutil.copytree(folder, tmp_path / "data")
+    for path in (data / split).rglob("*.png"):  # whichever the summary or the timed (worker) loader reads first
+        path.write_bytes(b"")
+    assert main(["data", "inspect", "--source", "imagefolder", "--data", str(data), "--image-size", "16",
+                 "--batch-size", "2", "--batches", "2", "--num-workers", "1"]) == 2
+    assert re.fullmatch(rf"cannot read image {data / split}/\w+/\d\.png: the file is empty \(0 bytes\); .*",
+                        one_line_error(capsys, "data"))
