@@ -240,3 +240,15 @@ def test_cli_data_inspect_unreadable_image_is_one_line(split, folder, tmp_path, 
                  "--batch-size", "2", "--batches", "2", "--num-workers", "1"]) == 2
     assert re.fullmatch(rf"cannot read image {data / split}/\w+/\d\.png: the file is empty \(0 bytes\); .*",
                         one_line_error(capsys, "data"))
+
+
+def test_cli_disk_full_without_a_path_is_still_one_line(folder, tmp_path, capsys, monkeypatch):
+    from xception.train.logbook import Logbook
+
+    def full_disk(self, kind, values):
+        raise OSError(errno.ENOSPC, "No space left on device")  # as a plain file.write raises it: no file name
+
+    monkeypatch.setattr(Logbook, "write", full_disk)
+    assert main(train_argv(folder, tmp_path / "run")) == 2
+    assert one_line_error(capsys, "train") == ("no space left on the device while writing (-v shows where); "
+                                               "free some space or write elsewhere (--out)")
