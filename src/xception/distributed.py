@@ -124,6 +124,13 @@ def all_gather_objects(value: object) -> list[object]:
     return out
 
 
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Give every process rank 0's buffers of `module` (BatchNorm running statistics), in place."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def barrier() -> None:
     if dist.is_initialized() and dist.get_world_size() > 1:
         dist.barrier()

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from xception.errors import UserError, raise_if_disk_full
+from xception.atomic_write import write_atomic
+from xception.errors import UserError
 
 LATEST = "latest.pt"
 BEST = "best.pt"
@@ -25,30 +26,9 @@ FORMAT = "xception-train-checkpoint/1"  # the "format" entry of a training run's
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write `state` to `path` atomically: a temporary file in the same directory, flushed and
-    fsync'ed, then renamed over `path` (and the directory fsync'ed). A crash at any moment leaves
+    """Write `state` to `path` atomically (`xception.atomic_write`): a crash at any moment leaves
     either the previous file or the new one, never a partial one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except Exception as error:
-        raise_if_disk_full(error, path, needed=_tensor_bytes(state))
-        raise
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-    return path
+    return write_atomic(path, lambda file: torch.save(state, file), needed=_tensor_bytes(state))
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
