@@ -172,13 +172,13 @@ def test_unreadable_image_in_a_worker_is_raised_in_the_main_process_with_its_nam
 def test_unreadable_sample_of_a_shard_names_the_sample_and_the_shard(tmp_path):
     import webdataset as wds
 
-    from xception.data.shards import ShardedImages
+    from xception.data.shards import SampleReader, ShardedImages
 
     shard = str(tmp_path / "val-000000.tar")
     with wds.TarWriter(shard) as sink:
         sink.write({"__key__": "000000007", "png": b"\x89PNG cut short", "cls": 1})
-    stream = ShardedImages([shard], num_samples=1, num_classes=2, multilabel=False, transform=lambda image: image,
-                           in_channels=1, train=False, seed=0)
+    read = SampleReader(num_classes=2, multilabel=False, transform=lambda image: image, in_channels=1)
+    stream = ShardedImages([shard], num_samples=1, read=read, seed=0)
     with pytest.raises(UnreadableImageError) as raised:
         list(checked_loader(stream, bad_images=None, batch_size=1))
     assert str(raised.value) == (f"cannot read image sample 000000007 of {shard}: PIL does not recognise it as an "
