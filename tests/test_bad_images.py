@@ -149,3 +149,17 @@ def test_bad_images_skip_on_two_processes_counts_each_file_once(folder, tmp_path
     # Each rank met broken.png in some epoch and only one rank read cut.png: gathered, each counts once.
     final = json.loads((out / "final.json").read_text())["metrics"]
     assert (final["examples"], final["bad_images"], final["train_bad_images"]) == (5, 1, 1)
+
+
+@pytest.mark.slow
+def test_a_run_stopped_by_a_bad_image_resumes_with_skip(tmp_path, capsys):
+    data = write_image_folder(tmp_path / "data", per_class={"train": 6, "val": 3})
+    out = tmp_path / "run"
+    assert main([*train_argv(data, out), "--set", "stop_after_steps=3"]) == 0
+    (data / "train/dark/2.png").write_bytes(b"")  # the disk loses a file after step 3
+    assert main(["train", "--resume", str(out), "--set", "stop_after_steps=null"]) == 2
+    assert "cannot read image " + str(data / "train/dark/2.png") in capsys.readouterr().err
+    assert main(["train", "--resume", str(out), "--set", "stop_after_steps=null", "--bad-images", "skip",
+                 "--bad-image-fraction", "0.1"]) == 0
+    final = json.loads((out / "final.json").read_text())
+    assert (final["step"], final["metrics"]["train_bad_images"]) == (6, 1)
