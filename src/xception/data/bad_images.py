@@ -29,7 +29,6 @@ from xception.errors import UserError
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class BadImage:
     """An item that could not be read, as it travels from a worker: where it is and why."""
