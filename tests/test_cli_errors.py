@@ -252,3 +252,13 @@ def test_cli_disk_full_without_a_path_is_still_one_line(folder, tmp_path, capsys
     assert main(train_argv(folder, tmp_path / "run")) == 2
     assert one_line_error(capsys, "train") == ("no space left on the device while writing (-v shows where); "
                                                "free some space or write elsewhere (--out)")
+
+
+def test_cli_too_few_shards_for_the_workers_is_one_line(folder, tmp_path, capsys):
+    shards = tmp_path / "shards"
+    assert main(["data", "export", "--source", "imagefolder", "--data", str(folder), "--image-size", "16",
+                 "--in-channels", "1", "--to", str(shards), "--format", "shards", "--shard-size", "100"]) == 0
+    argv = train_argv(folder, tmp_path / "run", "--dataset", "webdataset", "--data", str(shards), "--workers", "2")
+    assert main(argv) == 2  # raised inside a DataLoader worker, reported by the main process
+    assert one_line_error(capsys, "train") == ("1 shards cannot feed 1 ranks x 2 workers: write at least that many "
+                                               "shards (a smaller shard_size) or use fewer workers")

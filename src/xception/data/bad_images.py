@@ -38,6 +38,14 @@ class BadImage:
     advice: str
 
 
+@dataclass(frozen=True)
+class WorkerFailure:
+    """A `UserError` raised while a worker streamed its items, as it travels to the main process
+    (pickled: its message and type, not its traceback)."""
+
+    error: UserError
+
+
 class TooManyBadImagesError(UserError):
     """More of a split unreadable than `--bad-images skip` tolerates."""
 
@@ -73,10 +81,30 @@ class GuardedImages(Dataset):
         return [self[index] for index in indices]
 
 
-def collate_readable(items: list) -> tuple[Any, list[BadImage]]:
-    """(the default collation of the readable items, or None when there are none; the `BadImage`s)."""
-    bad = [item for item in items if isinstance(item, BadImage)]
-    readable = [item for item in items if not isinstance(item, BadImage)]
+class GuardedStream(IterableDataset):
+    """An iterable dataset whose user errors (too few shards for the workers, ...) end the stream
+    as a `WorkerFailure` item, so the main process raises them, not a worker's stack."""
+
+    def __init__(self, dataset: IterableDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self) -> Iterator:
+        try:
+            yield from self.dataset
+        except UserError as error:
+            yield WorkerFailure(error)
+
+
+def collate_readable(items: list) -> tuple[Any, list[BadImage | WorkerFailure]]:
+    """(the default collation of the readable items, or None when there are none; the `BadImage`s
+    and `WorkerFailure`s). `items` is a list, or one `WorkerFailure` where the stream batches itself."""
+    if isinstance(items, WorkerFailure):
+        return None, [items]
+    bad = [item for item in items if isinstance(item, (BadImage, WorkerFailure))]
+    readable = [item for item in items if not isinstance(item, (BadImage, WorkerFailure))]
     return (default_collate(readable) if readable else None), bad
 
 
@@ -136,6 +164,9 @@ class CheckedLoader:
 
     def __iter__(self) -> Iterator:
         for batch, bad in self.loader:
+            for failure in bad:
+                if isinstance(failure, WorkerFailure):
+                    raise failure.error from None
             self.record.add(bad)
             if batch is None and self.refill:
                 raise TooManyBadImagesError(f"all {len(bad)} images of a training batch are unreadable (first: "
@@ -164,5 +195,5 @@ def checked_loader(dataset, *, bad_images: BadImageRecord | None, refill: bool =
     says (None: raise at the first, as `--bad-images error`); `refill` as in `CheckedLoader`."""
     if bad_images is None:
         bad_images = BadImageRecord("error", split="data", split_size=0, max_fraction=0.0)
-    guarded = dataset if isinstance(dataset, IterableDataset) else GuardedImages(dataset)
+    guarded = GuardedStream(dataset) if isinstance(dataset, IterableDataset) else GuardedImages(dataset)
     return CheckedLoader(DataLoader(guarded, collate_fn=collate_readable, **options), bad_images, refill=refill)
