@@ -208,3 +208,21 @@ def test_skipped_images_shorten_evaluation_batches_and_are_refilled_in_training(
     assert [len(indices) for _, indices in batches] == [4, 4] and sorted(sum((i for _, i in batches), [])).count(5) == 0
     for means, indices in batches:  # a refilled row repeats a readable one, image and target together
         assert all(mean == 10 * index for mean, index in zip(means, indices, strict=True))
+
+
+class Refusing(Dataset):
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        from xception.errors import UnknownNameError
+
+        raise UnknownNameError(f"item {index} names an unknown label 'Sandle'; valid: Sandal")
+
+
+def test_a_user_error_of_an_item_read_by_a_worker_is_raised_as_itself_in_the_main_process():
+    from xception.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError) as raised:
+        list(checked_loader(Refusing(), bad_images=None, batch_size=2, num_workers=1))
+    assert str(raised.value) == "item 0 names an unknown label 'Sandle'; valid: Sandal"

@@ -51,13 +51,16 @@ class TooManyBadImagesError(UserError):
 
 
 def guard(read: Callable[..., Any]) -> Callable[..., Any]:
-    """`read`, giving a `BadImage` instead of raising `UnreadableImageError`."""
+    """`read`, giving a `BadImage` instead of raising `UnreadableImageError`, and a `WorkerFailure`
+    instead of raising any other `UserError`."""
 
     def guarded(*args):
         try:
             return read(*args)
         except UnreadableImageError as error:
             return BadImage(error.path, error.reason, error.advice)
+        except UserError as error:
+            return WorkerFailure(error)
 
     return guarded
 
