@@ -18,7 +18,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--data", help="the dataset's directory (default: the one in the weights' metadata)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", help="cpu or cuda (default: a GPU when there is one)")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="default: the fastest for the device")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16", "int8"),
+                        help="default: the fastest for the device and runtime; int8 quantizes after calibrating "
+                        "on a few hundred of the weights' training images")
+    parser.add_argument("--runtime", choices=("torch", "onnxruntime", "openvino"),
+                        help="default: the fastest installed for the device (printed with the metrics)")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
     parser.set_defaults(run=run)
 
@@ -32,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.weights).is_file():
         raise FileNotFoundError(f"no such weight file: {args.weights}")
     metrics = evaluate_weights(args.weights, source=args.dataset, data_path=args.data, batch_size=args.batch_size,
-                               device=args.device, precision=args.precision)
+                               device=args.device, precision=args.precision, runtime=args.runtime)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:

@@ -18,14 +18,16 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--device", help="cpu or cuda (default: a GPU when there is one)")
     parser.add_argument(
         "--precision",
-        choices=("fp32", "bf16", "fp16"),
-        help="autocast precision (default: the fastest correct one for the device, which is printed)",
+        choices=("fp32", "bf16", "fp16", "int8"),
+        help="default: the fastest correct one for the device and runtime, which is printed; int8 quantizes "
+        "after calibrating on a few hundred of the weights' training images",
     )
+    parser.add_argument("--runtime", choices=("torch", "onnxruntime", "openvino"),
+                        help="default: the fastest installed for the device, which is printed")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
     import sys
     from pathlib import Path
 
@@ -33,10 +35,10 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from xception.data.prediction import prediction_transform
+    from xception.deploy.choice import choose_runtime
+    from xception.deploy.trained import trained_engine
     from xception.eval.predict import predict
-    from xception.models.fuse import fuse_for_inference
     from xception.models.trained import load_trained_model
-    from xception.runtime import fastest_settings
 
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
@@ -47,16 +49,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, metadata = load_trained_model(args.weights)
-    settings = fastest_settings(device, training=False)
-    if args.precision:
-        settings = dataclasses.replace(settings, precision=args.precision, reason="--precision given")
-    print(f"settings: {settings.precision}, channels_last, BatchNorm folded ({settings.reason})", file=sys.stderr)
+    choice = choose_runtime(device, runtime=args.runtime, precision=args.precision)
+    engine = trained_engine(model, metadata, choice, device=device)
+    print(f"runtime: {engine.description} ({choice.reason})", file=sys.stderr)
     transform = prediction_transform(metadata)
-    images = torch.stack([transform(Image.open(p)) for p in args.images]).to(device)
-    model = fuse_for_inference(model).to(device, memory_format=settings.memory_format)
-    with torch.autocast(device.type, dtype=settings.autocast_dtype, enabled=settings.autocast_dtype is not None):
-        rows = predict(model, images.to(memory_format=settings.memory_format), class_names=metadata["class_names"],
-                       top_k=args.top_k, multilabel=bool(metadata.get("multilabel")))
+    images = torch.stack([transform(Image.open(p)) for p in args.images])
+    rows = predict(engine, images, class_names=metadata["class_names"], top_k=args.top_k,
+                   multilabel=bool(metadata.get("multilabel")))
     for path, row in zip(args.images, rows, strict=True):
         print(path)
         for name, probability in row:

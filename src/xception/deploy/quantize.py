@@ -21,7 +21,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from xception.deploy.engines import Engine, require_runtime, threads_or_torch
+from xception.deploy.engines import Engine, require_runtime, threads_or_torch, threads_text
 from xception.runtime import compile_model
 
 QuantizeMethod = Literal["nncf", "pt2e"]
@@ -76,4 +76,4 @@ def pt2e_engine(model: nn.Module, calibration: torch.Tensor, *, threads: int | N
         return quantized(images.float().contiguous(memory_format=torch.channels_last)).float()
 
     return Engine("torch", "int8", f"PyTorch {torch.__version__} (PT2E int8, X86InductorQuantizer, inductor with "
-                  f"freezing, {torch.get_num_threads()} threads)", run)
+                  f"freezing, {threads_text(torch.get_num_threads())})", run)

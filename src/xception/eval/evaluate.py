@@ -8,6 +8,7 @@ average precision, the paper's MAP@100 (section 4.3, JFT/FastEval14k; defined in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -21,7 +22,7 @@ from xception.eval.metrics import average_precision, map_at_k, mean_average_prec
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module,
+    model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
     loader: DataLoader,
     *,
     device: torch.device,
@@ -31,7 +32,7 @@ def evaluate(
     class_weights: torch.Tensor | None = None,
     ks: tuple[int, ...] = (1, 5),
 ) -> dict[str, Any]:
-    """Metrics of `model` (switched to eval mode) over this process's shard of `loader`, combined
+    """Metrics of `model` (a module, switched to eval mode, or an `xception.deploy.engines.Engine`) over this process's shard of `loader`, combined
     over all processes. Images (N, C, H, W) in [-1, 1]; targets class indices (N,) or multi-hot
     (N, num_classes).
 
@@ -39,7 +40,8 @@ def evaluate(
     or sigmoid) and either `top1`, `top5` (fractions in [0, 1]) or `map`, `map_at_100`,
     `per_class_ap` (a list; NaN for classes without positives).
     """
-    model.eval()
+    if isinstance(model, nn.Module):
+        model.eval()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     count = torch.zeros((), dtype=torch.long, device=device)
@@ -50,7 +52,7 @@ def evaluate(
         targets = targets.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
             logits = model(images)
-        logits = logits.float()
+        logits = logits.float().to(device)  # onnxruntime and OpenVINO engines return CPU logits
         count += images.shape[0]
         if multilabel:
             loss_sum += F.binary_cross_entropy_with_logits(logits, targets.float(), reduction="sum").double() / logits.shape[1]
@@ -80,17 +82,18 @@ def evaluate(
 
 def evaluate_weights(
     weights: str, *, source: str | None, data_path: str | None, batch_size: int, device: str | None,
-    precision: str | None,
+    precision: str | None, runtime: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate a weight file from training on the validation split of its data (or of `source`
-    at `data_path`), with this process's exact shard under torchrun."""
-    import dataclasses
-
+    at `data_path`), with this process's exact shard under torchrun, in `runtime` (default: the
+    fastest installed for the device, `xception.deploy.choice`). The metrics include `runtime`,
+    the engine's settings in words."""
     from xception.data import DataConfig, build_datasets
     from xception.data.loader import build_loader, default_num_workers
+    from xception.deploy.choice import choose_runtime
+    from xception.deploy.trained import trained_engine
     from xception.distributed import init_distributed
     from xception.models.trained import load_trained_model
-    from xception.runtime import fastest_settings
 
     context = init_distributed(device)
     model, metadata = load_trained_model(weights)
@@ -105,14 +108,13 @@ def evaluate_weights(
     datasets = build_datasets(config)
     if datasets.num_classes != metadata["num_classes"]:
         raise ValueError(f"{weights} has {metadata['num_classes']} classes but the data set has {datasets.num_classes}")
-    settings = fastest_settings(context.device, training=False)
-    settings = dataclasses.replace(settings, precision=precision or settings.precision)
-    if settings.precision == "fp16" and context.device.type != "cuda":
+    choice = choose_runtime(context.device, runtime=runtime, precision=precision)
+    if choice.precision == "fp16" and context.device.type != "cuda":
         raise ValueError("precision fp16 needs a CUDA GPU; use bf16 or fp32 on a CPU")
-    model = model.to(context.device, memory_format=settings.memory_format)
+    engine = trained_engine(model, metadata, choice, device=context.device, data_path=data_path)
     loader = build_loader(datasets.val, batch_size=batch_size, training=False, rank=context.rank,
                           world_size=context.world_size, seed=0, num_workers=default_num_workers(context.world_size),
                           pin_memory=context.device.type == "cuda")
-    return evaluate(model, loader, device=context.device, multilabel=datasets.multilabel,
-                    autocast_dtype=settings.autocast_dtype, channels_last=settings.channels_last,
-                    class_weights=datasets.class_weights)
+    metrics = evaluate(engine, loader, device=context.device, multilabel=datasets.multilabel,
+                       class_weights=datasets.class_weights)
+    return {**metrics, "runtime": f"{engine.description} ({choice.reason})"}
