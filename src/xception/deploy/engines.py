@@ -197,9 +197,9 @@ def build_engine(model: nn.Module, *, runtime: Runtime, precision: EnginePrecisi
         raise ValueError("int8 needs calibration images (a few hundred from the training data)")
     if runtime == "torch":
         if precision == "int8":
-            from xception.deploy.quantize import pt2e_engine
+            from xception.deploy.quantize import pt2e_engine, quantize_pt2e
 
-            return pt2e_engine(model, calibration, threads=threads)
+            return pt2e_engine(quantize_pt2e(model, calibration), threads=threads)
         return torch_engine(model, precision=precision, device=device, compile=compile)
     onnx_path = export_for_runtimes(model, workdir, image_size=image_size)
     if runtime == "onnxruntime":
