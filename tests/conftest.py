@@ -25,3 +25,26 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist():
+    """The directory holding Fashion-MNIST (Debian's package or this library's cache), or a skip that
+    says what is missing: `make test` obtains it first (`make data`); a plain pytest run does not."""
+    from xception.data.fashion_mnist import ensure_fashion_mnist
+
+    try:
+        return ensure_fashion_mnist(None, download=False)
+    except FileNotFoundError as error:
+        where = str(error).split(". ")[0]  # "Fashion-MNIST was not found in A nor in B"
+        pytest.skip(f"{where}; `make data` (or `xception data fetch`) obtains it")
+
+
+@pytest.fixture(scope="session")
+def official_xception(tmp_path_factory):
+    """(a file in the official Keras layout, Keras' model holding the same random weights): built once
+    per session (about 10 s), shared by the download and the command-line tests of published weights."""
+    from official_weights import write_official_xception
+    from xception.models.weights.registry import XCEPTION_IMAGENET
+
+    return write_official_xception(tmp_path_factory.mktemp("official") / XCEPTION_IMAGENET.file_name)

@@ -1,8 +1,9 @@
 """Synchronous data parallelism on torch.distributed, launched by `torchrun` (section 4.2: the paper
 trained ImageNet with synchronous gradient descent on 60 GPUs).
 
-`torchrun` sets RANK, WORLD_SIZE and LOCAL_RANK; without them this is a single process. The
-backend is NCCL on CUDA and gloo on CPU.
+`torchrun` sets RANK, WORLD_SIZE and LOCAL_RANK; without them this is a single process. On CPUs
+the process group is gloo; on GPUs it has two backends, NCCL for CUDA tensors and gloo for CPU ones
+(`process_group_backend`), so that every collective works whatever device its tensors are on.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from xception.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -45,19 +48,42 @@ def init_distributed(device: str | None) -> DistributedContext:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    kind = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if kind.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {kind!r} requested but CUDA is not available; use --device cpu")
-        resolved = torch.device("cuda", local_rank) if kind == "cuda" else torch.device(kind)
+    resolved = pick_device(device, local_rank=local_rank)
+    if resolved.type == "cuda":
         torch.cuda.set_device(resolved)
-    else:
-        resolved = torch.device(kind)
     if world_size > 1 and not dist.is_initialized():
-        backend = "nccl" if resolved.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, device_id=resolved if backend == "nccl" else None)
+        backend = process_group_backend(resolved)
+        dist.init_process_group(backend=backend, device_id=resolved if resolved.type == "cuda" else None)
         log.info("rank %d of %d joined the %s process group", rank, world_size, backend)
     return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank, device=resolved)
+
+
+def pick_device(device: str | None, *, local_rank: int = 0) -> torch.device:
+    """`device` ("cpu", "cuda", "cuda:N"; None: the GPU `local_rank` when CUDA is available, else the
+    CPU). Asking for CUDA without a GPU, or for an unknown device, fails with the way out."""
+    kind = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(kind)
+    except RuntimeError:
+        raise UserError(f"unknown device {kind!r}; use cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"device {kind!r} requested but CUDA is not available; use --device cpu")
+        return torch.device("cuda", local_rank) if resolved.index is None else resolved
+    return resolved
+
+
+def process_group_backend(device: torch.device) -> str:
+    """The torch.distributed backend for training on `device`: "gloo" on a CPU, "cpu:gloo,cuda:nccl" on a GPU.
+
+    NCCL serves CUDA tensors only ("No backend type associated with device type cpu"), and a run
+    has CPU-side collectives besides the gradients: the training loss logged at each evaluation,
+    every rank's RNG states gathered into a checkpoint (all_gather_object pickles to CPU bytes
+    when the group has a CPU backend). Rather than moving each of those to the GPU (and finding
+    the next one in production), the group routes CPU tensors to gloo and CUDA tensors to NCCL.
+    Gradients, evaluation counts and BatchNorm buffers stay on the GPU and go through NCCL.
+    """
+    return "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
 
 
 def close_distributed() -> None:
@@ -96,6 +122,13 @@ def all_gather_objects(value: object) -> list[object]:
     out: list[object] = [None] * dist.get_world_size()
     dist.all_gather_object(out, value)
     return out
+
+
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Give every process rank 0's buffers of `module` (BatchNorm running statistics), in place."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
 
 
 def barrier() -> None:

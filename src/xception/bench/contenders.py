@@ -5,7 +5,8 @@ A contender is named by a spec: a registered name of this project (``xception``,
 (e.g. ``torchvision:inception_v3``, built without its auxiliary tower, as the paper trains it),
 or ``onnxruntime:<name>`` / ``openvino:<name>``: this project's model run from its ONNX export in
 that runtime (`xception.deploy.engines`). timm, torchvision and the runtimes are imported only
-when asked for: they are test/benchmark/deploy dependencies.
+when asked for. torchvision is a dependency of this package; timm is not: `pip install
+'xception[bench]'` installs it, and `pip install 'xception[deploy]'` the runtimes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from xception.errors import UserError
 from xception.models.complexity import count_macs
 
 Source = Literal["xception", "timm", "torchvision", "onnxruntime", "openvino"]
@@ -46,6 +48,17 @@ def parse_contender(spec: str) -> Contender:
     if source not in SOURCES or not name:
         raise ValueError(f"bad model spec {spec!r}; use NAME, timm:NAME, torchvision:NAME, onnxruntime:NAME or openvino:NAME")
     return Contender(spec, source, name)  # type: ignore[arg-type]
+
+
+def check_installed(contender: Contender) -> None:
+    """Fail with what to install when `contender`'s library is missing (timm is an optional extra)."""
+    if contender.source != "timm":
+        return
+    try:
+        import timm  # noqa: F401
+    except ImportError:
+        raise UserError(f"model {contender.spec!r} needs timm, which is not installed: pip install "
+                         "'xception[bench]' (or leave timm models out of --models)") from None
 
 
 def build_model(contender: Contender, *, num_classes: int) -> nn.Module:

@@ -25,15 +25,15 @@ from xception.bench.contenders import (
     Contender,
     build_model,
     calibrate_batchnorm,
+    check_installed,
     forward_gflop,
     parse_contender,
     prepare_for_inference,
 )
-from xception.bench.device import synchronize
 from xception.bench.memory import step_peak_memory
 from xception.bench.peak import measure_peak
 from xception.bench.steps import fixed_batch, make_step
-from xception.runtime import cpu_has_native_bf16, retain_freed_memory
+from xception.runtime import cpu_has_native_bf16, retain_freed_memory, synchronize
 
 log = logging.getLogger(__name__)
 
@@ -285,6 +285,8 @@ class _Prepared:
 
 def run_benchmark(config: BenchConfig) -> BenchResult:
     """Measure every contender of `config` side by side; see the module docstring for the protocol."""
+    for spec in config.models:  # before any work: a missing library fails at once, saying what to install
+        check_installed(parse_contender(spec))
     if config.threads:
         torch.set_num_threads(config.threads)
     device = torch.device(config.device)

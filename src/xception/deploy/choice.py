@@ -31,6 +31,7 @@ from xception.deploy.engines import (
     missing_modules,
     require_runtime,
 )
+from xception.runtime import check_precision as check_device_precision
 from xception.runtime import cpu_has_native_bf16, fastest_settings
 
 
@@ -45,6 +46,8 @@ def choose_runtime(device: torch.device, *, runtime: Runtime | None = None,
                    precision: EnginePrecision | None = None) -> RuntimeChoice:
     """`runtime` and `precision` where given, else the fastest installed for `device`, and why."""
     device = torch.device(device)
+    if precision is not None and precision != "int8":
+        check_device_precision(precision, device.type)  # fp16 on a CPU
     if runtime is not None:
         require_runtime(runtime)
         if precision is None:

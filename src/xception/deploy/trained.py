@@ -28,15 +28,16 @@ def trained_engine(model: nn.Module, metadata: dict[str, Any], choice: RuntimeCh
                    threads: int | None = None, data_path: str | None = None,
                    calibration_size: int = DEFAULT_CALIBRATION_SIZE) -> Engine:
     """`model` (from `load_trained_model`) as an `Engine` of `choice.runtime` in `choice.precision`."""
-    data = metadata.get("data") or {}
-    if "image_size" not in data and choice.runtime != "torch":
-        raise ValueError("the weight file records no input size; use --runtime torch")
+    from xception.models.registry import MODELS
+
+    # The export fixes the input size: the one the weights were evaluated at, else the model's.
+    image_size = (metadata.get("data") or {}).get("image_size") or MODELS[metadata["model_name"]].input_size
     calibration = None
     if choice.precision == "int8":
         calibration = calibration_images(metadata, count=calibration_size, data_path=data_path)
     with tempfile.TemporaryDirectory(prefix="xception-export-") as workdir:  # the runtimes load it whole
         return build_engine(model, runtime=choice.runtime, precision=choice.precision, device=device,
-                            image_size=data.get("image_size", 0), workdir=workdir, threads=threads,
+                            image_size=image_size, workdir=workdir, threads=threads,
                             calibration=calibration)
 
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xception.atomic_write import write_text_atomic
+
 RECORD = "record.json"
 
 
@@ -32,12 +34,11 @@ class RunRecord:
     run_dir: str
     train_config: dict[str, Any]  # `TrainConfig.to_dict()`: reused only when identical
     runtime: dict[str, Any]
+    score_training_images: bool | None = None  # whether `train` was measured (None: not recorded)
 
     def save(self, run_dir: Path) -> Path:
         path = Path(run_dir) / RECORD
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(dataclasses.asdict(self), indent=2, default=str))
-        return path
+        return write_text_atomic(path, json.dumps(dataclasses.asdict(self), indent=2, default=str))
 
 
 def load_record(run_dir: Path) -> RunRecord | None:

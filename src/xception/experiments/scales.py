@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from xception.errors import UnknownFieldError, UnknownNameError
+from xception.models.registry import Family
 from xception.train.config import Precision
 
 
@@ -58,6 +60,10 @@ class Scale:
     speed_warmup_steps: int = 2
     speed_steps: int = 5
     table3_batch_size: int = 8
+
+    def base_overrides(self, family: Family) -> dict[str, Any]:
+        """The overrides every arm of `family` starts from (`xception` or `inception_v3`)."""
+        return dict(self.xception if family == "xception" else self.inception_v3)
 
 
 # The multi-label recipe: the single-label one with the paper's JFT loss (per-class sigmoids,
@@ -135,9 +141,9 @@ SCALES: dict[str, Scale] = {s.name: s for s in (QUICK, FULL, IMAGENET)}
 def get_scale(name: str, **overrides: Any) -> Scale:
     """The named scale with `overrides` applied (unknown names and fields list the valid ones)."""
     if name not in SCALES:
-        raise KeyError(f"unknown scale {name!r}; valid: {', '.join(SCALES)}")
+        raise UnknownNameError(f"unknown scale {name!r}; valid: {', '.join(SCALES)}")
     valid = {f.name for f in dataclasses.fields(Scale)}
     unknown = sorted(set(overrides) - valid)
     if unknown:
-        raise TypeError(f"unknown scale field(s) {unknown}; valid: {', '.join(sorted(valid))}")
+        raise UnknownFieldError(f"unknown scale field(s) {unknown}; valid: {', '.join(sorted(valid))}")
     return dataclasses.replace(SCALES[name], **overrides)

@@ -17,6 +17,9 @@ from typing import Any
 
 from torch import nn
 
+from xception.models.weights.sniff import sniff_format
+from xception.models.weights.tensor_files import read_tensor_file
+
 FORMAT_VERSION = 1
 METADATA_KEY = "xception"
 _RESERVED = ("format_version", "model_name", "config", "num_classes", "in_channels")
@@ -42,7 +45,9 @@ def save_weights(model: nn.Module, path: str | os.PathLike, *, metadata: dict[st
     `metadata` adds JSON-serialisable entries (e.g. ``class_names``: a list of num_classes
     strings, a training run's id); it may not override the model's identity.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from xception.atomic_write import write_bytes_atomic
 
     extra = dict(metadata or {})
     clashes = sorted(set(extra) & set(_RESERVED))
@@ -57,18 +62,12 @@ def save_weights(model: nn.Module, path: str | os.PathLike, *, metadata: dict[st
         text = json.dumps(document)
     except TypeError as error:
         raise ValueError(f"metadata must be JSON-serialisable: {error}") from None
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    save_file(tensors, str(path), metadata={METADATA_KEY: text})
-    return path
+    return write_bytes_atomic(path, save(tensors, metadata={METADATA_KEY: text}))
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The metadata `save_weights` wrote into `path`; ValueError for any other file."""
-    from xception.models.weights.sniff import sniff_format
-    from xception.models.weights.tensor_files import read_tensor_file
-
     fmt = sniff_format(path)
     if fmt != "safetensors":
         raise ValueError(f"{str(path)!r} is a {fmt} file; only files written by save_weights carry metadata")
