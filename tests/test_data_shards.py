@@ -5,7 +5,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from xception.data import DataConfig, Datasets, build_datasets
-from xception.data.batch_transforms import PilToModelInput, TensorPipeline
+from xception.data.batch_transforms import TensorPipeline
 from xception.data.in_memory import InMemoryImages
 from xception.data.loader import build_loader
 from xception.data.shards import write_shards
@@ -33,7 +33,6 @@ def numbered_datasets(train: int, val: int, *, multilabel: bool) -> Datasets:
         class_names=["a", "b", "c"],
         multilabel=multilabel,
         class_weights=torch.tensor([0.5, 0.25, 0.25]) if multilabel else None,
-        eval_transform=PilToModelInput(source_size=(SIZE, SIZE), pipeline=pipeline),
     )
 
 

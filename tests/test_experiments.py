@@ -5,8 +5,10 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from xception.cli import main
 from xception.experiments import NAMES, get_experiment, get_scale, run_experiment
@@ -16,9 +18,10 @@ from xception.experiments.definition import Comparison
 from xception.experiments.imagenet import imagenet_commands
 from xception.experiments.matching import match_width
 from xception.experiments.report import write_speed_table_report
+from xception.experiments.rerender import rerender_comparison_report
 from xception.experiments.scales import Scale
 from xception.experiments.speed_table import run_speed_table
-from xception.experiments.statistics import intervals_separate, summarize, verdict
+from xception.experiments.statistics import compare, summarize, verdict
 from xception.models import create_model
 from xception.models.complexity import count_parameters
 
@@ -68,13 +71,50 @@ def test_match_width_falls_back_to_another_depth_and_fails_when_nothing_is_close
         match_width(target=100, count=lambda w, d: 10_000)
 
 
-def test_verdict_is_real_only_when_mean_std_intervals_separate():
+def test_compare_matches_scipy_welch_test():
+    a, b = [0.871, 0.882, 0.879], [0.861, 0.840, 0.852, 0.849]
+    found = compare(summarize(a), summarize(b))
+    welch = stats.ttest_ind(a, b, equal_var=False)
+    interval = welch.confidence_interval(0.95)
+    assert found.estimate == pytest.approx(sum(a) / 3 - sum(b) / 4)
+    assert (found.low, found.high) == pytest.approx((interval.low, interval.high), rel=1e-9)
+    assert found.p_value == pytest.approx(welch.pvalue, rel=1e-9) and found.df == pytest.approx(welch.df)
+
+
+def test_verdict_is_real_only_when_the_confidence_interval_excludes_zero():
     a, b = summarize([0.90, 0.91, 0.92]), summarize([0.80, 0.81, 0.82])
     assert (a.mean, a.std) == pytest.approx((0.91, 0.01))
-    assert intervals_separate(a, b) and verdict(a, b) == "real"
-    close = summarize([0.905, 0.915, 0.925])
-    assert not intervals_separate(a, close) and verdict(a, close) == "within noise"
+    assert verdict(a, b) == "real" and compare(a, b).low > 0
+    assert verdict(a, summarize([0.905, 0.915, 0.925])) == "within noise"
+    # mean +- std intervals that separate ([0.90, 0.94] and [0.855, 0.895]) are not enough: with 3 seeds
+    # a side the 95% interval of the difference, 0.045 +- 2.776 x 0.0163, still holds 0.
+    wide, lower = summarize([0.90, 0.92, 0.94]), summarize([0.855, 0.875, 0.895])
+    assert wide.low > lower.high and verdict(wide, lower) == "within noise"
+    assert compare(wide, lower).low == pytest.approx(0.045 - stats.t.ppf(0.975, 4) * (2 * 0.02**2 / 3) ** 0.5)
     assert verdict(summarize([0.9]), summarize([0.1])) == "one seed"
+
+
+def test_detectable_difference_is_detected_with_the_stated_power():
+    # 3 seeds a side, standard deviation 1: Student's t on such samples is exactly noncentral t(4).
+    detectable = compare(summarize([-1.0, 0.0, 1.0]), summarize([-1.0, 0.0, 1.0])).detectable
+    rng = np.random.default_rng(0)
+    trials = 20_000
+    a, b = rng.normal(detectable, 1.0, (trials, 3)), rng.normal(0.0, 1.0, (trials, 3))
+    rejected = (stats.ttest_ind(a, b, axis=1).pvalue < 0.05).mean()
+    assert rejected == pytest.approx(0.80, abs=0.015)  # 5 binomial standard deviations
+    # and the textbook approximation (t quantiles 0.975 and 0.80 added) agrees within a few percent
+    assert detectable == pytest.approx((stats.t.ppf(0.975, 4) + stats.t.ppf(0.8, 4)) * (2 / 3) ** 0.5, rel=0.05)
+
+
+@pytest.mark.parametrize("name", ["residual", "mid_activation"])
+def test_committed_full_reports_are_what_their_results_render(name, tmp_path):
+    committed = Path(__file__).parents[1] / "reports" / "full" / name
+    for file in ("results.json", "report.md"):
+        (tmp_path / file).write_text((committed / file).read_text())
+    rerender_comparison_report(tmp_path, command="check")
+    def body(text: str) -> list[str]:
+        return [line for line in text.splitlines() if not line.startswith("- report written again")]
+    assert body((tmp_path / "report.md").read_text()) == body((committed / "report.md").read_text())
 
 
 def test_train_config_differs_between_arms_only_in_the_model():
@@ -135,7 +175,16 @@ def test_cli_experiment_reuses_finished_runs(tmp_path, capsys):
     second = json.loads((tmp_path / "out" / "results.json").read_text())
     assert [r["test"] for r in first["runs"]] == [r["test"] for r in second["runs"]]
     assert len(first["runs"]) == 4 and first["seeds"] == [0, 1]
-    assert "--seeds 2" in (tmp_path / "out" / "report.md").read_text()
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "--seeds 2" in report and "Welch p" in report
+    (claim,) = first["claims"]
+    assert claim["verdict"] in ("real", "within noise") and claim["difference"]["detectable"] > 0
+    # Written again from results.json: the same numbers and verdicts, and it says so.
+    assert main(["experiment", "residual", "--out", str(tmp_path / "out"), "--rerender"]) == 0
+    again = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert again["claims"] == first["claims"] and again["runs"] == first["runs"]
+    assert again["date"] == first["date"] and "--rerender" in again["rendered"]
+    assert "report written again from results.json" in (tmp_path / "out" / "report.md").read_text()
 
 
 def test_imagenet_scale_prints_one_torchrun_per_arm_and_seed_then_the_report(capsys):
@@ -236,3 +285,9 @@ def test_cli_experiment_with_another_subset_trains_new_runs_and_records_the_subs
     assert sorted(c["train"]["data"]["train_examples"] for c in configs) == [8, 8, 16, 16]
     # Batches of 8: the smaller subset really trained on fewer images.
     assert sorted(c["total_steps"] for c in configs) == [1, 1, 2, 2]
+
+
+def test_a_scale_mapping_a_family_to_another_familys_model_fails_clearly():
+    scale = get_scale("quick", **{**TINY, "models": {"xception": "inception_v3_small", "inception_v3": "inception_v3_small"}})
+    with pytest.raises(ValueError, match="gives xception arms the model 'inception_v3_small', which is inception_v3"):
+        resolve_arms(get_experiment("residual"), scale, num_classes=10, in_channels=1)

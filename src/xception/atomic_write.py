@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from xception.errors import raise_if_disk_full
+
 TEMPORARY_MARK = ".tmp-"
 
 
@@ -24,8 +26,10 @@ def temporary_path(path: Path) -> Path:
     return path.with_name(f".{path.name}{TEMPORARY_MARK}{os.getpid()}")
 
 
-def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
-    """Create or replace `path` with what `write(file)` writes into a binary file; returns the path."""
+def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object], *, needed: int | None = None) -> Path:
+    """Create or replace `path` with what `write(file)` writes into a binary file; returns the path.
+
+    A full disk raises `xception.errors.DiskFullError` naming `path` and `needed` (bytes, if known)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_path(path)
@@ -37,6 +41,9 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp, path)
+    except Exception as error:
+        raise_if_disk_full(error, path, needed=needed)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     directory = os.open(path.parent, os.O_RDONLY)
@@ -48,7 +55,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    return write_atomic(path, lambda file: file.write(data))
+    return write_atomic(path, lambda file: file.write(data), needed=len(data))
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:

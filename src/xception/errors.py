@@ -42,6 +42,12 @@ class DiskFullError(UserError):
         self.path, self.needed, self.free = path, needed, free
 
 
+def raise_if_disk_full(error: BaseException, path: str | os.PathLike, *, needed: int | None) -> None:
+    """Raise `DiskFullError` for `path` (from `error`) when `error` is a full disk; else return."""
+    if is_disk_full(error):
+        raise DiskFullError(path, needed=needed) from error
+
+
 def is_disk_full(error: BaseException) -> bool:
     """Whether `error`, or an error it was raised from or during, is ENOSPC (torch.save wraps it in a
     RuntimeError from C++ whose own message only says "unexpected pos")."""
@@ -76,7 +82,7 @@ def user_message(error: BaseException) -> str | None:
     if isinstance(error, UserError):
         return str(error)
     if is_disk_full(error):
-        return f"no space left on the device ({error}); free some space or write elsewhere (--out)"
+        return "no space left on the device while writing (-v shows where); free some space or write elsewhere (--out)"
     if isinstance(error, OSError) and error.filename is not None:
         return str(error)
     if isinstance(error, (ValueError, FileNotFoundError)) and _raised_by_this_project(error.__traceback__):

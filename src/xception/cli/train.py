@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from xception.data.config import SOURCES
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -19,7 +21,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--config", help="a .json or .toml file of TrainConfig fields")
     parser.add_argument("--model", help="a registered model (see `xception models`); default xception")
     parser.add_argument("--recipe", help="paper_imagenet, paper_jft, fashion_mnist_demo or fashion_mnist_long")
-    parser.add_argument("--dataset", choices=("fashion_mnist", "imagefolder", "multilabel", "mosaic", "webdataset"),
+    parser.add_argument("--dataset", choices=SOURCES,
                         help="the data source (default fashion_mnist when --data is not given, else imagefolder)")
     parser.add_argument("--data", help="the dataset's directory")
     parser.add_argument("--download", action="store_true", help="download Fashion-MNIST if it is not found")
@@ -72,12 +74,12 @@ def build_config(args: argparse.Namespace):
     """The TrainConfig that `args` describe (checked, nothing built)."""
     from xception.models.registry import get_entry
     from xception.train import TrainConfig
-    from xception.train.checkpoint import load_checkpoint
+    from xception.train.checkpoint import load_training_checkpoint
     from xception.train.overrides import apply_overrides, load_config_file
     from xception.train.resume import run_dir_of
 
     if args.resume:
-        values = load_checkpoint(args.resume)["config"]
+        values = load_training_checkpoint(args.resume)["config"]
         # Where the checkpoint is, not where its run once was: resuming a copy must not write to the original.
         # and a stop that ended that process is not a stop for this one.
         values.update(resume=args.resume, out_dir=str(run_dir_of(args.resume)), restart=False, stop_after_steps=None)

@@ -47,6 +47,7 @@ from xception.data.images import UnreadableImageError, load_image
 from xception.data.in_memory import BatchPreparedImages
 from xception.data.loader import seeded_randomness
 from xception.data.transforms import photo_transforms
+from xception.errors import UserError
 
 METADATA = "dataset.json"
 SPLITS = ("train", "val")
@@ -166,6 +167,10 @@ class SampleReader:
         return self.transform(image), int(sample["cls"])
 
 
+class TooFewShardsError(UserError, ValueError):
+    """Fewer shards than readers (ranks, or ranks x DataLoader workers in training)."""
+
+
 def _stream(shards: list[str], *, split: bool) -> Iterator[dict]:
     """The raw samples of `shards` in order; `split`: only those of this rank and worker (webdataset's splitters)."""
     return iter(wds.WebDataset(shards, shardshuffle=False, empty_check=False,
@@ -190,7 +195,7 @@ class ShardedImages(IterableDataset):
     def __iter__(self):
         rank, world_size, _, _ = wds.utils.pytorch_worker_info()
         if len(self.shards) < world_size:
-            raise ValueError(f"{len(self.shards)} shards cannot feed {world_size} ranks: write at least that many "
+            raise TooFewShardsError(f"{len(self.shards)} shards cannot feed {world_size} ranks: write at least that many "
                              "shards (a smaller shard_size)")
         yield from map(guard(self.read), _stream(self.shards, split=True))
 
@@ -218,7 +223,7 @@ class ShardEpoch(IterableDataset):
         rank, world_size, worker, num_workers = wds.utils.pytorch_worker_info()
         readers, shards, seed = world_size * num_workers, self.source.shards, self.source.seed
         if len(shards) < readers:
-            raise ValueError(f"{len(shards)} shards cannot feed {world_size} ranks x {num_workers} workers: write "
+            raise TooFewShardsError(f"{len(shards)} shards cannot feed {world_size} ranks x {num_workers} workers: write "
                              "at least that many shards (a smaller shard_size) or use fewer workers")
         role = (worker + self.start_batch) % num_workers
         reader = rank * num_workers + role
@@ -268,26 +273,20 @@ def build_webdataset(config: DataConfig) -> Datasets:
         class_names=class_names,
         multilabel=metadata["multilabel"],
         class_weights=None if weights is None else torch.tensor(weights, dtype=torch.float32),
-        eval_transform=transforms["predict"],
     )
 
 
 def _transforms(config: DataConfig, metadata: dict) -> tuple[dict[str, object], int]:
-    """The train, val and predict preparations of a shard directory, and the channels images decode to."""
+    """The train and val preparations of a shard directory, and the channels images decode to."""
     preparation = metadata.get("preparation")
     if preparation == "photo":
         photo = photo_transforms(config)
-        return {"train": photo.train, "val": photo.val, "predict": photo.predict}, config.in_channels
+        return {"train": photo.train, "val": photo.val}, config.in_channels
     if preparation != "tensor":
         raise ValueError(f"{METADATA} has preparation {preparation!r}: these shards were written by an earlier "
                          "version (prepared images, cropped again when read); write them again with `xception data export`")
-    from xception.data.batch_transforms import PilToModelInput
-
     def pipeline(augment: bool) -> TensorPipeline:
         return TensorPipeline(image_size=config.image_size, in_channels=config.in_channels, augment=augment,
                               padding=config.crop_padding, erase_probability=config.erase_probability if augment else 0.0)
 
-    val = pipeline(False)
-    predict = PilToModelInput(source_size=tuple(metadata["source_size"]), pipeline=val)
-    return {"train": StoredGrayscaleInput(pipeline(config.augment)), "val": StoredGrayscaleInput(val),
-            "predict": predict}, 1
+    return {"train": StoredGrayscaleInput(pipeline(config.augment)), "val": StoredGrayscaleInput(pipeline(False))}, 1

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from xception.config_fields import check_field_types
 from xception.data.config import BAD_IMAGE_POLICIES, DEFAULT_BAD_IMAGES, MAX_BAD_FRACTION, BadImagePolicy
 from xception.errors import UnknownFieldError
 
@@ -71,18 +72,16 @@ class TrainConfig:
         import torch
 
         from xception.models.registry import resolve_config
+        from xception.runtime import check_precision
         from xception.train.recipes import get_recipe
 
         resolve_config(self.model, **self.model_overrides)
         get_recipe(self.recipe, **self.recipe_overrides)
-        if self.precision not in (None, "fp32", "bf16", "fp16"):
-            raise ValueError(f"unknown precision {self.precision!r}; valid: fp32, bf16, fp16")
         cuda = (self.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
         if cuda and not torch.cuda.is_available():
-            raise ValueError(f"device {self.device!r} needs a CUDA GPU and none is available; use --device cpu")
-        if self.precision == "fp16" and not cuda:
-            raise ValueError("precision fp16 needs a CUDA GPU (it relies on loss scaling); on a CPU use "
-                             "--precision bf16 or fp32")
+            raise ValueError(f"device {self.device!r} requested but CUDA is not available; use --device cpu")
+        if self.precision is not None:
+            check_precision(self.precision, "cuda" if cuda else "cpu")
         if self.batch_size < 1 or self.accumulation_steps < 1 or self.batch_size % self.accumulation_steps:
             raise ValueError(f"batch size {self.batch_size} must be a positive multiple of accumulation "
                              f"steps {self.accumulation_steps}")
@@ -120,11 +119,13 @@ class TrainConfig:
         if unknown:
             raise UnknownFieldError(f"unknown training option(s) {unknown}; valid: {', '.join(sorted(valid))}")
         data = values.pop("data")
+        check_field_types(cls, values, where="", names={"DataConfig": DataConfig})
         if isinstance(data, dict):
             data_valid = {f.name for f in dataclasses.fields(DataConfig)}
             bad = sorted(set(data) - data_valid)
             if bad:
                 raise UnknownFieldError(f"unknown data option(s) {bad}; valid: {', '.join(sorted(data_valid))}")
+            check_field_types(DataConfig, data, where="data.")
             data = DataConfig(**data)
         return cls(data=data, **values)
 

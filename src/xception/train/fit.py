@@ -39,16 +39,23 @@ from xception.distributed import (
     broadcast_buffers,
     init_distributed,
 )
+from xception.errors import UserError
 from xception.eval.evaluate import evaluate
 from xception.models import create_model
 from xception.models.weights import save_weights
-from xception.runtime import RuntimeSettings, fastest_settings, retain_freed_memory
+from xception.runtime import (
+    RuntimeSettings,
+    check_precision,
+    fastest_settings,
+    grad_scaler,
+    retain_freed_memory,
+)
 from xception.train.averaging import ModelAverage
 from xception.train.checkpoint import (
     BEST,
     LATEST,
     capture_rng_state,
-    load_checkpoint,
+    load_training_checkpoint,
     restore_rng_state,
     save_checkpoint,
 )
@@ -80,11 +87,7 @@ def resolve_runtime(config: TrainConfig, device: torch.device) -> RuntimeSetting
     unset. Impossible combinations fail here, before any work."""
     fastest = fastest_settings(device, training=True)
     precision = config.precision or fastest.precision
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError(f"precision fp16 needs a CUDA GPU (loss scaling), but the device is {device.type}; "
-                         "use --precision bf16 or fp32")
-    if precision not in ("fp32", "bf16", "fp16"):
-        raise ValueError(f"unknown precision {precision!r}; valid: fp32, bf16, fp16")
+    check_precision(precision, device.type)
     chosen = [f"precision={precision}" + (" (chosen)" if config.precision is None else "")]
     channels_last = fastest.channels_last if config.channels_last is None else config.channels_last
     compile_ = fastest.compile if config.compile is None else config.compile
@@ -201,7 +204,7 @@ class Run:
         optimizer = build_optimizer(module, recipe=recipe, model_name=config.model, lr=schedule(0))
         average = (ModelAverage(module, decay=recipe.average_decay, bn_policy=recipe.average_bn_policy)
                    if recipe.average_decay is not None else None)
-        scaler = torch.amp.GradScaler(context.device.type, enabled=self.settings.precision == "fp16")
+        scaler = grad_scaler(context.device.type, self.settings.precision)
         model: nn.Module = module
         if context.distributed:
             model = nn.parallel.DistributedDataParallel(
@@ -227,7 +230,7 @@ class Run:
         source = all_gather_objects(source)[0]  # one decision, even if the file system is slow to agree
         changes: dict[str, list[Any]] = {}
         if source is not None:
-            changes = self._load(load_checkpoint(source), source)
+            changes = self._load(load_training_checkpoint(source), source)
         if context.is_main:
             self._open_run_dir(source, changes)
         barrier()  # no rank starts before rank 0 has cleaned the run directory
@@ -319,8 +322,7 @@ class Run:
         config, trainer = self.config, self.trainer
         loss = trainer.train_step(micro_batches)
         if not math.isfinite(loss):
-            raise FloatingPointError(f"the training loss became {loss} at step {trainer.step}; "
-                                     "lower the learning rate or use --precision fp32")
+            raise _diverged(loss, step=trainer.step, lr=trainer.optimizer.param_groups[0]["lr"], run_dir=self.run_dir)
         self.losses.add(loss)
         if trainer.step % config.log_every_steps == 0 or trainer.step == self.total_steps:
             self.log_step()
@@ -492,6 +494,23 @@ def _check_config(config: TrainConfig, context: DistributedContext) -> None:
     if per_process % context.world_size:
         raise ValueError(f"batch size {config.batch_size} must be a multiple of processes ({context.world_size}) "
                          f"x accumulation steps ({config.accumulation_steps})")
+
+
+class DivergedError(UserError, FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+def _diverged(loss: float, *, step: int, lr: float, run_dir: Path) -> DivergedError:
+    """The error for a loss that diverged at `step`, naming the checkpoint to resume from."""
+    checkpoint = run_dir / "checkpoints" / LATEST
+    advice = "a lower learning rate (--set recipe.lr=...) or --precision fp32"
+    if checkpoint.is_file():
+        saved = load_training_checkpoint(checkpoint)["progress"]["step"]
+        where = (f"the last checkpoint, {checkpoint}, is from step {saved}: resume from it "
+                 f"(xception train --resume {run_dir}) with {advice}")
+    else:
+        where = f"no checkpoint was written yet: start again with {advice}"
+    return DivergedError(f"the training loss became {loss} at step {step} (learning rate {lr:.4g}); {where}")
 
 
 def _progress_bar(config: TrainConfig, context: DistributedContext, total: int, initial: int):
