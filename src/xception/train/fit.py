@@ -66,6 +66,7 @@ from xception.train.optimizer import build_optimizer
 from xception.train.provenance import environment, git_commit
 from xception.train.recipes import get_recipe
 from xception.train.resume import (
+    check_fresh_start,
     clear_run_outputs,
     config_changes,
     keep_metrics_up_to,
@@ -229,6 +230,8 @@ class Run:
         source = resume_source(out_dir=config.out_dir, resume=config.resume, restart=config.restart)
         source = all_gather_objects(source)[0]  # one decision, even if the file system is slow to agree
         changes: dict[str, list[Any]] = {}
+        if source is None and not config.restart:
+            check_fresh_start(self.run_dir)
         if source is not None:
             changes = self._load(load_training_checkpoint(source), source)
         if context.is_main:
