@@ -14,8 +14,9 @@ import logging
 import sys
 import time
 
+from xception.data.fashion_mnist import obtain_fashion_mnist
 from xception.train import fit
-from xception.train.demo import demo_config, obtain_fashion_mnist
+from xception.train.demo import demo_config
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 kind, out_dir, device = sys.argv[1:4]

@@ -25,3 +25,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist():
+    """The directory holding Fashion-MNIST (Debian's package or this library's cache), or a skip that
+    says what is missing: `make test` obtains it first (`make data`); a plain pytest run does not."""
+    from xception.data.fashion_mnist import ensure_fashion_mnist
+
+    try:
+        return ensure_fashion_mnist(None, download=False)
+    except FileNotFoundError as error:
+        where = str(error).split(". ")[0]  # "Fashion-MNIST was not found in A nor in B"
+        pytest.skip(f"{where}; `make data` (or `xception data fetch`) obtains it")

@@ -24,6 +24,15 @@ def test_parse_contender_sources():
         parse_contender("keras:xception")
 
 
+def test_cli_bench_without_timm_names_the_extra_before_any_work(monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "timm", None)  # `import timm` now fails as if it were not installed
+    assert main(["bench", "--iterations", "1", "--repeats", "1"]) == 2
+    error = capsys.readouterr().err
+    assert "'timm:legacy_xception' needs timm" in error and "pip install 'xception[bench]'" in error
+
+
 def test_build_model_reference_implementations_have_published_counts():
     # FACTS.md: Xception 22,855,952 trainable parameters; torchvision Inception V3 without the
     # auxiliary tower (BN with gamma) 23,834,568.

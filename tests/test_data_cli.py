@@ -35,9 +35,7 @@ def test_cli_data_bad_input_is_one_clear_line(tmp_path, capsys):
     assert f"{tmp_path / 'train'} does not exist" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(
-    not fm.holds_fashion_mnist(fm.DEBIAN_DIR), reason="dataset-fashion-mnist is not installed"
-)
+@pytest.mark.usefixtures("fashion_mnist")
 def test_cli_data_export_mosaic_shards_read_back(tmp_path, capsys):
     sizes = ["--mosaic-train-size", "8", "--mosaic-val-size", "6"]
     argv = ["data", "export", "--source", "mosaic", "--image-size", "56", "--in-channels", "1", *sizes]
@@ -67,3 +65,12 @@ def test_cli_data_export_mosaic_shards_read_back(tmp_path, capsys):
     assert shards.multilabel and shards.class_weights.tolist() == pytest.approx(mosaic.class_weights.tolist())
     for (image, target), i in zip(shards.val, range(6), strict=True):
         assert (target == mosaic.val[i][1]).all() and (image - mosaic.val[i][0]).abs().max() < 1e-6
+
+
+def test_cli_data_fetch_prints_the_directory_it_found(tmp_path, monkeypatch, capsys):
+    from test_data_fashion_mnist import fake_fashion_mnist
+
+    fake_fashion_mnist(tmp_path)
+    monkeypatch.setattr(fm, "DEBIAN_DIR", tmp_path)
+    assert main(["data", "fetch"]) == 0
+    assert capsys.readouterr().out.strip() == f"Fashion-MNIST: {tmp_path}"

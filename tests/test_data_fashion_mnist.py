@@ -11,11 +11,6 @@ from xception.data import DataConfig, build_datasets
 from xception.data import fashion_mnist as fm
 from xception.data.idx import read_idx
 
-needs_debian_package = pytest.mark.skipif(
-    not fm.holds_fashion_mnist(fm.DEBIAN_DIR),
-    reason="Debian's dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)",
-)
-
 
 def write_idx(path, array: bytes, shape: tuple[int, ...], compress: bool) -> None:
     data = bytes([0, 0, 0x08, len(shape)]) + struct.pack(f">{len(shape)}I", *shape) + array
@@ -70,10 +65,9 @@ def test_ensure_fashion_mnist_falls_back_to_the_cache(tmp_path, monkeypatch):
     assert fm.ensure_fashion_mnist(None, download=False) == cached
 
 
-@needs_debian_package
-def test_load_fashion_mnist_known_facts():
-    train_images, train_labels = fm.load_fashion_mnist(fm.DEBIAN_DIR, "train")
-    test_images, test_labels = fm.load_fashion_mnist(fm.DEBIAN_DIR, "test")
+def test_load_fashion_mnist_known_facts(fashion_mnist):
+    train_images, train_labels = fm.load_fashion_mnist(fashion_mnist, "train")
+    test_images, test_labels = fm.load_fashion_mnist(fashion_mnist, "test")
     assert train_images.shape == (60000, 28, 28) and test_images.shape == (10000, 28, 28)
     assert train_images.dtype == torch.uint8
     assert torch.equal(torch.bincount(train_labels), torch.full((10,), 6000))
@@ -82,20 +76,19 @@ def test_load_fashion_mnist_known_facts():
     assert test_labels[:4].tolist() == [9, 2, 1, 1]
 
 
-@needs_debian_package
-def test_read_idx_plain_equals_gzip_and_torchvision_reader(tmp_path):
+def test_read_idx_plain_equals_gzip_and_torchvision_reader(tmp_path, fashion_mnist):
     from torchvision.datasets.mnist import read_image_file, read_label_file
 
     for name in fm.FILES["test"]:
-        with gzip.open(fm.DEBIAN_DIR / f"{name}.gz", "rb") as source, open(tmp_path / name, "wb") as target:
+        with gzip.open(fashion_mnist / f"{name}.gz", "rb") as source, open(tmp_path / name, "wb") as target:
             shutil.copyfileobj(source, target)
     images, labels = fm.FILES["test"]
     assert torch.equal(read_idx(tmp_path / images), read_image_file(str(tmp_path / images)))
     assert torch.equal(read_idx(tmp_path / labels).long(), read_label_file(str(tmp_path / labels)))
-    assert torch.equal(read_idx(tmp_path / images), read_idx(fm.DEBIAN_DIR / f"{images}.gz"))
+    assert torch.equal(read_idx(tmp_path / images), read_idx(fashion_mnist / f"{images}.gz"))
 
 
-@needs_debian_package
+@pytest.mark.usefixtures("fashion_mnist")
 def test_build_fashion_mnist_items_follow_the_data_contract():
     datasets = build_datasets(DataConfig(source="fashion_mnist", path=None, image_size=32, in_channels=3))
     assert (len(datasets.train), len(datasets.val)) == (60000, 10000)
@@ -108,12 +101,11 @@ def test_build_fashion_mnist_items_follow_the_data_contract():
     assert torch.allclose(native.val[0][0][0].double(), raw, atol=1e-6)
 
 
-@needs_debian_package
-def test_long_preset_erases_training_images_only():
+def test_long_preset_erases_training_images_only(fashion_mnist):
     from xception.train.demo import demo_config
     from xception.train.recipes import get_recipe
 
-    config = demo_config(data_path=str(fm.DEBIAN_DIR), out_dir="unused", long=True, progress=False)
+    config = demo_config(data_path=str(fashion_mnist), out_dir="unused", long=True, progress=False)
     assert get_recipe(config.recipe).epochs == 60 and config.model_overrides == {"width": 1.0}
     datasets = build_datasets(config.data)
     torch.manual_seed(0)
@@ -155,3 +147,22 @@ def test_ensure_fashion_mnist_downloads_into_the_cache_only_when_asked(tmp_path,
     assert fm.ensure_fashion_mnist(None, download=True) == tmp_path / "cache" / "xception" / "fashion-mnist"
     assert len(fetched) == 4 and all(url.startswith("http") and url.endswith(".gz") for url in fetched)
     assert fm.ensure_fashion_mnist(None, download=True) == fm.cache_dir() and len(fetched) == 4  # no refetch
+
+
+@pytest.mark.usefixtures("fashion_mnist")
+def test_build_datasets_subsets_are_fixed_by_the_seed():
+    config = DataConfig(source="fashion_mnist", path=None, image_size=28, in_channels=1, augment=False,
+                        train_examples=100, val_examples=50)
+    first, again = build_datasets(config), build_datasets(config)
+    other = build_datasets(DataConfig(**{**config.__dict__, "seed": 1}))
+    assert (len(first.train), len(first.val)) == (100, 50)
+    assert first.train.indices == again.train.indices != other.train.indices
+    assert torch.equal(first.val[3][0], again.val[3][0])
+    assert len(set(first.train.indices)) == 100  # drawn without replacement
+
+
+def test_data_config_subsets_need_a_map_style_source():
+    with pytest.raises(ValueError, match="train_examples needs a map-style source"):
+        DataConfig(source="webdataset", path="shards", image_size=28, train_examples=10)
+    with pytest.raises(ValueError, match="val_examples must be >= 1"):
+        DataConfig(source="fashion_mnist", path=None, image_size=28, val_examples=0)

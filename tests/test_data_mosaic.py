@@ -10,11 +10,6 @@ from xception.data.batch_transforms import TensorPipeline
 from xception.data.manifest import write_multilabel_dataset
 from xception.data.mosaic import EMPTY, MosaicImages, class_frequencies, mosaic_layouts
 
-needs_debian_package = pytest.mark.skipif(
-    not fm.holds_fashion_mnist(fm.DEBIAN_DIR),
-    reason="Debian's dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)",
-)
-
 
 def synthetic_source(count: int = 60, num_classes: int = 5):
     """Item i is a constant image of value i + 1 (never black), of class i % num_classes."""
@@ -69,8 +64,7 @@ def test_mosaic_layouts_fill_rate_and_class_skew():
     assert torch.allclose(class_frequencies(4, 0.0), torch.full((4,), 0.25, dtype=torch.float64))
 
 
-@needs_debian_package
-def test_build_mosaic_uses_training_items_for_train_and_test_items_for_val():
+def test_build_mosaic_uses_training_items_for_train_and_test_items_for_val(fashion_mnist):
     config = DataConfig(
         source="mosaic",
         path=None,
@@ -81,8 +75,8 @@ def test_build_mosaic_uses_training_items_for_train_and_test_items_for_val():
         augment=False,
     )
     datasets = build_datasets(config)
-    test_images, _ = fm.load_fashion_mnist(fm.DEBIAN_DIR, "test")
-    train_images, _ = fm.load_fashion_mnist(fm.DEBIAN_DIR, "train")
+    test_images, _ = fm.load_fashion_mnist(fashion_mnist, "test")
+    train_images, _ = fm.load_fashion_mnist(fashion_mnist, "train")
     assert (
         datasets.multilabel
         and datasets.num_classes == 10
@@ -98,7 +92,7 @@ def test_build_mosaic_uses_training_items_for_train_and_test_items_for_val():
     )
 
 
-@needs_debian_package
+@pytest.mark.usefixtures("fashion_mnist")
 @pytest.mark.parametrize("manifest_format", ["jsonl", "csv"])
 def test_mosaic_written_as_manifest_reads_back_identically(tmp_path, manifest_format):
     mosaic = build_datasets(

@@ -5,19 +5,23 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from xception.cli import main
 from xception.experiments import NAMES, get_experiment, get_scale, run_experiment
 from xception.experiments.arms import resolve_arms
-from xception.experiments.comparison import build_comparison_data, run_config, train_config
+from xception.experiments.comparison import run_config, run_identity, train_config
 from xception.experiments.definition import Comparison
 from xception.experiments.imagenet import imagenet_commands
 from xception.experiments.matching import match_width
 from xception.experiments.report import write_speed_table_report
+from xception.experiments.rerender import rerender_comparison_report
+from xception.experiments.scales import Scale
 from xception.experiments.speed_table import run_speed_table
-from xception.experiments.statistics import intervals_separate, summarize, verdict
+from xception.experiments.statistics import compare, summarize, verdict
 from xception.models import create_model
 from xception.models.complexity import count_parameters
 
@@ -67,25 +71,62 @@ def test_match_width_falls_back_to_another_depth_and_fails_when_nothing_is_close
         match_width(target=100, count=lambda w, d: 10_000)
 
 
-def test_verdict_is_real_only_when_mean_std_intervals_separate():
+def test_compare_matches_scipy_welch_test():
+    a, b = [0.871, 0.882, 0.879], [0.861, 0.840, 0.852, 0.849]
+    found = compare(summarize(a), summarize(b))
+    welch = stats.ttest_ind(a, b, equal_var=False)
+    interval = welch.confidence_interval(0.95)
+    assert found.estimate == pytest.approx(sum(a) / 3 - sum(b) / 4)
+    assert (found.low, found.high) == pytest.approx((interval.low, interval.high), rel=1e-9)
+    assert found.p_value == pytest.approx(welch.pvalue, rel=1e-9) and found.df == pytest.approx(welch.df)
+
+
+def test_verdict_is_real_only_when_the_confidence_interval_excludes_zero():
     a, b = summarize([0.90, 0.91, 0.92]), summarize([0.80, 0.81, 0.82])
     assert (a.mean, a.std) == pytest.approx((0.91, 0.01))
-    assert intervals_separate(a, b) and verdict(a, b) == "real"
-    close = summarize([0.905, 0.915, 0.925])
-    assert not intervals_separate(a, close) and verdict(a, close) == "within noise"
+    assert verdict(a, b) == "real" and compare(a, b).low > 0
+    assert verdict(a, summarize([0.905, 0.915, 0.925])) == "within noise"
+    # mean +- std intervals that separate ([0.90, 0.94] and [0.855, 0.895]) are not enough: with 3 seeds
+    # a side the 95% interval of the difference, 0.045 +- 2.776 x 0.0163, still holds 0.
+    wide, lower = summarize([0.90, 0.92, 0.94]), summarize([0.855, 0.875, 0.895])
+    assert wide.low > lower.high and verdict(wide, lower) == "within noise"
+    assert compare(wide, lower).low == pytest.approx(0.045 - stats.t.ppf(0.975, 4) * (2 * 0.02**2 / 3) ** 0.5)
     assert verdict(summarize([0.9]), summarize([0.1])) == "one seed"
+
+
+def test_detectable_difference_is_detected_with_the_stated_power():
+    # 3 seeds a side, standard deviation 1: Student's t on such samples is exactly noncentral t(4).
+    detectable = compare(summarize([-1.0, 0.0, 1.0]), summarize([-1.0, 0.0, 1.0])).detectable
+    rng = np.random.default_rng(0)
+    trials = 20_000
+    a, b = rng.normal(detectable, 1.0, (trials, 3)), rng.normal(0.0, 1.0, (trials, 3))
+    rejected = (stats.ttest_ind(a, b, axis=1).pvalue < 0.05).mean()
+    assert rejected == pytest.approx(0.80, abs=0.015)  # 5 binomial standard deviations
+    # and the textbook approximation (t quantiles 0.975 and 0.80 added) agrees within a few percent
+    assert detectable == pytest.approx((stats.t.ppf(0.975, 4) + stats.t.ppf(0.8, 4)) * (2 / 3) ** 0.5, rel=0.05)
+
+
+@pytest.mark.parametrize("name", ["residual", "mid_activation"])
+def test_committed_full_reports_are_what_their_results_render(name, tmp_path):
+    committed = Path(__file__).parents[1] / "reports" / "full" / name
+    for file in ("results.json", "report.md"):
+        (tmp_path / file).write_text((committed / file).read_text())
+    rerender_comparison_report(tmp_path, command="check")
+    def body(text: str) -> list[str]:
+        return [line for line in text.splitlines() if not line.startswith("- report written again")]
+    assert body((tmp_path / "report.md").read_text()) == body((committed / "report.md").read_text())
 
 
 def test_train_config_differs_between_arms_only_in_the_model():
     comparison, scale = get_experiment("residual"), get_scale("quick", **TINY)
-    data = build_comparison_data(comparison, scale)
     arms = resolve_arms(comparison, scale, num_classes=10, in_channels=1)
-    configs = [train_config(scale, data, a, seed=1, run_dir="x", device="cpu").to_dict() for a in arms]
+    configs = [train_config(comparison, scale, a, seed=1, run_dir="x", device="cpu").to_dict() for a in arms]
     for config in configs:
         config.pop("model_overrides")
     assert configs[0] == configs[1]
 
 
+@pytest.mark.usefixtures("fashion_mnist")
 @pytest.mark.parametrize("name", COMPARISONS)
 def test_experiment_runs_end_to_end_and_writes_its_report(name, tmp_path):
     scale = get_scale("quick", **TINY)
@@ -123,6 +164,7 @@ def test_table3_counts_the_paper_networks_and_times_both(tmp_path):
     assert (tmp_path / "speed.png").stat().st_size > 1000
 
 
+@pytest.mark.usefixtures("fashion_mnist")
 def test_cli_experiment_reuses_finished_runs(tmp_path, capsys):
     args = ["experiment", "residual", "--seeds", "2", "--out", str(tmp_path / "out"),
             "--runs-dir", str(tmp_path / "runs"), "--device", "cpu",
@@ -133,7 +175,16 @@ def test_cli_experiment_reuses_finished_runs(tmp_path, capsys):
     second = json.loads((tmp_path / "out" / "results.json").read_text())
     assert [r["test"] for r in first["runs"]] == [r["test"] for r in second["runs"]]
     assert len(first["runs"]) == 4 and first["seeds"] == [0, 1]
-    assert "--seeds 2" in (tmp_path / "out" / "report.md").read_text()
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "--seeds 2" in report and "Welch p" in report
+    (claim,) = first["claims"]
+    assert claim["verdict"] in ("real", "within noise") and claim["difference"]["detectable"] > 0
+    # Written again from results.json: the same numbers and verdicts, and it says so.
+    assert main(["experiment", "residual", "--out", str(tmp_path / "out"), "--rerender"]) == 0
+    again = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert again["claims"] == first["claims"] and again["runs"] == first["runs"]
+    assert again["date"] == first["date"] and "--rerender" in again["rendered"]
+    assert "report written again from results.json" in (tmp_path / "out" / "report.md").read_text()
 
 
 def test_imagenet_scale_prints_one_torchrun_per_arm_and_seed_then_the_report(capsys):
@@ -159,10 +210,8 @@ def test_experiments_sharing_an_arm_share_its_run_directory(tmp_path):
     directories, identities = {}, {}
     for name in ("imagenet_profile", "residual", "mid_activation", "spectrum", "jft_profile", "vgg_separable"):
         comparison = get_experiment(name)
-        data = build_comparison_data(comparison, scale)
-        for arm in resolve_arms(comparison, scale, num_classes=data.datasets.num_classes,
-                                in_channels=data.config.in_channels):
-            directories[name, arm.label] = Path(run_config(scale, data, arm, seed=0, runs_dir=tmp_path,
+        for arm in resolve_arms(comparison, scale, num_classes=10, in_channels=scale.in_channels):
+            directories[name, arm.label] = Path(run_config(comparison, scale, arm, seed=0, runs_dir=tmp_path,
                                                             device="cpu").out_dir)
             identities[name, arm.label] = (comparison.task, arm.model, json.dumps(arm.overrides, sort_keys=True,
                                                                                    default=str))
@@ -176,3 +225,63 @@ def test_experiments_sharing_an_arm_share_its_run_directory(tmp_path):
         for b in keys:
             assert (directories[a] == directories[b]) == (identities[a] == identities[b]), (a, b)
     assert baseline.name == "seed0" and baseline.parent.name.startswith("xception_small-")
+
+
+# A changed value for every field of a scale. The first group shapes what a run trains or scores, so
+# it must give new run directories; the second never reaches a cached run (the speeds and Table 3
+# are measured anew each time), so runs that differ only there are shared.
+SHAPES_THE_RUN = dict(
+    image_size=20, train_examples=8, val_examples=8, batch_size=4, epochs=2, evals_per_epoch=2,
+    xception={"width": 0.08, "middle_repeats": 1, "bn_eps": 1e-5}, inception_v3={"width": 0.045, "pool_counts_padding": False},
+    models={"xception": "xception", "inception_v3": "inception_v3_small"}, single_label_source="imagefolder",
+    multi_label_source="multilabel", in_channels=3, score_training_images=False, recipe="fashion_mnist_long",
+    recipe_overrides={"drop_rate": 0.1}, multilabel_recipe="fashion_mnist_long",
+    multilabel_recipe_overrides={"loss": "sigmoid", "label_smoothing": 0.0, "drop_rate": 0.1}, mosaic_grid=3,
+    mosaic_image_size=20, mosaic_train_size=8, mosaic_val_size=8, precision="bf16",
+)
+NOT_IN_THE_RUN = dict(name="full", seeds=5, speed_warmup_steps=3, speed_steps=3, table3_batch_size=4)
+MULTI_LABEL_ONLY = {"multi_label_source", "multilabel_recipe", "multilabel_recipe_overrides", "mosaic_grid",
+                    "mosaic_image_size", "mosaic_train_size", "mosaic_val_size"}
+
+
+def _run_directories(scale, name: str, tmp_path) -> dict[str, tuple[str, dict]]:
+    comparison = get_experiment(name)
+    arms = resolve_arms(comparison, scale, num_classes=10, in_channels=scale.in_channels)
+    configs = {a.label: run_config(comparison, scale, a, seed=0, runs_dir=tmp_path, device="cpu", data_path="/d")
+               for a in arms}
+    return {label: (c.out_dir, run_identity(c, scale)) for label, c in configs.items()}
+
+
+def test_every_scale_field_is_classified_for_the_run_cache():
+    assert set(SHAPES_THE_RUN) | set(NOT_IN_THE_RUN) == {f.name for f in dataclasses.fields(Scale)}
+
+
+@pytest.mark.parametrize("field", [*SHAPES_THE_RUN, *NOT_IN_THE_RUN])
+def test_run_directory_changes_exactly_when_a_scale_field_shapes_the_run(field, tmp_path):
+    name = "jft_profile" if field in MULTI_LABEL_ONLY else "imagenet_profile"  # Xception and Inception V3 arms
+    base = get_scale("quick", **TINY)
+    changed = dataclasses.replace(base, **{field: {**SHAPES_THE_RUN, **NOT_IN_THE_RUN}[field]})
+    before, after = _run_directories(base, name, tmp_path), _run_directories(changed, name, tmp_path)
+    if field in NOT_IN_THE_RUN:
+        assert after == before
+        return
+    moved = [label for label in before if after[label][0] != before[label][0]]
+    assert moved, f"changing {field} reuses every run of {name}"
+    for label in moved:  # what the run directory records (config.json, record.json) differs too
+        assert after[label][1] != before[label][1]
+    for label in set(before) - set(moved):
+        assert after[label] == before[label]
+
+
+@pytest.mark.usefixtures("fashion_mnist")
+def test_cli_experiment_with_another_subset_trains_new_runs_and_records_the_subset(tmp_path):
+    args = ["experiment", "residual", "--seeds", "1", "--out", str(tmp_path / "out"), "--runs-dir",
+            str(tmp_path / "runs"), "--device", "cpu", *[f"--set={k}={json.dumps(v)}" for k, v in TINY.items()]]
+    assert main(args) == 0
+    assert main([*args, "--set", "train_examples=8"]) == 0  # the CLI help's example, at a tiny size
+    runs = sorted((tmp_path / "runs").glob("*/seed0"))
+    assert len(runs) == 4  # two arms, two subsets
+    configs = [json.loads((r / "config.json").read_text()) for r in runs]
+    assert sorted(c["train"]["data"]["train_examples"] for c in configs) == [8, 8, 16, 16]
+    # Batches of 8: the smaller subset really trained on fewer images.
+    assert sorted(c["total_steps"] for c in configs) == [1, 1, 2, 2]

@@ -11,7 +11,7 @@ from torchvision.models.feature_extraction import create_feature_extractor
 from xception.models import create_model
 from xception.models.complexity import count_macs, count_parameters
 from xception.models.inception_v3 import InceptionV3, InceptionV3Config
-from xception.models.weights_torchvision import convert_torchvision_inception_v3
+from xception.models.weights.torchvision_inception_v3 import convert_torchvision_inception_v3
 
 
 def _torchvision_inception_v3(num_classes: int) -> nn.Module:

@@ -10,7 +10,8 @@ import torch
 
 from xception import create_model
 from xception.cli import main as cli_main
-from xception.models.weights import convert_weights, load_weights, read_metadata, save_weights
+from xception.models.convert import convert_weights
+from xception.models.weights import load_weights, read_metadata, save_weights
 
 NUM_CLASSES = 5
 

@@ -6,7 +6,7 @@ import torchvision
 from torch import nn
 
 from xception.models import create_model
-from xception.models.weights_torchvision import convert_torchvision_inception_v3
+from xception.models.weights.torchvision_inception_v3 import convert_torchvision_inception_v3
 
 
 @pytest.fixture(scope="module")

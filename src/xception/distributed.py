@@ -1,8 +1,9 @@
 """Synchronous data parallelism on torch.distributed, launched by `torchrun` (section 4.2: the paper
 trained ImageNet with synchronous gradient descent on 60 GPUs).
 
-`torchrun` sets RANK, WORLD_SIZE and LOCAL_RANK; without them this is a single process. The
-backend is NCCL on CUDA and gloo on CPU.
+`torchrun` sets RANK, WORLD_SIZE and LOCAL_RANK; without them this is a single process. On CPUs
+the process group is gloo; on GPUs it has two backends, NCCL for CUDA tensors and gloo for CPU ones
+(`process_group_backend`), so that every collective works whatever device its tensors are on.
 """
 
 from __future__ import annotations
@@ -54,10 +55,23 @@ def init_distributed(device: str | None) -> DistributedContext:
     else:
         resolved = torch.device(kind)
     if world_size > 1 and not dist.is_initialized():
-        backend = "nccl" if resolved.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, device_id=resolved if backend == "nccl" else None)
+        backend = process_group_backend(resolved)
+        dist.init_process_group(backend=backend, device_id=resolved if resolved.type == "cuda" else None)
         log.info("rank %d of %d joined the %s process group", rank, world_size, backend)
     return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank, device=resolved)
+
+
+def process_group_backend(device: torch.device) -> str:
+    """The torch.distributed backend for training on `device`: "gloo" on a CPU, "cpu:gloo,cuda:nccl" on a GPU.
+
+    NCCL serves CUDA tensors only ("No backend type associated with device type cpu"), and a run
+    has CPU-side collectives besides the gradients: the training loss logged at each evaluation,
+    every rank's RNG states gathered into a checkpoint (all_gather_object pickles to CPU bytes
+    when the group has a CPU backend). Rather than moving each of those to the GPU (and finding
+    the next one in production), the group routes CPU tensors to gloo and CUDA tensors to NCCL.
+    Gradients, evaluation counts and BatchNorm buffers stay on the GPU and go through NCCL.
+    """
+    return "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
 
 
 def close_distributed() -> None:

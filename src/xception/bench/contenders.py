@@ -3,7 +3,8 @@
 A contender is named by a spec: a registered name of this project (``xception``,
 ``inception_v3``), ``timm:<name>`` (e.g. ``timm:legacy_xception``) or ``torchvision:<name>``
 (e.g. ``torchvision:inception_v3``, built without its auxiliary tower, as the paper trains it).
-timm and torchvision are imported only when asked for: they are test/benchmark dependencies.
+timm and torchvision are imported only when asked for. torchvision is a dependency of this
+package; timm is not: `pip install 'xception[bench]'` installs it.
 """
 
 from __future__ import annotations
@@ -36,6 +37,17 @@ def parse_contender(spec: str) -> Contender:
     if source not in ("xception", "timm", "torchvision") or not name:
         raise ValueError(f"bad model spec {spec!r}; use NAME, timm:NAME or torchvision:NAME")
     return Contender(spec, source, name)  # type: ignore[arg-type]
+
+
+def check_installed(contender: Contender) -> None:
+    """Fail with what to install when `contender`'s library is missing (timm is an optional extra)."""
+    if contender.source != "timm":
+        return
+    try:
+        import timm  # noqa: F401
+    except ImportError:
+        raise ValueError(f"model {contender.spec!r} needs timm, which is not installed: pip install "
+                         "'xception[bench]' (or leave timm models out of --models)") from None
 
 
 def build_model(contender: Contender, *, num_classes: int) -> nn.Module:

@@ -19,7 +19,13 @@ from typing import Any, Literal
 
 import torch
 
-from xception.bench.contenders import build_model, forward_gflop, parse_contender, prepare_for_inference
+from xception.bench.contenders import (
+    build_model,
+    check_installed,
+    forward_gflop,
+    parse_contender,
+    prepare_for_inference,
+)
 from xception.bench.device import synchronize
 from xception.bench.memory import step_peak_memory
 from xception.bench.peak import measure_peak
@@ -194,6 +200,8 @@ class _Prepared:
 
 def run_benchmark(config: BenchConfig) -> BenchResult:
     """Measure every contender of `config` side by side; see the module docstring for the protocol."""
+    for spec in config.models:  # before any work: a missing library fails at once, saying what to install
+        check_installed(parse_contender(spec))
     if config.threads:
         torch.set_num_threads(config.threads)
     device = torch.device(config.device)

@@ -7,6 +7,8 @@ import importlib
 import logging
 import sys
 
+from xception.errors import user_message
+
 # Each name is a module of this package with `add_parser(subparsers)`; the parser it adds sets
 # `run`, a function of the parsed arguments that returns an exit status.
 COMMANDS = ("models", "bench", "convert", "export", "train", "eval", "predict", "demo", "data", "experiment")
@@ -32,11 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.run(args) or 0)
-    except (FileNotFoundError, ValueError, KeyError, TypeError) as error:
-        # Bad input from the user: say what and stop, without a traceback (use -v for one).
-        if args.verbose:
+    except Exception as error:
+        # A mistake of the user's: say what and stop, without a traceback (use -v for one). Anything
+        # else is a bug and keeps its traceback.
+        message = user_message(error)
+        if message is None or args.verbose:
             raise
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"xception {args.command}: error: {message}", file=sys.stderr)
         return 2
 

@@ -28,7 +28,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from xception.models.weights import convert_weights
+    from xception.models.convert import convert_weights
 
     metadata = convert_weights(
         args.src, args.dst, model_name=args.model, num_classes=args.num_classes, in_channels=args.in_channels

@@ -1,4 +1,5 @@
-"""`xception data`: inspect a data source, or write it to disk as a multi-label manifest or WebDataset shards."""
+"""`xception data`: obtain Fashion-MNIST, inspect a data source, or write it to disk as a multi-label
+manifest or WebDataset shards."""
 
 from __future__ import annotations
 
@@ -46,6 +47,13 @@ def add_parser(subparsers) -> None:
         "a multi-label source as a manifest directory with PNG images, any source as WebDataset shards.",
     )
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    fetch = actions.add_parser(
+        "fetch", help="obtain Fashion-MNIST as `make demo` does (Debian package, else the download)",
+        description="Find Fashion-MNIST, else install Debian's dataset-fashion-mnist (where apt-get is usable), "
+        "else download it from the official mirror into ~/.cache/xception/fashion-mnist; print its directory.",
+    )
+    fetch.add_argument("--data", dest="path", help="a directory that holds (or will hold) the four IDX files")
+    fetch.set_defaults(run=run_fetch)
     inspect = actions.add_parser("inspect", help="sizes, classes, item shape and range, training items/s")
     add_data_options(inspect)
     inspect.add_argument("--batch-size", type=int, default=256)
@@ -58,6 +66,13 @@ def add_parser(subparsers) -> None:
     export.add_argument("--format", choices=("jsonl", "csv", "shards"), required=True)
     export.add_argument("--shard-size", type=int, default=1000, help="samples per shard (--format shards)")
     export.set_defaults(run=run_export)
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    from xception.data.fashion_mnist import obtain_fashion_mnist
+
+    print(f"Fashion-MNIST: {obtain_fashion_mnist(args.path)}")
+    return 0
 
 
 def run_inspect(args: argparse.Namespace) -> int:

@@ -24,8 +24,9 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
+    from xception.data.fashion_mnist import obtain_fashion_mnist
     from xception.train import fit
-    from xception.train.demo import demo_config, obtain_fashion_mnist
+    from xception.train.demo import demo_config
 
     start = time.perf_counter()
     directory = obtain_fashion_mnist(args.data)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from xception.cli.train import add_bad_image_options
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -19,6 +21,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", help="cpu or cuda (default: a GPU when there is one)")
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="default: the fastest for the device")
+    add_bad_image_options(parser, training=False)
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
     parser.set_defaults(run=run)
 
@@ -32,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.weights).is_file():
         raise FileNotFoundError(f"no such weight file: {args.weights}")
     metrics = evaluate_weights(args.weights, source=args.dataset, data_path=args.data, batch_size=args.batch_size,
-                               device=args.device, precision=args.precision)
+                               device=args.device, precision=args.precision, bad_images=args.bad_images,
+                               bad_image_fraction=args.bad_image_fraction)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:

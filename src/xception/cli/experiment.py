@@ -31,6 +31,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="torch CPU threads (default: torch's; 1 is fastest on a busy 2-core machine)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a field of the scale, VALUE as JSON (e.g. --set epochs=1 --set train_examples=512)")
+    parser.add_argument("--rerender", action="store_true",
+                        help="write the report in --out (default reports/NAME) again from its results.json, training "
+                        "nothing: for a new verdict rule or layout; the numbers, command and date stay the run's")
     imagenet = parser.add_argument_group("ImageNet scale")
     imagenet.add_argument("--data", default=None,
                           help="ImageNet-style folder (single-label experiments) or multi-label manifest directory")
@@ -65,6 +68,12 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out or (f"reports/imagenet/{args.name}" if scale.name == "imagenet" else f"reports/{args.name}"))
     runs_dir = Path(args.runs_dir or f"runs/experiments/{scale.name}")
     experiment = get_experiment(args.name)
+    if args.rerender:
+        from xception.experiments.rerender import rerender_comparison_report
+
+        print(rerender_comparison_report(out_dir, command=shlex.join(
+            ["xception", "experiment", args.name, "--out", str(out_dir), "--rerender"])))
+        return 0
     if args.arm is not None:
         if args.seed is None:
             raise ValueError("--arm needs --seed")

@@ -30,8 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     import torch
-    from PIL import Image
 
+    from xception.data.images import load_image
     from xception.data.prediction import prediction_transform
     from xception.eval.predict import predict
     from xception.models.fuse import fuse_for_inference
@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, precision=args.precision, reason="--precision given")
     print(f"settings: {settings.precision}, channels_last, BatchNorm folded ({settings.reason})", file=sys.stderr)
     transform = prediction_transform(metadata)
-    images = torch.stack([transform(Image.open(p)) for p in args.images]).to(device)
+    channels = metadata["in_channels"]
+    images = torch.stack([transform(load_image(p, in_channels=channels)) for p in args.images]).to(device)
     model = fuse_for_inference(model).to(device, memory_format=settings.memory_format)
     with torch.autocast(device.type, dtype=settings.autocast_dtype, enabled=settings.autocast_dtype is not None):
         rows = predict(model, images.to(memory_format=settings.memory_format), class_names=metadata["class_names"],

@@ -41,13 +41,27 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--resume", help="a checkpoint or run directory; its config is the starting point")
     parser.add_argument("--evals-per-epoch", type=int)
     parser.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    add_bad_image_options(parser, training=True)
     parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
                         help="override any field: epochs=3, recipe.lr=0.01, model.width=0.5, data.seed=1")
     parser.set_defaults(run=run)
 
 
+def add_bad_image_options(parser: argparse.ArgumentParser, *, training: bool) -> None:
+    """--bad-images and --bad-image-fraction. Training leaves them unset, so that a config file or
+    the checkpoint being resumed decides unless they are given."""
+    from xception.data.config import BAD_IMAGE_POLICIES, DEFAULT_BAD_IMAGES, MAX_BAD_FRACTION
+
+    parser.add_argument("--bad-images", choices=BAD_IMAGE_POLICIES, default=None if training else DEFAULT_BAD_IMAGES,
+                        help="unreadable image files: stop at the first (error, the default) or leave them out, "
+                        "each logged once and counted in the metrics (skip)")
+    parser.add_argument("--bad-image-fraction", type=float, default=None if training else MAX_BAD_FRACTION,
+                        help=f"skip stops when more of a split than this is unreadable (default {MAX_BAD_FRACTION})")
+
+
 _FLAGS = ("model", "recipe", "epochs", "steps", "batch_size", "accumulation_steps", "precision", "channels_last",
-          "compile", "device", "cpu_threads", "sync_batchnorm", "seed", "num_workers", "out_dir", "evals_per_epoch", "progress")
+          "compile", "device", "cpu_threads", "sync_batchnorm", "seed", "num_workers", "out_dir", "evals_per_epoch", "progress",
+          "bad_images", "bad_image_fraction")
 
 
 def build_config(args: argparse.Namespace):

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+from typing import Any
+
+import torch
+from torch.utils.data import Subset
 
 from xception.data.config import DataConfig
 from xception.data.datasets import Datasets
@@ -24,4 +29,15 @@ def build_datasets(config: DataConfig) -> Datasets:
             f"data source {config.source!r} has no builder yet; available: {', '.join(BUILDERS)}"
         )
     module, name = BUILDERS[config.source]
-    return getattr(importlib.import_module(module), name)(config)
+    datasets = getattr(importlib.import_module(module), name)(config)
+    return dataclasses.replace(datasets, train=subset(datasets.train, config.train_examples, seed=config.seed),
+                               val=subset(datasets.val, config.val_examples, seed=config.seed + 1))
+
+
+def subset(dataset: Any, size: int | None, *, seed: int) -> Any:
+    """`size` items of `dataset` drawn at random with `seed` (the same ones every time), in that
+    random order; `dataset` itself when `size` is None or not smaller."""
+    if size is None or size >= len(dataset):
+        return dataset
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
+    return Subset(dataset, order[:size].tolist())

@@ -8,10 +8,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Source = Literal["fashion_mnist", "imagefolder", "multilabel", "mosaic", "webdataset"]
-SOURCES: tuple[str, ...] = ("fashion_mnist", "imagefolder", "multilabel", "mosaic", "webdataset")
+Source = Literal["fashion_mnist", "imagefolder", "multilabel", "mosaic", "webdataset", "imagenet"]
+SOURCES: tuple[str, ...] = ("fashion_mnist", "imagefolder", "multilabel", "mosaic", "webdataset", "imagenet")
 # Sources whose `path` is required (Fashion-MNIST and its mosaics have a lookup order instead).
-SOURCES_NEEDING_PATH: tuple[str, ...] = ("imagefolder", "multilabel", "webdataset")
+SOURCES_NEEDING_PATH: tuple[str, ...] = ("imagefolder", "multilabel", "webdataset", "imagenet")
+Interpolation = Literal["bilinear", "bicubic"]
+
+# Unreadable image files (xception.data.bad_images): stop at the first, or leave them out and count
+# them, stopping when more than MAX_BAD_FRACTION of a split is unreadable.
+BadImagePolicy = Literal["error", "skip"]
+BAD_IMAGE_POLICIES: tuple[str, ...] = ("error", "skip")
+DEFAULT_BAD_IMAGES: BadImagePolicy = "error"
+MAX_BAD_FRACTION = 0.001
 
 
 @dataclass(frozen=True)
@@ -21,13 +29,15 @@ class DataConfig:
     source: "fashion_mnist" (the four IDX files), "imagefolder" (`train/<class>/*`, `val/<class>/*`),
         "multilabel" (a manifest directory, see `xception.data.manifest`), "mosaic" (Fashion-MNIST
         items tiled on a grid, multi-hot targets, built in memory) or "webdataset" (tar shards written
-        by `xception.data.shards.write_shards`).
+        by `xception.data.shards.write_shards`), or "imagenet" (the ILSVRC 2012 validation set alone,
+        for evaluating published weights; see `xception.data.imagenet` for its two layouts).
     path: the dataset's directory. Optional for "fashion_mnist" and "mosaic" (see
         `xception.data.fashion_mnist.ensure_fashion_mnist` for the lookup order).
     image_size: side of the square model input, in pixels.
     in_channels: 1 (grayscale) or 3 (RGB; grayscale sources are repeated over the channels).
     crop_fraction: evaluation centre crop as a fraction of the resized side (Inception: 0.875, so
         a 299 crop comes from a 341-pixel resize). Photo sources only.
+    interpolation: of every resize of a photo ("bicubic" is how timm measured the Keras Xception weights).
     augment: training augmentation on (photos: the Inception crop and flip; Fashion-MNIST and
         mosaics: random crop with `crop_padding` and flip). Evaluation never augments.
     download: fetch Fashion-MNIST from torchvision's official mirrors when no local copy is found.
@@ -43,6 +53,11 @@ class DataConfig:
         frequency-weighted MAP@100 differs from the plain mean.
     class_weights_path: a JSON file {class name: weight} for the multilabel source; by default the
         manifest directory's `class_weights.json` when it exists.
+    train_examples, val_examples: keep a fixed random subset of this many training / validation
+        items (drawn with `seed` and `seed + 1`, so every run of this config sees the same ones;
+        None: all of them). Map-style sources only (not "webdataset").
+    ground_truth: the imagenet source's labels file for a flat folder of validation images; by default
+        one of the standard names found in or above the folder (see `xception.data.imagenet`).
     """
 
     source: Source
@@ -50,6 +65,7 @@ class DataConfig:
     image_size: int
     in_channels: int = 3
     crop_fraction: float = 0.875
+    interpolation: Interpolation = "bilinear"
     augment: bool = True
     download: bool = False
     seed: int = 0
@@ -60,6 +76,9 @@ class DataConfig:
     mosaic_val_size: int = 10_000
     mosaic_class_skew: float = 1.0
     class_weights_path: str | None = None
+    train_examples: int | None = None
+    val_examples: int | None = None
+    ground_truth: str | None = None
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -72,6 +91,8 @@ class DataConfig:
             raise ValueError(f"in_channels must be 1 (grayscale) or 3 (RGB), got {self.in_channels}")
         if not 0.0 < self.crop_fraction <= 1.0:
             raise ValueError(f"crop_fraction must be in (0, 1], got {self.crop_fraction}")
+        if self.interpolation not in ("bilinear", "bicubic"):
+            raise ValueError(f"interpolation must be 'bilinear' or 'bicubic', got {self.interpolation!r}")
         if self.crop_padding < 0:
             raise ValueError(f"crop_padding must be >= 0 pixels, got {self.crop_padding}")
         if not 0.0 <= self.erase_probability <= 1.0:
@@ -80,5 +101,12 @@ class DataConfig:
             raise ValueError(f"mosaic_grid must be >= 1 cell per side, got {self.mosaic_grid}")
         if self.mosaic_train_size < 1 or self.mosaic_val_size < 1:
             raise ValueError("mosaic_train_size and mosaic_val_size must be >= 1")
+        for name in ("train_examples", "val_examples"):
+            size = getattr(self, name)
+            if size is not None and size < 1:
+                raise ValueError(f"{name} must be >= 1 (or None for all items), got {size}")
+            if size is not None and self.source == "webdataset":
+                raise ValueError(f"{name} needs a map-style source; 'webdataset' streams its shards, so "
+                                 "write shards of the subset instead")
         if self.mosaic_class_skew < 0:
             raise ValueError(f"mosaic_class_skew must be >= 0, got {self.mosaic_class_skew}")

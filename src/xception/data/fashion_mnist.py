@@ -3,12 +3,16 @@
 Where the files are looked for, in order: the directory given (also its torchvision layout
 `FashionMNIST/raw`), the directory of Debian's `dataset-fashion-mnist` package, this library's cache
 (where a download goes); a download from torchvision's official mirror happens only when asked for.
+`obtain_fashion_mnist` (what `make demo` and `make data` use) also installs the Debian package
+where apt-get is usable, then falls back to the download.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Literal
 
@@ -40,6 +44,7 @@ FILES: dict[str, tuple[str, str]] = {  # split -> (images, labels), each stored 
 }
 SIZES: dict[str, int] = {"train": 60_000, "test": 10_000}
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+DEBIAN_PACKAGE = "dataset-fashion-mnist"
 SOURCE_SIZE = (28, 28)
 
 
@@ -117,6 +122,38 @@ def ensure_fashion_mnist(path: str | Path | None, download: bool) -> Path:
         "(sudo apt-get install dataset-fashion-mnist), or ask for the download from torchvision's "
         f"mirror (download=True), or pass a data path to a directory holding {needed}."
     )
+
+
+def obtain_fashion_mnist(path: str | None = None) -> Path:
+    """The Fashion-MNIST directory: `path`, Debian's package (installed now when apt-get is usable),
+    or the official download; else a FileNotFoundError that says exactly what to do."""
+    try:
+        return ensure_fashion_mnist(path, download=False)
+    except FileNotFoundError:
+        if path is not None:
+            raise
+    if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
+        log.info("installing Fashion-MNIST with apt-get install %s", DEBIAN_PACKAGE)
+        for command in (["apt-get", "install", "-y", "-q", DEBIAN_PACKAGE], ["apt-get", "update", "-q"],
+                        ["apt-get", "install", "-y", "-q", DEBIAN_PACKAGE]):
+            done = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                                  env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+            if command[1] == "install" and done.returncode == 0:
+                break
+        try:
+            return ensure_fashion_mnist(None, download=False)
+        except FileNotFoundError:
+            log.info("apt-get could not install %s; trying the official download", DEBIAN_PACKAGE)
+    try:
+        return ensure_fashion_mnist(None, download=True)
+    except (FileNotFoundError, OSError) as error:
+        raise FileNotFoundError(
+            f"could not obtain Fashion-MNIST ({error}). Do one of: `sudo apt-get install {DEBIAN_PACKAGE}` "
+            f"(files in {DEBIAN_DIR}); or download train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+            "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz from "
+            "https://github.com/zalandoresearch/fashion-mnist (data/fashion) into a directory DIR and pass "
+            "it as the data path (`xception demo --data DIR`, `xception data fetch --data DIR`)."
+        ) from None
 
 
 def load_fashion_mnist(

@@ -16,7 +16,9 @@ import os
 from collections.abc import Iterator
 
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
+from torch.utils.data import Dataset, IterableDataset, Sampler
+
+from xception.data.bad_images import BadImageRecord, CheckedLoader, checked_loader
 
 
 class GlobalBatchSampler(Sampler[int]):
@@ -98,8 +100,11 @@ def build_loader(
     pin_memory: bool,
     global_batch: int | None = None,
     start_batch: int = 0,
-) -> DataLoader:
-    """A DataLoader of `batch_size`-image batches for this process.
+    bad_images: BadImageRecord | None = None,
+) -> CheckedLoader:
+    """A DataLoader of `batch_size`-image batches for this process, wrapped in a `CheckedLoader`
+    that raises or records its unreadable images in this process (`bad_images`; None: raise at the
+    first, as `--bad-images error` does).
 
     Training (map-style data): `GlobalBatchSampler` over `global_batch` images per step, this
     process taking `global_batch / world_size` of them in batches of `batch_size`. Evaluation:
@@ -124,8 +129,9 @@ def build_loader(
         else:
             sampler = ShardSampler(len(dataset), rank=rank, world_size=world_size)
     generator = torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 4099 + rank)
-    return DataLoader(
+    return checked_loader(
         dataset,
+        bad_images=bad_images,
         batch_size=batch_size,
         sampler=sampler,
         num_workers=num_workers,

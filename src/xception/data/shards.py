@@ -24,12 +24,12 @@ from pathlib import Path
 
 import torch
 import webdataset as wds
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, IterableDataset
 
+from xception.data.bad_images import guard
 from xception.data.config import DataConfig
 from xception.data.datasets import Datasets
-from xception.data.images import MODES, to_pil_image
+from xception.data.images import UnreadableImageError, load_image, to_pil_image
 from xception.data.transforms import photo_transforms
 
 METADATA = "dataset.json"
@@ -104,7 +104,7 @@ class ShardedImages(IterableDataset):
         self.num_classes = num_classes
         self.multilabel = multilabel
         self.transform = transform
-        self.mode = MODES[in_channels]
+        self.in_channels = in_channels
         self.train = train
         self.seed = seed
         self.epoch = 0
@@ -115,10 +115,12 @@ class ShardedImages(IterableDataset):
 
     def to_item(self, sample: dict) -> tuple[torch.Tensor, int | torch.Tensor]:
         where = f"sample {sample['__key__']} of {sample['__url__']}"
+        if "png" not in sample:
+            raise UnreadableImageError(where, "the sample has no .png member", "rewrite that shard")
         try:
-            image = Image.open(io.BytesIO(sample["png"])).convert(self.mode)
-        except (KeyError, UnidentifiedImageError, OSError) as error:
-            raise ValueError(f"cannot read the image of {where}: {error}; rewrite that shard") from error
+            image = load_image(io.BytesIO(sample["png"]), in_channels=self.in_channels, name=where)
+        except UnreadableImageError as error:
+            raise UnreadableImageError(where, error.reason, "rewrite that shard") from None
         if self.multilabel:
             target = torch.zeros(self.num_classes, dtype=torch.float32)
             target[json.loads(sample["json"])["labels"]] = 1.0
@@ -135,7 +137,7 @@ class ShardedImages(IterableDataset):
                 + ": write at least that many shards (a smaller shard_size) or use fewer workers"
             )
         if not self.train:
-            yield from map(self.to_item, self.stream(self.shards))
+            yield from map(guard(self.to_item), self.stream(self.shards))
             return
         # Training: passes over the shards, each in a new order (the same on every rank, so the rank
         # split stays disjoint), until this reader's share of an epoch is reached.
@@ -149,7 +151,7 @@ class ShardedImages(IterableDataset):
                 yield from self.stream(shards)
 
         shuffled = wds.filters.shuffle(SHUFFLE_BUFFER, seed=stream_seed)(passes())
-        yield from islice(map(self.to_item, shuffled), quota)
+        yield from islice(map(guard(self.to_item), shuffled), quota)
 
     @staticmethod
     def stream(shards: list[str]):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import IterableDataset
 
+from xception.data.bad_images import checked_loader
 from xception.data.datasets import Datasets
 
 
@@ -17,7 +18,7 @@ def split_size(dataset) -> int:
 
 def summarize(datasets: Datasets) -> dict[str, Any]:
     """Split sizes, classes, class weights, and the shape, dtype and value range of one validation item."""
-    image, target = next(iter(DataLoader(datasets.val, batch_size=1)))
+    image, target = next(iter(checked_loader(datasets.val, bad_images=None, batch_size=1)))
     return {
         "train": split_size(datasets.train),
         "val": split_size(datasets.val),
@@ -37,8 +38,9 @@ def summarize(datasets: Datasets) -> dict[str, Any]:
 def loading_rate(dataset, *, batch_size: int, batches: int, num_workers: int) -> float:
     """Training items per second delivered by a DataLoader (shuffled, augmented as built), after one
     warm-up batch; `batches` timed batches, fewer if the split runs out."""
-    loader = DataLoader(
+    loader = checked_loader(
         dataset,
+        bad_images=None,
         batch_size=batch_size,
         shuffle=not isinstance(dataset, IterableDataset),
         num_workers=num_workers,

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torchvision.transforms import v2
+from torchvision.transforms import InterpolationMode, v2
 
 from xception.data.config import DataConfig
 from xception.data.images import MODES
@@ -29,24 +29,28 @@ def to_model_range(in_channels: int) -> v2.Compose:
     )
 
 
-def inception_train_transform(*, image_size: int, in_channels: int) -> v2.Compose:
+def inception_train_transform(*, image_size: int, in_channels: int, interpolation: str) -> v2.Compose:
     """PIL image -> float32 (in_channels, image_size, image_size) in [-1, 1], randomly cropped and flipped."""
     return v2.Compose(
         [
             v2.PILToTensor(),
-            v2.RandomResizedCrop(image_size, scale=INCEPTION_AREA, ratio=INCEPTION_ASPECT, antialias=True),
+            v2.RandomResizedCrop(image_size, scale=INCEPTION_AREA, ratio=INCEPTION_ASPECT,
+                                 interpolation=InterpolationMode(interpolation), antialias=True),
             v2.RandomHorizontalFlip(),
             to_model_range(in_channels),
         ]
     )
 
 
-def center_crop_eval_transform(*, image_size: int, in_channels: int, crop_fraction: float) -> v2.Compose:
-    """PIL image -> float32 (in_channels, image_size, image_size) in [-1, 1]: resize, centre crop."""
+def center_crop_eval_transform(*, image_size: int, in_channels: int, crop_fraction: float,
+                               interpolation: str) -> v2.Compose:
+    """PIL image -> float32 (in_channels, image_size, image_size) in [-1, 1]: resize the shorter side to
+    floor(image_size / crop_fraction) with `interpolation` ("bilinear" or "bicubic"), centre crop."""
     return v2.Compose(
         [
             v2.PILToTensor(),
-            v2.Resize(math.floor(image_size / crop_fraction), antialias=True),
+            v2.Resize(math.floor(image_size / crop_fraction), interpolation=InterpolationMode(interpolation),
+                      antialias=True),
             v2.CenterCrop(image_size),
             to_model_range(in_channels),
         ]
@@ -56,10 +60,10 @@ def center_crop_eval_transform(*, image_size: int, in_channels: int, crop_fracti
 class PhotoEvalInput:
     """A PIL image in any mode -> the evaluation input: converted to L or RGB, then the eval transform."""
 
-    def __init__(self, *, image_size: int, in_channels: int, crop_fraction: float) -> None:
+    def __init__(self, *, image_size: int, in_channels: int, crop_fraction: float, interpolation: str) -> None:
         self.mode = MODES[in_channels]
         self.transform = center_crop_eval_transform(
-            image_size=image_size, in_channels=in_channels, crop_fraction=crop_fraction
+            image_size=image_size, in_channels=in_channels, crop_fraction=crop_fraction, interpolation=interpolation
         )
 
     def __call__(self, image) -> torch.Tensor:
@@ -78,12 +82,15 @@ class PhotoTransforms:
 def photo_transforms(config: DataConfig) -> PhotoTransforms:
     """Inception crop and flip for training (the evaluation crop when config.augment is off), the
     evaluation crop for validation, and the same for any PIL image given to `predict`."""
-    size, channels, fraction = config.image_size, config.in_channels, config.crop_fraction
-    evaluation = center_crop_eval_transform(image_size=size, in_channels=channels, crop_fraction=fraction)
+    size, channels, fraction, resampling = (config.image_size, config.in_channels, config.crop_fraction,
+                                            config.interpolation)
+    evaluation = center_crop_eval_transform(image_size=size, in_channels=channels, crop_fraction=fraction,
+                                            interpolation=resampling)
     return PhotoTransforms(
-        train=inception_train_transform(image_size=size, in_channels=channels)
+        train=inception_train_transform(image_size=size, in_channels=channels, interpolation=resampling)
         if config.augment
         else evaluation,
         val=evaluation,
-        predict=PhotoEvalInput(image_size=size, in_channels=channels, crop_fraction=fraction),
+        predict=PhotoEvalInput(image_size=size, in_channels=channels, crop_fraction=fraction,
+                               interpolation=resampling),
     )

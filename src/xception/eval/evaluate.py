@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from xception.data.bad_images import BadImageRecord, CheckedLoader
+from xception.data.config import BadImagePolicy
 from xception.distributed import all_gather_rows, all_reduce_sum
 from xception.eval.metrics import average_precision, map_at_k, mean_average_precision, topk_correct
 
@@ -37,7 +39,9 @@ def evaluate(
 
     Returns `examples` (the total count, every example once), `loss` (mean cross-entropy, softmax
     or sigmoid) and either `top1`, `top5` (fractions in [0, 1]) or `map`, `map_at_100`,
-    `per_class_ap` (a list; NaN for classes without positives).
+    `per_class_ap` (a list; NaN for classes without positives). A loader from `build_loader` that
+    skips unreadable images (`--bad-images skip`) adds `bad_images`, their number, all left out
+    of `examples` and the metrics.
     """
     model.eval()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -63,6 +67,8 @@ def evaluate(
     if total == 0:
         raise ValueError("the evaluation set is empty")
     result: dict[str, Any] = {"examples": total, "loss": float(all_reduce_sum(loss_sum)) / total}
+    if isinstance(loader, CheckedLoader) and loader.record.policy == "skip":
+        result["bad_images"] = len(loader.record.gather())
     if not multilabel:
         correct = all_reduce_sum(correct)
         for k, c in zip(ks, correct.tolist(), strict=True):
@@ -80,14 +86,16 @@ def evaluate(
 
 def evaluate_weights(
     weights: str, *, source: str | None, data_path: str | None, batch_size: int, device: str | None,
-    precision: str | None,
+    precision: str | None, bad_images: BadImagePolicy, bad_image_fraction: float,
 ) -> dict[str, Any]:
     """Evaluate a weight file from training on the validation split of its data (or of `source`
-    at `data_path`), with this process's exact shard under torchrun."""
+    at `data_path`), with this process's exact shard under torchrun; unreadable images stop it or
+    are left out and counted (`bad_images`, see `xception.data.bad_images`)."""
     import dataclasses
 
     from xception.data import DataConfig, build_datasets
     from xception.data.loader import build_loader, default_num_workers
+    from xception.data.summary import split_size
     from xception.distributed import init_distributed
     from xception.models.trained import load_trained_model
     from xception.runtime import fastest_settings
@@ -112,7 +120,9 @@ def evaluate_weights(
     model = model.to(context.device, memory_format=settings.memory_format)
     loader = build_loader(datasets.val, batch_size=batch_size, training=False, rank=context.rank,
                           world_size=context.world_size, seed=0, num_workers=default_num_workers(context.world_size),
-                          pin_memory=context.device.type == "cuda")
+                          pin_memory=context.device.type == "cuda",
+                          bad_images=BadImageRecord(bad_images, split="validation", split_size=split_size(datasets.val),
+                                                    max_fraction=bad_image_fraction))
     return evaluate(model, loader, device=context.device, multilabel=datasets.multilabel,
                     autocast_dtype=settings.autocast_dtype, channels_last=settings.channels_last,
                     class_weights=datasets.class_weights)

@@ -29,13 +29,11 @@ from xception.train.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
 
-SUBSET_SEED = 0  # the training and test subsets are the same for every arm and seed
-
-
 @dataclass(frozen=True)
 class ComparisonData:
-    """The data every arm sees: the data config, the (subset) datasets and an unaugmented view
-    of `val_examples` training images for the final training-set score."""
+    """The data every arm sees: the data config, its datasets (the config's subsets of
+    `train_examples` / `val_examples` images) and an unaugmented view of the first test-sized part
+    of the same training subset, for the final training-set score."""
 
     config: DataConfig
     datasets: Datasets
@@ -47,46 +45,37 @@ class ComparisonData:
         return "map_at_100" if self.datasets.multilabel else "top1"
 
 
-def _subset(dataset: Any, size: int | None, *, offset: int = 0) -> Any:
-    if size is None or size >= len(dataset):
-        return dataset
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(SUBSET_SEED + offset))
-    return Subset(dataset, order[:size].tolist())
-
-
 def data_config(comparison: Comparison, scale: Scale, *, data_path: str | None) -> DataConfig:
     """The scale's single-label source (Fashion-MNIST; ImageNet-style folders at ImageNet scale) or
-    multi-label source (mosaics; a multi-label manifest at ImageNet scale)."""
+    multi-label source (mosaics; a multi-label manifest at ImageNet scale), cut to the scale's
+    fixed subsets (the same for every arm and seed)."""
+    subset = {"train_examples": scale.train_examples, "val_examples": scale.val_examples}
     if comparison.task == "fashion_mnist":
         return DataConfig(source=scale.single_label_source, path=data_path, image_size=scale.image_size,
-                          in_channels=scale.in_channels)
+                          in_channels=scale.in_channels, **subset)
     size = scale.mosaic_image_size if scale.multi_label_source == "mosaic" else scale.image_size
     return DataConfig(source=scale.multi_label_source, path=data_path, image_size=size, in_channels=scale.in_channels,
                       mosaic_grid=scale.mosaic_grid, mosaic_train_size=scale.mosaic_train_size,
-                      mosaic_val_size=scale.mosaic_val_size)
+                      mosaic_val_size=scale.mosaic_val_size, **subset)
 
 
 def build_comparison_data(comparison: Comparison, scale: Scale, *, data_path: str | None = None) -> ComparisonData:
-    """The datasets of `data_config`, cut to `scale.train_examples` / `val_examples` images."""
+    """The datasets of `data_config`, and with `scale.score_training_images` the training-set view."""
     config = data_config(comparison, scale, data_path=data_path)
     datasets = build_datasets(config)
-    train = _subset(datasets.train, scale.train_examples)
     train_eval = None
     if scale.score_training_images:
-        # The training-set score uses the first test-sized part of the same training subset.
-        unaugmented = _subset(build_datasets(dataclasses.replace(config, augment=False)).train, scale.train_examples)
-        size = min(len(unaugmented), scale.val_examples or len(datasets.val))
-        train_eval = Subset(unaugmented, list(range(size)))
-    datasets = dataclasses.replace(datasets, train=train, val=_subset(datasets.val, scale.val_examples, offset=1))
+        unaugmented = build_datasets(dataclasses.replace(config, augment=False)).train
+        train_eval = Subset(unaugmented, list(range(min(len(unaugmented), len(datasets.val)))))
     return ComparisonData(config, datasets, train_eval)
 
 
-def train_config(scale: Scale, data: ComparisonData, arm: ResolvedArm, *, seed: int, run_dir: Path,
-                 device: str | None) -> TrainConfig:
+def train_config(comparison: Comparison, scale: Scale, arm: ResolvedArm, *, seed: int, run_dir: Path,
+                 device: str | None, data_path: str | None = None) -> TrainConfig:
     """The one training configuration of `arm` with `seed`: only the model differs between arms."""
-    multilabel = data.datasets.multilabel
+    multilabel = comparison.task == "mosaic"
     return TrainConfig(
-        data=data.config,
+        data=data_config(comparison, scale, data_path=data_path),
         model=arm.model,
         model_overrides=dict(arm.overrides),
         recipe=scale.multilabel_recipe if multilabel else scale.recipe,
@@ -127,40 +116,48 @@ def _is_main_process() -> bool:
     return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
 
 
-def run_config(scale: Scale, data: ComparisonData, arm: ResolvedArm, *, seed: int, runs_dir: Path,
-               device: str | None) -> TrainConfig:
-    """The training configuration of `arm` with `seed`, its out_dir the run's directory
-    `runs_dir/<model>-<key>/seed<k>`: the key a hash of the rest of the configuration (data, model and
-    overrides, recipe, budget, device), so that experiments sharing an arm (every experiment's
-    Xception baseline, say) train it once."""
-    config = train_config(scale, data, arm, seed=seed, run_dir=Path("-"), device=device)
-    identity = config.to_dict()
+def run_identity(config: TrainConfig, scale: Scale) -> dict[str, Any]:
+    """Everything that shapes a run's record: its training configuration (the data subsets
+    included) but for its directory and seed, and whether training images are scored after it."""
+    identity = _plain(config.to_dict())
     del identity["out_dir"], identity["seed"]
-    key = hashlib.sha256(json.dumps(_plain(identity), sort_keys=True).encode()).hexdigest()[:12]
+    return {**identity, "score_training_images": scale.score_training_images}
+
+
+def run_config(comparison: Comparison, scale: Scale, arm: ResolvedArm, *, seed: int, runs_dir: Path,
+               device: str | None, data_path: str | None = None) -> TrainConfig:
+    """The training configuration of `arm` with `seed`, its out_dir the run's directory
+    `runs_dir/<model>-<key>/seed<k>`: the key a hash of `run_identity` (data and its subsets, model
+    and overrides, recipe, budget, device, what is scored), so that experiments sharing an arm
+    (every experiment's Xception baseline, say) train it once, and any other change trains anew."""
+    config = train_config(comparison, scale, arm, seed=seed, run_dir=Path("-"), device=device, data_path=data_path)
+    key = hashlib.sha256(json.dumps(run_identity(config, scale), sort_keys=True).encode()).hexdigest()[:12]
     return dataclasses.replace(config, out_dir=str(runs_dir / f"{arm.model}-{key}" / f"seed{seed}"))
 
 
-def _finished_record(config: TrainConfig, arm: ResolvedArm) -> RunRecord | None:
-    """The record in `config.out_dir` if a run of exactly `config` finished there."""
+def _finished_record(config: TrainConfig, scale: Scale, arm: ResolvedArm) -> RunRecord | None:
+    """The record in `config.out_dir` if a run of exactly `config`, scored as `scale` asks, finished there."""
     earlier = load_record(Path(config.out_dir))
-    if earlier is None or earlier.train_config != _plain(config.to_dict()):
+    if (earlier is None or earlier.train_config != _plain(config.to_dict())
+            or earlier.score_training_images != scale.score_training_images):
         return None
     return dataclasses.replace(earlier, arm=arm.label)  # another experiment may call this arm otherwise
 
 
-def previous_record(scale: Scale, data: ComparisonData, arm: ResolvedArm, *, seed: int, runs_dir: Path,
-                    device: str | None) -> RunRecord | None:
+def previous_record(comparison: Comparison, scale: Scale, arm: ResolvedArm, *, seed: int, runs_dir: Path,
+                    device: str | None, data_path: str | None = None) -> RunRecord | None:
     """The record of an earlier run of exactly this configuration, if there is one."""
-    return _finished_record(run_config(scale, data, arm, seed=seed, runs_dir=runs_dir, device=device), arm)
+    config = run_config(comparison, scale, arm, seed=seed, runs_dir=runs_dir, device=device, data_path=data_path)
+    return _finished_record(config, scale, arm)
 
 
-def run_arm(scale: Scale, data: ComparisonData, arm: ResolvedArm, *, seed: int, runs_dir: Path,
-            device: str | None) -> RunRecord:
-    """Train `arm` with `seed` (or reuse the record of an identical earlier run) and score it.
+def run_arm(comparison: Comparison, scale: Scale, data: ComparisonData, arm: ResolvedArm, *, seed: int,
+            runs_dir: Path, device: str | None, data_path: str | None = None) -> RunRecord:
+    """Train `arm` with `seed` on `data` (or reuse the record of an identical earlier run) and score it.
     Under torchrun every process trains; the first one scores and writes the record."""
-    config = run_config(scale, data, arm, seed=seed, runs_dir=runs_dir, device=device)
+    config = run_config(comparison, scale, arm, seed=seed, runs_dir=runs_dir, device=device, data_path=data_path)
     run_dir = Path(config.out_dir)
-    earlier = _finished_record(config, arm)
+    earlier = _finished_record(config, scale, arm)
     if earlier is not None:
         log.info("%s seed %d: reusing %s", arm.label, seed, run_dir)
         return earlier
@@ -186,6 +183,7 @@ def run_arm(scale: Scale, data: ComparisonData, arm: ResolvedArm, *, seed: int, 
         train={k: float(v) for k, v in train_metrics.items() if isinstance(v, (int, float))},
         wall_s=result.wall_s, steps=result.steps, run_dir=str(run_dir),
         train_config=_plain(config.to_dict()), runtime=resolved.get("runtime", {}),
+        score_training_images=scale.score_training_images,
     )
     if _is_main_process():
         record.save(run_dir)
@@ -235,13 +233,14 @@ def run_comparison(comparison: Comparison, scale: Scale, *, seeds: tuple[int, ..
         matched = f", matched to {arm.matched_to} ({arm.match.target:,})" if arm.match else ""
         log.info("arm %s: %s %s, %s parameters%s", arm.label, arm.model, arm.overrides, f"{arm.parameters:,}", matched)
     if not train:
-        found = {(a.label, s): previous_record(scale, data, a, seed=s, runs_dir=runs_dir, device=device)
+        found = {(a.label, s): previous_record(comparison, scale, a, seed=s, runs_dir=runs_dir, device=device,
+                                               data_path=data_path)
                  for s in seeds for a in arms}
         missing = [f"{label} seed {seed}" for (label, seed), record in found.items() if record is None]
         if missing:
             raise FileNotFoundError(f"no finished runs under {runs_dir} for: {', '.join(missing)}")
     speeds = {arm.label: measure_arm_speed(arm, scale, data, device=device) for arm in arms} if comparison.measure_speed else {}
-    records = [run_arm(scale, data, arm, seed=seed, runs_dir=runs_dir, device=device)
+    records = [run_arm(comparison, scale, data, arm, seed=seed, runs_dir=runs_dir, device=device, data_path=data_path)
                for seed in seeds for arm in arms]
     macs = {arm.label: count_macs(create_model(arm.model, num_classes=data.datasets.num_classes,
                                                in_channels=data.config.in_channels, **arm.overrides),
@@ -257,4 +256,4 @@ def train_one(comparison: Comparison, scale: Scale, *, arm: str, seed: int, runs
     data = build_comparison_data(comparison, scale, data_path=data_path)
     arms = resolve_arms(comparison, scale, num_classes=data.datasets.num_classes, in_channels=data.config.in_channels)
     chosen = next(a for a in arms if a.label == arm)
-    return run_arm(scale, data, chosen, seed=seed, runs_dir=runs_dir, device=device)
+    return run_arm(comparison, scale, data, chosen, seed=seed, runs_dir=runs_dir, device=device, data_path=data_path)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from xception.errors import UnknownNameError
+
 Task = Literal["fashion_mnist", "mosaic"]
 Family = Literal["xception", "inception_v3"]
 
@@ -63,7 +65,7 @@ class Comparison:
         for arm in self.arms:
             if arm.label == label:
                 return arm
-        raise KeyError(f"experiment {self.name!r} has no arm {label!r}; arms: {[a.label for a in self.arms]}")
+        raise UnknownNameError(f"experiment {self.name!r} has no arm {label!r}; arms: {[a.label for a in self.arms]}")
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ class RunRecord:
     run_dir: str
     train_config: dict[str, Any]  # `TrainConfig.to_dict()`: reused only when identical
     runtime: dict[str, Any]
+    score_training_images: bool | None = None  # whether `train` was measured (None: not recorded)
 
     def save(self, run_dir: Path) -> Path:
         path = Path(run_dir) / RECORD

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 
+from xception.errors import UnknownNameError
 from xception.experiments.definition import Comparison, SpeedTable
 
 # In the paper's order: Table 3, Table 1 / Figure 6, Table 2 / Figures 7-8, Figures 9 and 10,
@@ -16,5 +17,5 @@ NAMES: tuple[str, ...] = (
 def get_experiment(name: str) -> Comparison | SpeedTable:
     """The experiment `name`, or a KeyError that lists the valid names."""
     if name not in NAMES:
-        raise KeyError(f"unknown experiment {name!r}; valid: {', '.join(NAMES)}")
+        raise UnknownNameError(f"unknown experiment {name!r}; valid: {', '.join(NAMES)}")
     return importlib.import_module(f"xception.experiments.{name}").EXPERIMENT

@@ -7,6 +7,7 @@ import dataclasses
 import datetime
 import json
 import platform
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,18 @@ from xception.experiments.plots import (
     plot_tradeoff,
 )
 from xception.experiments.speed_table import SpeedTableRun
-from xception.experiments.statistics import summarize
+from xception.experiments.statistics import CONFIDENCE, POWER, summarize
 from xception.train.provenance import environment
 
 # The fields of a scale that Table 3 uses (the rest concern training).
 TABLE3_FIELDS = ("name", "table3_batch_size", "precision", "speed_warmup_steps", "speed_steps")
+
+VERDICT_RULE = (
+    f"A difference is called real only when the {CONFIDENCE:.0%} confidence interval of the difference of the "
+    "means over seeds excludes 0 (Welch's t, unequal variances; its two-sided p-value beside it). Where it does "
+    "not, *detectable* is the smallest true difference this design would have found: the difference at which "
+    f"the same test, with these seeds and the standard deviations observed, rejects with {POWER:.0%} probability "
+    "(noncentral t).")
 
 SCALE_NOTES = {
     "quick": "QUICK scale: a smoke-sized budget (small subsets, few epochs) to check the pipeline and see "
@@ -46,19 +54,39 @@ def machine() -> dict[str, Any]:
     return info
 
 
-def _header(title: str, scale: str, command: str, wall_s: float, env: dict[str, Any]) -> list[str]:
+def now() -> str:
+    """The date and time a report gives: UTC, to the minute."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a report's numbers come from: the command, the machine (`machine()`, with the git
+    commit) and the date they were measured; `rendered`, when the report was written again later
+    from its results.json, says by which command, at which commit and when."""
+
+    command: str
+    env: dict[str, Any]
+    date: str
+    rendered: str | None = None
+
+
+def _header(title: str, scale: str, provenance: Provenance, wall_s: float) -> list[str]:
+    env = provenance.env
     gpus = ", ".join(env["cuda_devices"]) or "none"
+    rendered = [f"- report written again from results.json (no retraining): {provenance.rendered}"]
     return [
         f"# {title}",
         "",
         f"> **{SCALE_NOTES.get(scale, scale)}**",
         "",
-        f"- command: `{command}`",
+        f"- command: `{provenance.command}`",
         f"- commit: `{env['git_commit']}`",
-        f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- date: {provenance.date}",
         f"- machine: {env['cpu_model']}, {env['cpus']} CPUs ({env['torch_threads']} torch threads), GPUs: {gpus}; "
         f"{env['platform']}; Python {env['python']}, torch {env['torch']}",
         f"- wall time: {wall_s:.0f} s ({wall_s / 60:.1f} min)",
+        *(rendered if provenance.rendered else []),
         "",
     ]
 
@@ -69,11 +97,14 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def write_comparison_report(run: ComparisonRun, out_dir: Path, *, command: str) -> Path:
+def write_comparison_report(run: ComparisonRun, out_dir: Path, *, command: str,
+                            provenance: Provenance | None = None) -> Path:
     """Write results.json, profile_steps.png, profile_wall.png, final.png (and tradeoff.png when
-    speeds were measured) and report.md into `out_dir`; return report.md's path."""
+    speeds were measured) and report.md into `out_dir`; return report.md's path. `provenance`
+    (default: `command` on this machine, now) is where the numbers come from."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    env = machine()
+    provenance = provenance or Provenance(command, machine(), now())
+    env, command = provenance.env, provenance.command
     comparison, headline = run.comparison, run.headline
     metric = METRIC_NAMES.get(headline, headline)
     plots = [*plot_profiles(run, out_dir), plot_final(run, out_dir)]
@@ -89,13 +120,12 @@ def write_comparison_report(run: ComparisonRun, out_dir: Path, *, command: str) 
     def cell(summary: Any) -> str:
         return summary.format(100) if summary is not None else "not scored"
 
-    lines = _header(f"{comparison.name}: {comparison.paper_ref}, {run.scale.name} scale", run.scale.name, command,
-                    run.wall_s, env)
+    lines = _header(f"{comparison.name}: {comparison.paper_ref}, {run.scale.name} scale", run.scale.name,
+                    provenance, run.wall_s)
     lines += [
         comparison.question,
         "",
-        f"Seeds: {', '.join(map(str, run.seeds))}. Every arm: the same data, recipe, budget and seeds. A difference "
-        "is called real only when the mean ± std intervals (sample std over seeds) do not overlap.",
+        f"Seeds: {', '.join(map(str, run.seeds))}. Every arm: the same data, recipe, budget and seeds. {VERDICT_RULE}",
         "",
         "## Networks",
         "",
@@ -121,11 +151,16 @@ def write_comparison_report(run: ComparisonRun, out_dir: Path, *, command: str) 
         speed = f" {run.speeds[arm.label].steps_per_s:.2f} |" if run.speeds else ""
         lines.append(f"| {arm.label} | {cell(scores(arm.label, 'test'))} | {cell(scores(arm.label, 'train'))} "
                      f"| {loss.format(1, 3)} | {mine[0].steps} | {wall.format(1, 0)} |{speed}")
-    lines += ["", "## Against the paper", "", "| paper | ours | verdict |", "|---|---|---|"]
+    lines += ["", "## Against the paper", "",
+              f"| paper | ours (mean ± std) | difference, 95% interval ({metric}, pp) | Welch p | detectable (pp) | verdict |",
+              "|---|---|---|---|---|---|"]
     for outcome in outcomes:
         ours = (f"{outcome.claim.better} {outcome.better.format(100)} vs {outcome.claim.worse} "
                 f"{outcome.worse.format(100)}")
-        lines.append(f"| {outcome.claim.paper} | {ours} | **{outcome.agreement}**: {outcome.sentence()} |")
+        d = outcome.difference
+        stats = (f"{d.format(100)} | {d.p_value:.3f} | {d.detectable * 100:.2f}" if d is not None
+                 else "one seed | - | -")
+        lines.append(f"| {outcome.claim.paper} | {ours} | {stats} | **{outcome.agreement}**: {outcome.sentence()} |")
     if any(o.agreement != "agrees" for o in outcomes):
         lines += ["", "Where this disagrees with the paper or cannot separate the arms, likely reasons (written "
                   "before the results): " + comparison.caveats]
@@ -142,12 +177,13 @@ def write_comparison_report(run: ComparisonRun, out_dir: Path, *, command: str) 
     (out_dir / "report.md").write_text("\n".join(lines))
     results = {
         "experiment": comparison.name, "paper_ref": comparison.paper_ref, "scale": dataclasses.asdict(run.scale),
-        "command": command, "machine": env, "wall_s": run.wall_s, "seeds": list(run.seeds), "headline": headline,
+        "command": command, "machine": env, "date": provenance.date, "rendered": provenance.rendered,
+        "wall_s": run.wall_s, "seeds": list(run.seeds), "headline": headline,
         "arms": [dataclasses.asdict(a) for a in run.arms],
         "summary": {a.label: {"test": scores(a.label, "test"), "train": scores(a.label, "train"),
                               "parameters": a.parameters} for a in run.arms},
         "claims": [{"paper": o.claim.paper, "better": o.claim.better, "worse": o.claim.worse, "expect": o.claim.expect,
-                    "verdict": o.verdict, "agreement": o.agreement} for o in outcomes],
+                    "difference": o.difference, "verdict": o.verdict, "agreement": o.agreement} for o in outcomes],
         "speeds": {k: dataclasses.asdict(v) for k, v in run.speeds.items()},
         "macs": run.macs,
         "runs": [dataclasses.asdict(r) for r in run.records],
@@ -159,10 +195,10 @@ def write_comparison_report(run: ComparisonRun, out_dir: Path, *, command: str) 
 def write_speed_table_report(run: SpeedTableRun, out_dir: Path, *, command: str) -> Path:
     """Write results.json, speed.png and report.md for Table 3 into `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    env = machine()
-    table = run.table
+    provenance = Provenance(command, machine(), now())
+    env, table = provenance.env, run.table
     plot = plot_speed_table(run, out_dir)
-    lines = _header(f"{table.name}: {table.paper_ref}, {run.scale.name} scale", run.scale.name, command, run.wall_s, env)
+    lines = _header(f"{table.name}: {table.paper_ref}, {run.scale.name} scale", run.scale.name, provenance, run.wall_s)
     lines += [
         table.question,
         "",
@@ -190,7 +226,7 @@ def write_speed_table_report(run: SpeedTableRun, out_dir: Path, *, command: str)
               "```", ""]
     (out_dir / "report.md").write_text("\n".join(lines))
     results = {"experiment": table.name, "paper_ref": table.paper_ref, "scale": dataclasses.asdict(run.scale),
-               "command": command, "machine": env, "wall_s": run.wall_s, "repeats": run.repeats,
+               "command": command, "machine": env, "date": provenance.date, "wall_s": run.wall_s, "repeats": run.repeats,
                "rows": [dataclasses.asdict(r) for r in run.rows], "paper": table.paper}
     (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
     return out_dir / "report.md"

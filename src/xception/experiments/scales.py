@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from xception.errors import UnknownFieldError, UnknownNameError
 from xception.train.config import Precision
 
 
@@ -135,9 +136,9 @@ SCALES: dict[str, Scale] = {s.name: s for s in (QUICK, FULL, IMAGENET)}
 def get_scale(name: str, **overrides: Any) -> Scale:
     """The named scale with `overrides` applied (unknown names and fields list the valid ones)."""
     if name not in SCALES:
-        raise KeyError(f"unknown scale {name!r}; valid: {', '.join(SCALES)}")
+        raise UnknownNameError(f"unknown scale {name!r}; valid: {', '.join(SCALES)}")
     valid = {f.name for f in dataclasses.fields(Scale)}
     unknown = sorted(set(overrides) - valid)
     if unknown:
-        raise TypeError(f"unknown scale field(s) {unknown}; valid: {', '.join(sorted(valid))}")
+        raise UnknownFieldError(f"unknown scale field(s) {unknown}; valid: {', '.join(sorted(valid))}")
     return dataclasses.replace(SCALES[name], **overrides)

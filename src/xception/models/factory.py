@@ -10,6 +10,9 @@ from torch import nn
 
 from xception.models.features import FeatureExtractor
 from xception.models.registry import get_entry, resolve_config
+from xception.models.weights import load_weights
+from xception.models.weights.download import weights_file
+from xception.models.weights.registry import WeightsEntry
 
 
 def create_model(
@@ -18,7 +21,7 @@ def create_model(
     num_classes: int = 1000,
     in_channels: int = 3,
     drop_rate: float = 0.0,
-    weights: str | os.PathLike | None = None,
+    weights: str | os.PathLike | WeightsEntry | None = None,
     features_only: bool = False,
     out_indices: Sequence[int] | None = None,
     **overrides: Any,
@@ -28,7 +31,9 @@ def create_model(
     `overrides` replace fields of the model's config, e.g. ``segments=4``, ``width=0.5``,
     ``residual=False``. `weights` is a file in any format `xception.models.weights` reads (the
     official Keras .h5 files, Keras 3 .weights.h5, timm/Cadene or torchvision state dicts, this
-    project's safetensors); the head is kept when its shape fits `num_classes`.
+    project's safetensors); the head is kept when its shape fits `num_classes`. It may also name
+    published weights of the model (`"imagenet"`, `"imagenet_notop"`, see `list_weights()`) or be a
+    `WeightsEntry`: the file is downloaded into the cache on first use and checked (docs/weights.md).
     The paper's dropout (0.5) belongs to the training recipe, so the default here is 0.
 
     ``features_only=True`` returns a `FeatureExtractor` (timm's interface): the trunk without its
@@ -42,9 +47,7 @@ def create_model(
     model = entry.build(config, num_classes=num_classes, in_channels=in_channels, drop_rate=drop_rate)
     model.model_name = name
     if weights is not None:
-        from xception.models.weights import load_weights
-
-        load_weights(model, weights)
+        load_weights(model, weights_file(name, weights))
     if features_only:
         model.reset_classifier(0)
         model.fc_layers = nn.Sequential()  # no head tensors left unused by a backbone

@@ -4,7 +4,7 @@ The paper trains it without the auxiliary tower, so there is none here. The elev
 modules are data: `InceptionV3Config.mixed` lists them by kind, and each kind is one class below.
 Module names are torchvision's (`Conv2d_1a_3x3.conv`, `Mixed_5b.branch1x1.bn`, ...), so a
 torchvision state dict maps one to one, except `fc` -> `classifier` and the dropped `AuxLogits`
-(see `weights_torchvision.py`). Numerics are torchvision's by default: BatchNorm epsilon 1e-3 with
+(see `weights/torchvision_inception_v3.py`). Numerics are torchvision's by default: BatchNorm epsilon 1e-3 with
 a learned scale (gamma), and a pool-branch average pool that counts its zero padding;
 `pool_counts_padding=False` with every gamma at 1 is Keras' `InceptionV3` (and TF-slim's) exactly.
 

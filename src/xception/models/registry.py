@@ -9,6 +9,7 @@ from typing import Any
 
 from torch import nn
 
+from xception.errors import UnknownFieldError, UnknownNameError
 from xception.models.inception_v3 import InceptionV3, InceptionV3Config
 from xception.models.xception import BlockSpec, Xception, XceptionConfig
 
@@ -124,7 +125,7 @@ def get_entry(name: str) -> ModelEntry:
     try:
         return MODELS[name]
     except KeyError:
-        raise KeyError(f"unknown model {name!r}; valid: {', '.join(list_models())}") from None
+        raise UnknownNameError(f"unknown model {name!r}; valid: {', '.join(list_models())}") from None
 
 
 def resolve_config(name: str, **overrides: Any) -> Any:
@@ -133,5 +134,5 @@ def resolve_config(name: str, **overrides: Any) -> Any:
     valid = {f.name for f in dataclasses.fields(config)}
     unknown = sorted(set(overrides) - valid)
     if unknown:
-        raise TypeError(f"unknown override(s) {unknown} for model {name!r}; valid: {', '.join(sorted(valid))}")
+        raise UnknownFieldError(f"unknown override(s) {unknown} for model {name!r}; valid: {', '.join(sorted(valid))}")
     return dataclasses.replace(config, **overrides)

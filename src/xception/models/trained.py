@@ -1,34 +1,76 @@
-"""A model trained by this project, rebuilt from its weight file alone: the file's metadata names the
-registered model, its overrides, classes and input channels."""
+"""A model with what inference needs to know about it, rebuilt from its weights alone.
+
+- A file written by this project (training, `xception convert`): its metadata names the registered
+  model, its overrides, classes, input channels and data preparation.
+- Published weights by name ("imagenet") or a foreign file (the official Keras .h5, a timm state
+  dict): the model is sized by the file's logistic layer, and the class names and preparation come
+  from the matching registry entry (`xception.models.convert.published_metadata`).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from torch import nn
 
+from xception.models.convert import build_from_file, published_metadata
 from xception.models.factory import create_model
 from xception.models.registry import get_entry
 from xception.models.weights import load_weights, read_metadata
+from xception.models.weights.native import model_metadata
+from xception.models.weights.registry import WeightsEntry
+
+logger = logging.getLogger(__name__)
+DEFAULT_MODEL = "xception"  # what a foreign file or a weights name is for when no model is named
 
 
-def load_trained_model(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
-    """The model saved in `path` (a file written by `save_weights`, as training does) in eval
-    mode, and the file's metadata (model_name, num_classes, class_names, data, ...)."""
-    metadata = read_metadata(path)
+def load_trained_model(
+    weights: str | os.PathLike | WeightsEntry, *, model_name: str | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The model in eval mode and its metadata (model_name, num_classes, in_channels, class_names,
+    data, ...). `model_name` picks the model of a weights name or a foreign file (default
+    "xception"); for our own files it must agree with the file's, which names its model."""
+    metadata = _our_metadata(weights)
+    if metadata is None:
+        return _foreign_model(weights, model_name or DEFAULT_MODEL)
     name = metadata.get("model_name")
     if not name:
-        raise ValueError(f"{path} does not name its model; it was not written by xception training")
+        raise ValueError(f"{weights} does not name its model; it was not written by xception training")
+    if model_name not in (None, name):
+        raise ValueError(f"{weights} holds {name!r}, not {model_name!r}; drop the model name or pick {name!r}")
     base = json.loads(json.dumps(dataclasses.asdict(get_entry(name).config)))
     saved = metadata.get("config") or {}
     overrides = {k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items()
                  if k in base and v != base[k] and not isinstance(v, dict) and not _is_spec_list(v)}
     model = create_model(name, num_classes=metadata["num_classes"], in_channels=metadata["in_channels"], **overrides)
-    load_weights(model, path)
+    load_weights(model, weights)
     return model.eval(), metadata
+
+
+def _foreign_model(weights: str | os.PathLike | WeightsEntry, model_name: str) -> tuple[nn.Module, dict[str, Any]]:
+    model, _ = build_from_file(weights, model_name=model_name)
+    published = published_metadata(weights, model)
+    if published is None:
+        raise ValueError(
+            f"{weights} records no class names or data preparation and its head ({model.num_classes} "
+            f"classes) is not that of published {model_name} weights; train or convert it with this project"
+        )
+    return model, {**model_metadata(model), **published}
+
+
+def _our_metadata(weights: str | os.PathLike | WeightsEntry) -> dict[str, Any] | None:
+    """The metadata of a file this project wrote, or None for anything else (names, foreign files)."""
+    if isinstance(weights, WeightsEntry) or not Path(weights).is_file():
+        return None
+    try:
+        return read_metadata(weights)
+    except ValueError:
+        return None
 
 
 def _is_spec_list(value: Any) -> bool:

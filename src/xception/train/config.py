@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from xception.data.config import BAD_IMAGE_POLICIES, DEFAULT_BAD_IMAGES, MAX_BAD_FRACTION, BadImagePolicy
+from xception.errors import UnknownFieldError
+
 if TYPE_CHECKING:
     from xception.data import DataConfig
 
@@ -55,6 +58,8 @@ class TrainConfig:
     log_every_steps: int = 20
     progress: bool = True
     tensorboard: bool = True
+    bad_images: BadImagePolicy = DEFAULT_BAD_IMAGES  # "skip": leave unreadable images out (xception.data.bad_images)
+    bad_image_fraction: float = MAX_BAD_FRACTION  # "skip" stops when more of a split than this is unreadable
 
     def check(self) -> None:
         """Fail with a message naming the option when this config cannot run here: unknown model,
@@ -84,6 +89,10 @@ class TrainConfig:
             raise ValueError(f"epochs must be > 0, got {self.epochs}")
         if self.cpu_threads is not None and self.cpu_threads < 1:
             raise ValueError(f"cpu_threads must be >= 1, got {self.cpu_threads}")
+        if self.bad_images not in BAD_IMAGE_POLICIES:
+            raise ValueError(f"bad_images must be one of {', '.join(BAD_IMAGE_POLICIES)}, got {self.bad_images!r}")
+        if not 0.0 <= self.bad_image_fraction <= 1.0:
+            raise ValueError(f"bad_image_fraction must be in [0, 1], got {self.bad_image_fraction}")
         if self.evals_per_epoch < 1:
             raise ValueError(f"evals_per_epoch must be >= 1, got {self.evals_per_epoch}")
         if self.data.path is not None and not Path(self.data.path).exists():
@@ -104,13 +113,13 @@ class TrainConfig:
         valid = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - valid)
         if unknown:
-            raise TypeError(f"unknown training option(s) {unknown}; valid: {', '.join(sorted(valid))}")
+            raise UnknownFieldError(f"unknown training option(s) {unknown}; valid: {', '.join(sorted(valid))}")
         data = values.pop("data")
         if isinstance(data, dict):
             data_valid = {f.name for f in dataclasses.fields(DataConfig)}
             bad = sorted(set(data) - data_valid)
             if bad:
-                raise TypeError(f"unknown data option(s) {bad}; valid: {', '.join(sorted(data_valid))}")
+                raise UnknownFieldError(f"unknown data option(s) {bad}; valid: {', '.join(sorted(data_valid))}")
             data = DataConfig(**data)
         return cls(data=data, **values)
 

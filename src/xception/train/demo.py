@@ -7,51 +7,10 @@ evaluates on the official 10,000 test images.
 
 from __future__ import annotations
 
-import logging
 import os
-import shutil
-import subprocess
-from pathlib import Path
 
 from xception.data import DataConfig
-from xception.data.fashion_mnist import DEBIAN_DIR, ensure_fashion_mnist
 from xception.train.config import TrainConfig
-
-log = logging.getLogger(__name__)
-
-DEBIAN_PACKAGE = "dataset-fashion-mnist"
-
-
-def obtain_fashion_mnist(path: str | None = None) -> Path:
-    """The Fashion-MNIST directory: `path`, Debian's package (installed now when apt-get is usable),
-    or the official download; else a FileNotFoundError that says exactly what to do."""
-    try:
-        return ensure_fashion_mnist(path, download=False)
-    except FileNotFoundError:
-        if path is not None:
-            raise
-    if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
-        log.info("installing Fashion-MNIST with apt-get install %s", DEBIAN_PACKAGE)
-        for command in (["apt-get", "install", "-y", "-q", DEBIAN_PACKAGE], ["apt-get", "update", "-q"],
-                        ["apt-get", "install", "-y", "-q", DEBIAN_PACKAGE]):
-            done = subprocess.run(command, capture_output=True, text=True, timeout=600,
-                                  env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-            if command[1] == "install" and done.returncode == 0:
-                break
-        try:
-            return ensure_fashion_mnist(None, download=False)
-        except FileNotFoundError:
-            log.info("apt-get could not install %s; trying the official download", DEBIAN_PACKAGE)
-    try:
-        return ensure_fashion_mnist(None, download=True)
-    except (FileNotFoundError, OSError) as error:
-        raise FileNotFoundError(
-            f"could not obtain Fashion-MNIST ({error}). Do one of: `sudo apt-get install {DEBIAN_PACKAGE}` "
-            f"(files in {DEBIAN_DIR}); or download train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
-            "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz from "
-            "https://github.com/zalandoresearch/fashion-mnist (data/fashion) into a directory DIR and run "
-            "`xception demo --data DIR`."
-        ) from None
 
 
 def idle_cpu_threads() -> int:

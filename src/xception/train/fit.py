@@ -23,7 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from xception.data.bad_images import BadImageRecord
 from xception.data.loader import build_loader, default_num_workers
+from xception.data.summary import split_size
 from xception.distributed import (
     DistributedContext,
     all_gather_objects,
@@ -141,6 +143,9 @@ def fit(config: TrainConfig, *, datasets: Any | None = None) -> TrainResult:
         batch_size=config.batch_size, average=average, grad_clip_norm=recipe.grad_clip_norm, scaler=scaler,
     )
 
+    bad_train, bad_val = (BadImageRecord(config.bad_images, split=split, split_size=split_size(data),
+                                         max_fraction=config.bad_image_fraction)
+                          for split, data in (("training", datasets.train), ("validation", datasets.val)))
     run_dir = Path(config.out_dir)
     history: list[EvalRecord] = []
     best_metric, wall_before = -math.inf, 0.0
@@ -156,6 +161,7 @@ def fit(config: TrainConfig, *, datasets: Any | None = None) -> TrainResult:
         wall_before = state["progress"]["wall_s"]
         best_metric = state["progress"]["best_metric"]
         history = [EvalRecord(**r) for r in state["history"]]
+        bad_train.paths.update(state.get("bad_images", {}))
         ranks = state["rng"]
         restore_rng_state(ranks[context.rank] if context.rank < len(ranks) else ranks[0])
         if context.is_main:
@@ -178,7 +184,7 @@ def fit(config: TrainConfig, *, datasets: Any | None = None) -> TrainResult:
     eval_model = average if average is not None else module
     val_loader = build_loader(datasets.val, batch_size=max(micro_batch, 64), training=False, rank=context.rank,
                               world_size=context.world_size, seed=config.seed, num_workers=num_workers,
-                              pin_memory=context.device.type == "cuda")
+                              pin_memory=context.device.type == "cuda", bad_images=bad_val)
 
     def checkpoint_state() -> dict[str, Any]:
         return {
@@ -199,6 +205,7 @@ def fit(config: TrainConfig, *, datasets: Any | None = None) -> TrainResult:
             "class_names": list(datasets.class_names),
             "git_commit": git_commit(),
             "history": [dataclasses.asdict(r) for r in history],
+            "bad_images": bad_train.gather(),  # training files skipped so far, so a resumed run counts them
         }
 
     def export_weights(name: str, metrics: dict[str, Any]) -> None:
@@ -227,7 +234,8 @@ def fit(config: TrainConfig, *, datasets: Any | None = None) -> TrainResult:
         loader = build_loader(datasets.train, batch_size=micro_batch, training=True, rank=context.rank,
                               world_size=context.world_size, seed=config.seed, epoch=epoch,
                               num_workers=num_workers, pin_memory=context.device.type == "cuda",
-                              global_batch=config.batch_size, start_batch=trainer.step % steps_per_epoch)
+                              global_batch=config.batch_size, start_batch=trainer.step % steps_per_epoch,
+                              bad_images=bad_train)
         for micro_batches in _groups(iter(loader), accumulation):
             loss = trainer.train_step(micro_batches)
             if not math.isfinite(loss):
@@ -255,6 +263,8 @@ def fit(config: TrainConfig, *, datasets: Any | None = None) -> TrainResult:
                 train_loss = float(all_reduce_sum(torch.tensor(since_eval_loss / since_eval_steps))) / context.world_size
                 since_eval_loss, since_eval_steps = 0.0, 0
                 scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+                if config.bad_images == "skip":
+                    scalars["train_bad_images"] = len(bad_train.gather())
                 record = EvalRecord(epoch=trainer.step / steps_per_epoch, step=trainer.step, samples=trainer.samples,
                                     wall_s=wall_before + time.perf_counter() - start, train_loss=train_loss,
                                     lr=lr, metrics=scalars)

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
-import tomllib
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the same parser, as its PyPI backport (a dependency on Python 3.10)
+    import tomli as tomllib
 
+from xception.errors import UnknownNameError
 from xception.train.config import TrainConfig
 
 _NESTED = {"model": "model_overrides", "recipe": "recipe_overrides", "data": "data"}
@@ -53,12 +58,12 @@ def apply_overrides(values: dict[str, Any], assignments: list[str]) -> dict[str,
         head, dot, rest = key.partition(".")
         if dot:
             if head not in _NESTED:
-                raise KeyError(f"unknown --set group {head!r} in {key!r}; valid: {', '.join(_NESTED)} "
+                raise UnknownNameError(f"unknown --set group {head!r} in {key!r}; valid: {', '.join(_NESTED)} "
                                "(e.g. recipe.lr=0.01, model.width=0.5, data.crop_padding=4)")
             values[_NESTED[head]][rest] = parse_value(text)
         elif key in top and key not in _NESTED.values():
             values[key] = parse_value(text)
         else:
-            raise KeyError(f"unknown --set key {key!r}; valid: {', '.join(sorted(top - set(_NESTED.values())))} "
+            raise UnknownNameError(f"unknown --set key {key!r}; valid: {', '.join(sorted(top - set(_NESTED.values())))} "
                            "or data.FIELD, model.FIELD, recipe.FIELD")
     return values

@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from xception.errors import UnknownFieldError, UnknownNameError
+
 Optimizer = Literal["sgd", "rmsprop"]
 Schedule = Literal["staircase", "cosine"]
 Loss = Literal["softmax", "sigmoid"]
@@ -56,7 +58,7 @@ class Recipe:
         """The weight decay for a model family, or a KeyError naming the families this recipe knows."""
         table = dict(self.weight_decay)
         if family not in table:
-            raise KeyError(f"recipe {self.name!r} has no weight decay for model family {family!r}; "
+            raise UnknownNameError(f"recipe {self.name!r} has no weight decay for model family {family!r}; "
                            f"it knows {sorted(table)} (set one with --set recipe.weight_decay=...)")
         return table[family]
 
@@ -158,10 +160,10 @@ def list_recipes() -> list[str]:
 def get_recipe(name: str, **overrides: Any) -> Recipe:
     """The recipe `name` with `overrides` applied; unknown names and fields list the valid ones."""
     if name not in RECIPES:
-        raise KeyError(f"unknown recipe {name!r}; valid: {', '.join(list_recipes())}")
+        raise UnknownNameError(f"unknown recipe {name!r}; valid: {', '.join(list_recipes())}")
     recipe = RECIPES[name]
     valid = {f.name for f in dataclasses.fields(Recipe)}
     unknown = sorted(set(overrides) - valid)
     if unknown:
-        raise TypeError(f"unknown recipe field(s) {unknown}; valid: {', '.join(sorted(valid))}")
+        raise UnknownFieldError(f"unknown recipe field(s) {unknown}; valid: {', '.join(sorted(valid))}")
     return dataclasses.replace(recipe, **overrides)

@@ -4,13 +4,10 @@
   calls); fails naming the first tensor that does not fit.
 - `save_weights(model, path, *, metadata=None)`: this project's format (safetensors + JSON identity).
 - `read_metadata(path)`: that identity.
-- `convert_weights(src, dst, *, model_name, num_classes=None)`: any supported file -> our format
-  (what `xception convert` calls).
 See docs/weights.md for the formats and what differs between Keras, timm and this project.
 """
 
-from xception.models.weights.convert import convert_weights
 from xception.models.weights.load import load_weights
 from xception.models.weights.native import read_metadata, save_weights
 
-__all__ = ["convert_weights", "load_weights", "read_metadata", "save_weights"]
+__all__ = ["load_weights", "read_metadata", "save_weights"]

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from xception.models.weights.assign import SourceTensor
+from xception.models.xception import Xception
 
 LayerKind = Literal["conv", "sepconv", "bn", "dense"]
 
@@ -69,8 +70,6 @@ def keras_layers(model: nn.Module) -> list[KerasLayer]:
     `predictions`, so a model with `fc_layers` has nothing to match them with.
     Raises ValueError for a model that is not an Xception.
     """
-    from xception.models.xception import Xception
-
     if not isinstance(model, Xception):
         raise ValueError(
             f"Keras Xception weights load into Xception models only, not {type(model).__name__}; "

@@ -5,7 +5,7 @@ Keras HDF5 (the official Keras 2 files and Keras 3 `.weights.h5`) -> `keras_h5`;
 safetensors or torch.save state dicts with this project's keys (our own files) as they are;
 timm `legacy_xception` / Cadene keys -> `timm_xception`;
 timm aligned Xception keys (`xception41` ...) -> `timm_aligned`;
-torchvision Inception V3 keys -> `xception.models.weights_torchvision`.
+torchvision Inception V3 keys -> `xception.models.weights.torchvision_inception_v3`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from xception.models.weights.sniff import sniff_format
 from xception.models.weights.tensor_files import read_tensor_file
 from xception.models.weights.timm_aligned import from_timm_aligned, looks_like_timm_aligned
 from xception.models.weights.timm_xception import from_timm_xception, looks_like_timm_xception
+from xception.models.weights.torchvision_inception_v3 import convert_torchvision_inception_v3
 
 _TORCHVISION_INCEPTION_KEY = "Conv2d_1a_3x3.conv.weight"
 
@@ -34,7 +35,7 @@ def read_state(path: str | os.PathLike, model: nn.Module) -> tuple[dict[str, Sou
         return read_keras_h5(path, model), None
     tensors, raw_metadata = read_tensor_file(path, fmt)
     metadata = parse_metadata(raw_metadata)
-    return _rename(tensors, model, origin=str(path)), metadata
+    return _rename(tensors, model), metadata
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
@@ -50,7 +51,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     return model
 
 
-def _rename(tensors: dict[str, torch.Tensor], model: nn.Module, *, origin: str) -> dict[str, SourceTensor]:
+def _rename(tensors: dict[str, torch.Tensor], model: nn.Module) -> dict[str, SourceTensor]:
     keys = list(tensors)
     if looks_like_timm_xception(keys):
         return from_timm_xception(tensors, model)
@@ -58,13 +59,6 @@ def _rename(tensors: dict[str, torch.Tensor], model: nn.Module, *, origin: str) 
         return from_timm_aligned(tensors, model)
     # Our InceptionV3 keeps torchvision's module names; only torchvision's has `fc` and `AuxLogits`.
     if _TORCHVISION_INCEPTION_KEY in tensors and any(k.startswith(("fc.", "AuxLogits.")) for k in keys):
-        try:
-            from xception.models.weights_torchvision import convert_torchvision_inception_v3
-        except ImportError:
-            raise ValueError(
-                f"{origin} holds torchvision Inception V3 weights, which this installation cannot "
-                "convert (xception.models.weights_torchvision is missing)"
-            ) from None
         converted = convert_torchvision_inception_v3(tensors)
         return {key: SourceTensor(value, f"torchvision:{key}") for key, value in converted.items()}
     return {key: SourceTensor(value, key) for key, value in tensors.items()}

@@ -17,6 +17,9 @@ from typing import Any
 
 from torch import nn
 
+from xception.models.weights.sniff import sniff_format
+from xception.models.weights.tensor_files import read_tensor_file
+
 FORMAT_VERSION = 1
 METADATA_KEY = "xception"
 _RESERVED = ("format_version", "model_name", "config", "num_classes", "in_channels")
@@ -66,9 +69,6 @@ def save_weights(model: nn.Module, path: str | os.PathLike, *, metadata: dict[st
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The metadata `save_weights` wrote into `path`; ValueError for any other file."""
-    from xception.models.weights.sniff import sniff_format
-    from xception.models.weights.tensor_files import read_tensor_file
-
     fmt = sniff_format(path)
     if fmt != "safetensors":
         raise ValueError(f"{str(path)!r} is a {fmt} file; only files written by save_weights carry metadata")

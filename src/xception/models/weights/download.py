@@ -1,0 +1,133 @@
+"""Fetching a registered weight file into the cache, once, checked.
+
+The cache is `$XCEPTION_HOME/weights/` (default `~/.cache/xception/weights/`). A download streams into
+a temporary file in that folder with a progress bar, is checked against the entry's checksum, and only
+then is renamed into place (atomic on one file system), so the cache never holds a partial or wrong
+file; a failed download leaves nothing behind. A cached file is used without any network access.
+`$XCEPTION_WEIGHTS_URL` replaces the publishers' URLs by `<that base>/<file name>` (a mirror, a
+local server).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tqdm import tqdm
+
+from xception.models.weights.registry import Checksum, WeightsEntry, find_weights, list_weights
+
+HOME_VARIABLE = "XCEPTION_HOME"
+URL_VARIABLE = "XCEPTION_WEIGHTS_URL"
+_CHUNK = 1 << 20
+_TIMEOUT_S = 30
+
+
+class ChecksumError(ValueError):
+    """A downloaded file whose checksum is not the published one, or that stopped short (it was deleted)."""
+
+
+class WeightsUnavailableError(FileNotFoundError):
+    """A registered weight file that is not in the cache and that no URL delivered."""
+
+
+def weights_home() -> Path:
+    """The folder that holds downloaded weight files."""
+    home = os.environ.get(HOME_VARIABLE)
+    return (Path(home).expanduser() if home else Path.home() / ".cache" / "xception") / "weights"
+
+
+def cached_path(entry: WeightsEntry) -> Path:
+    """Where `entry`'s file is (or will be) in the cache."""
+    return weights_home() / entry.file_name
+
+
+def entry_urls(entry: WeightsEntry) -> tuple[str, ...]:
+    """The URLs to try, in order: `$XCEPTION_WEIGHTS_URL/<file name>` when set, else the publishers'."""
+    base = os.environ.get(URL_VARIABLE)
+    return (f"{base.rstrip('/')}/{entry.file_name}",) if base else entry.urls
+
+
+def fetch_weights(entry: WeightsEntry, *, progress: bool = True) -> Path:
+    """The path of `entry`'s file in the cache, downloaded and checked first if it is not there.
+
+    Tries each URL in turn while the network fails; raises WeightsUnavailableError naming the URLs and the
+    exact path to put the file at when none answers, and ChecksumError when a file arrives but is
+    not the published one.
+    """
+    path = cached_path(entry)
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    failures = []
+    for url in entry_urls(entry):
+        try:
+            _download_checked(url, path, entry.checksum, progress=progress)
+            return path
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
+            failures.append(f"{url}: {getattr(error, 'reason', error)}")
+    raise WeightsUnavailableError(
+        f"cannot download the weights {entry.key!r} ({'; '.join(failures)}). Without network, download "
+        f"{entry.urls[0]} elsewhere and put it at {path} (set ${HOME_VARIABLE} to use another cache folder)"
+    )
+
+
+def _download_checked(url: str, path: Path, checksum: Checksum, *, progress: bool) -> None:
+    """Stream `url` into a temporary file beside `path`, check it, rename it to `path`; or delete it."""
+    digest = hashlib.new(checksum.algorithm)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response:
+            expected_size = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=expected_size, unit="B", unit_scale=True, desc=path.name, file=sys.stderr,
+                      disable=not progress) as bar:
+                try:
+                    while chunk := response.read(_CHUNK):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        bar.update(len(chunk))
+                except http.client.IncompleteRead as error:
+                    raise ChecksumError(
+                        f"the download from {url} stopped after {bar.n + len(error.partial)} of {expected_size} "
+                        f"bytes, so it cannot have the published {checksum.algorithm} {checksum.digest}; it was "
+                        "deleted. Try again, or put the right file at " + str(path)
+                    ) from None
+        actual = digest.hexdigest()
+        if not actual.startswith(checksum.digest):
+            kind = "prefix " if len(checksum.digest) < len(actual) else ""
+            raise ChecksumError(
+                f"the file downloaded from {url} has {checksum.algorithm} {actual}, not the published "
+                f"{kind}{checksum.digest} ({checksum.source}); it was deleted. A truncated download or a "
+                "wrong mirror: try again, or put the right file at " + str(path)
+            )
+        os.replace(temporary, path)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+def weights_file(model_name: str, weights: str | os.PathLike | WeightsEntry) -> str | os.PathLike:
+    """The file to load for `create_model(model_name, weights=weights)`: a registered entry (the object,
+    or its name such as "imagenet") is fetched into the cache; any other string is a path, as is."""
+    entry = weights if isinstance(weights, WeightsEntry) else None
+    if entry is None and isinstance(weights, str):
+        entry = find_weights(model_name, weights)
+        if entry is None and _looks_like_a_name(weights):
+            raise ValueError(
+                f"{weights!r} is neither a weight file nor registered weights of {model_name!r} "
+                f"(registered: {', '.join(list_weights(model_name)) or 'none'}); give a path or one of those"
+            )
+    if entry is None:
+        return weights
+    if entry.model_name != model_name:
+        raise ValueError(f"the weights {entry.key!r} are for {entry.model_name!r}, not {model_name!r}")
+    return fetch_weights(entry)
+
+
+def _looks_like_a_name(text: str) -> bool:
+    return not Path(text).exists() and not Path(text).suffix and os.sep not in text and "/" not in text

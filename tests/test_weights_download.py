@@ -1,0 +1,109 @@
+"""Published weights by name: downloaded once into the cache with a progress bar, checked against the
+published checksum, moved into place atomically, then used offline. A loopback server on 127.0.0.1
+serves a file in the official Keras layout (random weights); no test touches the internet."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import torch
+
+from official_weights import FileServer, pointed_at, write_official_xception
+from xception import create_model
+from xception.models.weights import download
+from xception.models.weights.download import ChecksumError, WeightsUnavailableError, fetch_weights
+from xception.models.weights.registry import WEIGHTS, XCEPTION_IMAGENET
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Keras' numpy 2 notices
+
+
+@pytest.fixture(scope="module")
+def official_file(tmp_path_factory):
+    return write_official_xception(tmp_path_factory.mktemp("official") / XCEPTION_IMAGENET.file_name)
+
+
+@pytest.fixture
+def server(official_file):
+    served = FileServer({official_file.name: official_file.read_bytes()})
+    yield served
+    served.close()
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch, server):
+    """An empty $XCEPTION_HOME and $XCEPTION_WEIGHTS_URL pointing at the loopback server."""
+    monkeypatch.setenv("XCEPTION_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XCEPTION_WEIGHTS_URL", server.url)
+    return tmp_path / "home" / "weights"
+
+
+def test_fetch_weights_downloads_with_progress_checks_and_then_works_offline(official_file, server, cache, capsys):
+    entry = pointed_at(XCEPTION_IMAGENET, official_file)
+    path = fetch_weights(entry)
+    assert path == cache / official_file.name
+    assert path.read_bytes() == official_file.read_bytes()
+    assert "100%" in capsys.readouterr().err  # tqdm's bar on stderr
+    assert sorted(p.name for p in cache.iterdir()) == [official_file.name]  # no temporary file left
+    server.close()  # offline from now on
+    assert fetch_weights(entry) == path
+    assert server.requests == 1
+
+
+@pytest.mark.parametrize("mode", ["corrupt", "truncated"])
+def test_fetch_weights_rejects_a_bad_download_naming_url_and_checksum_and_leaves_nothing(
+    mode, official_file, server, cache
+):
+    entry = pointed_at(XCEPTION_IMAGENET, official_file)
+    server.mode = mode
+    with pytest.raises(ChecksumError) as error:
+        fetch_weights(entry, progress=False)
+    message = str(error.value)
+    assert f"{server.url}/{official_file.name}" in message
+    assert entry.checksum.digest in message
+    assert list(cache.iterdir()) == []
+
+
+def test_fetch_weights_without_network_names_the_url_and_the_exact_path(tmp_path, monkeypatch):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("XCEPTION_HOME", str(tmp_path))
+    monkeypatch.setenv("XCEPTION_WEIGHTS_URL", f"http://127.0.0.1:{port}")
+    with pytest.raises(WeightsUnavailableError) as error:
+        fetch_weights(XCEPTION_IMAGENET, progress=False)
+    message = str(error.value)
+    assert XCEPTION_IMAGENET.urls[0] in message
+    assert str(tmp_path / "weights" / XCEPTION_IMAGENET.file_name) in message
+    assert list((tmp_path / "weights").iterdir()) == []
+
+
+def test_entry_urls_default_to_the_publishers_mirrors(monkeypatch):
+    monkeypatch.delenv("XCEPTION_WEIGHTS_URL", raising=False)
+    assert download.entry_urls(XCEPTION_IMAGENET) == XCEPTION_IMAGENET.urls
+    assert len(XCEPTION_IMAGENET.urls) == 2
+    monkeypatch.setenv("XCEPTION_WEIGHTS_URL", "http://mirror.example/xception/")
+    assert download.entry_urls(XCEPTION_IMAGENET) == (f"http://mirror.example/xception/{XCEPTION_IMAGENET.file_name}",)
+
+
+def test_weights_home_defaults_to_the_user_cache(monkeypatch, tmp_path):
+    monkeypatch.delenv("XCEPTION_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert download.weights_home() == tmp_path / ".cache" / "xception" / "weights"
+
+
+def test_create_model_with_an_entry_loads_the_downloaded_file(official_file, cache, monkeypatch):
+    entry = pointed_at(XCEPTION_IMAGENET, official_file)
+    by_entry = create_model("xception", weights=entry).state_dict()
+    from_file = create_model("xception", weights=official_file).state_dict()
+    assert all(torch.equal(by_entry[key], from_file[key]) for key in from_file)
+    monkeypatch.setitem(WEIGHTS, entry.key, entry)  # the registry pointed at the test file
+    by_name = create_model("xception", weights="imagenet").state_dict()
+    assert all(torch.equal(by_name[key], from_file[key]) for key in from_file)
+
+
+def test_create_model_rejects_unknown_names_and_other_models_weights():
+    with pytest.raises(ValueError, match=r"'imagnet' is neither a weight file nor registered weights of 'xception'.*imagenet_notop"):
+        create_model("xception", weights="imagnet")
+    with pytest.raises(ValueError, match=r"'inception_v3.imagenet' are for 'inception_v3', not 'xception'"):
+        create_model("xception", weights="inception_v3.imagenet")
