@@ -18,6 +18,7 @@ BUILDERS: dict[str, tuple[str, str]] = {
     "imagefolder": ("xception.data.imagefolder", "build_imagefolder"),
     "multilabel": ("xception.data.manifest", "build_multilabel"),
     "mosaic": ("xception.data.mosaic", "build_mosaic"),
+    "mosaic_masks": ("xception.data.mosaic_masks", "build_mosaic_masks"),  # per-pixel labels
     "webdataset": ("xception.data.shards", "build_webdataset"),
 }
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from torch import nn
 
 from xception.errors import UnknownFieldError, UnknownNameError
+from xception.models.deeplab import DeepLabV3Plus, DeepLabV3PlusConfig
 from xception.models.inception_v3 import InceptionV3, InceptionV3Config
 from xception.models.xception import BlockSpec, Xception, XceptionConfig
 
@@ -23,6 +24,7 @@ class ModelEntry:
     config: Any  # a frozen dataclass; create_model's overrides replace its fields
     input_size: int  # the default (and the paper's) square input size in pixels
     description: str
+    task: Literal["classification", "segmentation"] = "classification"
 
 
 _PAPER = XceptionConfig()
@@ -70,6 +72,18 @@ _PREACT_EXIT = (_ALIGNED_EXIT[0], BlockSpec((1536, 1536, 2048), residual=False, 
 _ALIGNED_41P = dataclasses.replace(_ALIGNED_41, exit_flow=_PREACT_EXIT, bn_eps=1e-5, **_PREACT)
 _ALIGNED_65P = dataclasses.replace(_ALIGNED_65, exit_flow=_PREACT_EXIT, **_PREACT)
 
+# DeepLabV3+ for Fashion-MNIST mosaics (56 px, 2x2 tiles) on a CPU: xception_small at output
+# stride 8 gives a 7x7 map, so the rates scale down with it (DeepLab's 12/24/36 are for 65x65
+# maps at 513 px: past the map's edge a 3x3 atrous kernel only sees its centre), and 64 channels.
+_DEEPLAB_SMALL = DeepLabV3PlusConfig(
+    backbone="xception_small",
+    output_stride=8,
+    atrous_rates=(2, 4, 6),
+    aspp_channels=64,
+    low_level_channels=24,
+    decoder_channels=64,
+)
+
 _ENTRIES: tuple[ModelEntry, ...] = (
     ModelEntry("xception", Xception, _PAPER, 299, "Figure 5 and Keras Applications' Xception"),
     ModelEntry(
@@ -106,6 +120,22 @@ _ENTRIES: tuple[ModelEntry, ...] = (
     ModelEntry("xception71", Xception, _ALIGNED_71, 299, "DeepLab's aligned Xception-71: 5 entry modules"),
     ModelEntry("xception41p", Xception, _ALIGNED_41P, 299, "Aligned Xception-41, pre-activation (timm's ra3)"),
     ModelEntry("xception65p", Xception, _ALIGNED_65P, 299, "Aligned Xception-65, pre-activation (timm's ra3)"),
+    ModelEntry(
+        "deeplabv3plus",
+        DeepLabV3Plus,
+        DeepLabV3PlusConfig(),
+        513,
+        "DeepLabV3+ on xception65 at output stride 16 (ASPP 6/12/18)",
+        task="segmentation",
+    ),
+    ModelEntry(
+        "deeplabv3plus_small",
+        DeepLabV3Plus,
+        _DEEPLAB_SMALL,
+        56,
+        "DeepLabV3+ on xception_small, output stride 8, for Fashion-MNIST mosaics",
+        task="segmentation",
+    ),
     ModelEntry("inception_v3", InceptionV3, InceptionV3Config(), 299, "The paper's baseline: Inception V3, no auxiliary tower"),
     ModelEntry(
         "inception_v3_small", InceptionV3, _INCEPTION_SMALL, 28, "Inception V3 scaled like xception_small (28-64 px)"

@@ -33,8 +33,8 @@ from xception.distributed import (
     barrier,
     init_distributed,
 )
-from xception.eval.evaluate import evaluate
 from xception.models import create_model
+from xception.models.registry import get_entry
 from xception.models.weights import save_weights
 from xception.runtime import RuntimeSettings, fastest_settings, retain_freed_memory
 from xception.train.averaging import ModelAverage
@@ -48,12 +48,12 @@ from xception.train.checkpoint import (
 )
 from xception.train.config import EvalRecord, TrainConfig, TrainResult
 from xception.train.logbook import Logbook, plot_curves
-from xception.train.loss import ClassificationLoss
 from xception.train.optimizer import build_optimizer
 from xception.train.provenance import environment, git_commit
 from xception.train.recipes import get_recipe
 from xception.train.schedule import build_schedule
 from xception.train.step import Trainer
+from xception.train.task import build_task
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ FINAL_WEIGHTS = "weights.safetensors"  # the evaluated weights at the end of tra
 BEST_WEIGHTS = "best.safetensors"  # those of the best evaluation
 
 # Fields of TrainConfig that must not change on resume: they define the optimisation itself.
-_RESUME_INVARIANT = ("model", "model_overrides", "recipe", "recipe_overrides", "batch_size", "seed", "data")
+_RESUME_INVARIANT = ("task", "model", "model_overrides", "recipe", "recipe_overrides", "batch_size", "seed", "data")
 
 
 def resolve_runtime(config: TrainConfig, device: torch.device) -> RuntimeSettings:
@@ -104,6 +104,8 @@ def fit(config: TrainConfig, *, datasets: Any | None = None) -> TrainResult:
         from xception.data import build_datasets
 
         datasets = build_datasets(config.data)
+    task = build_task(config.task)
+    task.check(get_entry(config.model).task, datasets)
     if datasets.multilabel and recipe.loss == "softmax":
         log.warning("multi-label data with a softmax loss: targets become normalised distributions")
     module = create_model(
@@ -138,7 +140,7 @@ def fit(config: TrainConfig, *, datasets: Any | None = None) -> TrainResult:
         model = torch.compile(model)
     trainer = Trainer(
         model=model, module=module, optimizer=optimizer, schedule=schedule,
-        loss_fn=ClassificationLoss(recipe.loss, label_smoothing=recipe.label_smoothing),
+        loss_fn=task.loss(recipe),
         device=context.device, autocast_dtype=settings.autocast_dtype, channels_last=settings.channels_last,
         batch_size=config.batch_size, average=average, grad_clip_norm=recipe.grad_clip_norm, scaler=scaler,
     )
@@ -257,9 +259,8 @@ def fit(config: TrainConfig, *, datasets: Any | None = None) -> TrainResult:
             if progress is not None:
                 progress.update(1)
             if (config.evaluate_during_training and trainer.step % eval_every == 0) or trainer.step == total_steps:
-                metrics = evaluate(eval_model, val_loader, device=context.device, multilabel=datasets.multilabel,
-                                   autocast_dtype=settings.autocast_dtype, channels_last=settings.channels_last,
-                                   class_weights=datasets.class_weights)
+                metrics = task.evaluate(eval_model, val_loader, datasets, device=context.device,
+                                        autocast_dtype=settings.autocast_dtype, channels_last=settings.channels_last)
                 train_loss = float(all_reduce_sum(torch.tensor(since_eval_loss / since_eval_steps))) / context.world_size
                 since_eval_loss, since_eval_steps = 0.0, 0
                 scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
@@ -271,7 +272,7 @@ def fit(config: TrainConfig, *, datasets: Any | None = None) -> TrainResult:
                 history.append(record)
                 row = {k: v for k, v in dataclasses.asdict(record).items() if k != "metrics"}
                 logbook.write("eval", {**row, **scalars})
-                key = "top1" if "top1" in metrics else "map"
+                key = task.key_metric(metrics)
                 if context.is_main:
                     log.info("step %d (epoch %.2f): %s", trainer.step, record.epoch,
                              ", ".join(f"{k} {v}" if isinstance(v, int) else f"{k} {v:.4f}" for k, v in scalars.items()))
@@ -298,6 +299,7 @@ def fit(config: TrainConfig, *, datasets: Any | None = None) -> TrainResult:
     if context.is_main and history:
         (run_dir / "final.json").write_text(json.dumps(dataclasses.asdict(history[-1]), indent=2))
         plot_curves(run_dir)
+        task.finish(run_dir, eval_model, datasets, context.device)
     barrier()  # every process returns once rank 0 has written the run directory
     return TrainResult(
         config=config, metrics=dict(history[-1].metrics) if history else {}, history=history, run_dir=run_dir,
