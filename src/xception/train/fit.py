@@ -100,12 +100,13 @@ def fit(config: TrainConfig, *, datasets: Any | None = None) -> TrainResult:
         log.info("runtime: %s; %d CPU thread(s)%s", settings.reason, torch.get_num_threads(),
                  "; freed memory kept for reuse (glibc malloc, no per-step page faults)" if kept else "")
     _seed_everything(config.seed)  # the same initial weights on every process
+    task = build_task(config.task)
+    task.check_model(get_entry(config.model).task)
     if datasets is None:
         from xception.data import build_datasets
 
         datasets = build_datasets(config.data)
-    task = build_task(config.task)
-    task.check(get_entry(config.model).task, datasets)
+    task.check_data(datasets)
     if datasets.multilabel and recipe.loss == "softmax":
         log.warning("multi-label data with a softmax loss: targets become normalised distributions")
     module = create_model(

@@ -30,9 +30,12 @@ SEGMENTATION_DEFAULTS = {"model": "deeplabv3plus_small", "recipe": "mosaic_segme
 class ClassificationTask:
     name = "classification"
 
-    def check(self, model_task: str, datasets: Datasets) -> None:
+    def check_model(self, model_task: str) -> None:
         if model_task != "classification":
             raise ValueError("this model predicts masks: train it with --task segmentation")
+
+    def check_data(self, datasets: Datasets) -> None:
+        """Every classification source fits."""
 
     def loss(self, recipe: Recipe) -> nn.Module:
         return ClassificationLoss(recipe.loss, label_smoothing=recipe.label_smoothing)
@@ -62,9 +65,11 @@ class SegmentationTask:
     name = "segmentation"
     figure_images = 4
 
-    def check(self, model_task: str, datasets: Datasets) -> None:
+    def check_model(self, model_task: str) -> None:
         if model_task != "segmentation":
             raise ValueError("--task segmentation needs a segmentation model, e.g. --model deeplabv3plus_small")
+
+    def check_data(self, datasets: Datasets) -> None:
         image, mask = datasets.val[0]
         if not (isinstance(mask, torch.Tensor) and mask.shape == image.shape[-2:]):
             raise ValueError("--task segmentation needs per-pixel labels: use --dataset mosaic_masks")
