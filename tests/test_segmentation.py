@@ -81,7 +81,7 @@ def test_mosaic_masks_refuse_a_resized_input():
 
 
 @pytest.mark.slow
-def test_train_task_segmentation_writes_mean_iou_and_masks_png(tmp_path, fashion_mnist):
+def test_train_task_segmentation_writes_mean_iou_and_masks_png(tmp_path, fashion_mnist, capsys):
     from xception.cli import main
 
     out = tmp_path / "run"
@@ -93,6 +93,10 @@ def test_train_task_segmentation_writes_mean_iou_and_masks_png(tmp_path, fashion
     assert 0.0 <= final["metrics"]["miou"] <= 1.0 and final["metrics"]["examples"] == 8
     assert (out / "masks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((out / "config.json").read_text())["train"]["model"] == "deeplabv3plus_small"
+    # `xception eval` on the weights file alone finds the task, the data and the same mean IoU.
+    capsys.readouterr()
+    assert main(["eval", "--weights", str(out / "weights.safetensors"), "--json", "--data", str(fashion_mnist)]) == 0
+    assert json.loads(capsys.readouterr().out)["miou"] == pytest.approx(final["metrics"]["miou"], abs=1e-6)
 
 
 def test_train_task_segmentation_refuses_a_classifier(tmp_path, fashion_mnist, capsys):

@@ -16,7 +16,8 @@ def add_parser(subparsers) -> None:
         "examples are split exactly over the processes.",
     )
     parser.add_argument("--weights", required=True, help="a .safetensors file from a training run")
-    parser.add_argument("--dataset", choices=("fashion_mnist", "imagefolder", "multilabel", "mosaic", "webdataset"))
+    parser.add_argument("--dataset", choices=("fashion_mnist", "imagefolder", "multilabel", "mosaic", "mosaic_masks",
+                                                  "webdataset"))
     parser.add_argument("--data", help="the dataset's directory (default: the one in the weights' metadata)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", help="cpu or cuda (default: a GPU when there is one)")
@@ -41,6 +42,6 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(metrics, indent=2))
     else:
         for key, value in metrics.items():
-            if key != "per_class_ap":
+            if key not in ("per_class_ap", "per_class_iou"):
                 print(f"{key:12} {value:.6g}" if isinstance(value, float) else f"{key:12} {value}")
     return 0

@@ -97,6 +97,7 @@ def evaluate_weights(
     from xception.data.loader import build_loader, default_num_workers
     from xception.data.summary import split_size
     from xception.distributed import init_distributed
+    from xception.models.registry import get_entry
     from xception.models.trained import load_trained_model
     from xception.runtime import fastest_settings
 
@@ -123,6 +124,11 @@ def evaluate_weights(
                           pin_memory=context.device.type == "cuda",
                           bad_images=BadImageRecord(bad_images, split="validation", split_size=split_size(datasets.val),
                                                     max_fraction=bad_image_fraction))
+    if get_entry(metadata["model_name"]).task == "segmentation":
+        from xception.eval.segmentation import evaluate_segmentation
+
+        return evaluate_segmentation(model, loader, device=context.device, num_classes=datasets.num_classes,
+                                     autocast_dtype=settings.autocast_dtype, channels_last=settings.channels_last)
     return evaluate(model, loader, device=context.device, multilabel=datasets.multilabel,
                     autocast_dtype=settings.autocast_dtype, channels_last=settings.channels_last,
                     class_weights=datasets.class_weights)
