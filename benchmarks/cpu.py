@@ -78,8 +78,8 @@ Machine: {machine_line(result)}.
 Protocol: {c.image_size} px, batch {c.batch_size}; every model is built, put in {layout_text}
 and warmed up, then {c.repeats} interleaved rounds
 of {c.iterations} step(s) per model run, with the convolution peak measured in each round; the
-table gives medians over the rounds. A training step is forward, cross-entropy, backward and an
-SGD update under autocast; its FLOPs are counted as 3x the forward pass. Peak memory is the live
+table gives medians over the rounds. A training step is `xception train`'s own (`Trainer`): forward
+under autocast, cross-entropy in fp32, backward and an SGD update; its FLOPs are counted as 3x the forward pass. Peak memory is the live
 tensor memory a step adds (profiler allocation events; not measurable for inductor-compiled CPU
 code). Other processes shared these cores (load average above): absolute figures are depressed
 and vary from round to round. "Best round" is each model's fastest round (load only adds time);

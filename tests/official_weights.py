@@ -11,19 +11,31 @@ import os
 import threading
 from pathlib import Path
 
+import numpy as np
+
 from keras_layout_files import write_keras2_h5
 from xception.models.weights.registry import Checksum, WeightsEntry
 
 
-def write_official_xception(path: Path, *, include_top: bool = True) -> Path:
-    """Keras Applications' Xception (random weights, seed 0) in the layout of the official .h5 files."""
+def write_official_xception(path: Path):
+    """(`path`, the Keras model): Keras Applications' Xception with its top, random weights (seed 0),
+    written in the layout of the official .h5 files. Its BatchNorm statistics are set from a batch of
+    noise, as in tests/test_keras_parity.py, so that outputs depend on the image and the top classes
+    are far apart (with Keras' initial statistics the logits differ by 1e-8)."""
     os.environ.setdefault("KERAS_BACKEND", "torch")
     import keras
 
     keras.utils.set_random_seed(0)
-    model = keras.applications.Xception(weights=None, include_top=include_top, input_shape=(299, 299, 3))
-    write_keras2_h5(model, path, chunked=not include_top)
-    return path
+    rng = np.random.default_rng(0)
+    model = keras.applications.Xception(weights=None, input_shape=(299, 299, 3), classifier_activation=None)
+    batch_norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in batch_norms:
+        layer.momentum = 0.0  # one training-mode pass sets the moving statistics to the batch's
+    model(rng.uniform(-1, 1, (2, 299, 299, 3)).astype(np.float32), training=True)
+    for layer in batch_norms:
+        layer.momentum = 0.99
+    write_keras2_h5(model, path)
+    return path, model
 
 
 def pointed_at(entry: WeightsEntry, path: Path) -> WeightsEntry:

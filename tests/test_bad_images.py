@@ -3,14 +3,12 @@ truncated file, read by a DataLoader worker: `error` stops with one line naming 
 leaves the files out, logs each once, counts them in metrics.jsonl, final.json and `xception eval`,
 and stops past `--bad-image-fraction`."""
 
-import io
 import json
 import logging
 
-import numpy as np
 import pytest
-from PIL import Image
 
+from tiny_image_folder import train_argv, write_image_folder
 from xception.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -19,27 +17,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     """12 training images (one of them empty) and 6 validation images (one truncated), 2 classes."""
-    root = tmp_path_factory.mktemp("bad_folder")
-    rng = np.random.default_rng(0)
-    for split, count in (("train", 6), ("val", 3)):
-        for label, level in (("dark", 60), ("light", 190)):
-            (root / split / label).mkdir(parents=True)
-            for i in range(count - (label == "light")):
-                pixels = (level + rng.normal(0, 20, (20, 20))).clip(0, 255).astype(np.uint8)
-                Image.fromarray(pixels).save(root / split / label / f"{i}.png")
+    root = write_image_folder(tmp_path_factory.mktemp("bad_folder"), per_class={"train": 6, "val": 3})
+    (root / "train" / "light" / "5.png").rename(root / "train" / "light" / "broken.png")
     (root / "train" / "light" / "broken.png").write_bytes(b"")
-    buffer = io.BytesIO()
-    Image.fromarray(rng.integers(0, 256, (20, 20), dtype=np.uint8)).save(buffer, format="png")
-    (root / "val" / "light" / "cut.png").write_bytes(buffer.getvalue()[:60])
+    (root / "val" / "light" / "2.png").rename(root / "val" / "light" / "cut.png")
+    (root / "val" / "light" / "cut.png").write_bytes((root / "val" / "light" / "1.png").read_bytes()[:60])
     return root
-
-
-def train_argv(folder, out, *extra):
-    return ["train", "--model", "xception_small", "--set", "model.width=0.125", "--set", "model.middle_repeats=1",
-            "--dataset", "imagefolder", "--data", str(folder), "--image-size", "16", "--in-channels", "1",
-            "--recipe", "fashion_mnist_demo", "--steps", "6", "--batch-size", "4", "--precision", "fp32",
-            "--device", "cpu", "--workers", "1", "--no-progress", "--set", "tensorboard=false", "--out", str(out),
-            *extra]
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +88,20 @@ def test_eval_bad_images_skip_counts_them(skipped_run, capsys):
     final = json.loads((out / "final.json").read_text())["metrics"]
     assert (metrics["examples"], metrics["bad_images"]) == (5, 1)
     assert metrics["top1"] == pytest.approx(final["top1"])
+
+
+@pytest.mark.slow
+def test_bad_images_skipped_before_a_resume_stay_counted(folder, tmp_path):
+    import shutil
+
+    from xception.train.checkpoint import load_training_checkpoint
+
+    data, out = shutil.copytree(folder, tmp_path / "data"), tmp_path / "run"
+    argv = train_argv(data, out, "--bad-images", "skip", "--bad-image-fraction", "0.2")
+    assert main([*argv, "--set", "stop_after_steps=3"]) == 0
+    broken = str(data / "train/light/broken.png")
+    assert load_training_checkpoint(out)["bad_images"] == {broken: "the file is empty (0 bytes)"}
+    shutil.copy(data / "train/light/0.png", broken)  # repaired: the resumed part reads it fine
+    assert main(["train", "--resume", str(out), "--set", "stop_after_steps=null"]) == 0
+    final = json.loads((out / "final.json").read_text())
+    assert (final["step"], final["metrics"]["train_bad_images"]) == (6, 1)

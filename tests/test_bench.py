@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -12,6 +13,7 @@ from xception.bench import BenchResult
 from xception.bench.contenders import build_model, parse_contender
 from xception.bench.memory import step_peak_memory
 from xception.bench.peak import conv_gflop
+from xception.bench.steps import make_step
 from xception.cli import main
 from xception.models.complexity import count_parameters
 
@@ -22,6 +24,27 @@ def test_parse_contender_sources():
     assert parse_contender("torchvision:inception_v3").source == "torchvision"
     with pytest.raises(ValueError):
         parse_contender("keras:xception")
+
+
+def test_bench_training_step_is_one_sgd_step_with_momentum():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
+    reference = copy.deepcopy(model)
+    step = make_step(model, training=True, batch_size=4, image_size=8, num_classes=5, precision="fp32",
+                     channels_last=False, compile=False, device=torch.device("cpu"))
+    step()
+    step()
+    # The same two steps by hand on make_step's batch (its generator: seed 0, images then labels).
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(4, 3, 8, 8, generator=generator) * 2 - 1
+    labels = torch.randint(0, 5, (4,), generator=generator)
+    optimizer = torch.optim.SGD(reference.parameters(), lr=1e-3, momentum=0.9)
+    for _ in range(2):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(reference(images), labels).backward()
+        optimizer.step()
+    for ours, theirs in zip(model.state_dict().values(), reference.state_dict().values(), strict=True):
+        assert torch.allclose(ours.float(), theirs.float(), atol=1e-6)
 
 
 def test_cli_bench_without_timm_names_the_extra_before_any_work(monkeypatch, capsys):

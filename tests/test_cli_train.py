@@ -24,7 +24,7 @@ from xception.models.weights import save_weights
     (["train", "--batch-size", "10", "--accumulation-steps", "3"], "multiple of accumulation"),
     (["train", "--dataset", "imagefolder"], "needs a path"),
     (["predict", "/no/image.png", "--weights", "w.safetensors"], "no such image file: /no/image.png"),
-    (["eval", "--weights", "/no/w.safetensors"], "no such weight file"),
+    (["eval", "--weights", "/no/w.safetensors"], "weight file '/no/w.safetensors' does not exist"),
 ])
 def test_cli_bad_input_stops_with_a_message(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -1,5 +1,6 @@
 """The ImageNet-style folder path end to end, on real photographs from scikit-image."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -9,7 +10,8 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from xception.data import DataConfig, build_datasets
-from xception.data.images import UnreadableImageError
+from xception.data.images import UnreadableImageError, load_image
+from xception.data.prediction import prediction_transform
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -62,7 +64,8 @@ def test_imagefolder_end_to_end_shapes_ranges_and_targets(photo_folder):
 
 
 def test_imagefolder_eval_crop_matches_pil_resize_and_centre_crop(photo_folder):
-    datasets = build_datasets(config(photo_folder, image_size=56, crop_fraction=0.875))
+    datasets_config = config(photo_folder, image_size=56, crop_fraction=0.875)
+    datasets = build_datasets(datasets_config)
     path = photo_folder / "val" / "coffee" / "coffee.png"
     photo = Image.open(path).convert("RGB")
     resized_short = math.floor(56 / 0.875)  # 64
@@ -79,7 +82,9 @@ def test_imagefolder_eval_crop_matches_pil_resize_and_centre_crop(photo_folder):
     assert got.shape == expected.shape == (56, 56, 3)
     # torchvision's antialiased bilinear resize of a uint8 tensor follows PIL's to a level of 255.
     assert np.abs(got - expected).max() <= 1 / 127.5 + 1e-6
-    assert torch.equal(datasets.eval_transform(Image.open(path)), datasets.val[1][0])
+    # What `xception predict` does to one image file is what the evaluation did to it.
+    prepare = prediction_transform({"data": dataclasses.asdict(datasets_config)})
+    assert torch.equal(prepare(load_image(path, in_channels=3)), datasets.val[1][0])
 
 
 def coordinate_image(size: int) -> Image.Image:
@@ -107,9 +112,11 @@ def test_imagefolder_training_crop_is_the_inception_crop(photo_folder):
 
 
 def test_imagefolder_without_augment_uses_the_eval_crop_for_training(photo_folder):
-    datasets = build_datasets(config(photo_folder, augment=False))
+    unaugmented = config(photo_folder, augment=False)
+    datasets = build_datasets(unaugmented)
     path, _ = datasets.train.samples[0]
-    assert torch.equal(datasets.train[0][0], datasets.eval_transform(Image.open(path)))
+    prepare = prediction_transform({"data": dataclasses.asdict(unaugmented)})
+    assert torch.equal(datasets.train[0][0], prepare(load_image(path, in_channels=3)))
 
 
 def test_imagefolder_corrupt_image_names_the_file(tmp_path, photo_folder):

@@ -5,8 +5,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from xception.data import DataConfig, Datasets, build_datasets
-from xception.data.batch_transforms import PilToModelInput, TensorPipeline
+from xception.data.batch_transforms import TensorPipeline
 from xception.data.in_memory import InMemoryImages
+from xception.data.loader import build_loader
 from xception.data.shards import write_shards
 
 SIZE = 12
@@ -32,7 +33,6 @@ def numbered_datasets(train: int, val: int, *, multilabel: bool) -> Datasets:
         class_names=["a", "b", "c"],
         multilabel=multilabel,
         class_weights=torch.tensor([0.5, 0.25, 0.25]) if multilabel else None,
-        eval_transform=PilToModelInput(source_size=(SIZE, SIZE), pipeline=pipeline),
     )
 
 
@@ -87,19 +87,27 @@ def test_shards_split_disjointly_over_ranks_and_workers(tmp_path, monkeypatch):
     assert sorted(seen[0] + seen[1]) == list(range(100, 113))  # every sample exactly once
 
 
-def test_shards_training_gives_every_rank_the_same_count(tmp_path, monkeypatch):
+def _epoch_identities(directory, *, rank: int, epoch: int, num_workers: int, start_batch: int = 0) -> list[list[int]]:
+    """The samples of each micro-batch (3 images, global batch 6 over 2 ranks) of one training epoch."""
+    train = build_datasets(read_config(directory)).train
+    loader = build_loader(train, batch_size=3, training=True, rank=rank, world_size=2, seed=0, epoch=epoch,
+                          num_workers=num_workers, pin_memory=False, global_batch=6, start_batch=start_batch)
+    return [[round((x + 1) * 127.5) for x in images[:, 0, 0, 0].tolist()] for images, _ in loader]
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_shards_training_epochs_are_equal_per_rank_reshuffled_and_resumable(tmp_path, monkeypatch, num_workers):
     write_shards(numbered_datasets(25, 4, multilabel=False), tmp_path, shard_size=5)  # 5 train shards
-    counts = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
     for rank in range(2):
         monkeypatch.setenv("RANK", str(rank))
-        monkeypatch.setenv("WORLD_SIZE", "2")
-        train = build_datasets(read_config(tmp_path)).train
-        first, second = identities(train), identities(train)
-        train.set_epoch(1)
-        third = identities(train)
-        assert first == second and first != third  # the order is a function of (seed, epoch)
-        counts.append(len(first))
-    assert counts == [12, 12]  # 25 // 2, although the 5 shards do not split evenly
+        first = _epoch_identities(tmp_path, rank=rank, epoch=0, num_workers=num_workers)
+        assert len(first) == 25 // 6 and all(len(batch) == 3 for batch in first)  # the same on every rank
+        assert _epoch_identities(tmp_path, rank=rank, epoch=0, num_workers=num_workers) == first
+        assert _epoch_identities(tmp_path, rank=rank, epoch=1, num_workers=num_workers) != first
+        # A resume after 2 of the 4 steps continues the identical sequence.
+        assert _epoch_identities(tmp_path, rank=rank, epoch=0, num_workers=num_workers, start_batch=2) == first[2:]
+        assert len(set(sum(first, []))) > 6  # a shuffle over the shards, not one repeated batch
 
 
 def test_shards_too_few_for_the_ranks_says_so(tmp_path, monkeypatch):

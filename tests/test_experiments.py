@@ -285,3 +285,9 @@ def test_cli_experiment_with_another_subset_trains_new_runs_and_records_the_subs
     assert sorted(c["train"]["data"]["train_examples"] for c in configs) == [8, 8, 16, 16]
     # Batches of 8: the smaller subset really trained on fewer images.
     assert sorted(c["total_steps"] for c in configs) == [1, 1, 2, 2]
+
+
+def test_a_scale_mapping_a_family_to_another_familys_model_fails_clearly():
+    scale = get_scale("quick", **{**TINY, "models": {"xception": "inception_v3_small", "inception_v3": "inception_v3_small"}})
+    with pytest.raises(ValueError, match="gives xception arms the model 'inception_v3_small', which is inception_v3"):
+        resolve_arms(get_experiment("residual"), scale, num_classes=10, in_channels=1)

@@ -107,3 +107,14 @@ def test_unknown_model_lists_valid_names():
 def test_invalid_override_lists_valid_fields():
     with pytest.raises(TypeError, match="segments"):
         create_model("xception", segmnts=4)
+
+
+def test_model_family_follows_the_network_each_name_builds():
+    from xception.models import InceptionV3
+    from xception.models.registry import model_family
+
+    for name in list_models():
+        inception = isinstance(create_model(name, num_classes=10), InceptionV3)
+        assert model_family(name) == ("inception_v3" if inception else "xception"), name
+    with pytest.raises(KeyError, match="unknown model 'resnet50'"):
+        model_family("resnet50")

@@ -68,3 +68,19 @@ def test_retain_freed_memory_stops_large_frees_from_unmapping():
     assert retain_freed_memory() is True
     faults_for_reallocations()  # the first allocation grows the heap once
     assert faults_for_reallocations() < 16_384
+
+
+def test_autocast_computes_in_each_precision_dtype():
+    a = torch.randn(8, 8)
+    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        with runtime.autocast("cpu", runtime.autocast_dtype(precision)):
+            assert (a @ a).dtype == dtype
+    with pytest.raises(ValueError, match="unknown precision 'fp8'; valid: fp32, bf16, fp16"):
+        runtime.autocast_dtype("fp8")
+
+
+def test_check_precision_fp16_needs_cuda_and_says_what_to_use():
+    runtime.check_precision("fp16", "cuda")
+    runtime.check_precision("bf16", "cpu")
+    with pytest.raises(ValueError, match="fp16 needs a CUDA GPU.*device is cpu; use --precision bf16 or fp32"):
+        runtime.check_precision("fp16", "cpu")

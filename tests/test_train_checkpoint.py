@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from xception.train import checkpoint
-from xception.train.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from xception.train.checkpoint import (
+    NotACheckpointError,
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
 
 
 def test_checkpoint_crash_mid_write_keeps_previous_latest(tmp_path, monkeypatch):
@@ -36,7 +42,7 @@ def test_checkpoint_replaces_atomically_and_loads_weights_only(tmp_path):
     save_checkpoint({"step": 2, "config": {"a": [1, 2], "b": None}}, path)
     assert load_checkpoint(path)["step"] == 2
     torch.save({"bad": object()}, tmp_path / "pickled.pt")  # arbitrary objects are refused
-    with pytest.raises(Exception, match="weights_only|Unsupported global"):
+    with pytest.raises(NotACheckpointError, match="pickled.pt holds Python objects besides tensors"):
         load_checkpoint(tmp_path / "pickled.pt")
 
 

@@ -15,12 +15,13 @@ from xception.models.weights import download
 from xception.models.weights.download import ChecksumError, WeightsUnavailableError, fetch_weights
 from xception.models.weights.registry import WEIGHTS, XCEPTION_IMAGENET
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Keras' numpy 2 notices
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]  # building Keras: ~10 s
 
 
 @pytest.fixture(scope="module")
 def official_file(tmp_path_factory):
-    return write_official_xception(tmp_path_factory.mktemp("official") / XCEPTION_IMAGENET.file_name)
+    path, _ = write_official_xception(tmp_path_factory.mktemp("official") / XCEPTION_IMAGENET.file_name)
+    return path
 
 
 @pytest.fixture
@@ -64,12 +65,17 @@ def test_fetch_weights_rejects_a_bad_download_naming_url_and_checksum_and_leaves
     assert list(cache.iterdir()) == []
 
 
-def test_fetch_weights_without_network_names_the_url_and_the_exact_path(tmp_path, monkeypatch):
-    with socket.socket() as probe:  # a port nobody listens on
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """An empty $XCEPTION_HOME and URLs to a port nobody listens on."""
+    with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     monkeypatch.setenv("XCEPTION_HOME", str(tmp_path))
     monkeypatch.setenv("XCEPTION_WEIGHTS_URL", f"http://127.0.0.1:{port}")
+
+
+def test_fetch_weights_without_network_names_the_url_and_the_exact_path(tmp_path, offline):
     with pytest.raises(WeightsUnavailableError) as error:
         fetch_weights(XCEPTION_IMAGENET, progress=False)
     message = str(error.value)
@@ -107,3 +113,49 @@ def test_create_model_rejects_unknown_names_and_other_models_weights():
         create_model("xception", weights="imagnet")
     with pytest.raises(ValueError, match=r"'inception_v3.imagenet' are for 'inception_v3', not 'xception'"):
         create_model("xception", weights="inception_v3.imagenet")
+
+
+def test_cli_weights_lists_the_registry_and_fetches_into_the_cache(official_file, cache, monkeypatch, capsys):
+    from xception.cli import main
+
+    assert main(["weights", "--format", "markdown"]) == 0
+    table = capsys.readouterr().out
+    assert "| `xception.imagenet` | 22,855,952 | 1000 | 79% | 94.5% |" in table
+    assert "| `inception_v3.imagenet` | 23,834,568 | 1000 | 77.294% | 93.45% |" in table
+    monkeypatch.setitem(WEIGHTS, XCEPTION_IMAGENET.key, pointed_at(XCEPTION_IMAGENET, official_file))
+    assert main(["weights", "--fetch", "xception.imagenet"]) == 0
+    assert capsys.readouterr().out.strip() == f"xception.imagenet: {cache / official_file.name}"
+    assert main(["weights"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    (line,) = [line for line in listing if line.startswith("xception.imagenet ")]
+    assert " cached " in line and "not cached" not in line
+    assert main(["weights", "--fetch", "xception.imagent"]) == 2
+    assert "unknown weights 'xception.imagent'" in capsys.readouterr().err
+
+
+def test_create_model_with_published_weights_and_other_classes_gets_their_body_and_a_fresh_head(official_file, cache):
+    entry = pointed_at(XCEPTION_IMAGENET, official_file)
+    torch.manual_seed(0)
+    tuned = create_model("xception", num_classes=10, weights=entry).state_dict()
+    torch.manual_seed(0)
+    fresh = create_model("xception", num_classes=10).state_dict()
+    official = create_model("xception", weights=official_file).state_dict()
+    assert torch.equal(tuned["classifier.weight"], fresh["classifier.weight"])
+    body = [key for key in official if not key.startswith("classifier.")]
+    assert all(torch.equal(tuned[key], official[key]) for key in body)
+    with pytest.raises(ValueError, match=r"num_classes=1000"):  # a file by path keeps the strict check
+        create_model("xception", num_classes=10, weights=official_file)
+
+
+def test_cli_predict_without_network_says_where_to_put_the_file(tmp_path, offline, capsys):
+    from PIL import Image
+
+    from xception.cli import main
+
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (64, 64)).save(photo)
+    assert main(["predict", str(photo), "--weights", "imagenet"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("xception predict: error: cannot download the weights 'xception.imagenet'")
+    assert len(error.splitlines()) == 1
+    assert f"put it at {tmp_path / 'weights' / XCEPTION_IMAGENET.file_name}" in error

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from xception.errors import UserError
+
 log = logging.getLogger(__name__)
 
 
@@ -46,19 +48,29 @@ def init_distributed(device: str | None) -> DistributedContext:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    kind = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if kind.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {kind!r} requested but CUDA is not available; use --device cpu")
-        resolved = torch.device("cuda", local_rank) if kind == "cuda" else torch.device(kind)
+    resolved = pick_device(device, local_rank=local_rank)
+    if resolved.type == "cuda":
         torch.cuda.set_device(resolved)
-    else:
-        resolved = torch.device(kind)
     if world_size > 1 and not dist.is_initialized():
         backend = process_group_backend(resolved)
         dist.init_process_group(backend=backend, device_id=resolved if resolved.type == "cuda" else None)
         log.info("rank %d of %d joined the %s process group", rank, world_size, backend)
     return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank, device=resolved)
+
+
+def pick_device(device: str | None, *, local_rank: int = 0) -> torch.device:
+    """`device` ("cpu", "cuda", "cuda:N"; None: the GPU `local_rank` when CUDA is available, else the
+    CPU). Asking for CUDA without a GPU, or for an unknown device, fails with the way out."""
+    kind = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(kind)
+    except RuntimeError:
+        raise UserError(f"unknown device {kind!r}; use cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"device {kind!r} requested but CUDA is not available; use --device cpu")
+        return torch.device("cuda", local_rank) if resolved.index is None else resolved
+    return resolved
 
 
 def process_group_backend(device: torch.device) -> str:
@@ -110,6 +122,13 @@ def all_gather_objects(value: object) -> list[object]:
     out: list[object] = [None] * dist.get_world_size()
     dist.all_gather_object(out, value)
     return out
+
+
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Give every process rank 0's buffers of `module` (BatchNorm running statistics), in place."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
 
 
 def barrier() -> None:

@@ -42,6 +42,12 @@ class DiskFullError(UserError):
         self.path, self.needed, self.free = path, needed, free
 
 
+def raise_if_disk_full(error: BaseException, path: str | os.PathLike, *, needed: int | None) -> None:
+    """Raise `DiskFullError` for `path` (from `error`) when `error` is a full disk; else return."""
+    if is_disk_full(error):
+        raise DiskFullError(path, needed=needed) from error
+
+
 def is_disk_full(error: BaseException) -> bool:
     """Whether `error`, or an error it was raised from or during, is ENOSPC (torch.save wraps it in a
     RuntimeError from C++ whose own message only says "unexpected pos")."""

@@ -2,11 +2,14 @@
 
 `fastest_settings` is the one place where the project's defaults for `xception train`,
 `xception predict` and `xception bench` are decided; each decision carries its reason, so that a
-command can say which settings it picked and why.
+command can say which settings it picked and why. What a precision means (`autocast_dtype`,
+`autocast`, `check_precision`) and waiting for a device (`synchronize`) are defined here too, once
+for training, evaluation, prediction and the timers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import sys
@@ -19,6 +22,40 @@ import torch
 from torch import nn
 
 Precision = Literal["fp32", "bf16", "fp16"]
+# What `torch.autocast` computes in for each precision; fp32 is autocast off. Weights stay fp32 in all.
+AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    """The dtype `torch.autocast` runs `precision` in (None: plain fp32); unknown names fail."""
+    if precision not in AUTOCAST_DTYPES:
+        raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(AUTOCAST_DTYPES)}")
+    return AUTOCAST_DTYPES[precision]
+
+
+def check_precision(precision: str, device_type: str) -> None:
+    """Fail, saying what to use instead, where `precision` cannot run on a `device_type` device:
+    fp16 relies on loss scaling and CUDA's fp16 kernels, so it needs a CUDA GPU."""
+    autocast_dtype(precision)
+    if precision == "fp16" and device_type != "cuda":
+        raise ValueError(f"precision fp16 needs a CUDA GPU (it relies on loss scaling), but the device is "
+                         f"{device_type}; use --precision bf16 or fp32")
+
+
+def autocast(device_type: str, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """`torch.autocast` in `dtype` on `device_type`, or autocast off for None (plain fp32)."""
+    return torch.autocast(device_type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+def grad_scaler(device_type: str, precision: str) -> torch.amp.GradScaler:
+    """Loss scaling for fp16, whose small gradients underflow without it; a no-op otherwise."""
+    return torch.amp.GradScaler(device_type, enabled=precision == "fp16")
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued kernels, so that wall-clock time measures the work (CUDA is asynchronous)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 # CPU flags that make bf16 matrix multiplies native (oneDNN uses them for bf16 convolutions).
 _NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -36,7 +73,7 @@ class RuntimeSettings:
     @property
     def autocast_dtype(self) -> torch.dtype | None:
         """The dtype for `torch.autocast`, or None for plain fp32."""
-        return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
+        return autocast_dtype(self.precision)
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -124,15 +161,16 @@ def retain_freed_memory() -> bool:
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _INT_MAX))
 
 
-def compile_model(model: nn.Module, *, training: bool) -> Callable[..., torch.Tensor]:
+def compile_model(model: nn.Module, *, training: bool, dynamic: bool | None = None) -> Callable[..., torch.Tensor]:
     """`torch.compile(model)`; for inference with inductor's freezing on.
 
     Freezing treats the weights as constants: BatchNorm folds into the convolutions, oneDNN gets
     its weights pre-packed once, and ReLU and residual additions fuse into the convolutions as
     post-ops. It needs the model's weights not to change afterwards, so it is for inference only.
-    Compilation happens at the first call (about a minute for Xception on 2 CPU cores).
+    Compilation happens at the first call (about a minute for Xception on 2 CPU cores). `dynamic`
+    is `torch.compile`'s (None: static first, dynamic once a second shape is seen).
     """
-    compiled = torch.compile(model)
+    compiled = torch.compile(model, dynamic=dynamic)
     if training:
         return compiled
 

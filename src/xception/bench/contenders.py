@@ -14,6 +14,7 @@ from typing import Literal
 
 from torch import nn
 
+from xception.errors import UserError
 from xception.models.complexity import count_macs
 
 Source = Literal["xception", "timm", "torchvision"]
@@ -46,7 +47,7 @@ def check_installed(contender: Contender) -> None:
     try:
         import timm  # noqa: F401
     except ImportError:
-        raise ValueError(f"model {contender.spec!r} needs timm, which is not installed: pip install "
+        raise UserError(f"model {contender.spec!r} needs timm, which is not installed: pip install "
                          "'xception[bench]' (or leave timm models out of --models)") from None
 
 

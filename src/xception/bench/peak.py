@@ -13,8 +13,7 @@ import time
 import torch
 from torch.nn import functional as F
 
-from xception.bench.device import autocast, synchronize
-from xception.runtime import Precision
+from xception.runtime import Precision, autocast, autocast_dtype, synchronize
 
 # (batch, in_channels, out_channels, size, kernel): large enough that the convolution is
 # compute-bound (arithmetic intensity in the hundreds), small enough for a 2-core CPU.
@@ -36,7 +35,7 @@ def measure_peak(device: torch.device, *, precision: Precision, iterations: int 
         w = torch.randn(cout, cin, kernel, kernel, device=device).to(memory_format=torch.channels_last)
         w = w * (2.0 / (cin * kernel * kernel)) ** 0.5
         times = []
-        with torch.no_grad(), autocast(device, precision):
+        with torch.no_grad(), autocast(device.type, autocast_dtype(precision)):
             for i in range(iterations + 1):
                 synchronize(device)
                 start = time.perf_counter()

@@ -26,11 +26,10 @@ from xception.bench.contenders import (
     parse_contender,
     prepare_for_inference,
 )
-from xception.bench.device import synchronize
 from xception.bench.memory import step_peak_memory
 from xception.bench.peak import measure_peak
 from xception.bench.steps import make_step
-from xception.runtime import Precision, cpu_has_native_bf16, retain_freed_memory
+from xception.runtime import Precision, cpu_has_native_bf16, retain_freed_memory, synchronize
 
 log = logging.getLogger(__name__)
 

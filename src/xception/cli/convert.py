@@ -12,9 +12,12 @@ def add_parser(subparsers) -> None:
         help="convert Keras / timm / torchvision weights to this project's safetensors format",
         description="Read SRC (the official Keras Xception .h5 files, Keras 3 .weights.h5, timm "
         "legacy_xception or Cadene state dicts, torchvision Inception V3, or our own files), check "
-        "that it fits the model, and write DST: safetensors with the model's name and config.",
+        "that it fits the model, and write DST: safetensors with the model's name and config. SRC may "
+        "also name published weights (imagenet), downloaded once into the cache. A file of published "
+        "weights gets their ImageNet class names and data preparation, so that predict, eval and "
+        "export need nothing else.",
     )
-    parser.add_argument("src", help="weight file to read")
+    parser.add_argument("src", help="weight file to read, or published weights by name (imagenet, imagenet_notop)")
     parser.add_argument("dst", help="safetensors file to write")
     parser.add_argument("--model", default="xception", help="registered model name (default: xception)")
     parser.add_argument(
@@ -34,5 +37,7 @@ def run(args: argparse.Namespace) -> int:
         args.src, args.dst, model_name=args.model, num_classes=args.num_classes, in_channels=args.in_channels
     )
     summary = {k: metadata[k] for k in ("model_name", "num_classes", "in_channels")}
+    if "weights" in metadata:
+        summary["as"] = metadata["weights"]["key"]
     print(f"wrote {args.dst}: {json.dumps(summary)}")
     return 0

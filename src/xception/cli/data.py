@@ -96,7 +96,8 @@ def run_export(args: argparse.Namespace) -> int:
     from xception.data.shards import write_shards
     from xception.data.summary import split_size
 
-    # Stored as the evaluation pipeline prepares them: no augmentation, and no crop for in-memory sources.
+    # Shards store the source images (read back with the source's preparation); a manifest stores the
+    # items as the evaluation pipeline prepares them.
     datasets = build_datasets(data_config(args, augment=False))
     if args.format == "shards":
         directory = write_shards(datasets, args.to, shard_size=args.shard_size)

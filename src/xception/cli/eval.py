@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from xception.cli.train import add_bad_image_options
+from xception.data.config import SOURCES
 
 
 def add_parser(subparsers) -> None:
@@ -13,12 +14,16 @@ def add_parser(subparsers) -> None:
         help="evaluate weights on a validation set (top-1/top-5, or mAP and MAP@100)",
         description="Evaluate a weight file written by training on the validation split of the "
         "data it was trained on (or another given with --dataset/--data). Under torchrun the "
-        "examples are split exactly over the processes.",
+        "examples are split exactly over the processes. Published weights (--weights imagenet) are "
+        "evaluated on the ImageNet validation folder given with --data (docs/weights.md).",
     )
-    parser.add_argument("--weights", required=True, help="a .safetensors file from a training run")
-    parser.add_argument("--dataset", choices=("fashion_mnist", "imagefolder", "multilabel", "mosaic", "mosaic_masks",
-                                                  "webdataset"))
+    parser.add_argument("--weights", required=True, help="a .safetensors file from a training run or `xception "
+                        "convert`, the official .h5, or published weights by name (imagenet; see docs/weights.md)")
+    parser.add_argument("--model", help="the model of published weights or of a foreign file (default: xception)")
+    parser.add_argument("--dataset", choices=SOURCES)
     parser.add_argument("--data", help="the dataset's directory (default: the one in the weights' metadata)")
+    parser.add_argument("--ground-truth", help="ImageNet labels file of a flat validation folder (default: found "
+                        "beside it: ILSVRC2012_validation_ground_truth.txt, LOC_val_solution.csv, ...)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", help="cpu or cuda (default: a GPU when there is one)")
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="default: the fastest for the device")
@@ -29,15 +34,13 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
-    from pathlib import Path
 
     from xception.eval.evaluate import evaluate_weights
 
-    if not Path(args.weights).is_file():
-        raise FileNotFoundError(f"no such weight file: {args.weights}")
     metrics = evaluate_weights(args.weights, source=args.dataset, data_path=args.data, batch_size=args.batch_size,
                                device=args.device, precision=args.precision, bad_images=args.bad_images,
-                               bad_image_fraction=args.bad_image_fraction)
+                               bad_image_fraction=args.bad_image_fraction, model_name=args.model,
+                               ground_truth=args.ground_truth, progress=True)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:

@@ -19,7 +19,8 @@ def add_parser(subparsers) -> None:
         help="registered model name (see `xception models`); optional with --weights from `xception "
         "train` or `xception convert`, whose metadata names the model, its config, classes and channels",
     )
-    parser.add_argument("--weights", default=None, help="weight file in any format `xception convert` reads")
+    parser.add_argument("--weights", default=None, help="weight file in any format `xception convert` reads, or "
+                        "published weights by name (imagenet)")
     parser.add_argument("--format", required=True, choices=EXPORT_FORMATS)
     parser.add_argument("--out", required=True, help="file to write (.onnx, .pt, or .pt2 for torch_export)")
     parser.add_argument(
@@ -35,13 +36,13 @@ def run(args: argparse.Namespace) -> int:
     from xception.models import MODELS, create_model
     from xception.models.export import export_model, verify_export
     from xception.models.trained import load_trained_model
-    from xception.models.weights import read_metadata
 
-    metadata = _our_metadata(args.weights, read_metadata)
-    if metadata is not None and args.num_classes is None and args.model in (None, metadata["model_name"]):
-        model, _ = load_trained_model(args.weights)  # the saved config, classes and input channels
+    if args.weights is not None and args.num_classes is None:
+        # Our files carry their config, classes and channels; published weights and foreign files are
+        # sized by their logistic layer.
+        model, _ = load_trained_model(args.weights, model_name=args.model)
     elif args.model is None:
-        raise ValueError("--model is required unless --weights is a file written by this project")
+        raise ValueError("--model is required without --weights")
     else:
         num_classes = 1000 if args.num_classes is None else args.num_classes
         model = create_model(args.model, num_classes=num_classes, weights=args.weights)
@@ -54,12 +55,3 @@ def run(args: argparse.Namespace) -> int:
         return 1
     return 0
 
-
-def _our_metadata(weights: str | None, read_metadata) -> dict | None:
-    """The metadata of a weight file this project wrote, or None for any other file (or none)."""
-    if weights is None:
-        return None
-    try:
-        return read_metadata(weights)
-    except ValueError:
-        return None

@@ -10,10 +10,14 @@ def add_parser(subparsers) -> None:
         "predict",
         help="classify images with trained weights",
         description="Print the top-k classes and probabilities of each IMAGE, using a weight file "
-        "written by training (it carries the model, the class names and the data preparation).",
+        "written by training or `xception convert` (it carries the model, the class names and the data "
+        "preparation), the official Keras .h5, or published weights by name (`--weights imagenet`: "
+        "downloaded once into the cache, see docs/weights.md).",
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE")
-    parser.add_argument("--weights", required=True, help="a .safetensors file from a training run")
+    parser.add_argument("--weights", required=True, help="a .safetensors file from training or convert, the "
+                        "official .h5, or a published name (imagenet)")
+    parser.add_argument("--model", help="the model of published weights or of a foreign file (default: xception)")
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--device", help="cpu or cuda (default: a GPU when there is one)")
     parser.add_argument(
@@ -33,20 +37,22 @@ def run(args: argparse.Namespace) -> int:
 
     from xception.data.images import load_image
     from xception.data.prediction import prediction_transform
+    from xception.distributed import pick_device
     from xception.eval.predict import predict
     from xception.models.fuse import fuse_for_inference
     from xception.models.trained import load_trained_model
-    from xception.runtime import fastest_settings
+    from xception.runtime import autocast, check_precision, fastest_settings
 
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
         raise FileNotFoundError(f"no such image file: {', '.join(missing)}")
-    if not Path(args.weights).is_file():
-        raise FileNotFoundError(f"no such weight file: {args.weights}")
     if args.top_k < 1:
         raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, metadata = load_trained_model(args.weights)
+    device = pick_device(args.device)
+    model, metadata = load_trained_model(args.weights, model_name=args.model)
+    if not metadata.get("class_names"):
+        raise ValueError(f"{args.weights} records no class names: a notop file (features, not classes) or a "
+                         "foreign file whose head is not ImageNet's; fine-tune or convert it with this project")
     settings = fastest_settings(device, training=False)
     if args.precision:
         settings = dataclasses.replace(settings, precision=args.precision, reason="--precision given")
@@ -55,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     channels = metadata["in_channels"]
     images = torch.stack([transform(load_image(p, in_channels=channels)) for p in args.images]).to(device)
     model = fuse_for_inference(model).to(device, memory_format=settings.memory_format)
-    with torch.autocast(device.type, dtype=settings.autocast_dtype, enabled=settings.autocast_dtype is not None):
+    check_precision(settings.precision, device.type)
+    with autocast(device.type, settings.autocast_dtype):
         rows = predict(model, images.to(memory_format=settings.memory_format), class_names=metadata["class_names"],
                        top_k=args.top_k, multilabel=bool(metadata.get("multilabel")))
     for path, row in zip(args.images, rows, strict=True):

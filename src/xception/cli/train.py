@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from xception.data.config import SOURCES
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -22,8 +24,7 @@ def add_parser(subparsers) -> None:
                         "deeplabv3plus_small, recipe mosaic_segmentation, dataset mosaic_masks)")
     parser.add_argument("--model", help="a registered model (see `xception models`); default xception")
     parser.add_argument("--recipe", help="paper_imagenet, paper_jft, fashion_mnist_demo or fashion_mnist_long")
-    parser.add_argument("--dataset", choices=("fashion_mnist", "imagefolder", "multilabel", "mosaic", "mosaic_masks",
-                                                  "webdataset"),
+    parser.add_argument("--dataset", choices=SOURCES,
                         help="the data source (default fashion_mnist when --data is not given, else imagefolder)")
     parser.add_argument("--data", help="the dataset's directory")
     parser.add_argument("--download", action="store_true", help="download Fashion-MNIST if it is not found")
@@ -42,7 +43,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--workers", type=int, dest="num_workers", help="DataLoader workers per process")
     parser.add_argument("--out", dest="out_dir", help="the run directory (default runs/train)")
-    parser.add_argument("--resume", help="a checkpoint or run directory; its config is the starting point")
+    parser.add_argument("--resume", help="a checkpoint or run directory to continue: its config is the starting "
+                        "point, and the run continues in that directory unless --out names another one (then "
+                        "it is only read). A --out directory with a checkpoint continues by itself")
+    parser.add_argument("--restart", action="store_true", default=None,
+                        help="start over in --out: delete the checkpoints, metrics and weights already there")
     parser.add_argument("--evals-per-epoch", type=int)
     parser.add_argument("--no-progress", dest="progress", action="store_false", default=None)
     add_bad_image_options(parser, training=True)
@@ -65,19 +70,22 @@ def add_bad_image_options(parser: argparse.ArgumentParser, *, training: bool) ->
 
 _FLAGS = ("task", "model", "recipe", "epochs", "steps", "batch_size", "accumulation_steps", "precision", "channels_last",
           "compile", "device", "cpu_threads", "sync_batchnorm", "seed", "num_workers", "out_dir", "evals_per_epoch", "progress",
-          "bad_images", "bad_image_fraction")
+          "bad_images", "bad_image_fraction", "restart")
 
 
 def build_config(args: argparse.Namespace):
     """The TrainConfig that `args` describe (checked, nothing built)."""
     from xception.models.registry import get_entry
     from xception.train import TrainConfig
-    from xception.train.checkpoint import load_checkpoint
+    from xception.train.checkpoint import load_training_checkpoint
     from xception.train.overrides import apply_overrides, load_config_file
+    from xception.train.resume import run_dir_of
 
     if args.resume:
-        values = load_checkpoint(args.resume)["config"]
-        values["resume"] = args.resume
+        values = load_training_checkpoint(args.resume)["config"]
+        # Where the checkpoint is, not where its run once was: resuming a copy must not write to the original.
+        # and a stop that ended that process is not a stop for this one.
+        values.update(resume=args.resume, out_dir=str(run_dir_of(args.resume)), restart=False, stop_after_steps=None)
     else:
         values = load_config_file(args.config) if args.config else {}
     for name in _FLAGS:
@@ -115,7 +123,12 @@ def run(args: argparse.Namespace) -> int:
     result = fit(build_config(args))
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun, rank 0 reports
+    if not result.finished:
+        print(f"stopped at step {result.steps} of {result.total_steps}; the same command continues it "
+              f"(checkpoint {result.checkpoint})")
+        return 0
     shown = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items() if k != "examples" and isinstance(v, float))
-    print(f"trained {result.steps} steps in {result.wall_s:.0f} s: {shown}")
+    attempts = f" over {len(result.attempts)} attempts" if len(result.attempts) > 1 else ""
+    print(f"trained {result.steps} steps in {result.wall_s:.0f} s{attempts}: {shown}")
     print(f"run directory: {result.run_dir} (checkpoint {result.checkpoint}, weights {result.weights})")
     return 0

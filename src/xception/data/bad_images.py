@@ -34,6 +34,7 @@ class BadImage:
 
     path: str
     reason: str
+    advice: str
 
 
 class TooManyBadImagesError(UserError):
@@ -47,7 +48,7 @@ def guard(read: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return read(*args)
         except UnreadableImageError as error:
-            return BadImage(error.path, error.reason)
+            return BadImage(error.path, error.reason, error.advice)
 
     return guarded
 
@@ -97,7 +98,7 @@ class BadImageRecord:
         for item in bad:
             if self.policy == "error":
                 raise UnreadableImageError(item.path, item.reason,
-                                           "replace or delete the file, or pass --bad-images skip to leave it out")
+                                           f"{item.advice}, or pass --bad-images skip to leave it out")
             if item.path not in self.paths:
                 log.warning("skipping unreadable image %s: %s", item.path, item.reason)
                 self.paths[item.path] = item.reason

@@ -1,9 +1,8 @@
-"""`build_datasets`: a `DataConfig` -> the `Datasets` of its source."""
+"""`build_datasets`: a `DataConfig` -> the `Datasets` of its source, cut to its subsets."""
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from typing import Any
 
 import torch
@@ -12,25 +11,46 @@ from torch.utils.data import Subset
 from xception.data.config import DataConfig
 from xception.data.datasets import Datasets
 
-# source -> (module, builder); imported on use so that a source's dependencies load only when needed.
-BUILDERS: dict[str, tuple[str, str]] = {
-    "fashion_mnist": ("xception.data.fashion_mnist", "build_fashion_mnist"),
-    "imagefolder": ("xception.data.imagefolder", "build_imagefolder"),
-    "multilabel": ("xception.data.manifest", "build_multilabel"),
-    "mosaic": ("xception.data.mosaic", "build_mosaic"),
-    "mosaic_masks": ("xception.data.mosaic_masks", "build_mosaic_masks"),  # per-pixel labels
-    "webdataset": ("xception.data.shards", "build_webdataset"),
-}
+
+def build_source(config: DataConfig) -> Datasets:
+    """All of the training and validation items of `config.source` (see `DataConfig` for each).
+    A source's module is imported here, when asked for, so its dependencies load only then."""
+    match config.source:
+        case "fashion_mnist":
+            from xception.data.fashion_mnist import build_fashion_mnist
+
+            return build_fashion_mnist(config)
+        case "imagefolder":
+            from xception.data.imagefolder import build_imagefolder
+
+            return build_imagefolder(config)
+        case "multilabel":
+            from xception.data.manifest import build_multilabel
+
+            return build_multilabel(config)
+        case "mosaic":
+            from xception.data.mosaic import build_mosaic
+
+            return build_mosaic(config)
+        case "mosaic_masks":  # the same mosaics with per-pixel labels, for segmentation
+            from xception.data.mosaic_masks import build_mosaic_masks
+
+            return build_mosaic_masks(config)
+        case "webdataset":
+            from xception.data.shards import build_webdataset
+
+            return build_webdataset(config)
+        case "imagenet":
+            raise ValueError("the imagenet source is the ILSVRC 2012 validation set alone, for evaluating published "
+                             "weights: use `xception eval --weights imagenet --data DIR`; train on ImageNet with "
+                             "--dataset imagefolder (train/ and val/ of class folders)")
+    raise ValueError(f"data source {config.source!r} has no builder yet")
 
 
 def build_datasets(config: DataConfig) -> Datasets:
-    """The training and validation datasets that `config` describes (see `DataConfig` for each source)."""
-    if config.source not in BUILDERS:
-        raise ValueError(
-            f"data source {config.source!r} has no builder yet; available: {', '.join(BUILDERS)}"
-        )
-    module, name = BUILDERS[config.source]
-    datasets = getattr(importlib.import_module(module), name)(config)
+    """The training and validation datasets that `config` describes: its source's, cut to the
+    `train_examples` / `val_examples` subsets when it asks for them."""
+    datasets = build_source(config)
     return dataclasses.replace(datasets, train=subset(datasets.train, config.train_examples, seed=config.seed),
                                val=subset(datasets.val, config.val_examples, seed=config.seed + 1))
 

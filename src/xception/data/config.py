@@ -6,12 +6,11 @@ Every default of the data layer lives here and nowhere else; the builders take r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
+# The data sources, the one list: the command lines offer these, `build_datasets` builds them.
 Source = Literal["fashion_mnist", "imagefolder", "multilabel", "mosaic", "mosaic_masks", "webdataset", "imagenet"]
-SOURCES: tuple[str, ...] = (
-    "fashion_mnist", "imagefolder", "multilabel", "mosaic", "mosaic_masks", "webdataset", "imagenet"
-)
+SOURCES: tuple[str, ...] = get_args(Source)
 # Sources whose `path` is required (Fashion-MNIST and its mosaics have a lookup order instead).
 SOURCES_NEEDING_PATH: tuple[str, ...] = ("imagefolder", "multilabel", "webdataset", "imagenet")
 Interpolation = Literal["bilinear", "bicubic"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -19,7 +18,6 @@ class Datasets:
         over the ranks of torch.distributed and over DataLoader workers.
     class_names: num_classes names, in target order.
     class_weights: (num_classes,) float32 per-class weights for MAP@100 (multilabel sources), or None.
-    eval_transform: a PIL image -> the model input (C, H, W), as the validation images are prepared.
     """
 
     train: Dataset | IterableDataset
@@ -28,7 +26,6 @@ class Datasets:
     class_names: list[str]
     multilabel: bool
     class_weights: torch.Tensor | None
-    eval_transform: Callable[[object], torch.Tensor]
 
     def __post_init__(self) -> None:
         if len(self.class_names) != self.num_classes:

@@ -18,7 +18,7 @@ from typing import Literal
 
 import torch
 
-from xception.data.batch_transforms import PilToModelInput, TensorPipeline
+from xception.data.batch_transforms import TensorPipeline
 from xception.data.config import DataConfig
 from xception.data.datasets import Datasets
 from xception.data.idx import read_idx
@@ -200,5 +200,4 @@ def build_fashion_mnist(config: DataConfig) -> Datasets:
         class_names=list(CLASSES),
         multilabel=False,
         class_weights=None,
-        eval_transform=PilToModelInput(source_size=SOURCE_SIZE, pipeline=splits["test"].pipeline),
     )

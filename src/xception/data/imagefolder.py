@@ -56,5 +56,4 @@ def build_imagefolder(config: DataConfig) -> Datasets:
         class_names=list(train.classes),
         multilabel=False,
         class_weights=None,
-        eval_transform=transforms.predict,
     )

@@ -6,19 +6,27 @@ the r-th contiguous slice of every global batch (then cuts it into accumulation 
 So 2 processes x 64 images and 1 process x 2 micro-batches of 64 see exactly the same images in
 the same groups, which is what makes distributed and resumed runs reproducible.
 
+Augmentation is exact too: a training batch's random draws (crops, flips, erasing) are a function
+of (seed, epoch, its first index) (`SeededAugmentation`), not of which DataLoader worker prepares
+it or of how many batches that worker prepared before. So a run resumed in the middle of an epoch,
+with any number of workers, continues the identical sample and augmentation sequence.
+
 Evaluation is sharded exactly: process r takes examples r, r + W, r + 2W, ...; no example is
 padded or repeated, so counts summed over processes equal the data set size.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, Sampler
 
-from xception.data.bad_images import BadImageRecord, CheckedLoader, checked_loader
+from xception.data.bad_images import BadImageRecord, CheckedLoader, GuardedImages, checked_loader
 
 
 class GlobalBatchSampler(Sampler[int]):
@@ -68,6 +76,49 @@ class GlobalBatchSampler(Sampler[int]):
         return (self.batches_per_epoch() - self.start_batch) * (self.global_batch // self.world_size)
 
 
+class SeededAugmentation(Dataset):
+    """A map-style training set whose random augmentation of a batch is a function of (seed, epoch,
+    the batch's first index): torch's, NumPy's and Python's generators are seeded from them for
+    the batch and restored after, so the caller's random streams (dropout, in the main process
+    when there are no workers) are untouched. Within an epoch every index occurs once, so every
+    batch gets its own draws. A dataset with `__getitems__` (a batch prepared at once) is seeded
+    once per batch; any other once per item, from its index."""
+
+    def __init__(self, dataset: Dataset, *, seed: int, epoch: int) -> None:
+        self.dataset, self.seed, self.epoch = dataset, seed, epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def seed_of(self, index: int) -> int:
+        return ((self.seed * 1_000_003 + self.epoch) * 1_000_000_007 + index) % 2**63
+
+    def __getitem__(self, index: int):
+        with seeded_randomness(self.seed_of(index)):
+            return self.dataset[index]
+
+    def __getitems__(self, indices: list[int]) -> list:
+        if not hasattr(self.dataset, "__getitems__"):
+            return [self[i] for i in indices]
+        with seeded_randomness(self.seed_of(indices[0])):
+            return self.dataset.__getitems__(indices)
+
+
+@contextlib.contextmanager
+def seeded_randomness(seed: int):
+    """Seed torch's, NumPy's and Python's generators for the block; restore them after."""
+    python, numpy = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        try:
+            yield
+        finally:
+            random.setstate(python)
+            np.random.set_state(numpy)
+
+
 class ShardSampler(Sampler[int]):
     """Examples rank, rank + W, rank + 2W, ...: an exact partition of the data set over W processes."""
 
@@ -108,15 +159,25 @@ def build_loader(
 
     Training (map-style data): `GlobalBatchSampler` over `global_batch` images per step, this
     process taking `global_batch / world_size` of them in batches of `batch_size`. Evaluation:
-    `ShardSampler`. An `IterableDataset` (WebDataset shards) splits itself per rank and worker.
-    Worker randomness (augmentation) is seeded from (seed, epoch, rank), so an epoch's
-    augmentations do not depend on earlier epochs. Make one loader per epoch: workers are not
-    persistent, which is what keeps that true (their start-up is small next to an epoch).
+    `ShardSampler`. WebDataset shards split themselves per rank and worker; for training, their
+    `epoch(...)` gives this process's micro-batches of the epoch from the same global-batch
+    arithmetic (`global_batch / (world_size x batch_size)` micro-batches per step).
+    Training augmentation is seeded per batch (`SeededAugmentation`); the workers' own seeds come
+    from (seed, epoch, rank). Make one loader per epoch (workers are not persistent; their
+    start-up is small next to an epoch).
     """
     iterable = isinstance(dataset, IterableDataset)
     sampler: Sampler[int] | None = None
+    if iterable and training:
+        global_batch = global_batch or batch_size * world_size
+        per_step = global_batch // (world_size * batch_size)
+        dataset = dataset.epoch(epoch, batch_size=batch_size, num_batches=len(dataset) // global_batch * per_step,
+                                start_batch=start_batch * per_step)
+        batch_size = None  # the epoch stream yields whole micro-batches
     if not iterable:
         if training:
+            # Guarded inside: the seeding wraps whole batches, and a bad file still becomes a BadImage.
+            dataset = SeededAugmentation(GuardedImages(dataset), seed=seed, epoch=epoch)
             sampler = GlobalBatchSampler(
                 len(dataset),
                 global_batch=global_batch or batch_size * world_size,

@@ -171,7 +171,6 @@ def build_multilabel(config: DataConfig) -> Datasets:
         class_names=class_names,
         multilabel=True,
         class_weights=class_weights,
-        eval_transform=transforms.predict,
     )
 
 

@@ -15,7 +15,7 @@ from typing import Literal
 
 import torch
 
-from xception.data.batch_transforms import PilToModelInput, TensorPipeline
+from xception.data.batch_transforms import TensorPipeline
 from xception.data.class_weights import frequency_class_weights
 from xception.data.config import DataConfig
 from xception.data.datasets import Datasets
@@ -110,7 +110,6 @@ def build_mosaic(config: DataConfig) -> Datasets:
     """Training and validation mosaics; class weights are the label frequencies of the training mosaics."""
     train = build_mosaic_split(config, "train", augment=config.augment)
     val = build_mosaic_split(config, "test", augment=False)
-    side = 28 * config.mosaic_grid
     return Datasets(
         train=train,
         val=val,
@@ -118,5 +117,4 @@ def build_mosaic(config: DataConfig) -> Datasets:
         class_names=list(CLASSES),
         multilabel=True,
         class_weights=frequency_class_weights(train.targets),
-        eval_transform=PilToModelInput(source_size=(side, side), pipeline=val.pipeline),
     )

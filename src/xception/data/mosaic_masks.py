@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from xception.data.batch_transforms import PilToModelInput, crop_flip
+from xception.data.batch_transforms import crop_flip
 from xception.data.config import DataConfig
 from xception.data.datasets import Datasets
 from xception.data.fashion_mnist import CLASSES
@@ -74,7 +74,6 @@ def build_mosaic_masks(config: DataConfig) -> Datasets:
     for split, augment in (("train", config.augment), ("test", False)):
         mosaics = build_mosaic_split(config, split, augment=False)
         splits[split] = MosaicMasks(mosaics, augment=augment, padding=config.crop_padding)
-    side = 28 * config.mosaic_grid
     return Datasets(
         train=splits["train"],
         val=splits["test"],
@@ -82,5 +81,4 @@ def build_mosaic_masks(config: DataConfig) -> Datasets:
         class_names=list(SEGMENTATION_CLASSES),
         multilabel=False,
         class_weights=None,
-        eval_transform=PilToModelInput(source_size=(side, side), pipeline=splits["test"].pipeline),
     )

@@ -8,17 +8,21 @@ average precision, the paper's MAP@100 (section 4.3, JFT/FastEval14k; defined in
 
 from __future__ import annotations
 
+import sys
+import time
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from xception.data.bad_images import BadImageRecord, CheckedLoader
 from xception.data.config import BadImagePolicy
 from xception.distributed import all_gather_rows, all_reduce_sum
 from xception.eval.metrics import average_precision, map_at_k, mean_average_precision, topk_correct
+from xception.runtime import autocast
 
 
 @torch.no_grad()
@@ -32,6 +36,7 @@ def evaluate(
     channels_last: bool = False,
     class_weights: torch.Tensor | None = None,
     ks: tuple[int, ...] = (1, 5),
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Metrics of `model` (switched to eval mode) over this process's shard of `loader`, combined
     over all processes. Images (N, C, H, W) in [-1, 1]; targets class indices (N,) or multi-hot
@@ -41,7 +46,7 @@ def evaluate(
     or sigmoid) and either `top1`, `top5` (fractions in [0, 1]) or `map`, `map_at_100`,
     `per_class_ap` (a list; NaN for classes without positives). A loader from `build_loader` that
     skips unreadable images (`--bad-images skip`) adds `bad_images`, their number, all left out
-    of `examples` and the metrics.
+    of `examples` and the metrics. `progress` draws a bar over this process's batches (stderr).
     """
     model.eval()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -49,10 +54,10 @@ def evaluate(
     count = torch.zeros((), dtype=torch.long, device=device)
     correct = torch.zeros(len(ks), dtype=torch.long, device=device)
     all_scores, all_targets = [], []
-    for images, targets in loader:
+    for images, targets in tqdm(loader, desc="evaluating", unit="batch", file=sys.stderr, disable=not progress):
         images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
         targets = targets.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+        with autocast(device.type, autocast_dtype):
             logits = model(images)
         logits = logits.float()
         count += images.shape[0]
@@ -86,49 +91,66 @@ def evaluate(
 
 def evaluate_weights(
     weights: str, *, source: str | None, data_path: str | None, batch_size: int, device: str | None,
-    precision: str | None, bad_images: BadImagePolicy, bad_image_fraction: float,
+    precision: str | None, bad_images: BadImagePolicy, bad_image_fraction: float, model_name: str | None = None,
+    ground_truth: str | None = None, progress: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate a weight file from training on the validation split of its data (or of `source`
-    at `data_path`), with this process's exact shard under torchrun; unreadable images stop it or
-    are left out and counted (`bad_images`, see `xception.data.bad_images`)."""
+    """Evaluate weights on the validation split of their data (or of `source` at `data_path`), with
+    this process's exact shard under torchrun; unreadable images stop it or are left out and counted
+    (`bad_images`, see `xception.data.bad_images`). `weights` is a file from training or `xception
+    convert`, or published weights by name ("imagenet", of `model_name`), whose data is the ImageNet
+    validation set (`xception.data.imagenet`, labels from `ground_truth` for a flat folder).
+    Adds `seconds` (the wall time of the pass) and `images_per_second` to `evaluate`'s metrics."""
     import dataclasses
 
     from xception.data import DataConfig, build_datasets
+    from xception.data.imagenet import open_imagenet_val
     from xception.data.loader import build_loader, default_num_workers
     from xception.data.summary import split_size
     from xception.distributed import init_distributed
     from xception.models.registry import get_entry
     from xception.models.trained import load_trained_model
-    from xception.runtime import fastest_settings
+    from xception.runtime import check_precision, fastest_settings
 
     context = init_distributed(device)
-    model, metadata = load_trained_model(weights)
+    model, metadata = load_trained_model(weights, model_name=model_name)
     data = dict(metadata.get("data") or {})
     if source is not None:
         data["source"] = source
     if data_path is not None:
         data["path"] = data_path
+    if ground_truth is not None:
+        data["ground_truth"] = ground_truth
     if "source" not in data:
         raise ValueError(f"{weights} records no data set; give --dataset and --data")
+    if data["source"] == "imagenet" and not data.get("path"):
+        raise ValueError(f"{weights} are evaluated on the ImageNet validation set; give its folder with --data")
     config = DataConfig(**{**data, "augment": False})
-    datasets = build_datasets(config)
-    if datasets.num_classes != metadata["num_classes"]:
-        raise ValueError(f"{weights} has {metadata['num_classes']} classes but the data set has {datasets.num_classes}")
+    if config.source == "imagenet":
+        val, num_classes, multilabel, class_weights = open_imagenet_val(config), 1000, False, None
+    else:
+        datasets = build_datasets(config)
+        val, num_classes = datasets.val, datasets.num_classes
+        multilabel, class_weights = datasets.multilabel, datasets.class_weights
+    if num_classes != metadata["num_classes"]:
+        raise ValueError(f"{weights} has {metadata['num_classes']} classes but the data set has {num_classes}")
     settings = fastest_settings(context.device, training=False)
     settings = dataclasses.replace(settings, precision=precision or settings.precision)
-    if settings.precision == "fp16" and context.device.type != "cuda":
-        raise ValueError("precision fp16 needs a CUDA GPU; use bf16 or fp32 on a CPU")
+    check_precision(settings.precision, context.device.type)
     model = model.to(context.device, memory_format=settings.memory_format)
-    loader = build_loader(datasets.val, batch_size=batch_size, training=False, rank=context.rank,
+    loader = build_loader(val, batch_size=batch_size, training=False, rank=context.rank,
                           world_size=context.world_size, seed=0, num_workers=default_num_workers(context.world_size),
                           pin_memory=context.device.type == "cuda",
-                          bad_images=BadImageRecord(bad_images, split="validation", split_size=split_size(datasets.val),
+                          bad_images=BadImageRecord(bad_images, split="validation", split_size=split_size(val),
                                                     max_fraction=bad_image_fraction))
-    if get_entry(metadata["model_name"]).task == "segmentation":
+    start = time.perf_counter()
+    if get_entry(model.model_name).task == "segmentation":
         from xception.eval.segmentation import evaluate_segmentation
 
-        return evaluate_segmentation(model, loader, device=context.device, num_classes=datasets.num_classes,
-                                     autocast_dtype=settings.autocast_dtype, channels_last=settings.channels_last)
-    return evaluate(model, loader, device=context.device, multilabel=datasets.multilabel,
-                    autocast_dtype=settings.autocast_dtype, channels_last=settings.channels_last,
-                    class_weights=datasets.class_weights)
+        metrics = evaluate_segmentation(model, loader, device=context.device, num_classes=num_classes,
+                                        autocast_dtype=settings.autocast_dtype, channels_last=settings.channels_last)
+    else:
+        metrics = evaluate(model, loader, device=context.device, multilabel=multilabel,
+                           autocast_dtype=settings.autocast_dtype, channels_last=settings.channels_last,
+                           class_weights=class_weights, progress=progress and context.is_main)
+    seconds = time.perf_counter() - start
+    return {**metrics, "seconds": seconds, "images_per_second": metrics["examples"] / seconds}

@@ -9,7 +9,7 @@ from xception.experiments.definition import Arm, Comparison
 from xception.experiments.matching import WidthMatch, count_model_parameters, match_width
 from xception.experiments.scales import Scale
 from xception.models import create_model
-from xception.models.registry import resolve_config
+from xception.models.registry import model_family, resolve_config
 
 # Middle-flow depths an Xception arm may take when width alone cannot match a count.
 MAX_MIDDLE_REPEATS = 12
@@ -45,8 +45,10 @@ def resolve_arm(
 ) -> ResolvedArm:
     """`arm` at `scale`; with a `target`, its width (and Xception middle-flow depth) matched to it."""
     model = scale.models[arm.family]
-    base = dict(scale.xception if arm.family == "xception" else scale.inception_v3)
-    overrides: dict[str, Any] = {**base, **arm.overrides}
+    if model_family(model) != arm.family:
+        raise ValueError(f"scale {scale.name!r} gives {arm.family} arms the model {model!r}, which is "
+                         f"{model_family(model)}; map each family to one of its own models")
+    overrides: dict[str, Any] = {**scale.base_overrides(arm.family), **arm.overrides}
 
     def complete(width: float | None, depth: int | None) -> dict[str, Any]:
         values = dict(overrides)
@@ -67,10 +69,10 @@ def resolve_arm(
                            target=target)
         overrides = complete(None, None)
     elif target is not None:
+        # Only Xception has a middle flow whose depth can be searched too.
+        depths: list[int | None] = [None]
         if arm.family == "xception":
-            depths: list[int | None] = [*_depth_preference(resolve_config(model, **overrides).middle_repeats)]
-        else:
-            depths = [None]
+            depths = [*_depth_preference(resolve_config(model, **overrides).middle_repeats)]
         match = match_width(
             target=target,
             count=lambda w, d: count_model_parameters(model, complete(w, d), num_classes=num_classes,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from xception.atomic_write import save_figure_atomic
 from xception.experiments.statistics import summarize
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ def _pyplot():
 
 def _save(figure, path: Path) -> Path:
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    save_figure_atomic(figure, path, dpi=110)
     _pyplot().close(figure)
     return path
 

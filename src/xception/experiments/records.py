@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xception.atomic_write import write_text_atomic
+
 RECORD = "record.json"
 
 
@@ -36,9 +38,7 @@ class RunRecord:
 
     def save(self, run_dir: Path) -> Path:
         path = Path(run_dir) / RECORD
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(dataclasses.asdict(self), indent=2, default=str))
-        return path
+        return write_text_atomic(path, json.dumps(dataclasses.asdict(self), indent=2, default=str))
 
 
 def load_record(run_dir: Path) -> RunRecord | None:

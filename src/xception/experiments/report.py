@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xception.atomic_write import write_text_atomic
 from xception.experiments.claims import judge
 from xception.experiments.comparison import ComparisonRun
 from xception.experiments.plots import (
@@ -174,7 +175,7 @@ def write_comparison_report(run: ComparisonRun, out_dir: Path, *, command: str,
         "scale": dataclasses.asdict(run.scale), "runtime": runtime,
         "train_config_of_first_run": run.records[0].train_config if run.records else None,
     }, indent=2, default=_json_default), "```", ""]
-    (out_dir / "report.md").write_text("\n".join(lines))
+    write_text_atomic(out_dir / "report.md", "\n".join(lines))
     results = {
         "experiment": comparison.name, "paper_ref": comparison.paper_ref, "scale": dataclasses.asdict(run.scale),
         "command": command, "machine": env, "date": provenance.date, "rendered": provenance.rendered,
@@ -188,7 +189,7 @@ def write_comparison_report(run: ComparisonRun, out_dir: Path, *, command: str,
         "macs": run.macs,
         "runs": [dataclasses.asdict(r) for r in run.records],
     }
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
+    write_text_atomic(out_dir / "results.json", json.dumps(results, indent=2, default=_json_default))
     return out_dir / "report.md"
 
 
@@ -224,9 +225,9 @@ def write_speed_table_report(run: SpeedTableRun, out_dir: Path, *, command: str)
     lines += ["", "Notes: " + table.caveats, "", "## Plot", "", f"![speed]({plot.name})", "",
               "## Configuration", "", "```json", json.dumps({k: getattr(run.scale, k) for k in TABLE3_FIELDS}, indent=2),
               "```", ""]
-    (out_dir / "report.md").write_text("\n".join(lines))
+    write_text_atomic(out_dir / "report.md", "\n".join(lines))
     results = {"experiment": table.name, "paper_ref": table.paper_ref, "scale": dataclasses.asdict(run.scale),
                "command": command, "machine": env, "date": provenance.date, "wall_s": run.wall_s, "repeats": run.repeats,
                "rows": [dataclasses.asdict(r) for r in run.rows], "paper": table.paper}
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
+    write_text_atomic(out_dir / "results.json", json.dumps(results, indent=2, default=_json_default))
     return out_dir / "report.md"

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xception.errors import UnknownFieldError, UnknownNameError
+from xception.models.registry import Family
 from xception.train.config import Precision
 
 
@@ -59,6 +60,10 @@ class Scale:
     speed_warmup_steps: int = 2
     speed_steps: int = 5
     table3_batch_size: int = 8
+
+    def base_overrides(self, family: Family) -> dict[str, Any]:
+        """The overrides every arm of `family` starts from (`xception` or `inception_v3`)."""
+        return dict(self.xception if family == "xception" else self.inception_v3)
 
 
 # The multi-label recipe: the single-label one with the paper's JFT loss (per-class sigmoids,

@@ -10,14 +10,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from xception.runtime import autocast_dtype, grad_scaler, synchronize
 from xception.train.averaging import ModelAverage
 from xception.train.loss import ClassificationLoss
 from xception.train.optimizer import build_optimizer
 from xception.train.recipes import get_recipe
 from xception.train.schedule import build_schedule
 from xception.train.step import Trainer
-
-_AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -31,11 +30,6 @@ class TrainingSpeed:
     precision: str
     device: str
     timed_steps: int
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def measure_training_speed(
@@ -66,9 +60,9 @@ def measure_training_speed(
         model=model, module=model,
         optimizer=build_optimizer(model, recipe=recipe_, model_name=model_name, lr=schedule(0)),
         schedule=schedule, loss_fn=ClassificationLoss(recipe_.loss, label_smoothing=recipe_.label_smoothing),
-        device=device, autocast_dtype=_AUTOCAST[precision], channels_last=False, batch_size=batch_size,
+        device=device, autocast_dtype=autocast_dtype(precision), channels_last=False, batch_size=batch_size,
         average=average, grad_clip_norm=recipe_.grad_clip_norm,
-        scaler=torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
+        scaler=grad_scaler(device.type, precision),
     )
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(batch_size, in_channels, image_size, image_size, generator=generator) * 2 - 1
@@ -78,10 +72,10 @@ def measure_training_speed(
         trainer.train_step(batch)
     times = []
     for _ in range(steps):
-        _synchronize(device)
+        synchronize(device)
         start = time.perf_counter()
         trainer.train_step(batch)  # returns a Python float: the step has finished
-        _synchronize(device)
+        synchronize(device)
         times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
     return TrainingSpeed(1.0 / seconds, batch_size / seconds, batch_size, image_size, precision, device.type, steps)

@@ -11,7 +11,7 @@ from torch import nn
 from xception.models.features import FeatureExtractor
 from xception.models.registry import get_entry, resolve_config
 from xception.models.weights import load_weights
-from xception.models.weights.download import weights_file
+from xception.models.weights.download import fetch_weights, registered_weights
 from xception.models.weights.registry import WeightsEntry
 
 
@@ -33,7 +33,8 @@ def create_model(
     official Keras .h5 files, Keras 3 .weights.h5, timm/Cadene or torchvision state dicts, this
     project's safetensors); the head is kept when its shape fits `num_classes`. It may also name
     published weights of the model (`"imagenet"`, `"imagenet_notop"`, see `list_weights()`) or be a
-    `WeightsEntry`: the file is downloaded into the cache on first use and checked (docs/weights.md).
+    `WeightsEntry`: the file is downloaded into the cache on first use and checked (docs/weights.md);
+    with another `num_classes` than theirs, their body is loaded under a fresh head (fine-tuning).
     The paper's dropout (0.5) belongs to the training recipe, so the default here is 0.
 
     ``features_only=True`` returns a `FeatureExtractor` (timm's interface): the trunk without its
@@ -47,7 +48,12 @@ def create_model(
     model = entry.build(config, num_classes=num_classes, in_channels=in_channels, drop_rate=drop_rate)
     model.model_name = name
     if weights is not None:
-        load_weights(model, weights_file(name, weights))
+        published = registered_weights(name, weights)
+        if published is None:
+            load_weights(model, weights)
+        else:
+            fresh_head = num_classes not in (0, published.num_classes) and published.num_classes != 0
+            load_weights(model, fetch_weights(published), fresh_head=fresh_head)
     if features_only:
         model.reset_classifier(0)
         model.fc_layers = nn.Sequential()  # no head tensors left unused by a backbone

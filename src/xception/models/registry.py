@@ -9,10 +9,14 @@ from typing import Any, Literal
 
 from torch import nn
 
+from xception.config_fields import check_field_types
 from xception.errors import UnknownFieldError, UnknownNameError
 from xception.models.deeplab import DeepLabV3Plus, DeepLabV3PlusConfig
 from xception.models.inception_v3 import InceptionV3, InceptionV3Config
 from xception.models.xception import BlockSpec, Xception, XceptionConfig
+
+# The paper's two kinds of network; recipes (weight decay) and experiments (arms) differ by family.
+Family = Literal["xception", "inception_v3"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,11 @@ class ModelEntry:
     input_size: int  # the default (and the paper's) square input size in pixels
     description: str
     task: Literal["classification", "segmentation"] = "classification"
+
+    @property
+    def family(self) -> Family:
+        """"inception_v3" for the Inception V3 baseline and its scalings, "xception" for every Xception."""
+        return "inception_v3" if self.build is InceptionV3 else "xception"
 
 
 _PAPER = XceptionConfig()
@@ -158,6 +167,11 @@ def get_entry(name: str) -> ModelEntry:
         raise UnknownNameError(f"unknown model {name!r}; valid: {', '.join(list_models())}") from None
 
 
+def model_family(name: str) -> Family:
+    """The family of the registered model `name` (unknown names fail, listing the valid ones)."""
+    return get_entry(name).family
+
+
 def resolve_config(name: str, **overrides: Any) -> Any:
     """The entry's config with `overrides` applied; unknown fields fail with the valid ones listed."""
     config = get_entry(name).config
@@ -165,4 +179,5 @@ def resolve_config(name: str, **overrides: Any) -> Any:
     unknown = sorted(set(overrides) - valid)
     if unknown:
         raise UnknownFieldError(f"unknown override(s) {unknown} for model {name!r}; valid: {', '.join(sorted(valid))}")
+    check_field_types(type(config), overrides, where="model.")
     return dataclasses.replace(config, **overrides)

@@ -33,7 +33,8 @@ def load_trained_model(
     weights: str | os.PathLike | WeightsEntry, *, model_name: str | None = None
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The model in eval mode and its metadata (model_name, num_classes, in_channels, class_names,
-    data, ...). `model_name` picks the model of a weights name or a foreign file (default
+    data, ...; a foreign file whose head is not that of published weights has no class names or
+    data). `model_name` picks the model of a weights name or a foreign file (default
     "xception"); for our own files it must agree with the file's, which names its model."""
     metadata = _our_metadata(weights)
     if metadata is None:
@@ -54,13 +55,7 @@ def load_trained_model(
 
 def _foreign_model(weights: str | os.PathLike | WeightsEntry, model_name: str) -> tuple[nn.Module, dict[str, Any]]:
     model, _ = build_from_file(weights, model_name=model_name)
-    published = published_metadata(weights, model)
-    if published is None:
-        raise ValueError(
-            f"{weights} records no class names or data preparation and its head ({model.num_classes} "
-            f"classes) is not that of published {model_name} weights; train or convert it with this project"
-        )
-    return model, {**model_metadata(model), **published}
+    return model, {**model_metadata(model), **(published_metadata(weights, model) or {})}
 
 
 def _our_metadata(weights: str | os.PathLike | WeightsEntry) -> dict[str, Any] | None:

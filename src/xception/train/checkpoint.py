@@ -9,6 +9,7 @@ config, the git commit and the history of evaluations.
 from __future__ import annotations
 
 import os
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -16,42 +17,89 @@ from typing import Any
 import numpy as np
 import torch
 
+from xception.atomic_write import write_atomic
+from xception.errors import UserError
+
 LATEST = "latest.pt"
 BEST = "best.pt"
+FORMAT = "xception-train-checkpoint/1"  # the "format" entry of a training run's checkpoints
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write `state` to `path` atomically: a temporary file in the same directory, flushed and
-    fsync'ed, then renamed over `path` (and the directory fsync'ed). A crash at any moment leaves
+    """Write `state` to `path` atomically (`xception.atomic_write`): a crash at any moment leaves
     either the previous file or the new one, never a partial one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-    return path
+    return write_atomic(path, lambda file: torch.save(state, file), needed=_tensor_bytes(state))
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint (a file, or a run directory whose checkpoints/latest.pt is read) on the CPU."""
+    """Read a checkpoint (a file, or a run directory whose checkpoints/latest.pt is read) on the CPU.
+    A file that is not one (empty, cut short, another format, a torch file of something else)
+    raises `NotACheckpointError` naming it."""
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoints" / LATEST
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}; give a .pt file or a run directory with checkpoints/{LATEST}")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    what = f"give checkpoints/{LATEST} or best.pt of a training run, or its directory"
+    if path.stat().st_size == 0:
+        raise NotACheckpointError(f"{path} is empty (0 bytes), not a training checkpoint; {what}")
+    kind = _file_kind(path)
+    if kind is None:
+        raise NotACheckpointError(f"{path} is not a training checkpoint (not a file torch.save writes: neither a "
+                                  f"zip archive nor a pickle); {what}")
+    if kind != "torch":
+        raise NotACheckpointError(f"{path} is a {kind} weight file, not a training checkpoint (weight files go to "
+                                  f"--weights of eval and predict); {what}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "GLOBAL" not in str(error):
+            raise NotACheckpointError(f"{path} is not a training checkpoint (torch.load cannot unpickle it); "
+                                      f"{what}") from error
+        raise NotACheckpointError(f"{path} holds Python objects besides tensors and plain data, which are not "
+                                  f"loaded since loading them could run code; {what}") from error
+    except Exception as error:  # whatever the file holds, torch could not read it as a checkpoint
+        reason = str(error).strip().splitlines()[0].split(". ")[0][:120]
+        raise NotACheckpointError(f"{path} is not a training checkpoint (torch.load: {type(error).__name__}: "
+                                  f"{reason}); {what}") from error
+    return state
+
+
+def load_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """`load_checkpoint`, refusing a torch file that is not the checkpoint of a training run."""
+    state = load_checkpoint(path)
+    if not (isinstance(state, dict) and state.get("format") == FORMAT):
+        raise NotACheckpointError(f"{path} is not an xception training checkpoint (torch reads it, but it "
+                                  f"has no 'format': {FORMAT!r}); give checkpoints/{LATEST} or best.pt of a training "
+                                  "run, or its directory")
+    return state
+
+
+def _file_kind(path: Path) -> str | None:
+    """"torch" (what torch.save writes), "safetensors" or "Keras HDF5", from the first bytes; None for
+    anything else."""
+    from xception.models.weights.sniff import sniff_format
+
+    try:
+        kind = sniff_format(path)
+    except ValueError:
+        return None
+    return {"hdf5": "Keras HDF5"}.get(kind, kind)
+
+
+class NotACheckpointError(UserError):
+    """A file given as a checkpoint that is not one."""
+
+
+def _tensor_bytes(value: Any) -> int:
+    """The bytes of the tensors in a nested structure of dicts, lists and tuples."""
+    if isinstance(value, torch.Tensor):
+        return value.nbytes
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
 
 
 def capture_rng_state() -> dict[str, Any]:

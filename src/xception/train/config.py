@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from xception.config_fields import check_field_types
 from xception.data.config import BAD_IMAGE_POLICIES, DEFAULT_BAD_IMAGES, MAX_BAD_FRACTION, BadImagePolicy
 from xception.errors import UnknownFieldError
 
@@ -52,7 +53,10 @@ class TrainConfig:
     seed: int = 0
     num_workers: int | None = None  # None: min(8, CPUs per process - 1), at least 0
     out_dir: str = "runs/train"
-    resume: str | None = None  # a checkpoint file or a run directory (its latest checkpoint)
+    # A checkpoint file or a run directory to start from when out_dir has no checkpoint yet; a run
+    # directory with one always continues from it (see xception.train.resume), unless `restart`.
+    resume: str | None = None
+    restart: bool = False  # start over: delete out_dir's checkpoints, metrics and weights first
     evals_per_epoch: int = 1
     evaluate_during_training: bool = True  # False: only at the end (a short run saves the time)
     checkpoint_every_steps: int | None = None  # besides the end of each evaluation
@@ -69,18 +73,16 @@ class TrainConfig:
         import torch
 
         from xception.models.registry import resolve_config
+        from xception.runtime import check_precision
         from xception.train.recipes import get_recipe
 
         resolve_config(self.model, **self.model_overrides)
         get_recipe(self.recipe, **self.recipe_overrides)
-        if self.precision not in (None, "fp32", "bf16", "fp16"):
-            raise ValueError(f"unknown precision {self.precision!r}; valid: fp32, bf16, fp16")
         cuda = (self.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
         if cuda and not torch.cuda.is_available():
             raise ValueError(f"device {self.device!r} needs a CUDA GPU and none is available; use --device cpu")
-        if self.precision == "fp16" and not cuda:
-            raise ValueError("precision fp16 needs a CUDA GPU (it relies on loss scaling); on a CPU use "
-                             "--precision bf16 or fp32")
+        if self.precision is not None:
+            check_precision(self.precision, "cuda" if cuda else "cpu")
         if self.batch_size < 1 or self.accumulation_steps < 1 or self.batch_size % self.accumulation_steps:
             raise ValueError(f"batch size {self.batch_size} must be a positive multiple of accumulation "
                              f"steps {self.accumulation_steps}")
@@ -98,6 +100,8 @@ class TrainConfig:
             raise ValueError(f"evals_per_epoch must be >= 1, got {self.evals_per_epoch}")
         if self.data.path is not None and not Path(self.data.path).exists():
             raise FileNotFoundError(f"data path {self.data.path} does not exist; pass the dataset's directory")
+        if self.resume is not None and self.restart:
+            raise ValueError("--resume and --restart contradict each other: give one of them")
         if self.resume is not None and not Path(self.resume).exists():
             raise FileNotFoundError(f"--resume {self.resume} does not exist; give a checkpoint file or a run directory")
 
@@ -116,11 +120,13 @@ class TrainConfig:
         if unknown:
             raise UnknownFieldError(f"unknown training option(s) {unknown}; valid: {', '.join(sorted(valid))}")
         data = values.pop("data")
+        check_field_types(cls, values, where="", names={"DataConfig": DataConfig})
         if isinstance(data, dict):
             data_valid = {f.name for f in dataclasses.fields(DataConfig)}
             bad = sorted(set(data) - data_valid)
             if bad:
                 raise UnknownFieldError(f"unknown data option(s) {bad}; valid: {', '.join(sorted(data_valid))}")
+            check_field_types(DataConfig, data, where="data.")
             data = DataConfig(**data)
         return cls(data=data, **values)
 
@@ -132,7 +138,7 @@ class EvalRecord:
     epoch: float  # fractional epochs of training done
     step: int  # optimizer steps done
     samples: int  # training images seen
-    wall_s: float  # seconds since the run started (not counting earlier runs before a resume)
+    wall_s: float  # seconds of training so far, over every attempt (see TrainResult.attempts)
     train_loss: float  # mean training loss since the previous evaluation
     lr: float
     metrics: dict[str, float]  # top1/top5 (single-label) or map/map_at_100 (multi-label), loss
@@ -148,6 +154,11 @@ class TrainResult:
     run_dir: Path
     checkpoint: Path  # the latest full checkpoint
     best_checkpoint: Path | None
-    weights: Path  # the evaluated (averaged, when on) final weights, safetensors with metadata
-    steps: int
-    wall_s: float
+    weights: Path | None  # the evaluated (averaged, when on) final weights; None until finished
+    steps: int  # optimizer steps done
+    total_steps: int  # the budget
+    finished: bool  # steps == total_steps (False: stopped, as stop_after_steps asks)
+    wall_s: float  # seconds of training kept, summed over the attempts
+    # Each attempt (the first run, then every resume): {"from_step", "to_step", "wall_s"}, the steps
+    # it trained up to its last checkpoint and its seconds until then (or until the end).
+    attempts: list[dict[str, Any]]

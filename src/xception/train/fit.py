@@ -1,9 +1,13 @@
 """`fit(config)`: one training run from a `TrainConfig` to a `TrainResult` and a run directory.
 
-The loop: for every global batch, `Trainer.train_step`; every 1/`evals_per_epoch` epoch and at the
-end, evaluate (the Polyak average when the recipe averages), then checkpoint. The run directory
-(`config.out_dir`) receives config.json, environment.json, metrics.jsonl, tensorboard/,
-checkpoints/latest.pt and best.pt, curves.png and final.json.
+A `Run` has five phases, each a method: set up (`__init__`: data, model, optimizer, schedule,
+trainer), `resume` (from the run directory's latest checkpoint, see `xception.train.resume`),
+`train_epoch` (the rest of the current epoch, one `Trainer.train_step` per global batch),
+`evaluate_and_checkpoint` (every 1/`evals_per_epoch` epoch and at the end: the Polyak average
+when the recipe averages), and `finish`. The run directory (`config.out_dir`) receives config.json,
+environment.json, metrics.jsonl, tensorboard/, checkpoints/latest.pt and best.pt, best.safetensors
+and curves.png; final.json and weights.safetensors only once the run has finished its budget.
+Every file goes through `xception.atomic_write`: a kill at any moment leaves no half-written file.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from xception.atomic_write import remove_stale_temporaries, write_text_atomic
 from xception.data.bad_images import BadImageRecord
 from xception.data.loader import build_loader, default_num_workers
 from xception.data.summary import split_size
@@ -31,18 +36,26 @@ from xception.distributed import (
     all_gather_objects,
     all_reduce_sum,
     barrier,
+    broadcast_buffers,
     init_distributed,
 )
+from xception.errors import UserError
 from xception.models import create_model
 from xception.models.registry import get_entry
 from xception.models.weights import save_weights
-from xception.runtime import RuntimeSettings, fastest_settings, retain_freed_memory
+from xception.runtime import (
+    RuntimeSettings,
+    check_precision,
+    fastest_settings,
+    grad_scaler,
+    retain_freed_memory,
+)
 from xception.train.averaging import ModelAverage
 from xception.train.checkpoint import (
     BEST,
     LATEST,
     capture_rng_state,
-    load_checkpoint,
+    load_training_checkpoint,
     restore_rng_state,
     save_checkpoint,
 )
@@ -51,6 +64,13 @@ from xception.train.logbook import Logbook, plot_curves
 from xception.train.optimizer import build_optimizer
 from xception.train.provenance import environment, git_commit
 from xception.train.recipes import get_recipe
+from xception.train.resume import (
+    clear_run_outputs,
+    config_changes,
+    keep_metrics_up_to,
+    resume_source,
+    run_dir_of,
+)
 from xception.train.schedule import build_schedule
 from xception.train.step import Trainer
 from xception.train.task import build_task
@@ -59,9 +79,7 @@ log = logging.getLogger(__name__)
 
 FINAL_WEIGHTS = "weights.safetensors"  # the evaluated weights at the end of training
 BEST_WEIGHTS = "best.safetensors"  # those of the best evaluation
-
-# Fields of TrainConfig that must not change on resume: they define the optimisation itself.
-_RESUME_INVARIANT = ("task", "model", "model_overrides", "recipe", "recipe_overrides", "batch_size", "seed", "data")
+FINAL = "final.json"  # the last evaluation, the budget and the attempts: written last, when finished
 
 
 def resolve_runtime(config: TrainConfig, device: torch.device) -> RuntimeSettings:
@@ -69,11 +87,7 @@ def resolve_runtime(config: TrainConfig, device: torch.device) -> RuntimeSetting
     unset. Impossible combinations fail here, before any work."""
     fastest = fastest_settings(device, training=True)
     precision = config.precision or fastest.precision
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError(f"precision fp16 needs a CUDA GPU (loss scaling), but the device is {device.type}; "
-                         "use --precision bf16 or fp32")
-    if precision not in ("fp32", "bf16", "fp16"):
-        raise ValueError(f"unknown precision {precision!r}; valid: fp32, bf16, fp16")
+    check_precision(precision, device.type)
     chosen = [f"precision={precision}" + (" (chosen)" if config.precision is None else "")]
     channels_last = fastest.channels_last if config.channels_last is None else config.channels_last
     compile_ = fastest.compile if config.compile is None else config.compile
@@ -87,228 +101,383 @@ def fit(config: TrainConfig, *, datasets: Any | None = None) -> TrainResult:
 
     `datasets` (an `xception.data.Datasets`) replaces `build_datasets(config.data)`, e.g. for an
     in-memory data set. Under `torchrun` every process calls this; rank 0 writes the run directory.
+    A run directory that holds a checkpoint is continued (see `xception.train.resume`).
     """
-    config.check()
-    context = init_distributed(config.device)
-    recipe = get_recipe(config.recipe, **config.recipe_overrides)
-    settings = resolve_runtime(config, context.device)
-    _check_config(config, context)
-    if config.cpu_threads is not None:
-        torch.set_num_threads(config.cpu_threads)
-    kept = context.device.type == "cpu" and retain_freed_memory()
-    if context.is_main:
-        log.info("runtime: %s; %d CPU thread(s)%s", settings.reason, torch.get_num_threads(),
-                 "; freed memory kept for reuse (glibc malloc, no per-step page faults)" if kept else "")
-    _seed_everything(config.seed)  # the same initial weights on every process
-    task = build_task(config.task)
-    task.check_model(get_entry(config.model).task)
-    if datasets is None:
-        from xception.data import build_datasets
+    run = Run(config, datasets=datasets)
+    run.resume()
+    while run.train_epoch():
+        pass
+    return run.finish()
 
-        datasets = build_datasets(config.data)
-    task.check_data(datasets)
-    if datasets.multilabel and recipe.loss == "softmax":
-        log.warning("multi-label data with a softmax loss: targets become normalised distributions")
-    module = create_model(
-        config.model, num_classes=datasets.num_classes, in_channels=config.data.in_channels,
-        drop_rate=recipe.drop_rate, **config.model_overrides,
-    )
-    if config.sync_batchnorm and context.distributed:
-        module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
-    module = module.to(context.device, memory_format=settings.memory_format)
-    _seed_everything(config.seed + context.rank)  # different dropout and augmentation per process
 
-    epoch_size = len(datasets.train)
-    steps_per_epoch = epoch_size // config.batch_size
-    if steps_per_epoch == 0:
-        raise ValueError(f"the training set has {epoch_size} examples, fewer than one batch of "
-                         f"{config.batch_size}; lower --batch-size")
-    epochs = config.epochs if config.epochs is not None else recipe.epochs
-    if config.steps is None and epochs is None:
-        raise ValueError(f"recipe {recipe.name!r} has no default length; give --epochs or --steps")
-    total_steps = config.steps if config.steps is not None else max(1, math.ceil(epochs * steps_per_epoch))
-    schedule = build_schedule(recipe, batch_size=config.batch_size, epoch_size=epoch_size,
-                              total_samples=total_steps * config.batch_size)
-    optimizer = build_optimizer(module, recipe=recipe, model_name=config.model, lr=schedule(0))
-    average = (ModelAverage(module, decay=recipe.average_decay, bn_policy=recipe.average_bn_policy)
-               if recipe.average_decay is not None else None)
-    scaler = torch.amp.GradScaler(context.device.type, enabled=settings.precision == "fp16")
-    model: nn.Module = module
-    if context.distributed:
-        model = nn.parallel.DistributedDataParallel(
-            module, device_ids=[context.device] if context.device.type == "cuda" else None)
-    if settings.compile:
-        model = torch.compile(model)
-    trainer = Trainer(
-        model=model, module=module, optimizer=optimizer, schedule=schedule,
-        loss_fn=task.loss(recipe),
-        device=context.device, autocast_dtype=settings.autocast_dtype, channels_last=settings.channels_last,
-        batch_size=config.batch_size, average=average, grad_clip_norm=recipe.grad_clip_norm, scaler=scaler,
-    )
+@dataclasses.dataclass
+class LossWindows:
+    """This process's training-loss sums not yet reported: since the last log row and since the
+    last evaluation. Checkpointed per rank, so a resumed run reports what a straight one does."""
 
-    bad_train, bad_val = (BadImageRecord(config.bad_images, split=split, split_size=split_size(data),
-                                         max_fraction=config.bad_image_fraction)
-                          for split, data in (("training", datasets.train), ("validation", datasets.val)))
-    run_dir = Path(config.out_dir)
-    history: list[EvalRecord] = []
-    best_metric, wall_before = -math.inf, 0.0
-    if config.resume:
-        state = load_checkpoint(config.resume)
-        _check_resume(config, state)
-        module.load_state_dict(state["model"])
-        if average is not None:
-            average.load_state_dict(state["average"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        trainer.step = state["progress"]["step"]
-        wall_before = state["progress"]["wall_s"]
-        best_metric = state["progress"]["best_metric"]
-        history = [EvalRecord(**r) for r in state["history"]]
-        bad_train.paths.update(state.get("bad_images", {}))
-        ranks = state["rng"]
-        restore_rng_state(ranks[context.rank] if context.rank < len(ranks) else ranks[0])
+    log_sum: float = 0.0
+    log_steps: int = 0
+    eval_sum: float = 0.0
+    eval_steps: int = 0
+
+    def add(self, loss: float) -> None:
+        self.log_sum, self.log_steps = self.log_sum + loss, self.log_steps + 1
+        self.eval_sum, self.eval_steps = self.eval_sum + loss, self.eval_steps + 1
+
+
+class Run:
+    """One training run: what `fit` builds once, and the phases that advance it."""
+
+    def __init__(self, config: TrainConfig, *, datasets: Any | None = None) -> None:
+        """Set up: check, join the process group, build the data, model, optimizer and trainer."""
+        config.check()
+        self.config = config
+        self.context = context = init_distributed(config.device)
+        self.recipe = recipe = get_recipe(config.recipe, **config.recipe_overrides)
+        self.settings = settings = resolve_runtime(config, context.device)
+        _check_config(config, context)
+        if config.cpu_threads is not None:
+            torch.set_num_threads(config.cpu_threads)
+        kept = context.device.type == "cpu" and retain_freed_memory()
         if context.is_main:
-            log.info("resumed from %s at step %d", config.resume, trainer.step)
+            log.info("runtime: %s; %d CPU thread(s)%s", settings.reason, torch.get_num_threads(),
+                     "; freed memory kept for reuse (glibc malloc, no per-step page faults)" if kept else "")
+        _seed_everything(config.seed)  # the same initial weights on every process
+        self.task = build_task(config.task)
+        self.task.check_model(get_entry(config.model).task)
+        if datasets is None:
+            from xception.data import build_datasets
 
-    logbook = Logbook(run_dir, active=context.is_main, tensorboard=config.tensorboard)
-    if context.is_main:
+            datasets = build_datasets(config.data)
+        self.task.check_data(datasets)
+        self.datasets = datasets
+        if datasets.multilabel and recipe.loss == "softmax":
+            log.warning("multi-label data with a softmax loss: targets become normalised distributions")
+        self.module = self._build_module()
+        _seed_everything(config.seed + context.rank)  # different dropout and augmentation per process
+
+        self.epoch_size = len(datasets.train)
+        self.steps_per_epoch = self.epoch_size // config.batch_size
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"the training set has {self.epoch_size} examples, fewer than one batch of "
+                             f"{config.batch_size}; lower --batch-size")
+        epochs = config.epochs if config.epochs is not None else recipe.epochs
+        if config.steps is None and epochs is None:
+            raise ValueError(f"recipe {recipe.name!r} has no default length; give --epochs or --steps")
+        self.total_steps = (config.steps if config.steps is not None
+                            else max(1, math.ceil(epochs * self.steps_per_epoch)))
+        self.trainer = self._build_trainer()
+        self.eval_model = self.trainer.average if self.trainer.average is not None else self.module
+        self.run_dir = Path(config.out_dir)
+        self.micro_batch = config.batch_size // (context.world_size * config.accumulation_steps)
+        self.num_workers = (config.num_workers if config.num_workers is not None
+                            else default_num_workers(context.world_size))
+        self.eval_every = max(1, self.steps_per_epoch // config.evals_per_epoch)
+        self.bad_train, self.bad_val = (
+            BadImageRecord(config.bad_images, split=split, split_size=split_size(data),
+                           max_fraction=config.bad_image_fraction)
+            for split, data in (("training", datasets.train), ("validation", datasets.val)))
+        self.val_loader = build_loader(datasets.val, batch_size=max(self.micro_batch, 64), training=False,
+                                       rank=context.rank, world_size=context.world_size, seed=config.seed,
+                                       num_workers=self.num_workers, pin_memory=context.device.type == "cuda",
+                                       bad_images=self.bad_val)
+        self.history: list[EvalRecord] = []
+        self.best_metric = -math.inf
+        self.losses = LossWindows()
+        self.attempts: list[dict[str, Any]] = []  # earlier attempts: from_step, to_step, wall_s
+        self.resumed_at = 0
+        self.logbook: Logbook | None = None
+        self.progress = None
+        self.start = self.window_start = time.perf_counter()
+
+    def _build_module(self) -> nn.Module:
+        config, recipe = self.config, self.recipe
+        module = create_model(
+            config.model, num_classes=self.datasets.num_classes, in_channels=config.data.in_channels,
+            drop_rate=recipe.drop_rate, **config.model_overrides,
+        )
+        if config.sync_batchnorm and self.context.distributed:
+            module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        return module.to(self.context.device, memory_format=self.settings.memory_format)
+
+    def _build_trainer(self) -> Trainer:
+        config, recipe, context, module = self.config, self.recipe, self.context, self.module
+        schedule = build_schedule(recipe, batch_size=config.batch_size, epoch_size=self.epoch_size,
+                                  total_samples=self.total_steps * config.batch_size)
+        optimizer = build_optimizer(module, recipe=recipe, model_name=config.model, lr=schedule(0))
+        average = (ModelAverage(module, decay=recipe.average_decay, bn_policy=recipe.average_bn_policy)
+                   if recipe.average_decay is not None else None)
+        scaler = grad_scaler(context.device.type, self.settings.precision)
+        model: nn.Module = module
+        if context.distributed:
+            model = nn.parallel.DistributedDataParallel(
+                module, device_ids=[context.device] if context.device.type == "cuda" else None)
+        if self.settings.compile:
+            model = torch.compile(model)
+        return Trainer(
+            model=model, module=module, optimizer=optimizer, schedule=schedule,
+            loss_fn=self.task.loss(recipe),
+            device=context.device, autocast_dtype=self.settings.autocast_dtype,
+            channels_last=self.settings.channels_last, batch_size=config.batch_size, average=average,
+            grad_clip_norm=recipe.grad_clip_norm, scaler=scaler,
+        )
+
+    # -- resume -------------------------------------------------------------------------------
+
+    def resume(self) -> None:
+        """Continue from the checkpoint `resume_source` names (rank 0 decides, every rank loads),
+        then open the run directory: stale temporary files removed, metrics.jsonl cut back to the
+        checkpoint's step, config.json and environment.json written."""
+        config, context = self.config, self.context
+        source = resume_source(out_dir=config.out_dir, resume=config.resume, restart=config.restart)
+        source = all_gather_objects(source)[0]  # one decision, even if the file system is slow to agree
+        changes: dict[str, list[Any]] = {}
+        if source is not None:
+            changes = self._load(load_training_checkpoint(source), source)
+        if context.is_main:
+            self._open_run_dir(source, changes)
+        barrier()  # no rank starts before rank 0 has cleaned the run directory
+        self.logbook = Logbook(self.run_dir, active=context.is_main, tensorboard=config.tensorboard,
+                               purge_step=self.trainer.step + 1 if source is not None else None)
+        if changes:
+            self.logbook.write("resume", {"step": self.trainer.step, "from": str(source), "changed": changes})
+        self.progress = _progress_bar(config, context, self.total_steps, self.trainer.step)
+        self.start = self.window_start = time.perf_counter()
+
+    def _load(self, state: dict[str, Any], source: Path) -> dict[str, list[Any]]:
+        changes = config_changes(state["config"], self.config.to_dict(), saved_recipe=state["recipe"],
+                                 recipe=dataclasses.asdict(self.recipe), source=source)
+        if list(state["class_names"]) != list(self.datasets.class_names):
+            raise ValueError(f"cannot resume from {source}: its classes differ from the data set's")
+        trainer = self.trainer
+        self.module.load_state_dict(state["model"])
+        if trainer.average is not None:
+            trainer.average.load_state_dict(state["average"])
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        trainer.scaler.load_state_dict(state["scaler"])
+        progress = state["progress"]
+        trainer.step = self.resumed_at = progress["step"]
+        self.attempts = list(progress.get("attempts") or [{"from_step": 0, "to_step": trainer.step,
+                                                            "wall_s": progress["wall_s"]}])
+        self.best_metric = progress["best_metric"]
+        self.history = [EvalRecord(**r) for r in state["history"]]
+        self.bad_train.paths.update(state.get("bad_images", {}))
+        rank = self.context.rank
+        ranks = state["rng"]
+        restore_rng_state(ranks[rank] if rank < len(ranks) else ranks[0])
+        windows = state.get("losses") or []
+        if rank < len(windows):
+            self.losses = LossWindows(**windows[rank])
+        if self.context.is_main:
+            log.info("resumed from %s at step %d of %d", source, trainer.step, self.total_steps)
+            for name, (before, now) in changes.items():
+                log.warning("resume at step %d changes %s: %r -> %r", trainer.step, name, before, now)
+        return changes
+
+    def _open_run_dir(self, source: Path | None, changes: dict[str, list[Any]]) -> None:
+        run_dir, config = self.run_dir, self.config
         run_dir.mkdir(parents=True, exist_ok=True)
-        resolved = {"train": config.to_dict(), "recipe": dataclasses.asdict(recipe),
-                    "runtime": dataclasses.asdict(settings), "schedule": dataclasses.asdict(schedule),
-                    "num_classes": datasets.num_classes, "class_names": list(datasets.class_names),
-                    "total_steps": total_steps, "steps_per_epoch": steps_per_epoch}
-        (run_dir / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
-        (run_dir / "environment.json").write_text(json.dumps(environment(context.world_size), indent=2))
+        remove_stale_temporaries(run_dir)
+        if source is None:
+            clear_run_outputs(run_dir)  # a fresh start: nothing of an earlier run may mix with this one
+        else:
+            keep_metrics_up_to(run_dir, self.trainer.step, source_dir=run_dir_of(source))
+            if self.trainer.step < self.total_steps:  # an extended run: its earlier finish no longer holds
+                for name in (FINAL, FINAL_WEIGHTS):
+                    (run_dir / name).unlink(missing_ok=True)
+        resolved = {"train": config.to_dict(), "recipe": dataclasses.asdict(self.recipe),
+                    "runtime": dataclasses.asdict(self.settings),
+                    "schedule": dataclasses.asdict(self.trainer.schedule),
+                    "num_classes": self.datasets.num_classes, "class_names": list(self.datasets.class_names),
+                    "total_steps": self.total_steps, "steps_per_epoch": self.steps_per_epoch}
+        write_text_atomic(run_dir / "config.json", json.dumps(resolved, indent=2, default=str))
+        write_text_atomic(run_dir / "environment.json", json.dumps(environment(self.context.world_size), indent=2))
 
-    accumulation = config.accumulation_steps
-    micro_batch = config.batch_size // (context.world_size * accumulation)
-    num_workers = config.num_workers if config.num_workers is not None else default_num_workers(context.world_size)
-    eval_every = max(1, steps_per_epoch // config.evals_per_epoch)
-    eval_model = average if average is not None else module
-    val_loader = build_loader(datasets.val, batch_size=max(micro_batch, 64), training=False, rank=context.rank,
-                              world_size=context.world_size, seed=config.seed, num_workers=num_workers,
-                              pin_memory=context.device.type == "cuda", bad_images=bad_val)
+    # -- train ----------------------------------------------------------------------------------
 
-    def checkpoint_state() -> dict[str, Any]:
+    def train_loader(self, epoch: int, start_batch: int):
+        """This process's micro-batches of `epoch` from global batch `start_batch` on: the one place
+        where the global batch and the resume position become a loader."""
+        return build_loader(self.datasets.train, batch_size=self.micro_batch, training=True,
+                            rank=self.context.rank, world_size=self.context.world_size, seed=self.config.seed,
+                            epoch=epoch, num_workers=self.num_workers,
+                            pin_memory=self.context.device.type == "cuda", global_batch=self.config.batch_size,
+                            start_batch=start_batch, bad_images=self.bad_train)
+
+    def train_epoch(self) -> bool:
+        """Train the rest of the current epoch; False once the run is over (finished or stopped)."""
+        if self.over():
+            return False
+        epoch, start_batch = divmod(self.trainer.step, self.steps_per_epoch)
+        batches = iter(self.train_loader(epoch, start_batch))
+        for micro_batches in _groups(batches, self.config.accumulation_steps):
+            self.train_step(micro_batches)
+            if self.over():
+                return False
+        return True
+
+    def over(self) -> bool:
+        stop = self.config.stop_after_steps
+        return self.trainer.step >= self.total_steps or (stop is not None and self.trainer.step >= stop)
+
+    def train_step(self, micro_batches: list) -> None:
+        """One optimizer step, then what is due after it: a log row, an evaluation, a checkpoint."""
+        config, trainer = self.config, self.trainer
+        loss = trainer.train_step(micro_batches)
+        if not math.isfinite(loss):
+            raise _diverged(loss, step=trainer.step, lr=trainer.optimizer.param_groups[0]["lr"], run_dir=self.run_dir)
+        self.losses.add(loss)
+        if trainer.step % config.log_every_steps == 0 or trainer.step == self.total_steps:
+            self.log_step()
+        if self.progress is not None:
+            self.progress.update(1)
+        if (config.evaluate_during_training and trainer.step % self.eval_every == 0) or trainer.step == self.total_steps:
+            self.evaluate_and_checkpoint()
+        elif ((config.checkpoint_every_steps and trainer.step % config.checkpoint_every_steps == 0)
+              or trainer.step == config.stop_after_steps):
+            self.save(LATEST)
+
+    def log_step(self) -> None:
+        trainer, losses = self.trainer, self.losses
+        lr = trainer.optimizer.param_groups[0]["lr"]
+        elapsed = time.perf_counter() - self.window_start
+        row = {"step": trainer.step, "epoch": trainer.step / self.steps_per_epoch, "samples": trainer.samples,
+               "loss": losses.log_sum / losses.log_steps, "lr": lr,
+               "images_per_s": losses.log_steps * self.config.batch_size / max(elapsed, 1e-9),
+               "wall_s": self.wall_s()}
+        self.logbook.write("step", row)
+        if self.progress is not None:
+            self.progress.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{lr:.3g}", img_s=f"{row['images_per_s']:.0f}")
+        losses.log_sum, losses.log_steps, self.window_start = 0.0, 0, time.perf_counter()
+
+    # -- evaluate and checkpoint ------------------------------------------------------------------
+
+    def evaluate_and_checkpoint(self) -> None:
+        """Evaluate the evaluated model (the average when on), log it, save latest.pt (and best.pt
+        and best.safetensors when the metric improved)."""
+        trainer, datasets, context = self.trainer, self.datasets, self.context
+        # Under DDP each process has updated its own BatchNorm statistics since DDP last broadcast
+        # rank 0's (before each forward), and each process's average followed its own. Rank 0's are
+        # the ones DDP trains with and the ones exported: every process evaluates with them, so the
+        # reported metrics are those of the saved weights (averaging them instead would make a model
+        # that no process trained with, at a collective per step; this is one per evaluation).
+        broadcast_buffers(self.eval_model)
+        metrics = self.task.evaluate(self.eval_model, self.val_loader, datasets, device=context.device,
+                                     autocast_dtype=self.settings.autocast_dtype,
+                                     channels_last=self.settings.channels_last)
+        losses = self.losses
+        train_loss = float(all_reduce_sum(torch.tensor(losses.eval_sum / max(losses.eval_steps, 1)))) / context.world_size
+        losses.eval_sum, losses.eval_steps = 0.0, 0
+        scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+        if self.config.bad_images == "skip":
+            scalars["train_bad_images"] = len(self.bad_train.gather())
+        record = EvalRecord(epoch=trainer.step / self.steps_per_epoch, step=trainer.step, samples=trainer.samples,
+                            wall_s=self.wall_s(), train_loss=train_loss,
+                            lr=trainer.optimizer.param_groups[0]["lr"], metrics=scalars)
+        self.history.append(record)
+        row = {k: v for k, v in dataclasses.asdict(record).items() if k != "metrics"}
+        self.logbook.write("eval", {**row, **scalars})
+        if context.is_main:
+            log.info("step %d (epoch %.2f): %s", trainer.step, record.epoch,
+                     ", ".join(f"{k} {v}" if isinstance(v, int) else f"{k} {v:.4f}" for k, v in scalars.items()))
+        key = self.task.key_metric(metrics)
+        improved = metrics[key] > self.best_metric
+        self.best_metric = max(self.best_metric, metrics[key])
+        self.save(LATEST)
+        if improved:
+            self.save(BEST)
+            self.export_weights(BEST_WEIGHTS, metrics)
+
+    def wall_s(self) -> float:
+        """Seconds of training kept, over every attempt (an attempt's time after its last checkpoint
+        was lost with it and is trained again)."""
+        return sum(a["wall_s"] for a in self.attempts) + time.perf_counter() - self.start
+
+    def all_attempts(self) -> list[dict[str, Any]]:
+        """Earlier attempts and this one (so far): the step range each trained and its seconds."""
+        this = {"from_step": self.resumed_at, "to_step": self.trainer.step,
+                "wall_s": time.perf_counter() - self.start}
+        return [*self.attempts, this]
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """What `resume` needs; a collective (every rank's RNG and loss windows): every rank builds it."""
+        trainer, config = self.trainer, self.config
+        ranks = all_gather_objects({"rng": capture_rng_state(), "losses": dataclasses.asdict(self.losses)})
         return {
             "format": "xception-train-checkpoint/1",
-            "model": module.state_dict(),
-            "average": average.state_dict() if average is not None else {},
-            "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict(),
-            "progress": {"step": trainer.step, "samples": trainer.samples, "epoch": trainer.step / steps_per_epoch,
-                         "wall_s": wall_before + time.perf_counter() - start, "best_metric": best_metric},
+            "model": self.module.state_dict(),
+            "average": trainer.average.state_dict() if trainer.average is not None else {},
+            "optimizer": trainer.optimizer.state_dict(),
+            "scaler": trainer.scaler.state_dict(),
+            "progress": {"step": trainer.step, "samples": trainer.samples, "epoch": trainer.step / self.steps_per_epoch,
+                         "wall_s": self.wall_s(), "best_metric": self.best_metric, "attempts": self.all_attempts()},
             # The data order is a function of these (see xception.data.loader.GlobalBatchSampler).
             "data_order": {"seed": config.seed, "global_batch": config.batch_size,
-                           "epoch": trainer.step // steps_per_epoch, "start_batch": trainer.step % steps_per_epoch},
-            "rng": all_gather_objects(capture_rng_state()),
+                           "epoch": trainer.step // self.steps_per_epoch,
+                           "start_batch": trainer.step % self.steps_per_epoch},
+            "rng": [r["rng"] for r in ranks],
+            "losses": [r["losses"] for r in ranks],
             "config": config.to_dict(),
-            "recipe": dataclasses.asdict(recipe),
-            "num_classes": datasets.num_classes,
-            "class_names": list(datasets.class_names),
+            "recipe": dataclasses.asdict(self.recipe),
+            "num_classes": self.datasets.num_classes,
+            "class_names": list(self.datasets.class_names),
             "git_commit": git_commit(),
-            "history": [dataclasses.asdict(r) for r in history],
-            "bad_images": bad_train.gather(),  # training files skipped so far, so a resumed run counts them
+            "history": [dataclasses.asdict(r) for r in self.history],
+            "bad_images": self.bad_train.gather(),  # training files skipped so far, so a resumed run counts them
         }
 
-    def export_weights(name: str, metrics: dict[str, Any]) -> None:
-        """The evaluated weights (the average when on) as a safetensors file that `xception
-        predict` and `xception eval` read: the model's identity, class names, data preparation."""
-        if context.is_main:
-            save_weights(eval_model.module if average is not None else module, run_dir / name, metadata={
-                "class_names": list(datasets.class_names), "multilabel": datasets.multilabel,
-                "data": dataclasses.asdict(config.data), "recipe": recipe.name, "step": trainer.step,
-                "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
-                "git_commit": git_commit(),
-            })
-
-    def save(name: str) -> None:
-        state = checkpoint_state()  # a collective (RNG gather): every rank builds it
-        if context.is_main:
-            save_checkpoint(state, run_dir / "checkpoints" / name)
+    def save(self, name: str) -> None:
+        state = self.checkpoint_state()
+        if self.context.is_main:
+            save_checkpoint(state, self.run_dir / "checkpoints" / name)
         barrier()
 
-    progress = _progress_bar(config, context, total_steps, trainer.step)
-    start = time.perf_counter()
-    window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
-    since_eval_loss, since_eval_steps = 0.0, 0
-    while trainer.step < total_steps:
-        epoch = trainer.step // steps_per_epoch
-        loader = build_loader(datasets.train, batch_size=micro_batch, training=True, rank=context.rank,
-                              world_size=context.world_size, seed=config.seed, epoch=epoch,
-                              num_workers=num_workers, pin_memory=context.device.type == "cuda",
-                              global_batch=config.batch_size, start_batch=trainer.step % steps_per_epoch,
-                              bad_images=bad_train)
-        for micro_batches in _groups(iter(loader), accumulation):
-            loss = trainer.train_step(micro_batches)
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"the training loss became {loss} at step {trainer.step}; "
-                                         "lower the learning rate or use --precision fp32")
-            window_loss, window_steps = window_loss + loss, window_steps + 1
-            since_eval_loss, since_eval_steps = since_eval_loss + loss, since_eval_steps + 1
-            lr = optimizer.param_groups[0]["lr"]
-            if trainer.step % config.log_every_steps == 0 or trainer.step == total_steps:
-                elapsed = time.perf_counter() - window_start
-                row = {"step": trainer.step, "epoch": trainer.step / steps_per_epoch, "samples": trainer.samples,
-                       "loss": window_loss / window_steps, "lr": lr,
-                       "images_per_s": window_steps * config.batch_size / max(elapsed, 1e-9),
-                       "wall_s": wall_before + time.perf_counter() - start}
-                logbook.write("step", row)
-                if progress is not None:
-                    progress.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{lr:.3g}", img_s=f"{row['images_per_s']:.0f}")
-                window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
-            if progress is not None:
-                progress.update(1)
-            if (config.evaluate_during_training and trainer.step % eval_every == 0) or trainer.step == total_steps:
-                metrics = task.evaluate(eval_model, val_loader, datasets, device=context.device,
-                                        autocast_dtype=settings.autocast_dtype, channels_last=settings.channels_last)
-                train_loss = float(all_reduce_sum(torch.tensor(since_eval_loss / since_eval_steps))) / context.world_size
-                since_eval_loss, since_eval_steps = 0.0, 0
-                scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-                if config.bad_images == "skip":
-                    scalars["train_bad_images"] = len(bad_train.gather())
-                record = EvalRecord(epoch=trainer.step / steps_per_epoch, step=trainer.step, samples=trainer.samples,
-                                    wall_s=wall_before + time.perf_counter() - start, train_loss=train_loss,
-                                    lr=lr, metrics=scalars)
-                history.append(record)
-                row = {k: v for k, v in dataclasses.asdict(record).items() if k != "metrics"}
-                logbook.write("eval", {**row, **scalars})
-                key = task.key_metric(metrics)
-                if context.is_main:
-                    log.info("step %d (epoch %.2f): %s", trainer.step, record.epoch,
-                             ", ".join(f"{k} {v}" if isinstance(v, int) else f"{k} {v:.4f}" for k, v in scalars.items()))
-                improved = metrics[key] > best_metric
-                best_metric = max(best_metric, metrics[key])
-                save(LATEST)
-                if improved:
-                    save(BEST)
-                    export_weights(BEST_WEIGHTS, metrics)
-            elif config.checkpoint_every_steps and trainer.step % config.checkpoint_every_steps == 0:
-                save(LATEST)
-            if trainer.step >= total_steps:
-                break
-            if config.stop_after_steps is not None and trainer.step >= config.stop_after_steps:
-                save(LATEST)
-                break
-        if config.stop_after_steps is not None and trainer.step >= config.stop_after_steps:
-            break
-    if progress is not None:
-        progress.close()
-    logbook.close()
-    if history:
-        export_weights(FINAL_WEIGHTS, history[-1].metrics)
-    if context.is_main and history:
-        (run_dir / "final.json").write_text(json.dumps(dataclasses.asdict(history[-1]), indent=2))
-        plot_curves(run_dir)
-        task.finish(run_dir, eval_model, datasets, context.device)
-    barrier()  # every process returns once rank 0 has written the run directory
-    return TrainResult(
-        config=config, metrics=dict(history[-1].metrics) if history else {}, history=history, run_dir=run_dir,
-        checkpoint=run_dir / "checkpoints" / LATEST,
-        best_checkpoint=run_dir / "checkpoints" / BEST if (run_dir / "checkpoints" / BEST).exists() else None,
-        weights=run_dir / FINAL_WEIGHTS,
-        steps=trainer.step, wall_s=wall_before + time.perf_counter() - start,
-    )
+    def export_weights(self, name: str, metrics: dict[str, Any]) -> None:
+        """The evaluated weights (the average when on) as a safetensors file that `xception
+        predict` and `xception eval` read: the model's identity, class names, data preparation."""
+        if not self.context.is_main:
+            return
+        datasets, average = self.datasets, self.trainer.average
+        save_weights(average.module if average is not None else self.module, self.run_dir / name, metadata={
+            "class_names": list(datasets.class_names), "multilabel": datasets.multilabel,
+            "data": dataclasses.asdict(self.config.data), "recipe": self.recipe.name, "step": self.trainer.step,
+            "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+            "git_commit": git_commit(),
+        })
+
+    # -- finish ---------------------------------------------------------------------------------
+
+    def finish(self) -> TrainResult:
+        """When the budget is done: weights.safetensors, then final.json (the mark of a finished
+        run). A stopped run writes neither and says where it stopped."""
+        trainer, context, run_dir = self.trainer, self.context, self.run_dir
+        if self.progress is not None:
+            self.progress.close()
+        self.logbook.close()
+        finished = trainer.step >= self.total_steps and bool(self.history)
+        attempts = self.all_attempts()
+        wall_s = sum(a["wall_s"] for a in attempts)
+        if finished:
+            self.export_weights(FINAL_WEIGHTS, self.history[-1].metrics)
+            if context.is_main:
+                final = {**dataclasses.asdict(self.history[-1]), "total_steps": self.total_steps,
+                         "wall_s_all_attempts": wall_s, "attempts": attempts}
+                write_text_atomic(run_dir / FINAL, json.dumps(final, indent=2))
+        if context.is_main and self.history:
+            plot_curves(run_dir)
+            self.task.finish(run_dir, self.eval_model, self.datasets, context.device)
+        if context.is_main and not finished:
+            log.info("stopped at step %d of %d; run the same command again to continue", trainer.step,
+                     self.total_steps)
+        barrier()  # every process returns once rank 0 has written the run directory
+        best = run_dir / "checkpoints" / BEST
+        return TrainResult(
+            config=self.config, metrics=dict(self.history[-1].metrics) if self.history else {},
+            history=self.history, run_dir=run_dir, checkpoint=run_dir / "checkpoints" / LATEST,
+            best_checkpoint=best if best.exists() else None,
+            weights=run_dir / FINAL_WEIGHTS if finished else None,
+            steps=trainer.step, total_steps=self.total_steps, finished=finished, wall_s=wall_s, attempts=attempts,
+        )
 
 
 def _groups(batches: Iterator, size: int) -> Iterator[list]:
@@ -331,12 +500,21 @@ def _check_config(config: TrainConfig, context: DistributedContext) -> None:
                          f"x accumulation steps ({config.accumulation_steps})")
 
 
-def _check_resume(config: TrainConfig, state: dict[str, Any]) -> None:
-    saved, now = state["config"], config.to_dict()
-    changed = [k for k in _RESUME_INVARIANT if saved.get(k) != now.get(k)]
-    if changed:
-        raise ValueError(f"cannot resume: {', '.join(changed)} differ from the checkpoint's; "
-                         "resume with the same settings (xception train --resume RUN_DIR takes them from the checkpoint)")
+class DivergedError(UserError, FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+def _diverged(loss: float, *, step: int, lr: float, run_dir: Path) -> DivergedError:
+    """The error for a loss that diverged at `step`, naming the checkpoint to resume from."""
+    checkpoint = run_dir / "checkpoints" / LATEST
+    advice = "a lower learning rate (--set recipe.lr=...) or --precision fp32"
+    if checkpoint.is_file():
+        saved = load_training_checkpoint(checkpoint)["progress"]["step"]
+        where = (f"the last checkpoint, {checkpoint}, is from step {saved}: resume from it "
+                 f"(xception train --resume {run_dir}) with {advice}")
+    else:
+        where = f"no checkpoint was written yet: start again with {advice}"
+    return DivergedError(f"the training loss became {loss} at step {step} (learning rate {lr:.4g}); {where}")
 
 
 def _progress_bar(config: TrainConfig, context: DistributedContext, total: int, initial: int):

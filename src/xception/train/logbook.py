@@ -8,6 +8,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from xception.atomic_write import save_figure_atomic
+
 METRICS = "metrics.jsonl"
 CURVES = "curves.png"
 
@@ -17,13 +19,15 @@ class Logbook:
     when `tensorboard`, to TensorBoard event files in `run_dir/tensorboard`. Inactive (writes
     nothing) on ranks other than 0."""
 
-    def __init__(self, run_dir: Path, *, active: bool, tensorboard: bool) -> None:
+    def __init__(self, run_dir: Path, *, active: bool, tensorboard: bool, purge_step: int | None = None) -> None:
+        """`purge_step`: a resumed run's first step; TensorBoard hides the events an earlier attempt
+        logged from that step on, which this run logs again."""
         self.run_dir, self.active = run_dir, active
         self.writer = None
         if active and tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+            self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=purge_step)
 
     def write(self, kind: str, values: dict[str, Any]) -> None:
         if not self.active:
@@ -66,6 +70,6 @@ def plot_curves(run_dir: Path) -> Path:
     right.grid(alpha=0.3)
     fig.tight_layout()
     path = run_dir / CURVES
-    fig.savefig(path, dpi=110)
+    save_figure_atomic(fig, path, dpi=110)
     plt.close(fig)
     return path

@@ -5,12 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from xception.models.registry import model_family
 from xception.train.recipes import Recipe
-
-
-def model_family(model_name: str) -> str:
-    """"inception_v3" for the Inception V3 baseline, "xception" for every Xception variant."""
-    return "inception_v3" if model_name.startswith("inception") else "xception"
 
 
 def build_optimizer(model: nn.Module, *, recipe: Recipe, model_name: str, lr: float) -> torch.optim.Optimizer:

@@ -19,7 +19,7 @@ if sys.version_info >= (3, 11):
 else:  # the same parser, as its PyPI backport (a dependency on Python 3.10)
     import tomli as tomllib
 
-from xception.errors import UnknownNameError
+from xception.errors import UnknownNameError, UserError
 from xception.train.config import TrainConfig
 
 _NESTED = {"model": "model_overrides", "recipe": "recipe_overrides", "data": "data"}
@@ -31,10 +31,13 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
     text = path.read_text()
-    if path.suffix == ".toml":
-        return tomllib.loads(text)
-    if path.suffix == ".json":
-        return json.loads(text)
+    try:
+        if path.suffix == ".toml":
+            return tomllib.loads(text)
+        if path.suffix == ".json":
+            return json.loads(text)
+    except ValueError as error:  # tomllib.TOMLDecodeError, json.JSONDecodeError
+        raise UserError(f"config file {path} is not valid {path.suffix[1:].upper()}: {error}") from None
     raise ValueError(f"config file {path} must end in .json or .toml")
 
 

@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from xception.config_fields import check_field_types
 from xception.errors import UnknownFieldError, UnknownNameError
 
 Optimizer = Literal["sgd", "rmsprop"]
@@ -180,4 +181,5 @@ def get_recipe(name: str, **overrides: Any) -> Recipe:
     unknown = sorted(set(overrides) - valid)
     if unknown:
         raise UnknownFieldError(f"unknown recipe field(s) {unknown}; valid: {', '.join(sorted(valid))}")
+    check_field_types(Recipe, overrides, where="recipe.")
     return dataclasses.replace(recipe, **overrides)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from xception.runtime import autocast
 from xception.train.averaging import ModelAverage
 from xception.train.schedule import LearningRateSchedule
 
@@ -68,9 +69,7 @@ class Trainer:
         return lr
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        return torch.autocast(
-            self.device.type, dtype=self.autocast_dtype or torch.float32, enabled=self.autocast_dtype is not None
-        )
+        return autocast(self.device.type, self.autocast_dtype)
 
     def forward_backward(self, micro_batches: Sequence[Batch]) -> float:
         """Gradients of the mean loss over all micro-batches (DDP averages over processes and

@@ -111,9 +111,9 @@ def _download_checked(url: str, path: Path, checksum: Checksum, *, progress: boo
         Path(temporary).unlink(missing_ok=True)
 
 
-def weights_file(model_name: str, weights: str | os.PathLike | WeightsEntry) -> str | os.PathLike:
-    """The file to load for `create_model(model_name, weights=weights)`: a registered entry (the object,
-    or its name such as "imagenet") is fetched into the cache; any other string is a path, as is."""
+def registered_weights(model_name: str, weights: str | os.PathLike | WeightsEntry) -> WeightsEntry | None:
+    """The entry `weights` names for `model_name` (the object itself, "imagenet", "xception.imagenet"), or
+    None for a path. A string that is neither a file nor a registered name fails listing the names."""
     entry = weights if isinstance(weights, WeightsEntry) else None
     if entry is None and isinstance(weights, str):
         entry = find_weights(model_name, weights)
@@ -122,11 +122,16 @@ def weights_file(model_name: str, weights: str | os.PathLike | WeightsEntry) -> 
                 f"{weights!r} is neither a weight file nor registered weights of {model_name!r} "
                 f"(registered: {', '.join(list_weights(model_name)) or 'none'}); give a path or one of those"
             )
-    if entry is None:
-        return weights
-    if entry.model_name != model_name:
+    if entry is not None and entry.model_name != model_name:
         raise ValueError(f"the weights {entry.key!r} are for {entry.model_name!r}, not {model_name!r}")
-    return fetch_weights(entry)
+    return entry
+
+
+def weights_file(model_name: str, weights: str | os.PathLike | WeightsEntry) -> str | os.PathLike:
+    """The file to load for `create_model(model_name, weights=weights)`: registered weights are fetched
+    into the cache; a path is returned as it is."""
+    entry = registered_weights(model_name, weights)
+    return weights if entry is None else fetch_weights(entry)
 
 
 def _looks_like_a_name(text: str) -> bool:

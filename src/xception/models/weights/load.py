@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from xception.models.weights.assign import SourceTensor, assign_state
+from xception.models.weights.assign import SourceTensor, assign_state, is_head_key
 from xception.models.weights.keras_h5 import read_keras_h5
 from xception.models.weights.native import check_metadata, parse_metadata
 from xception.models.weights.sniff import sniff_format
@@ -38,13 +38,16 @@ def read_state(path: str | os.PathLike, model: nn.Module) -> tuple[dict[str, Sou
     return _rename(tensors, model), metadata
 
 
-def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
-    """Load the weights in `path` into `model` in place and return it.
+def load_weights(model: nn.Module, path: str | os.PathLike, *, fresh_head: bool = False) -> nn.Module:
+    """Load the weights in `path` into `model` in place and return it. `fresh_head` loads the body
+    only and keeps the model's freshly initialised head (fine-tuning to other classes).
 
     ValueError, naming the first tensor, when the file does not fit the model (see
     `assign_state` for heads); FileNotFoundError for a missing path.
     """
     state, metadata = read_state(path, model)
+    if fresh_head:
+        state = {key: value for key, value in state.items() if not is_head_key(key)}
     if metadata is not None:
         check_metadata(model, metadata, origin=str(path))
     assign_state(model, state, origin=str(path))

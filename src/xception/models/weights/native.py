@@ -45,7 +45,9 @@ def save_weights(model: nn.Module, path: str | os.PathLike, *, metadata: dict[st
     `metadata` adds JSON-serialisable entries (e.g. ``class_names``: a list of num_classes
     strings, a training run's id); it may not override the model's identity.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from xception.atomic_write import write_bytes_atomic
 
     extra = dict(metadata or {})
     clashes = sorted(set(extra) & set(_RESERVED))
@@ -60,11 +62,8 @@ def save_weights(model: nn.Module, path: str | os.PathLike, *, metadata: dict[st
         text = json.dumps(document)
     except TypeError as error:
         raise ValueError(f"metadata must be JSON-serialisable: {error}") from None
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    save_file(tensors, str(path), metadata={METADATA_KEY: text})
-    return path
+    return write_bytes_atomic(path, save(tensors, metadata={METADATA_KEY: text}))
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:

@@ -1,0 +1,77 @@
+"""Type checks of config values that come from outside (`--set key=value`, a config file, a
+checkpoint): a wrong type fails naming the field, the value and the type it needs, instead of a
+`'<=' not supported between 'str' and 'int'` deep inside the program."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, Literal, Union
+
+from xception.errors import UserError
+
+
+class FieldTypeError(UserError, TypeError):
+    """A config value of the wrong type."""
+
+
+def check_field_types(cls: type, values: dict[str, Any], *, where: str, names: dict[str, Any] | None = None) -> None:
+    """Raise FieldTypeError for the first value in `values` that does not fit its field of the
+    dataclass `cls`; names unknown to `cls` are left to the caller. `names` resolves annotations
+    that the class's module only imports for type checking."""
+    hints = typing.get_type_hints(cls, localns=names)
+    fields = {field.name for field in dataclasses.fields(cls)}
+    for name, value in values.items():
+        if name in fields and not matches(value, hints[name]):
+            raise FieldTypeError(f"{where}{name}={value!r} is not {describe(hints[name])}; values are JSON: "
+                                 "3, 0.1, true, null, [1, 2] (a string needs no quotes)")
+
+
+def matches(value: Any, annotation: Any) -> bool:
+    """Whether `value` (plain data: JSON values, tuples for lists) fits `annotation`."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is Any:
+        return True
+    if origin in (Union, types.UnionType):
+        return any(matches(value, arg) for arg in args)
+    if origin is Literal:
+        return value in args
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if origin is tuple or annotation is tuple:
+        if not isinstance(value, (tuple, list)):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(matches(v, args[0]) for v in value)
+        return not args or (len(args) == len(value) and all(map(matches, value, args)))
+    if origin is dict or annotation is dict:
+        return isinstance(value, dict)
+    if dataclasses.is_dataclass(annotation):
+        return isinstance(value, (annotation, dict))
+    return True  # an annotation this checker does not know: the field's own checks decide
+
+
+def describe(annotation: Any) -> str:
+    """`annotation` in words: "a number or null", "one of 'fp32', 'bf16'"."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (Union, types.UnionType):
+        return " or ".join(describe(arg) for arg in args)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(arg) for arg in args)
+    words = {type(None): "null", bool: "true or false", int: "an integer", float: "a number", str: "a string",
+             dict: "a table (a JSON object)"}
+    if annotation in words or origin in words:
+        return words.get(annotation) or words[origin]
+    if origin is tuple or annotation is tuple:
+        return "a list" + (f" of {describe(args[0]).removeprefix('a ').removeprefix('an ')}s"
+                           if len(args) == 2 and args[1] is Ellipsis else "")
+    return getattr(annotation, "__name__", str(annotation))

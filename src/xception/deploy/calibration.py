@@ -1,0 +1,48 @@
+"""Calibration images for post-training quantization: from the data the weights were trained on.
+
+Quantization picks each activation's int8 range from what the network sees on real inputs, so the
+images must come from the training distribution, prepared exactly as evaluation prepares them (no
+augmentation), and never from the evaluation split that measures what int8 costs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils.data import IterableDataset
+
+DEFAULT_CALIBRATION_SIZE = 300  # a few hundred: NNCF's own default subset is 300
+
+
+def data_config_of(metadata: dict[str, Any], *, data_path: str | None = None):
+    """The `DataConfig` (augmentation off) the weights' metadata records, with `data_path` if given."""
+    from xception.data import DataConfig
+
+    data = dict(metadata.get("data") or {})
+    if not data:
+        raise ValueError("the weight file records no training data; it was not written by xception training")
+    if data_path is not None:
+        data["path"] = data_path
+    return DataConfig(**{**data, "augment": False})
+
+
+def calibration_images(metadata: dict[str, Any], *, count: int = DEFAULT_CALIBRATION_SIZE, seed: int = 0,
+                       data_path: str | None = None) -> torch.Tensor:
+    """`count` training images (count, C, H, W) float32 in [-1, 1], drawn without replacement with
+    `seed` (the first `count` of a streamed source), prepared as for evaluation."""
+    from xception.data import build_datasets
+
+    if count < 1:
+        raise ValueError(f"the calibration set needs at least one image, got {count}")
+    train = build_datasets(data_config_of(metadata, data_path=data_path)).train
+    if isinstance(train, IterableDataset):
+        images = []
+        for image, _ in train:
+            images.append(image)
+            if len(images) == count:
+                break
+    else:
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:count]
+        images = [train[int(i)][0] for i in order]
+    return torch.stack(images)

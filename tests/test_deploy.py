@@ -1,0 +1,90 @@
+"""Deployment engines (PyTorch, onnxruntime, OpenVINO) and int8 quantization against eager PyTorch fp32."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from xception import create_model
+from xception.deploy.cost import agreement_report
+from xception.deploy.engines import build_engine, check_precision, require_runtime
+from xception.runtime import cpu_has_native_bf16
+
+NUM_CLASSES = 50
+
+
+@torch.no_grad()
+def calibrated_model() -> tuple[torch.nn.Module, torch.Tensor]:
+    """xception_small with BatchNorm statistics from a batch of its own inputs (so every layer sees
+    unit-scale signal, as a trained network's does), and 32 such 32-pixel images."""
+    torch.manual_seed(0)
+    model = create_model("xception_small", num_classes=NUM_CLASSES)
+    images = torch.rand(32, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None
+    model.train()(images)
+    return model.eval(), images
+
+
+def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    return float((actual - expected).abs().max() / expected.abs().max())
+
+
+@pytest.mark.slow  # an ONNX export each: 8-15 s on 2 busy cores
+@pytest.mark.parametrize("runtime,precision,bound", [
+    ("onnxruntime", "fp32", 1e-5), ("openvino", "fp32", 1e-5), ("openvino", "bf16", 0.05), ("torch", "bf16", 0.05),
+])
+def test_engine_matches_eager_fp32(runtime, precision, bound, tmp_path, one_thread):
+    pytest.importorskip(runtime)
+    if precision == "bf16" and not cpu_has_native_bf16() and runtime == "openvino":
+        pytest.skip("OpenVINO bf16 needs native bf16")
+    model, images = calibrated_model()
+    with torch.no_grad():
+        expected = model(images)
+    engine = build_engine(model, runtime=runtime, precision=precision, device="cpu", image_size=32, workdir=tmp_path)
+    assert (engine.runtime, engine.precision) == (runtime, precision)
+    actual = engine(images)
+    assert actual.shape == expected.shape and actual.dtype == torch.float32
+    assert relative_error(actual, expected) <= bound
+    # Any batch size: the export's batch dimension is dynamic.
+    assert engine(images[:3]).shape == (3, NUM_CLASSES)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime,module", [("openvino", "nncf"), ("torch", "torchao")])
+def test_int8_engine_stays_close_to_fp32(runtime, module, tmp_path, one_thread):
+    pytest.importorskip(module)
+    pytest.importorskip("onnx")
+    model, images = calibrated_model()
+    with torch.no_grad():
+        expected = model(images)
+    engine = build_engine(model, runtime=runtime, precision="int8", device="cpu", image_size=32, workdir=tmp_path,
+                          calibration=images)
+    assert engine.precision == "int8"
+    actual = engine(images)
+    # int8 moves the logits, but by a few percent of their range, not more; a broken scale or a
+    # wrong layout gives errors of order 1.
+    assert 1e-4 < relative_error(actual, expected) < 0.15
+
+
+def test_require_runtime_and_precision_name_the_fix(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "openvino" else real(name))
+    with pytest.raises(ValueError, match=r"runtime openvino needs openvino: pip install 'xception\[deploy\]'"):
+        require_runtime("openvino")
+    with pytest.raises(ValueError, match="unknown runtime 'tvm'; valid: torch, onnxruntime, openvino"):
+        require_runtime("tvm")
+    with pytest.raises(ValueError, match="runtime onnxruntime has no bf16 path on the CPU; use --precision fp32"):
+        check_precision("onnxruntime", "bf16")
+
+
+def test_agreement_report_hand_computed():
+    targets = torch.tensor([0, 1, 2, 3])
+    reference = torch.eye(4)[[0, 1, 2, 0]]  # 3 of 4 right
+    candidate = torch.eye(4)[[0, 1, 1, 3]]  # 3 of 4 right, agrees with the reference on 2
+    report = agreement_report(reference, candidate, targets)
+    assert report == dict(examples=4, top1_reference=0.75, top1_candidate=0.75, points_lost=0.0, agreement=0.5)

@@ -1,0 +1,31 @@
+"""A tiny ImageNet-style folder for command-line tests: 20 x 20 grayscale PNGs of two classes that
+differ in brightness, `train/<class>/` and `val/<class>/`, and the training flags of a model small
+enough to train on it in seconds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def write_image_folder(root: Path, *, per_class: dict[str, int]) -> Path:
+    """`per_class[split]` images of each class ("dark", "light") in each split, seeded; returns root."""
+    rng = np.random.default_rng(0)
+    for split, count in per_class.items():
+        for label, level in (("dark", 60), ("light", 190)):
+            (root / split / label).mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                pixels = (level + rng.normal(0, 20, (20, 20))).clip(0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(root / split / label / f"{i}.png")
+    return root
+
+
+def train_argv(folder: Path, out: Path, *extra: str) -> list[str]:
+    """`xception train` on `folder` into `out`: xception_small at width 1/8, 16 px, 6 steps of 4, one worker."""
+    return ["train", "--model", "xception_small", "--set", "model.width=0.125", "--set", "model.middle_repeats=1",
+            "--dataset", "imagefolder", "--data", str(folder), "--image-size", "16", "--in-channels", "1",
+            "--recipe", "fashion_mnist_demo", "--steps", "6", "--batch-size", "4", "--precision", "fp32",
+            "--device", "cpu", "--workers", "1", "--no-progress", "--set", "tensorboard=false", "--out", str(out),
+            *extra]
