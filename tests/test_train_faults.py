@@ -16,19 +16,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tiny_imagefolder import write_tiny_imagefolder
+from tiny_image_folder import train_argv, write_image_folder
 from xception.train.checkpoint import load_checkpoint
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
 def _train_args(data, out, *, steps: int) -> list[str]:
-    return ["train", "--model", "xception_small", "--set", "model.width=0.125", "--set", "model.middle_repeats=1",
-            "--dataset", "imagefolder", "--data", str(data), "--image-size", "16", "--in-channels", "1",
-            "--recipe", "fashion_mnist_demo", "--set", "recipe.drop_rate=0.3", "--steps", str(steps),
-            "--batch-size", "8", "--precision", "fp32", "--device", "cpu", "--threads", "1", "--workers", "0",
-            "--no-progress", "--set", "tensorboard=false", "--set", "log_every_steps=1",
-            "--set", "checkpoint_every_steps=1", "--out", str(out)]
+    return train_argv(data, out, "--set", "recipe.drop_rate=0.3", "--steps", str(steps), "--batch-size", "8",
+                      "--threads", "1", "--workers", "0", "--set", "log_every_steps=1",
+                      "--set", "checkpoint_every_steps=1")
 
 
 def _environment() -> dict[str, str]:
@@ -71,7 +68,7 @@ def _same_weights(a: Path, b: Path) -> bool:
 
 @pytest.mark.slow
 def test_kill_9_at_random_moments_then_the_same_command_ends_bit_identical(tmp_path):
-    data = write_tiny_imagefolder(tmp_path / "data")
+    data = write_image_folder(tmp_path / "data", per_class={"train": 24, "val": 10})
     command = [sys.executable, "-m", "xception.cli"]
     straight = tmp_path / "straight"
     subprocess.run([*command, *_train_args(data, straight, steps=30)], env=_environment(), check=True,
@@ -116,7 +113,7 @@ def _children(pid: int) -> list[int]:
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds torchrun's workers through /proc")
 def test_torchrun_max_restarts_after_kill_9_of_a_worker_ends_bit_identical(tmp_path):
-    data = write_tiny_imagefolder(tmp_path / "data")
+    data = write_image_folder(tmp_path / "data", per_class={"train": 24, "val": 10})
 
     def torchrun(out: Path) -> subprocess.Popen:
         return subprocess.Popen(
