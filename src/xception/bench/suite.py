@@ -165,6 +165,9 @@ def _time_steps(step, device: torch.device, count: int) -> float:
     return (time.perf_counter() - start) / count
 
 
+INFERENCE_ONLY = "inference only"
+
+
 class Unavailable(Exception):
     """A contender that cannot run in this mode and precision here; the message says why."""
 
@@ -175,7 +178,7 @@ def unavailable_reason(contender: Contender, mode: Mode, precision: str, device:
 
     deployed = contender.runtime != "torch" or precision == "int8"
     if deployed and mode == "train":
-        return "inference only"
+        return INFERENCE_ONLY
     if precision == "int8" and not contender.is_ours:
         return "int8 is built for this project's models only"
     if deployed and device.type != "cpu":
