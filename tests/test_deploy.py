@@ -78,7 +78,7 @@ def test_require_runtime_and_precision_name_the_fix(monkeypatch):
         require_runtime("openvino")
     with pytest.raises(ValueError, match="unknown runtime 'tvm'; valid: torch, onnxruntime, openvino"):
         require_runtime("tvm")
-    with pytest.raises(ValueError, match="runtime onnxruntime has no bf16 path on the CPU; use --precision fp32"):
+    with pytest.raises(ValueError, match=r"runtime onnxruntime has no bf16 path \(onnxruntime's CPU provider has no bf16 convolutions\); use --precision fp32"):
         check_precision("onnxruntime", "bf16")
 
 

@@ -44,6 +44,21 @@ PRECISIONS: dict[Runtime, tuple[EnginePrecision, ...]] = {
 }
 
 
+# Why a runtime lacks a precision, where it is not obvious.
+_NO_PRECISION = {
+    ("onnxruntime", "bf16"): "onnxruntime's CPU provider has no bf16 convolutions",
+    ("onnxruntime", "int8"): "not built here: NNCF's int8 ONNX (QDQ) model fails in onnxruntime 1.32's "
+    "QLinearConv (its activation zero point is not a scalar)",
+}
+
+
+def no_precision_reason(runtime: Runtime, precision: str) -> str | None:
+    """Why `runtime` has no `precision` path on the CPU, or None when it has one."""
+    if precision in PRECISIONS[runtime]:
+        return None
+    return _NO_PRECISION.get((runtime, precision), f"{runtime} has no {precision} CPU path")
+
+
 def missing_modules(runtime: Runtime, extra: tuple[str, ...] = ()) -> list[str]:
     """The modules `runtime` (plus `extra`) needs that are not installed."""
     return [name for name in (*_MODULES[runtime], *extra) if importlib.util.find_spec(name) is None]
@@ -59,10 +74,10 @@ def require_runtime(runtime: str, extra: tuple[str, ...] = ()) -> None:
 
 
 def check_precision(runtime: Runtime, precision: str) -> None:
-    if precision not in PRECISIONS[runtime]:
-        raise ValueError(
-            f"runtime {runtime} has no {precision} path on the CPU; use --precision {' or '.join(PRECISIONS[runtime])}"
-        )
+    reason = no_precision_reason(runtime, precision)
+    if reason is not None:
+        raise ValueError(f"runtime {runtime} has no {precision} path ({reason}); use --precision "
+                         f"{' or '.join(PRECISIONS[runtime])}")
 
 
 @dataclass(frozen=True)
