@@ -107,7 +107,7 @@ def test_output_stride_16_dilates_the_exit_flow_and_keeps_every_tensor():
 
 
 def test_output_stride_rejects_other_values():
-    with pytest.raises(ValueError, match="output_stride must be 8, 16 or 32"):
+    with pytest.raises(TypeError, match="output_stride=4 is not one of 8, 16, 32"):
         create_model("xception", output_stride=4)
 
 
