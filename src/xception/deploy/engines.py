@@ -130,13 +130,23 @@ def torch_engine(model: nn.Module, *, precision: Literal["fp32", "bf16", "fp16"]
 
 
 def export_for_runtimes(model: nn.Module, directory: str | os.PathLike, *, image_size: int) -> Path:
-    """The project's ONNX export of `model` (BatchNorm folded, dynamic batch) in `directory`."""
+    """The project's ONNX export of `model` (BatchNorm folded, dynamic batch) in `directory`,
+    reused when `directory` already holds the export of the same weights at the same size (the
+    benchmark builds one model for several runtimes and precisions; an export takes a minute)."""
+    import hashlib
+
     from xception.models.export import export_model
     from xception.models.fuse import fuse_for_inference
 
-    name = getattr(model, "model_name", type(model).__name__)
-    return export_model(fuse_for_inference(model), Path(directory) / f"{name}.onnx", format="onnx",
-                        image_size=image_size, batch_size=2)
+    fused = fuse_for_inference(model)
+    digest = hashlib.sha256(str(image_size).encode())
+    for name, tensor in fused.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    path = Path(directory) / f"{getattr(model, 'model_name', type(model).__name__)}-{digest.hexdigest()[:16]}.onnx"
+    if path.exists():
+        return path
+    return export_model(fused, path, format="onnx", image_size=image_size, batch_size=2)
 
 
 def threads_text(count: int) -> str:
