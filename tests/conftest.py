@@ -38,3 +38,13 @@ def fashion_mnist():
     except FileNotFoundError as error:
         where = str(error).split(". ")[0]  # "Fashion-MNIST was not found in A nor in B"
         pytest.skip(f"{where}; `make data` (or `xception data fetch`) obtains it")
+
+
+@pytest.fixture(scope="session")
+def official_xception(tmp_path_factory):
+    """(a file in the official Keras layout, Keras' model holding the same random weights): built once
+    per session (about 10 s), shared by the download and the command-line tests of published weights."""
+    from official_weights import write_official_xception
+    from xception.models.weights.registry import XCEPTION_IMAGENET
+
+    return write_official_xception(tmp_path_factory.mktemp("official") / XCEPTION_IMAGENET.file_name)

@@ -105,3 +105,61 @@ def test_bad_images_skipped_before_a_resume_stay_counted(folder, tmp_path):
     assert main(["train", "--resume", str(out), "--set", "stop_after_steps=null"]) == 0
     final = json.loads((out / "final.json").read_text())
     assert (final["step"], final["metrics"]["train_bad_images"]) == (6, 1)
+
+
+def _rank(rank: int, port: int, argv: list[str], queue) -> None:
+    import os
+
+    import torch
+
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE="2")
+    try:
+        queue.put((rank, main(argv)))
+    except BaseException as error:  # report instead of leaving the parent waiting
+        queue.put((rank, repr(error)))
+        raise
+    finally:
+        from xception.distributed import close_distributed
+
+        close_distributed()
+
+
+@pytest.mark.slow
+def test_bad_images_skip_on_two_processes_counts_each_file_once(folder, tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "ddp"
+    argv = train_argv(folder, out, "--bad-images", "skip", "--bad-image-fraction", "0.2", "--workers", "0")
+    context = mp.get_context("spawn")
+    queue = context.SimpleQueue()
+    processes = [context.Process(target=_rank, args=(r, port, argv, queue)) for r in range(2)]
+    for p in processes:
+        p.start()
+    statuses = dict(queue.get() for _ in processes)
+    for p in processes:
+        p.join(timeout=120)
+    assert statuses == {0: 0, 1: 0}
+    # Each rank met broken.png in some epoch and only one rank read cut.png: gathered, each counts once.
+    final = json.loads((out / "final.json").read_text())["metrics"]
+    assert (final["examples"], final["bad_images"], final["train_bad_images"]) == (5, 1, 1)
+
+
+@pytest.mark.slow
+def test_a_run_stopped_by_a_bad_image_resumes_with_skip(tmp_path, capsys):
+    data = write_image_folder(tmp_path / "data", per_class={"train": 6, "val": 3})
+    out = tmp_path / "run"
+    assert main([*train_argv(data, out), "--set", "stop_after_steps=3"]) == 0
+    (data / "train/dark/2.png").write_bytes(b"")  # the disk loses a file after step 3
+    assert main(["train", "--resume", str(out), "--set", "stop_after_steps=null"]) == 2
+    assert "cannot read image " + str(data / "train/dark/2.png") in capsys.readouterr().err
+    assert main(["train", "--resume", str(out), "--set", "stop_after_steps=null", "--bad-images", "skip",
+                 "--bad-image-fraction", "0.1"]) == 0
+    final = json.loads((out / "final.json").read_text())
+    assert (final["step"], final["metrics"]["train_bad_images"]) == (6, 1)

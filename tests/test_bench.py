@@ -97,3 +97,40 @@ def test_bench_cli_smoke_writes_json(tmp_path):
     again = BenchResult.from_dict(result)
     assert [r.images_per_s for r in again.rows] == [r["images_per_s"] for r in result["rows"]]
     assert again.config.models == ("xception_small",)
+
+
+@pytest.mark.slow  # two ONNX exports and an NNCF quantization: ~30 s on 2 busy cores
+def test_bench_runtime_rows_carry_errors_and_say_what_is_missing(tmp_path, one_thread):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("openvino")
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--models", "xception_small", "onnxruntime:xception_small", "openvino:xception_small",
+            "--image-size", "32", "--batch-size", "2", "--iterations", "1", "--repeats", "1", "--warmup", "0",
+            "--precision", "fp32", "bf16", "--modes", "train", "infer", "--layout", "channels_last",
+            "--no-compile-ours", "--no-peak", "--json", str(out)]
+    assert main(argv) == 0
+    result = BenchResult.from_dict(json.loads(out.read_text()))
+    rows = {(r.mode, r.precision, r.model): r for r in result.rows}
+    for runtime in ("onnxruntime", "openvino"):
+        row = rows["infer", "fp32", f"{runtime}:xception_small"]
+        assert row.runtime == runtime and runtime in row.settings.lower()
+        assert row.relative_error < 1e-5  # the same function as eager fp32
+    assert rows["infer", "fp32", "xception_small"].relative_error < 1e-5
+    skipped = {(s["mode"], s["precision"], s["model"]): s["reason"] for s in result.skipped}
+    assert skipped["train", "fp32", "openvino:xception_small"] == "inference only"
+    assert skipped["infer", "bf16", "onnxruntime:xception_small"] == "onnxruntime's CPU provider has no bf16 convolutions"
+
+
+def test_bench_skips_a_runtime_that_is_not_installed_with_the_install_hint(monkeypatch):
+    import importlib.util
+
+    from xception.bench.suite import unavailable_reason
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name in ("openvino", "nncf") else real(name))
+    reason = unavailable_reason(parse_contender("openvino:xception"), "infer", "fp32", torch.device("cpu"))
+    assert reason == "needs openvino: pip install 'xception[deploy]'"
+    reason = unavailable_reason(parse_contender("openvino:xception"), "infer", "int8", torch.device("cpu"))
+    assert reason == "needs openvino, nncf: pip install 'xception[deploy]'"
+    assert unavailable_reason(parse_contender("timm:legacy_xception"), "infer", "int8", torch.device("cpu")) == (
+        "int8 is built for this project's models only")

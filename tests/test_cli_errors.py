@@ -66,9 +66,13 @@ def test_cli_predict_unreadable_image_is_one_line(kind, weights, tmp_path, capsy
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
-def test_cli_predict_cuda_without_a_gpu_is_one_line(weights, folder, capsys):
-    assert main(["predict", str(folder / "val/dark/0.png"), "--weights", str(weights), "--device", "cuda"]) == 2
-    assert one_line_error(capsys, "predict") == "device 'cuda' requested but CUDA is not available; use --device cpu"
+@pytest.mark.parametrize("command", ["predict", "eval", "train"])
+def test_cli_cuda_without_a_gpu_is_one_line(command, weights, folder, tmp_path, capsys):
+    argv = {"predict": ["predict", str(folder / "val/dark/0.png"), "--weights", str(weights)],
+            "eval": ["eval", "--weights", str(weights)],
+            "train": train_argv(folder, tmp_path / "run")}[command]
+    assert main([*argv, "--device", "cuda"]) == 2
+    assert one_line_error(capsys, command).endswith("CUDA is not available; use --device cpu")
 
 
 def test_cli_train_decompression_bomb_is_one_line(folder, tmp_path, capsys):
@@ -127,6 +131,16 @@ def test_cli_disk_full_on_a_real_small_filesystem(folder, small_filesystem, caps
     assert found and found["path"] == str(small_filesystem / "run/checkpoints/latest.pt")
 
 
+class Payload:
+    """Unpickling this creates the file `marker`: code that a checkpoint loader must never run."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
 def write_not_a_checkpoint(kind: str, path) -> None:
     if kind == "empty":
         path.write_bytes(b"")
@@ -134,6 +148,8 @@ def write_not_a_checkpoint(kind: str, path) -> None:
         path.write_text("step: 100\n")
     elif kind == "pickled_object":
         torch.save({"config": {"model": "xception"}, "payload": Image.new("L", (1, 1))}, path)
+    elif kind == "code_payload":
+        torch.save({"format": "xception-train-checkpoint/1", "payload": Payload(path.with_name("ran"))}, path)
     elif kind == "cut":
         torch.save({"format": "xception-train-checkpoint/1", "w": torch.zeros(1000)}, path)
         path.write_bytes(path.read_bytes()[:300])
@@ -147,6 +163,7 @@ def write_not_a_checkpoint(kind: str, path) -> None:
     ("empty", "is empty (0 bytes), not a training checkpoint"),
     ("text", "is not a training checkpoint (not a file torch.save writes: neither a zip archive nor a pickle)"),
     ("pickled_object", "holds Python objects besides tensors and plain data, which are not loaded"),
+    ("code_payload", "holds Python objects besides tensors and plain data, which are not loaded"),
     ("cut", "is not a training checkpoint (torch.load: RuntimeError: PytorchStreamReader failed"),
     ("other_torch_file", "is not an xception training checkpoint (torch reads it, but it has no 'format'"),
     ("safetensors", "is a safetensors weight file, not a training checkpoint (weight files go to --weights"),
@@ -158,6 +175,7 @@ def test_cli_resume_of_a_file_that_is_not_a_checkpoint_is_one_line(kind, reason,
     message = one_line_error(capsys, "train")
     assert message.startswith(f"{path} ") and reason in message
     assert message.endswith("give checkpoints/latest.pt or best.pt of a training run, or its directory")
+    assert not (tmp_path / "ran").exists()
 
 
 def test_cli_diverged_loss_names_the_step_and_the_checkpoint(folder, tmp_path, capsys):
@@ -209,3 +227,38 @@ def test_cli_config_file_that_does_not_parse_is_one_line(name, text, message, tm
     (tmp_path / name).write_text(text)
     assert main(["train", "--config", str(tmp_path / name)]) == 2
     assert one_line_error(capsys, "train").startswith(f"config file {tmp_path / name} {message}")
+
+
+@pytest.mark.parametrize("split", ["val", "train"])
+def test_cli_data_inspect_unreadable_image_is_one_line(split, folder, tmp_path, capsys):
+    import shutil
+
+    data = shutil.copytree(folder, tmp_path / "data")
+    for path in (data / split).rglob("*.png"):  # whichever the summary or the timed (worker) loader reads first
+        path.write_bytes(b"")
+    assert main(["data", "inspect", "--source", "imagefolder", "--data", str(data), "--image-size", "16",
+                 "--batch-size", "2", "--batches", "2", "--num-workers", "1"]) == 2
+    assert re.fullmatch(rf"cannot read image {data / split}/\w+/\d\.png: the file is empty \(0 bytes\); .*",
+                        one_line_error(capsys, "data"))
+
+
+def test_cli_disk_full_without_a_path_is_still_one_line(folder, tmp_path, capsys, monkeypatch):
+    from xception.train.logbook import Logbook
+
+    def full_disk(self, kind, values):
+        raise OSError(errno.ENOSPC, "No space left on device")  # as a plain file.write raises it: no file name
+
+    monkeypatch.setattr(Logbook, "write", full_disk)
+    assert main(train_argv(folder, tmp_path / "run")) == 2
+    assert one_line_error(capsys, "train") == ("no space left on the device while writing (-v shows where); "
+                                               "free some space or write elsewhere (--out)")
+
+
+def test_cli_too_few_shards_for_the_workers_is_one_line(folder, tmp_path, capsys):
+    shards = tmp_path / "shards"
+    assert main(["data", "export", "--source", "imagefolder", "--data", str(folder), "--image-size", "16",
+                 "--in-channels", "1", "--to", str(shards), "--format", "shards", "--shard-size", "100"]) == 0
+    argv = train_argv(folder, tmp_path / "run", "--dataset", "webdataset", "--data", str(shards), "--workers", "2")
+    assert main(argv) == 2  # raised inside a DataLoader worker, reported by the main process
+    assert one_line_error(capsys, "train") == ("1 shards cannot feed 1 ranks x 2 workers: write at least that many "
+                                               "shards (a smaller shard_size) or use fewer workers")

@@ -8,18 +8,14 @@ import shutil
 
 import pytest
 
-from tiny_imagefolder import write_tiny_imagefolder
+from tiny_image_folder import train_argv, write_image_folder
 from xception.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _train(data, out, *extra) -> list[str]:
-    return ["train", "--model", "xception_small", "--set", "model.width=0.125", "--set", "model.middle_repeats=1",
-            "--dataset", "imagefolder", "--data", str(data), "--image-size", "16", "--in-channels", "1",
-            "--recipe", "fashion_mnist_demo", "--steps", "6", "--batch-size", "8", "--precision", "fp32",
-            "--device", "cpu", "--workers", "0", "--no-progress", "--set", "tensorboard=false",
-            "--out", str(out), *extra]
+    return train_argv(data, out, "--batch-size", "8", "--workers", "0", *extra)
 
 
 def _fingerprint(directory) -> dict[str, str]:
@@ -30,7 +26,7 @@ def _fingerprint(directory) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def stopped_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
-    data = write_tiny_imagefolder(root / "data")
+    data = write_image_folder(root / "data", per_class={"train": 24, "val": 10})
     assert main(_train(data, root / "run", "--set", "stop_after_steps=3")) == 0
     return data, root / "run"
 

@@ -54,7 +54,10 @@ def test_cli_train_config_file_and_overrides_layer(tmp_path):
     assert config.data.in_channels == 1 and config.data.image_size == 28
 
 
-def test_cli_predict_prints_top_k_names_and_probabilities(tmp_path, capsys):
+@pytest.mark.parametrize("runtime", ["torch", "onnxruntime", "openvino"])
+def test_cli_predict_prints_top_k_names_and_probabilities(runtime, tmp_path, capsys):
+    if runtime != "torch":
+        pytest.importorskip(runtime)
     torch.manual_seed(0)
     model = create_model("xception_small", num_classes=10, in_channels=1, width=0.125, middle_repeats=1)
     with torch.no_grad():  # make the prediction depend on the image: a biased classifier
@@ -66,9 +69,10 @@ def test_cli_predict_prints_top_k_names_and_probabilities(tmp_path, capsys):
     Image.fromarray(pixels.numpy(), mode="L").save(tmp_path / "item.png")
 
     assert main(["predict", str(tmp_path / "item.png"), "--weights", str(weights), "--top-k", "3",
-                 "--device", "cpu", "--precision", "fp32"]) == 0
+                 "--device", "cpu", "--precision", "fp32", "--runtime", runtime]) == 0
     captured = capsys.readouterr()
-    assert "settings: fp32, channels_last, BatchNorm folded" in captured.err
+    assert captured.err.startswith("runtime: ") and "(--runtime given)" in captured.err
+    assert {"torch": "PyTorch", "onnxruntime": "onnxruntime", "openvino": "INFERENCE_PRECISION_HINT=f32"}[runtime] in captured.err
     lines = captured.out.splitlines()
     # Independently: x / 127.5 - 1 of the 28 x 28 image, the model in eval mode, a softmax.
     expected = model.eval()((pixels.float() / 127.5 - 1)[None, None]).softmax(dim=1)[0]

@@ -167,3 +167,62 @@ def test_unreadable_image_in_a_worker_is_raised_in_the_main_process_with_its_nam
         list(loader)
     assert str(raised.value).startswith(f"cannot read image {tmp_path / 'bad.png'}: PIL does not recognise it")
     assert "worker" not in str(raised.value)
+
+
+def test_unreadable_sample_of_a_shard_names_the_sample_and_the_shard(tmp_path):
+    import webdataset as wds
+
+    from xception.data.shards import SampleReader, ShardedImages
+
+    shard = str(tmp_path / "val-000000.tar")
+    with wds.TarWriter(shard) as sink:
+        sink.write({"__key__": "000000007", "png": b"\x89PNG cut short", "cls": 1})
+    read = SampleReader(num_classes=2, multilabel=False, transform=lambda image: image, in_channels=1)
+    stream = ShardedImages([shard], num_samples=1, read=read, seed=0)
+    with pytest.raises(UnreadableImageError) as raised:
+        list(checked_loader(stream, bad_images=None, batch_size=1))
+    assert str(raised.value) == (f"cannot read image sample 000000007 of {shard}: PIL does not recognise it as an "
+                                 "image (not an image, or a format PIL cannot read); rewrite that shard, or pass "
+                                 "--bad-images skip to leave it out")
+
+
+def test_skipped_images_shorten_evaluation_batches_and_are_refilled_in_training(tmp_path):
+    from xception.data.bad_images import BadImageRecord
+    from xception.data.loader import build_loader
+
+    paths = []
+    for i in range(8):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(np.full((2, 2), 10 * i, np.uint8)).save(paths[-1])
+    paths[5].write_bytes(b"")
+
+    def record():
+        return BadImageRecord("skip", split="test", split_size=8, max_fraction=0.5)
+
+    common = {"batch_size": 4, "rank": 0, "world_size": 1, "seed": 0, "num_workers": 0, "pin_memory": False}
+    evaluation = [indices.tolist() for _, indices in build_loader(Files(paths), training=False, bad_images=record(),
+                                                                 **common)]
+    assert evaluation == [[0, 1, 2, 3], [4, 6, 7]]
+    training = build_loader(Files(paths), training=True, bad_images=record(), **common)
+    batches = [(means.tolist(), indices.tolist()) for means, indices in training]
+    assert [len(indices) for _, indices in batches] == [4, 4] and sorted(sum((i for _, i in batches), [])).count(5) == 0
+    for means, indices in batches:  # a refilled row repeats a readable one, image and target together
+        assert all(mean == 10 * index for mean, index in zip(means, indices, strict=True))
+
+
+class Refusing(Dataset):
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        from xception.errors import UnknownNameError
+
+        raise UnknownNameError(f"item {index} names an unknown label 'Sandle'; valid: Sandal")
+
+
+def test_a_user_error_of_an_item_read_by_a_worker_is_raised_as_itself_in_the_main_process():
+    from xception.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError) as raised:
+        list(checked_loader(Refusing(), bad_images=None, batch_size=2, num_workers=1))
+    assert str(raised.value) == "item 0 names an unknown label 'Sandle'; valid: Sandal"

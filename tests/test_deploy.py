@@ -78,7 +78,7 @@ def test_require_runtime_and_precision_name_the_fix(monkeypatch):
         require_runtime("openvino")
     with pytest.raises(ValueError, match="unknown runtime 'tvm'; valid: torch, onnxruntime, openvino"):
         require_runtime("tvm")
-    with pytest.raises(ValueError, match="runtime onnxruntime has no bf16 path on the CPU; use --precision fp32"):
+    with pytest.raises(ValueError, match=r"runtime onnxruntime has no bf16 path \(onnxruntime's CPU provider has no bf16 convolutions\); use --precision fp32"):
         check_precision("onnxruntime", "bf16")
 
 
@@ -88,3 +88,41 @@ def test_agreement_report_hand_computed():
     candidate = torch.eye(4)[[0, 1, 1, 3]]  # 3 of 4 right, agrees with the reference on 2
     report = agreement_report(reference, candidate, targets)
     assert report == dict(examples=4, top1_reference=0.75, top1_candidate=0.75, points_lost=0.0, agreement=0.5)
+
+
+def _without(monkeypatch, *modules):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name in modules else real(name))
+
+
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_choose_runtime_default_follows_the_measured_order(native_bf16, monkeypatch):
+    import xception.deploy.choice as choice
+
+    monkeypatch.setattr(choice, "cpu_has_native_bf16", lambda: native_bf16)
+    pytest.importorskip("openvino")
+    precision = "bf16" if native_bf16 else "fp32"
+    picked = choice.choose_runtime(torch.device("cpu"))
+    assert (picked.runtime, picked.precision) == ("openvino", precision) and "fastest" in picked.reason
+    _without(monkeypatch, "openvino")
+    picked = choice.choose_runtime(torch.device("cpu"))
+    # Without OpenVINO: PyTorch bf16 (15.0 img/s) beats onnxruntime fp32 (10.0); without bf16,
+    # onnxruntime fp32 (10.0) beats PyTorch fp32 (7.6).
+    assert (picked.runtime, picked.precision) == (("torch", "bf16") if native_bf16 else ("onnxruntime", "fp32"))
+    _without(monkeypatch, "openvino", "onnxruntime")
+    assert choice.choose_runtime(torch.device("cpu")).runtime == "torch"
+
+
+def test_choose_runtime_honours_the_request_and_rejects_what_cannot_run(monkeypatch):
+    from xception.deploy.choice import choose_runtime
+
+    picked = choose_runtime(torch.device("cpu"), runtime="onnxruntime")
+    assert (picked.runtime, picked.precision, picked.reason) == ("onnxruntime", "fp32", "--runtime given")
+    assert choose_runtime(torch.device("cuda"), runtime=None, precision="fp16").runtime == "torch"
+    with pytest.raises(ValueError, match="runtime onnxruntime has no int8 path"):
+        choose_runtime(torch.device("cpu"), runtime="onnxruntime", precision="int8")
+    _without(monkeypatch, "openvino")
+    with pytest.raises(ValueError, match=r"runtime openvino needs openvino: pip install 'xception\[deploy\]'"):
+        choose_runtime(torch.device("cpu"), runtime="openvino")

@@ -70,7 +70,7 @@ def test_export_torchscript_matches_pytorch(tmp_path):
 
 def test_export_rejects_unknown_format_and_wrong_suffix(tmp_path):
     model = create_model("xception_small", num_classes=NUM_CLASSES)
-    with pytest.raises(ValueError, match="unknown export format 'tflite'; valid: onnx, torchscript, torch_export"):
+    with pytest.raises(ValueError, match="unknown export format 'tflite'; valid: onnx, openvino, torchscript, torch_export"):
         export_model(model, tmp_path / "a.tflite", format="tflite", image_size=32, batch_size=1)
     with pytest.raises(ValueError, match=r"saved as \.pt2 files.*use a \.pt2 name"):
         export_model(model, tmp_path / "a.pt", format="torch_export", image_size=32, batch_size=1)
@@ -103,6 +103,19 @@ def test_cli_export_onnx_verifies_and_prints_the_difference(tmp_path, capsys):
     assert "max abs difference from PyTorch" in capsys.readouterr().out
     assert cli_main([*argv[:-4], "--format", "torch_export", "--out", str(tmp_path / "x.onnx")]) == 2
     assert "use a .pt2 name" in capsys.readouterr().err
+
+
+def test_cli_export_openvino_runs_in_openvino_and_matches_pytorch(tmp_path, capsys):
+    pytest.importorskip("openvino")
+    out = tmp_path / "small.xml"
+    argv = ["export", "--model", "xception_small", "--format", "openvino", "--out", str(out), "--image-size", "32",
+            "--num-classes", "10", "--batch-size", "2"]
+    assert cli_main(argv) == 0
+    assert out.exists() and out.with_suffix(".bin").exists()
+    printed = capsys.readouterr().out
+    assert "(openvino, 32x32)" in printed and float(printed.rsplit(":", 1)[1]) <= 1e-4
+    assert cli_main([*argv[:6], str(tmp_path / "small.onnx"), *argv[7:]]) == 2
+    assert "use a .xml name" in capsys.readouterr().err
 
 
 def test_cli_export_rebuilds_a_trained_model_from_its_weight_file(tmp_path, capsys):

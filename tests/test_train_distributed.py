@@ -101,3 +101,40 @@ def test_distributed_two_processes_match_one_process_with_accumulation(tmp_path)
     assert shared["examples"] == alone["examples"] == 21
     assert shared["correct1"] == alone["correct1"] and shared["correct5"] == alone["correct5"]
     assert shared["loss"] == pytest.approx(alone["loss"], rel=1e-6)
+
+
+def _multilabel_datasets():
+    """tiny_datasets with multi-hot targets (class k and, for odd k, class 0 too): the gathered-scores path."""
+    import dataclasses
+
+    from torch.utils.data import TensorDataset
+
+    tiny = tiny_datasets()
+
+    def multi_hot(split):
+        images, labels = split.tensors
+        targets = torch.nn.functional.one_hot(labels, 3).float()
+        targets[labels % 2 == 1, 0] = 1.0
+        return TensorDataset(images, targets)
+
+    return dataclasses.replace(tiny, train=multi_hot(tiny.train), val=multi_hot(tiny.val), multilabel=True)
+
+
+def _multilabel_rank(rank: int, out_dir: str) -> dict:
+    config = _config(out_dir, recipe_overrides={"loss": "sigmoid"})
+    result = fit(config, datasets=_multilabel_datasets())
+    return result.metrics
+
+
+@pytest.mark.slow
+def test_distributed_multilabel_metrics_are_those_of_the_saved_weights(tmp_path):
+    from spawn_ranks import run_ranks
+
+    rank0, rank1 = run_ranks(_multilabel_rank, str(tmp_path))
+    assert rank0 == rank1 and rank0["examples"] == 21
+    model, _ = load_trained_model(tmp_path / "weights.safetensors")
+    loader = build_loader(_multilabel_datasets().val, batch_size=4, training=False, rank=0, world_size=1, seed=0,
+                          num_workers=0, pin_memory=False)
+    alone = evaluate(model, loader, device=torch.device("cpu"), multilabel=True)
+    assert alone["map"] == pytest.approx(rank0["map"], abs=1e-6)
+    assert alone["loss"] == pytest.approx(rank0["loss"], rel=1e-6)

@@ -9,7 +9,7 @@ import socket
 import pytest
 import torch
 
-from official_weights import FileServer, pointed_at, write_official_xception
+from official_weights import FileServer, pointed_at
 from xception import create_model
 from xception.models.weights import download
 from xception.models.weights.download import ChecksumError, WeightsUnavailableError, fetch_weights
@@ -19,9 +19,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationW
 
 
 @pytest.fixture(scope="module")
-def official_file(tmp_path_factory):
-    path, _ = write_official_xception(tmp_path_factory.mktemp("official") / XCEPTION_IMAGENET.file_name)
-    return path
+def official_file(official_xception):
+    return official_xception[0]
 
 
 @pytest.fixture
@@ -120,7 +119,7 @@ def test_cli_weights_lists_the_registry_and_fetches_into_the_cache(official_file
 
     assert main(["weights", "--format", "markdown"]) == 0
     table = capsys.readouterr().out
-    assert "| `xception.imagenet` | 22,855,952 | 1000 | 79% | 94.5% |" in table
+    assert "| `xception.imagenet` | 22,855,952 | 1000 | 79.0% | 94.5% |" in table
     assert "| `inception_v3.imagenet` | 23,834,568 | 1000 | 77.294% | 93.45% |" in table
     monkeypatch.setitem(WEIGHTS, XCEPTION_IMAGENET.key, pointed_at(XCEPTION_IMAGENET, official_file))
     assert main(["weights", "--fetch", "xception.imagenet"]) == 0
@@ -159,3 +158,14 @@ def test_cli_predict_without_network_says_where_to_put_the_file(tmp_path, offlin
     assert error.startswith("xception predict: error: cannot download the weights 'xception.imagenet'")
     assert len(error.splitlines()) == 1
     assert f"put it at {tmp_path / 'weights' / XCEPTION_IMAGENET.file_name}" in error
+
+
+def test_fetch_weights_checks_a_file_put_in_the_cache_by_hand(official_file, tmp_path, offline):
+    entry = pointed_at(XCEPTION_IMAGENET, official_file)
+    by_hand = tmp_path / "weights" / official_file.name
+    by_hand.parent.mkdir()
+    by_hand.write_bytes(official_file.read_bytes())
+    assert fetch_weights(entry) == by_hand  # offline: the right file is used
+    by_hand.write_bytes(official_file.read_bytes()[:-10])
+    with pytest.raises(ChecksumError, match=rf"the cached {by_hand} has md5 .* not the published {entry.checksum.digest}"):
+        fetch_weights(entry)

@@ -53,7 +53,7 @@ def init_distributed(device: str | None) -> DistributedContext:
         torch.cuda.set_device(resolved)
     if world_size > 1 and not dist.is_initialized():
         backend = process_group_backend(resolved)
-        dist.init_process_group(backend=backend, device_id=resolved if resolved.type == "cuda" else None)
+        _join_process_group(backend, device_id=resolved if resolved.type == "cuda" else None)
         log.info("rank %d of %d joined the %s process group", rank, world_size, backend)
     return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank, device=resolved)
 
@@ -71,6 +71,24 @@ def pick_device(device: str | None, *, local_rank: int = 0) -> torch.device:
             raise UserError(f"device {kind!r} requested but CUDA is not available; use --device cpu")
         return torch.device("cuda", local_rank) if resolved.index is None else resolved
     return resolved
+
+
+def _join_process_group(backend: str, *, device_id: torch.device | None) -> None:
+    """`init_process_group` from torchrun's environment, with each torchrun attempt's keys apart.
+
+    After `torchrun --max-restarts` relaunches the workers, the store can still hold the addresses
+    that the killed attempt's ranks published: a restarted rank 0 read them and failed ("Gloo
+    connectFullMesh failed ... Connection refused") or waited for peers that no longer exist. Under
+    a prefix named by TORCHELASTIC_RESTART_COUNT, which every worker of one attempt shares (with a
+    fixed number of nodes), a rank only ever meets the ranks of its own attempt.
+    """
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+    if attempt is None:
+        dist.init_process_group(backend=backend, device_id=device_id)
+        return
+    store, rank, world_size = next(dist.rendezvous("env://"))
+    store = dist.PrefixStore(f"xception/attempt-{attempt}", store)
+    dist.init_process_group(backend=backend, store=store, rank=rank, world_size=world_size, device_id=device_id)
 
 
 def process_group_backend(device: torch.device) -> str:

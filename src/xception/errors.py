@@ -82,7 +82,7 @@ def user_message(error: BaseException) -> str | None:
     if isinstance(error, UserError):
         return str(error)
     if is_disk_full(error):
-        return f"no space left on the device ({error}); free some space or write elsewhere (--out)"
+        return "no space left on the device while writing (-v shows where); free some space or write elsewhere (--out)"
     if isinstance(error, OSError) and error.filename is not None:
         return str(error)
     if isinstance(error, (ValueError, FileNotFoundError)) and _raised_by_this_project(error.__traceback__):

@@ -2,9 +2,11 @@
 
 A contender is named by a spec: a registered name of this project (``xception``,
 ``inception_v3``), ``timm:<name>`` (e.g. ``timm:legacy_xception``) or ``torchvision:<name>``
-(e.g. ``torchvision:inception_v3``, built without its auxiliary tower, as the paper trains it).
-timm and torchvision are imported only when asked for. torchvision is a dependency of this
-package; timm is not: `pip install 'xception[bench]'` installs it.
+(e.g. ``torchvision:inception_v3``, built without its auxiliary tower, as the paper trains it),
+or ``onnxruntime:<name>`` / ``openvino:<name>``: this project's model run from its ONNX export in
+that runtime (`xception.deploy.engines`). timm, torchvision and the runtimes are imported only
+when asked for. torchvision is a dependency of this package; timm is not: `pip install
+'xception[bench]'` installs it, and `pip install 'xception[deploy]'` the runtimes.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import torch
 from torch import nn
 
 from xception.errors import UserError
 from xception.models.complexity import count_macs
 
-Source = Literal["xception", "timm", "torchvision"]
+Source = Literal["xception", "timm", "torchvision", "onnxruntime", "openvino"]
+SOURCES: tuple[Source, ...] = ("xception", "timm", "torchvision", "onnxruntime", "openvino")
 
 
 @dataclass(frozen=True)
@@ -28,15 +32,21 @@ class Contender:
 
     @property
     def is_ours(self) -> bool:
-        return self.source == "xception"
+        """A model of this project's registry, in PyTorch or in a deployment runtime."""
+        return self.source in ("xception", "onnxruntime", "openvino")
+
+    @property
+    def runtime(self) -> str:
+        """"torch", "onnxruntime" or "openvino"."""
+        return self.source if self.source in ("onnxruntime", "openvino") else "torch"
 
 
 def parse_contender(spec: str) -> Contender:
     """``"timm:legacy_xception"`` -> Contender(source="timm", name="legacy_xception"), etc."""
     source, _, name = spec.rpartition(":")
     source = source or "xception"
-    if source not in ("xception", "timm", "torchvision") or not name:
-        raise ValueError(f"bad model spec {spec!r}; use NAME, timm:NAME or torchvision:NAME")
+    if source not in SOURCES or not name:
+        raise ValueError(f"bad model spec {spec!r}; use NAME, timm:NAME, torchvision:NAME, onnxruntime:NAME or openvino:NAME")
     return Contender(spec, source, name)  # type: ignore[arg-type]
 
 
@@ -53,7 +63,7 @@ def check_installed(contender: Contender) -> None:
 
 def build_model(contender: Contender, *, num_classes: int) -> nn.Module:
     """A freshly initialised model on the CPU, in training mode."""
-    if contender.source == "xception":
+    if contender.is_ours:
         from xception.models import create_model
 
         return create_model(contender.name, num_classes=num_classes)
@@ -74,6 +84,22 @@ def prepare_for_inference(model: nn.Module, contender: Contender, *, fuse: bool)
         from xception.models.fuse import fuse_for_inference
 
         return fuse_for_inference(model)
+    return model.eval()
+
+
+@torch.no_grad()
+def calibrate_batchnorm(model: nn.Module, images: torch.Tensor) -> nn.Module:
+    """`model` in eval mode with every BatchNorm's running statistics set to those of `images`.
+
+    A freshly initialised network's statistics (mean 0, variance 1) let the signal grow or fade
+    over dozens of layers; set from real activations, every layer sees unit-scale input, as in a
+    trained network, so that output errors (bf16, int8) and int8 calibration mean what they would.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average: one batch sets the statistics exactly
+    model.train()(images)
     return model.eval()
 
 

@@ -6,7 +6,7 @@ import json
 import statistics
 from typing import Any
 
-from xception.bench.suite import BenchResult, BenchRow
+from xception.bench.suite import INFERENCE_ONLY, BenchResult, BenchRow
 
 
 def to_json(result: BenchResult) -> str:
@@ -18,6 +18,8 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 
 
 def _settings(row: BenchRow) -> str:
+    if row.settings:  # a deployment runtime or int8: its own description
+        return row.settings
     parts = ["channels_last" if row.channels_last else "contiguous"]
     if row.fused:
         parts.append("BN folded")
@@ -27,18 +29,25 @@ def _settings(row: BenchRow) -> str:
 
 
 def markdown_table(result: BenchResult) -> str:
-    """One row per contender, mode and precision: throughput, step time, memory, GFLOP/s, % of peak."""
+    """One row per contender, mode and precision: throughput, step time, memory, GFLOP/s, % of peak,
+    and for inference the relative error of the logits against the same model's eager fp32 ones;
+    then one row per contender that was not run, saying why."""
     lines = [
         "| mode | precision | model | settings | images/s (median) | images/s (best round) | ms/step "
-        "| peak memory (MB) | GFLOP/image | GFLOP/s | % of peak |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| peak memory (MB) | GFLOP/image | GFLOP/s | % of peak | error vs eager fp32 |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result.rows:
+        error = "-" if r.relative_error is None else f"{r.relative_error:.1e}"
         lines.append(
             f"| {r.mode} | {r.precision} | `{r.model}` | {_settings(r)} | {r.images_per_s:.2f} | {r.best_images_per_s:.2f} | "
             f"{r.ms_per_step:,.0f} | {_fmt(r.peak_memory_mb, 0)} | {r.gflop_per_image:.1f} | "
-            f"{r.achieved_gflops:,.0f} | {_fmt(r.percent_of_peak)} |"
+            f"{r.achieved_gflops:,.0f} | {_fmt(r.percent_of_peak)} | {error} |"
         )
+    for s in result.skipped:
+        if s["reason"] == INFERENCE_ONLY:  # runtimes and int8 in the training section: obvious
+            continue
+        lines.append(f"| {s['mode']} | {s['precision']} | `{s['model']}` | not run: {s['reason']} |" + " - |" * 8)
     return "\n".join(lines)
 
 
@@ -103,6 +112,9 @@ def machine_line(result: BenchResult) -> str:
         f"{'yes' if m['native_bf16'] else 'no'}), torch {m['torch']}, torchvision {m['torchvision']}, "
         f"timm {m['timm']}"
     )
+    runtimes = [f"{name} {m[name]}" for name in ("onnxruntime", "openvino", "nncf", "torchao") if m.get(name)]
+    if runtimes:
+        text += ", " + ", ".join(runtimes)
     if m.get("gpu"):
         text += f", GPU {m['gpu']} (CUDA {m['cuda']}, cuDNN {m['cudnn']})"
     if load:

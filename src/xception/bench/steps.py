@@ -21,6 +21,14 @@ from xception.train.schedule import build_schedule
 from xception.train.step import Trainer
 
 
+def fixed_batch(batch_size: int, image_size: int, num_classes: int, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The benchmark's batch: (batch_size, 3, image_size, image_size) images uniform in [-1, 1] and
+    (batch_size,) random labels, the same for every contender and call with the same `seed`."""
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.rand(batch_size, 3, image_size, image_size, generator=generator) * 2 - 1
+    return images, torch.randint(0, num_classes, (batch_size,), generator=generator)
+
+
 def make_step(
     model: nn.Module,
     *,
@@ -32,26 +40,26 @@ def make_step(
     channels_last: bool,
     compile: bool,
     device: torch.device,
-) -> Callable[[], None]:
-    """A closure running one step of `model` (already on `device`) on a fixed random batch.
+) -> Callable[[], torch.Tensor | None]:
+    """A closure running one step of `model` (already on `device`) on `fixed_batch`; an inference
+    step returns the logits.
 
     `compile` uses `xception.runtime.compile_model` (inductor; with freezing for inference).
     """
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
-    generator = torch.Generator().manual_seed(0)
-    images = torch.rand(batch_size, 3, image_size, image_size, generator=generator) * 2 - 1
+    images, labels = fixed_batch(batch_size, image_size, num_classes)
     images = images.to(device).contiguous(memory_format=memory_format)
-    labels = torch.randint(0, num_classes, (batch_size,), generator=generator).to(device)
+    labels = labels.to(device)
     run = compile_model(model, training=training) if compile else model
     dtype = autocast_dtype(precision)
 
     if not training:
 
         @torch.inference_mode()
-        def infer() -> None:
+        def infer() -> torch.Tensor:
             with autocast(device.type, dtype):
-                run(images)
+                return run(images)
 
         return infer
 

@@ -8,10 +8,12 @@ contenders (and the peak) alike, and the ratios between them stay meaningful on 
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import os
 import platform
 import statistics
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -20,7 +22,9 @@ from typing import Any, Literal
 import torch
 
 from xception.bench.contenders import (
+    Contender,
     build_model,
+    calibrate_batchnorm,
     check_installed,
     forward_gflop,
     parse_contender,
@@ -28,12 +32,13 @@ from xception.bench.contenders import (
 )
 from xception.bench.memory import step_peak_memory
 from xception.bench.peak import measure_peak
-from xception.bench.steps import make_step
-from xception.runtime import Precision, cpu_has_native_bf16, retain_freed_memory, synchronize
+from xception.bench.steps import fixed_batch, make_step
+from xception.runtime import cpu_has_native_bf16, retain_freed_memory, synchronize
 
 log = logging.getLogger(__name__)
 
 Mode = Literal["train", "infer"]
+BenchPrecision = Literal["fp32", "bf16", "fp16", "int8"]
 Layout = Literal["best", "channels_last", "contiguous"]
 
 
@@ -44,7 +49,7 @@ class BenchConfig:
     models: tuple[str, ...]
     batch_size: int
     image_size: int
-    precisions: tuple[Precision, ...]
+    precisions: tuple[BenchPrecision, ...]  # int8: inference of this project's models only
     modes: tuple[Mode, ...]
     layout: Layout
     compile: bool
@@ -58,6 +63,7 @@ class BenchConfig:
     num_classes: int = 1000
     measure_peak: bool = True
     measure_memory: bool = True
+    interleave_precisions: bool = False  # one set of rounds for all precisions of a mode (more memory)
 
 
 @dataclass(frozen=True)
@@ -66,7 +72,7 @@ class BenchRow:
 
     model: str
     mode: Mode
-    precision: Precision
+    precision: BenchPrecision
     channels_last: bool
     compiled: bool
     fused: bool
@@ -83,6 +89,12 @@ class BenchRow:
     peak_memory_mb: float | None
     compile_s: float | None
     layout_probe_s: dict[str, float] = field(default_factory=dict)
+    runtime: str = "torch"
+    settings: str = ""  # the runtime's settings in words (deployment runtimes and int8)
+    # Inference: the largest |logit - eager fp32 logit| on the benchmark batch, and that over the
+    # largest |eager fp32 logit|.
+    max_abs_error: float | None = None
+    relative_error: float | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +103,7 @@ class BenchResult:
     rows: tuple[BenchRow, ...]
     peaks: dict[str, dict[str, float]]  # precision -> {case: median GFLOP/s, "peak": best}
     machine: dict[str, Any]
+    skipped: tuple[dict[str, str], ...] = ()  # {model, mode, precision, reason} of each contender not run
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,7 +118,8 @@ class BenchResult:
             # Files written before `best_images_per_s` existed: derive it from the rounds.
             row.setdefault("best_images_per_s", row["batch_size"] / min(row["round_seconds"]))
             rows.append(BenchRow(**row))
-        return cls(config=config, rows=tuple(rows), peaks=data["peaks"], machine=data["machine"])
+        return cls(config=config, rows=tuple(rows), peaks=data["peaks"], machine=data["machine"],
+                   skipped=tuple(data.get("skipped", ())))
 
 
 def describe_machine(device: torch.device) -> dict[str, Any]:
@@ -133,10 +147,10 @@ def describe_machine(device: torch.device) -> dict[str, Any]:
         info["gpu"] = torch.cuda.get_device_name(device)
         info["cuda"] = torch.version.cuda
         info["cudnn"] = torch.backends.cudnn.version()
-    for module in ("torchvision", "timm"):
+    for module in ("torchvision", "timm", "onnxruntime", "openvino", "nncf", "torchao"):
         try:
-            info[module] = __import__(module).__version__
-        except ImportError:
+            info[module] = importlib.metadata.version(module)
+        except importlib.metadata.PackageNotFoundError:
             info[module] = None
     return info
 
@@ -151,14 +165,78 @@ def _time_steps(step, device: torch.device, count: int) -> float:
     return (time.perf_counter() - start) / count
 
 
-class _Prepared:
-    """One contender ready to run in one mode and precision: its step, layout and metadata."""
+INFERENCE_ONLY = "inference only"
 
-    def __init__(self, spec: str, mode: Mode, precision: Precision, config: BenchConfig, device: torch.device):
+
+class Unavailable(Exception):
+    """A contender that cannot run in this mode and precision here; the message says why."""
+
+
+def unavailable_reason(contender: Contender, mode: Mode, precision: str, device: torch.device) -> str | None:
+    """Why `contender` cannot run in `mode` and `precision` on `device`, or None when it can."""
+    from xception.deploy.engines import INSTALL_HINT, missing_modules, no_precision_reason
+
+    deployed = contender.runtime != "torch" or precision == "int8"
+    if deployed and mode == "train":
+        return INFERENCE_ONLY
+    if precision == "int8" and not contender.is_ours:
+        return "int8 is built for this project's models only"
+    if deployed and device.type != "cpu":
+        return "the deployment runtimes and int8 run on the CPU here"
+    reason = no_precision_reason(contender.runtime, precision)  # type: ignore[arg-type]
+    if reason is not None:
+        return reason
+    if contender.runtime == "openvino" and precision == "bf16" and not cpu_has_native_bf16():
+        return "OpenVINO bf16 needs native bf16 (avx512_bf16/AMX)"
+    quantizer = {"openvino": ("nncf",), "torch": ("torchao",)}.get(contender.runtime, ()) if precision == "int8" else ()
+    missing = missing_modules(contender.runtime, quantizer) if deployed else []  # type: ignore[arg-type]
+    if missing:
+        return f"needs {', '.join(missing)}: {INSTALL_HINT}"
+    return None
+
+
+def _errors(output: torch.Tensor, reference: torch.Tensor) -> tuple[float, float]:
+    """(max abs error, relative error) of `output` against the fp32 `reference` logits."""
+    difference = float((output.detach().float().cpu().double() - reference.double()).abs().max())
+    return difference, difference / max(float(reference.abs().max()), 1e-30)
+
+
+class _Prepared:
+    """One contender ready to run in one mode and precision: its step, layout, errors and metadata."""
+
+    def __init__(self, spec: str, mode: Mode, precision: BenchPrecision, config: BenchConfig, device: torch.device,
+                 workdir: str):
         contender = parse_contender(spec)
+        reason = unavailable_reason(contender, mode, precision, device)
+        if reason is not None:
+            raise Unavailable(reason)
         self.spec = spec
+        self.runtime = contender.runtime
+        self.settings = ""
+        torch.manual_seed(0)  # the same weights in every precision and runtime
         model = build_model(contender, num_classes=config.num_classes)
         self.forward_gflop = forward_gflop(model, config.image_size)
+        training = mode == "train"
+        self.reference: torch.Tensor | None = None
+        images = fixed_batch(config.batch_size, config.image_size, config.num_classes)[0]
+        if not training:
+            model = calibrate_batchnorm(model, images)
+            with torch.no_grad():
+                self.reference = model(images)  # eager fp32
+        self.layout_probe: dict[str, float] = {}
+        if contender.runtime != "torch" or precision == "int8":
+            self._prepare_engine(model, contender, precision, config, images, workdir)
+        else:
+            self._prepare_torch(model, contender, mode, precision, config, device)
+        for _ in range(config.warmup):
+            self.step()
+        self.errors = _errors(self.step(), self.reference) if self.reference is not None else (None, None)
+        # Inductor's CPU code allocates its buffers outside the profiler's view: not measured;
+        # nor is the memory of other runtimes.
+        measurable = config.measure_memory and not (self.compiled and device.type == "cpu") and not self.settings
+        self.peak_memory = step_peak_memory(self.step, device) if measurable else None
+
+    def _prepare_torch(self, model, contender: Contender, mode: Mode, precision, config: BenchConfig, device) -> None:
         training = mode == "train"
         if not training:
             model = prepare_for_inference(model, contender, fuse=config.fuse)
@@ -173,7 +251,6 @@ class _Prepared:
             precision=precision,
             device=device,
         )
-        self.layout_probe: dict[str, float] = {}
         channels_last = config.layout != "contiguous"
         if config.layout == "best":
             for name, flag in (("contiguous", False), ("channels_last", True)):
@@ -183,18 +260,64 @@ class _Prepared:
             channels_last = self.layout_probe["channels_last"] <= self.layout_probe["contiguous"]
         self.channels_last = channels_last
         self.step = make_step(model, channels_last=channels_last, compile=self.compiled, **options)
-        self.compile_s: float | None = None
-        if self.compiled:
-            synchronize(device)
-            start = time.perf_counter()
-            self.step()
-            synchronize(device)
-            self.compile_s = time.perf_counter() - start
-        for _ in range(config.warmup):
-            self.step()
-        # Inductor's CPU code allocates its buffers outside the profiler's view: not measured.
-        measurable = config.measure_memory and not (self.compiled and device.type == "cpu")
-        self.peak_memory = step_peak_memory(self.step, device) if measurable else None
+        self.compile_s = self._first_call_seconds(device) if self.compiled else None
+
+    def _prepare_engine(self, model, contender: Contender, precision, config: BenchConfig, images, workdir) -> None:
+        """An onnxruntime / OpenVINO engine from the ONNX export, or an int8 one; the first call
+        (compilation for PT2E, graph preparation for the runtimes) is timed as `compile_s`."""
+        from xception.deploy.engines import build_engine
+
+        calibration = fixed_batch(config.batch_size, config.image_size, config.num_classes, seed=1)[0]
+        start = time.perf_counter()
+        engine = build_engine(model, runtime=contender.runtime, precision=precision, device=torch.device("cpu"),  # type: ignore[arg-type]
+                              image_size=config.image_size, workdir=workdir, threads=config.threads,
+                              calibration=calibration if precision == "int8" else None)
+        build_s = time.perf_counter() - start
+        self.settings = engine.description
+        self.fused = True
+        self.compiled = contender.runtime == "torch"
+        self.channels_last = contender.runtime == "torch"
+        self.step = lambda: engine(images)
+        self.compile_s = build_s + self._first_call_seconds(torch.device("cpu"))
+
+    def _first_call_seconds(self, device: torch.device) -> float:
+        synchronize(device)
+        start = time.perf_counter()
+        self.step()
+        synchronize(device)
+        return time.perf_counter() - start
+
+
+def _row(p: _Prepared, mode: Mode, precision: BenchPrecision, round_seconds: list[float], config: BenchConfig,
+         *, peak: float | None) -> BenchRow:
+    seconds = statistics.median(round_seconds)
+    gflop = p.forward_gflop * (3 if mode == "train" else 1)
+    achieved = gflop * config.batch_size / seconds
+    return BenchRow(
+        model=p.spec,
+        mode=mode,
+        precision=precision,
+        channels_last=p.channels_last,
+        compiled=p.compiled,
+        fused=p.fused,
+        batch_size=config.batch_size,
+        image_size=config.image_size,
+        images_per_s=config.batch_size / seconds,
+        ms_per_step=seconds * 1e3,
+        best_images_per_s=config.batch_size / min(round_seconds),
+        round_seconds=tuple(round_seconds),
+        gflop_per_image=gflop,
+        achieved_gflops=achieved,
+        peak_gflops=peak,
+        percent_of_peak=100 * achieved / peak if peak else None,
+        peak_memory_mb=p.peak_memory / 2**20 if p.peak_memory is not None else None,
+        compile_s=p.compile_s,
+        layout_probe_s=p.layout_probe,
+        runtime=p.runtime,
+        settings=p.settings,
+        max_abs_error=p.errors[0],
+        relative_error=p.errors[1],
+    )
 
 
 def run_benchmark(config: BenchConfig) -> BenchResult:
@@ -212,59 +335,43 @@ def run_benchmark(config: BenchConfig) -> BenchResult:
     machine["freed_memory_retained"] = retained
     peak_samples: dict[str, dict[str, list[float]]] = {}
     rows: list[BenchRow] = []
-    for mode in config.modes:
-        for precision in config.precisions:
-            prepared = []
+    skipped: list[dict[str, str]] = []
+    workdir = tempfile.TemporaryDirectory(prefix="xception-bench-")  # the ONNX exports
+    # Each phase's contenders share their rounds; with `interleave_precisions` a mode's precisions
+    # share them too, so that ratios across precisions (int8 over bf16) see the same load.
+    if config.interleave_precisions:
+        phases = [[(mode, precision) for precision in config.precisions] for mode in config.modes]
+    else:
+        phases = [[(mode, precision)] for mode in config.modes for precision in config.precisions]
+    for phase in phases:
+        prepared: list[tuple[Mode, BenchPrecision, _Prepared]] = []
+        for mode, precision in phase:
             for spec in config.models:
                 log.info("preparing %s (%s, %s)", spec, mode, precision)
-                prepared.append(_Prepared(spec, mode, precision, config, device))
-            rounds: dict[str, list[float]] = {p.spec: [] for p in prepared}
-            for r in range(config.repeats):
-                if config.measure_peak:
-                    for case, value in measure_peak(device, precision=precision).items():
-                        peak_samples.setdefault(precision, {}).setdefault(case, []).append(value)
-                for p in prepared:
-                    rounds[p.spec].append(_time_steps(p.step, device, config.iterations))
-                log.info(
-                    "%s %s round %d/%d: %s",
-                    mode,
-                    precision,
-                    r + 1,
-                    config.repeats,
-                    ", ".join(f"{s} {config.batch_size / t[-1]:.2f} img/s" for s, t in rounds.items()),
-                )
-            peak = statistics.median(peak_samples[precision]["peak"]) if config.measure_peak else None
-            for p in prepared:
-                seconds = statistics.median(rounds[p.spec])
-                gflop = p.forward_gflop * (3 if mode == "train" else 1)
-                achieved = gflop * config.batch_size / seconds
-                rows.append(
-                    BenchRow(
-                        model=p.spec,
-                        mode=mode,
-                        precision=precision,
-                        channels_last=p.channels_last,
-                        compiled=p.compiled,
-                        fused=p.fused,
-                        batch_size=config.batch_size,
-                        image_size=config.image_size,
-                        images_per_s=config.batch_size / seconds,
-                        ms_per_step=seconds * 1e3,
-                        best_images_per_s=config.batch_size / min(rounds[p.spec]),
-                        round_seconds=tuple(rounds[p.spec]),
-                        gflop_per_image=gflop,
-                        achieved_gflops=achieved,
-                        peak_gflops=peak,
-                        percent_of_peak=100 * achieved / peak if peak else None,
-                        peak_memory_mb=p.peak_memory / 2**20 if p.peak_memory is not None else None,
-                        compile_s=p.compile_s,
-                        layout_probe_s=p.layout_probe,
-                    )
-                )
-            del prepared
+                try:
+                    prepared.append((mode, precision, _Prepared(spec, mode, precision, config, device, workdir.name)))
+                except Unavailable as reason:
+                    skipped.append(dict(model=spec, mode=mode, precision=precision, reason=str(reason)))
+                    log.info("skipped %s (%s, %s): %s", spec, mode, precision, reason)
+        rounds: dict[tuple[str, str], list[float]] = {(precision, p.spec): [] for _, precision, p in prepared}
+        # The machine's int8 peak is not measured (`measure_peak` knows floating point only).
+        measured = sorted({precision for _, precision, _ in prepared if precision != "int8"}) if config.measure_peak else []
+        for r in range(config.repeats):
+            for precision in measured:
+                for case, value in measure_peak(device, precision=precision).items():
+                    peak_samples.setdefault(precision, {}).setdefault(case, []).append(value)
+            for _, precision, p in prepared:
+                rounds[precision, p.spec].append(_time_steps(p.step, device, config.iterations))
+            log.info("round %d/%d: %s", r + 1, config.repeats, ", ".join(
+                f"{s} {precision} {config.batch_size / t[-1]:.2f} img/s" for (precision, s), t in rounds.items()))
+        for mode, precision, p in prepared:
+            rows.append(_row(p, mode, precision, rounds[precision, p.spec], config,
+                             peak=statistics.median(peak_samples[precision]["peak"]) if precision in measured else None))
+        del prepared
+    workdir.cleanup()
     machine["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     peaks = {
         precision: {case: statistics.median(values) for case, values in cases.items()}
         for precision, cases in peak_samples.items()
     }
-    return BenchResult(config=config, rows=tuple(rows), peaks=peaks, machine=machine)
+    return BenchResult(config=config, rows=tuple(rows), peaks=peaks, machine=machine, skipped=tuple(skipped))

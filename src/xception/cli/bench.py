@@ -18,12 +18,14 @@ def add_parser(subparsers) -> None:
         "--models",
         nargs="+",
         default=["xception", "timm:legacy_xception", "torchvision:inception_v3"],
-        help="registered names of this project, timm:NAME or torchvision:NAME",
+        help="registered names of this project, timm:NAME, torchvision:NAME, or onnxruntime:NAME / "
+        "openvino:NAME (this project's model from its ONNX export in that runtime; inference only)",
     )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--image-size", type=int, default=299)
-    parser.add_argument("--precision", nargs="+", choices=("fp32", "bf16", "fp16"), default=None,
-                        help="default: fp32 and bf16 on CPU, bf16 on CUDA")
+    parser.add_argument("--precision", nargs="+", choices=("fp32", "bf16", "fp16", "int8"), default=None,
+                        help="default: fp32 and bf16 on CPU, bf16 on CUDA; int8: post-training quantization "
+                        "(inference; NNCF for openvino:NAME, PT2E for this project's PyTorch models)")
     parser.add_argument("--modes", nargs="+", choices=("train", "infer"), default=["train", "infer"])
     parser.add_argument("--layout", choices=("best", "channels_last", "contiguous"), default="best",
                         help="memory format; 'best' times one step in each and keeps the faster")

@@ -26,7 +26,11 @@ def add_parser(subparsers) -> None:
                         "beside it: ILSVRC2012_validation_ground_truth.txt, LOC_val_solution.csv, ...)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", help="cpu or cuda (default: a GPU when there is one)")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="default: the fastest for the device")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16", "int8"),
+                        help="default: the fastest for the device and runtime; int8 quantizes after calibrating "
+                        "on a few hundred of the weights' training images")
+    parser.add_argument("--runtime", choices=("torch", "onnxruntime", "openvino"),
+                        help="default: the fastest installed for the device (printed with the metrics)")
     add_bad_image_options(parser, training=False)
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
     parser.set_defaults(run=run)
@@ -38,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     from xception.eval.evaluate import evaluate_weights
 
     metrics = evaluate_weights(args.weights, source=args.dataset, data_path=args.data, batch_size=args.batch_size,
-                               device=args.device, precision=args.precision, bad_images=args.bad_images,
+                               device=args.device, precision=args.precision, runtime=args.runtime,
+                               bad_images=args.bad_images,
                                bad_image_fraction=args.bad_image_fraction, model_name=args.model,
                                ground_truth=args.ground_truth, progress=True)
     if args.json:

@@ -1,4 +1,4 @@
-"""`xception export`: a model (optionally with weights) to ONNX, TorchScript or torch.export, verified."""
+"""`xception export`: a model (optionally with weights) to ONNX, OpenVINO IR, TorchScript or torch.export, verified."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ def add_parser(subparsers) -> None:
 
     parser = subparsers.add_parser(
         "export",
-        help="export a model to ONNX / TorchScript / torch.export and check it against PyTorch",
-        description="Export a registered model and run the exported file (ONNX in onnxruntime) on a "
-        "random batch, printing the largest absolute difference from PyTorch's output.",
+        help="export a model to ONNX / OpenVINO / TorchScript / torch.export and check it against PyTorch",
+        description="Export a registered model and run the exported file (ONNX in onnxruntime, OpenVINO IR "
+        "in OpenVINO fp32) on a random batch, printing the largest absolute difference from PyTorch's output.",
     )
     parser.add_argument(
         "--model",
@@ -22,7 +22,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--weights", default=None, help="weight file in any format `xception convert` reads, or "
                         "published weights by name (imagenet)")
     parser.add_argument("--format", required=True, choices=EXPORT_FORMATS)
-    parser.add_argument("--out", required=True, help="file to write (.onnx, .pt, or .pt2 for torch_export)")
+    parser.add_argument("--out", required=True, help="file to write (.onnx, .xml for openvino, .pt, or .pt2 for torch_export)")
     parser.add_argument(
         "--num-classes", type=int, default=None, help="classes of the head (0: none; default: the weights' or 1000)"
     )

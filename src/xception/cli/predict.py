@@ -22,14 +22,16 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--device", help="cpu or cuda (default: a GPU when there is one)")
     parser.add_argument(
         "--precision",
-        choices=("fp32", "bf16", "fp16"),
-        help="autocast precision (default: the fastest correct one for the device, which is printed)",
+        choices=("fp32", "bf16", "fp16", "int8"),
+        help="default: the fastest correct one for the device and runtime, which is printed; int8 quantizes "
+        "after calibrating on a few hundred of the weights' training images",
     )
+    parser.add_argument("--runtime", choices=("torch", "onnxruntime", "openvino"),
+                        help="default: the fastest installed for the device, which is printed")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
     import sys
     from pathlib import Path
 
@@ -37,11 +39,11 @@ def run(args: argparse.Namespace) -> int:
 
     from xception.data.images import load_image
     from xception.data.prediction import prediction_transform
+    from xception.deploy.choice import choose_runtime
+    from xception.deploy.trained import trained_engine
     from xception.distributed import pick_device
     from xception.eval.predict import predict
-    from xception.models.fuse import fuse_for_inference
     from xception.models.trained import load_trained_model
-    from xception.runtime import autocast, check_precision, fastest_settings
 
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
@@ -53,18 +55,14 @@ def run(args: argparse.Namespace) -> int:
     if not metadata.get("class_names"):
         raise ValueError(f"{args.weights} records no class names: a notop file (features, not classes) or a "
                          "foreign file whose head is not ImageNet's; fine-tune or convert it with this project")
-    settings = fastest_settings(device, training=False)
-    if args.precision:
-        settings = dataclasses.replace(settings, precision=args.precision, reason="--precision given")
-    print(f"settings: {settings.precision}, channels_last, BatchNorm folded ({settings.reason})", file=sys.stderr)
+    choice = choose_runtime(device, runtime=args.runtime, precision=args.precision)
+    engine = trained_engine(model, metadata, choice, device=device)
+    print(f"runtime: {engine.description} ({choice.reason})", file=sys.stderr)
     transform = prediction_transform(metadata)
     channels = metadata["in_channels"]
-    images = torch.stack([transform(load_image(p, in_channels=channels)) for p in args.images]).to(device)
-    model = fuse_for_inference(model).to(device, memory_format=settings.memory_format)
-    check_precision(settings.precision, device.type)
-    with autocast(device.type, settings.autocast_dtype):
-        rows = predict(model, images.to(memory_format=settings.memory_format), class_names=metadata["class_names"],
-                       top_k=args.top_k, multilabel=bool(metadata.get("multilabel")))
+    images = torch.stack([transform(load_image(p, in_channels=channels)) for p in args.images])
+    rows = predict(engine, images, class_names=metadata["class_names"], top_k=args.top_k,
+                   multilabel=bool(metadata.get("multilabel")))
     for path, row in zip(args.images, rows, strict=True):
         print(path)
         for name, probability in row:

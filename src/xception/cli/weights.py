@@ -44,12 +44,18 @@ def run(args: argparse.Namespace) -> int:
             metrics = r["metrics"] or [dict(top1=None, top5=None, source="")]
             for i, m in enumerate(metrics):
                 lead = f"`{r['key']}` | {r['params']:,} | {r['num_classes']}" if i == 0 else " | |"
-                top1, top5 = (f"{round(100 * m[k], 3):g}%" if m[k] is not None else "-" for k in ("top1", "top5"))
+                top1, top5 = (f"{_percent(m[k])}%" if m[k] is not None else "-" for k in ("top1", "top5"))
                 print(f"| {lead} | {top1} | {top5} | {m['source'] or '-'} | {r['description'] if i == 0 else ''} |")
     else:
         for r in rows:
-            figures = ", ".join(f"{round(100 * m['top1'], 3):g}/{round(100 * m['top5'], 3):g}"
-                                for m in r["metrics"]) or "-"
+            figures = ", ".join(f"{_percent(m['top1'])}/{_percent(m['top5'])}" for m in r["metrics"]) or "-"
             print(f"{r['key']:26} {r['params']:>12,} params  top-1/5 {figures:14}  "
                   f"{'cached' if r['cached'] else 'not cached'}  {r['file']}")
     return 0
+
+
+def _percent(fraction: float) -> str:
+    """100 * fraction with the digits the publisher gave (0.790 -> "79.0", 0.77294 -> "77.294")."""
+    value = round(100 * fraction, 3)
+    digits = next(d for d in (1, 2, 3) if round(value, d) == value)
+    return f"{value:.{digits}f}"

@@ -7,7 +7,8 @@ traceback, so the file's name would come back buried in 30 lines of someone else
 `BadImage` item, `collate_readable` puts those aside from the batch, and `CheckedLoader`, in the
 main process, raises or records them. Under `skip`, each bad file is logged once (not once per
 epoch), the count goes into the metrics, and more than `max_fraction` of the split stops the run:
-a failing disk is not trained on silently.
+a failing disk is not trained on silently. Evaluation leaves the bad images out; training fills
+its batch up with repeats of the readable ones, so batch sizes stay equal across processes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate
 
 from xception.data.config import BAD_IMAGE_POLICIES, BadImagePolicy
@@ -25,7 +27,6 @@ from xception.data.images import UnreadableImageError
 from xception.errors import UserError
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
@@ -37,18 +38,29 @@ class BadImage:
     advice: str
 
 
+@dataclass(frozen=True)
+class WorkerFailure:
+    """A `UserError` raised while a worker streamed its items, as it travels to the main process
+    (pickled: its message and type, not its traceback)."""
+
+    error: UserError
+
+
 class TooManyBadImagesError(UserError):
     """More of a split unreadable than `--bad-images skip` tolerates."""
 
 
 def guard(read: Callable[..., Any]) -> Callable[..., Any]:
-    """`read`, giving a `BadImage` instead of raising `UnreadableImageError`."""
+    """`read`, giving a `BadImage` instead of raising `UnreadableImageError`, and a `WorkerFailure`
+    instead of raising any other `UserError`."""
 
     def guarded(*args):
         try:
             return read(*args)
         except UnreadableImageError as error:
             return BadImage(error.path, error.reason, error.advice)
+        except UserError as error:
+            return WorkerFailure(error)
 
     return guarded
 
@@ -72,10 +84,30 @@ class GuardedImages(Dataset):
         return [self[index] for index in indices]
 
 
-def collate_readable(items: list) -> tuple[Any, list[BadImage]]:
-    """(the default collation of the readable items, or None when there are none; the `BadImage`s)."""
-    bad = [item for item in items if isinstance(item, BadImage)]
-    readable = [item for item in items if not isinstance(item, BadImage)]
+class GuardedStream(IterableDataset):
+    """An iterable dataset whose user errors (too few shards for the workers, ...) end the stream
+    as a `WorkerFailure` item, so the main process raises them, not a worker's stack."""
+
+    def __init__(self, dataset: IterableDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self) -> Iterator:
+        try:
+            yield from self.dataset
+        except UserError as error:
+            yield WorkerFailure(error)
+
+
+def collate_readable(items: list) -> tuple[Any, list[BadImage | WorkerFailure]]:
+    """(the default collation of the readable items, or None when there are none; the `BadImage`s
+    and `WorkerFailure`s). `items` is a list, or one `WorkerFailure` where the stream batches itself."""
+    if isinstance(items, WorkerFailure):
+        return None, [items]
+    bad = [item for item in items if isinstance(item, (BadImage, WorkerFailure))]
+    readable = [item for item in items if not isinstance(item, (BadImage, WorkerFailure))]
     return (default_collate(readable) if readable else None), bad
 
 
@@ -125,16 +157,25 @@ class BadImageRecord:
 
 class CheckedLoader:
     """Iterates a DataLoader built with `collate_readable`, handing each batch's bad images to
-    `record` in the main process and yielding the readable part of the batch."""
+    `record` in the main process. Evaluation (`refill` False) yields the readable part of each
+    batch, so every readable image counts once. Training (`refill`) fills the batch up again with
+    repeats of its readable images: every step and every process keeps its batch size, which DDP's
+    collectives and BatchNorm (a batch of 1 has no variance) need."""
 
-    def __init__(self, loader, record: BadImageRecord) -> None:
-        self.loader, self.record = loader, record
+    def __init__(self, loader, record: BadImageRecord, *, refill: bool) -> None:
+        self.loader, self.record, self.refill = loader, record, refill
 
     def __iter__(self) -> Iterator:
         for batch, bad in self.loader:
+            for failure in bad:
+                if isinstance(failure, WorkerFailure):
+                    raise failure.error from None
             self.record.add(bad)
+            if batch is None and self.refill:
+                raise TooManyBadImagesError(f"all {len(bad)} images of a training batch are unreadable (first: "
+                                            f"{bad[0].path}): check the disk and the data")
             if batch is not None:
-                yield batch
+                yield refilled(batch, len(bad)) if self.refill and bad else batch
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -144,10 +185,18 @@ class CheckedLoader:
         return self.loader.dataset
 
 
-def checked_loader(dataset, *, bad_images: BadImageRecord | None, **options) -> CheckedLoader:
+def refilled(batch: list, missing: int) -> list:
+    """`batch` (a list of tensors of equal length, images and targets) with `missing` more rows:
+    repeats of its first rows."""
+    size = len(batch[0])
+    rows = torch.arange(size + missing) % size
+    return [part[rows] for part in batch]
+
+
+def checked_loader(dataset, *, bad_images: BadImageRecord | None, refill: bool = False, **options) -> CheckedLoader:
     """`DataLoader(dataset, **options)` whose unreadable images reach the main process as `bad_images`
-    says (None: raise at the first, as `--bad-images error`)."""
+    says (None: raise at the first, as `--bad-images error`); `refill` as in `CheckedLoader`."""
     if bad_images is None:
         bad_images = BadImageRecord("error", split="data", split_size=0, max_fraction=0.0)
-    guarded = dataset if isinstance(dataset, IterableDataset) else GuardedImages(dataset)
-    return CheckedLoader(DataLoader(guarded, collate_fn=collate_readable, **options), bad_images)
+    guarded = GuardedStream(dataset) if isinstance(dataset, IterableDataset) else GuardedImages(dataset)
+    return CheckedLoader(DataLoader(guarded, collate_fn=collate_readable, **options), bad_images, refill=refill)

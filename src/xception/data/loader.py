@@ -155,7 +155,8 @@ def build_loader(
 ) -> CheckedLoader:
     """A DataLoader of `batch_size`-image batches for this process, wrapped in a `CheckedLoader`
     that raises or records its unreadable images in this process (`bad_images`; None: raise at the
-    first, as `--bad-images error` does).
+    first, as `--bad-images error` does). Skipped images leave an evaluation batch shorter; a
+    training batch is filled up with repeats of its readable images (`CheckedLoader`).
 
     Training (map-style data): `GlobalBatchSampler` over `global_batch` images per step, this
     process taking `global_batch / world_size` of them in batches of `batch_size`. Evaluation:
@@ -193,6 +194,7 @@ def build_loader(
     return checked_loader(
         dataset,
         bad_images=bad_images,
+        refill=training,
         batch_size=batch_size,
         sampler=sampler,
         num_workers=num_workers,

@@ -47,6 +47,7 @@ from xception.data.images import UnreadableImageError, load_image
 from xception.data.in_memory import BatchPreparedImages
 from xception.data.loader import seeded_randomness
 from xception.data.transforms import photo_transforms
+from xception.errors import UserError
 
 METADATA = "dataset.json"
 SPLITS = ("train", "val")
@@ -166,6 +167,10 @@ class SampleReader:
         return self.transform(image), int(sample["cls"])
 
 
+class TooFewShardsError(UserError, ValueError):
+    """Fewer shards than readers (ranks, or ranks x DataLoader workers in training)."""
+
+
 def _stream(shards: list[str], *, split: bool) -> Iterator[dict]:
     """The raw samples of `shards` in order; `split`: only those of this rank and worker (webdataset's splitters)."""
     return iter(wds.WebDataset(shards, shardshuffle=False, empty_check=False,
@@ -190,7 +195,7 @@ class ShardedImages(IterableDataset):
     def __iter__(self):
         rank, world_size, _, _ = wds.utils.pytorch_worker_info()
         if len(self.shards) < world_size:
-            raise ValueError(f"{len(self.shards)} shards cannot feed {world_size} ranks: write at least that many "
+            raise TooFewShardsError(f"{len(self.shards)} shards cannot feed {world_size} ranks: write at least that many "
                              "shards (a smaller shard_size)")
         yield from map(guard(self.read), _stream(self.shards, split=True))
 
@@ -218,7 +223,7 @@ class ShardEpoch(IterableDataset):
         rank, world_size, worker, num_workers = wds.utils.pytorch_worker_info()
         readers, shards, seed = world_size * num_workers, self.source.shards, self.source.seed
         if len(shards) < readers:
-            raise ValueError(f"{len(shards)} shards cannot feed {world_size} ranks x {num_workers} workers: write "
+            raise TooFewShardsError(f"{len(shards)} shards cannot feed {world_size} ranks x {num_workers} workers: write "
                              "at least that many shards (a smaller shard_size) or use fewer workers")
         role = (worker + self.start_batch) % num_workers
         reader = rank * num_workers + role

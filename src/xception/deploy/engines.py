@@ -1,7 +1,7 @@
 """A model ready for inference in one runtime and precision: PyTorch, onnxruntime or OpenVINO.
 
 Every `Engine` takes what the model takes, (N, C, H, W) float32 images in [-1, 1], and returns
-(N, num_classes) float32 logits on the CPU, so that a caller (`xception eval`, `predict`, the
+(N, num_classes) float32 logits (on the model's device for PyTorch, else the CPU), so that a caller (`xception eval`, `predict`, the
 benchmark) never needs to know which runtime computes them. onnxruntime and OpenVINO run the
 project's own ONNX export (`xception.models.export`, BatchNorm folded, checked against PyTorch),
 on the CPU, with the same number of threads as PyTorch.
@@ -44,6 +44,21 @@ PRECISIONS: dict[Runtime, tuple[EnginePrecision, ...]] = {
 }
 
 
+# Why a runtime lacks a precision, where it is not obvious.
+_NO_PRECISION = {
+    ("onnxruntime", "bf16"): "onnxruntime's CPU provider has no bf16 convolutions",
+    ("onnxruntime", "int8"): "not built here: NNCF's int8 ONNX (QDQ) model fails in onnxruntime 1.32's "
+    "QLinearConv (its activation zero point is not a scalar)",
+}
+
+
+def no_precision_reason(runtime: Runtime, precision: str) -> str | None:
+    """Why `runtime` has no `precision` path on the CPU, or None when it has one."""
+    if precision in PRECISIONS[runtime]:
+        return None
+    return _NO_PRECISION.get((runtime, precision), f"{runtime} has no {precision} CPU path")
+
+
 def missing_modules(runtime: Runtime, extra: tuple[str, ...] = ()) -> list[str]:
     """The modules `runtime` (plus `extra`) needs that are not installed."""
     return [name for name in (*_MODULES[runtime], *extra) if importlib.util.find_spec(name) is None]
@@ -59,15 +74,15 @@ def require_runtime(runtime: str, extra: tuple[str, ...] = ()) -> None:
 
 
 def check_precision(runtime: Runtime, precision: str) -> None:
-    if precision not in PRECISIONS[runtime]:
-        raise ValueError(
-            f"runtime {runtime} has no {precision} path on the CPU; use --precision {' or '.join(PRECISIONS[runtime])}"
-        )
+    reason = no_precision_reason(runtime, precision)
+    if reason is not None:
+        raise ValueError(f"runtime {runtime} has no {precision} path ({reason}); use --precision "
+                         f"{' or '.join(PRECISIONS[runtime])}")
 
 
 @dataclass(frozen=True)
 class Engine:
-    """`run`: (N, C, H, W) float32 images in [-1, 1] -> (N, num_classes) float32 logits (CPU)."""
+    """`run`: (N, C, H, W) float32 images in [-1, 1] -> (N, num_classes) float32 logits."""
 
     runtime: Runtime
     precision: EnginePrecision
@@ -94,7 +109,7 @@ def torch_engine(model: nn.Module, *, precision: Literal["fp32", "bf16", "fp16"]
     def run(images: torch.Tensor) -> torch.Tensor:
         images = images.to(device).contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            return forward(images).float().cpu()
+            return forward(images).float()
 
     settings = ["BatchNorm folded" if fold_batchnorm else "eager", "channels_last", f"{precision} autocast" if dtype else "fp32"]
     if compile:
@@ -110,6 +125,10 @@ def export_for_runtimes(model: nn.Module, directory: str | os.PathLike, *, image
     name = getattr(model, "model_name", type(model).__name__)
     return export_model(fuse_for_inference(model), Path(directory) / f"{name}.onnx", format="onnx",
                         image_size=image_size, batch_size=2)
+
+
+def threads_text(count: int) -> str:
+    return f"{count} thread{'s' if count != 1 else ''}"
 
 
 def threads_or_torch(threads: int | None) -> int:
@@ -135,7 +154,7 @@ def onnxruntime_engine(onnx_path: str | os.PathLike, *, threads: int | None = No
         return torch.from_numpy(session.run(None, {name: images.float().contiguous().cpu().numpy()})[0])
 
     return Engine("onnxruntime", precision, f"onnxruntime {onnxruntime.__version__} (CPU provider, "  # type: ignore[arg-type]
-                  f"{options.intra_op_num_threads} threads)", run)
+                  f"{threads_text(options.intra_op_num_threads)})", run)
 
 
 def _onnx_nodes(path: str | os.PathLike) -> list[Any]:
@@ -172,7 +191,7 @@ def openvino_engine(model: Any, *, precision: EnginePrecision, threads: int | No
 
     rest = f", the rest {hint}" if precision == "int8" else ""
     return Engine("openvino", precision, f"OpenVINO {openvino.__version__.split('-')[0]} (CPU, "
-                  f"{'int8' + rest if precision == 'int8' else 'INFERENCE_PRECISION_HINT=' + hint}, {count} threads)", run)
+                  f"{'int8' + rest if precision == 'int8' else 'INFERENCE_PRECISION_HINT=' + hint}, {threads_text(count)})", run)
 
 
 def build_engine(model: nn.Module, *, runtime: Runtime, precision: EnginePrecision, device: torch.device,
@@ -193,9 +212,9 @@ def build_engine(model: nn.Module, *, runtime: Runtime, precision: EnginePrecisi
         raise ValueError("int8 needs calibration images (a few hundred from the training data)")
     if runtime == "torch":
         if precision == "int8":
-            from xception.deploy.quantize import pt2e_engine
+            from xception.deploy.quantize import pt2e_engine, quantize_pt2e
 
-            return pt2e_engine(model, calibration, threads=threads)
+            return pt2e_engine(quantize_pt2e(model, calibration), threads=threads)
         return torch_engine(model, precision=precision, device=device, compile=compile)
     onnx_path = export_for_runtimes(model, workdir, image_size=image_size)
     if runtime == "onnxruntime":

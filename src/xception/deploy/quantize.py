@@ -21,7 +21,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from xception.deploy.engines import Engine, require_runtime, threads_or_torch
+from xception.deploy.engines import Engine, require_runtime, threads_or_torch, threads_text
 from xception.runtime import compile_model
 
 QuantizeMethod = Literal["nncf", "pt2e"]
@@ -64,16 +64,34 @@ def quantize_pt2e(model: nn.Module, calibration: torch.Tensor) -> nn.Module:
     return convert_pt2e(prepared)
 
 
-def pt2e_engine(model: nn.Module, calibration: torch.Tensor, *, threads: int | None = None) -> Engine:
-    """`quantize_pt2e(model, calibration)` compiled by inductor with freezing, on the CPU."""
+def pt2e_engine(quantized: nn.Module, *, threads: int | None = None) -> Engine:
+    """A `quantize_pt2e` module compiled by inductor with freezing, on the CPU."""
     torch.set_num_threads(threads_or_torch(threads))
     # Static shapes: inductor's dynamic-batch recompilation of the int8 convolutions expects the
     # wrong strides for 1-channel inputs (torch 2.14); a new batch size compiles anew instead.
-    quantized = compile_model(quantize_pt2e(model, calibration), training=False, dynamic=False)
+    quantized = compile_model(quantized, training=False, dynamic=False)
 
     @torch.no_grad()
     def run(images: torch.Tensor) -> torch.Tensor:
         return quantized(images.float().contiguous(memory_format=torch.channels_last)).float()
 
     return Engine("torch", "int8", f"PyTorch {torch.__version__} (PT2E int8, X86InductorQuantizer, inductor with "
-                  f"freezing, {torch.get_num_threads()} threads)", run)
+                  f"freezing, {threads_text(torch.get_num_threads())})", run)
+
+
+def save_quantized(quantized: Any, path: str | os.PathLike, *, example: torch.Tensor) -> None:
+    """Write a quantized model: an `openvino.Model` as OpenVINO IR (.xml and .bin), a PT2E module
+    as a torch.export program (.pt2, loadable with `torch.export.load` once torchao is imported)."""
+    path = str(path)
+    if isinstance(quantized, nn.Module):
+        if not path.endswith(".pt2"):
+            raise ValueError(f"a PT2E int8 model is saved as a .pt2 file; got {path!r}")
+        batch = torch.export.Dim("batch", min=1)
+        example = example.contiguous(memory_format=torch.channels_last)
+        torch.export.save(torch.export.export(quantized, (example,), dynamic_shapes=({0: batch},)), path)
+        return
+    import openvino
+
+    if not path.endswith(".xml"):
+        raise ValueError(f"an OpenVINO int8 model is saved as an .xml file (and a .bin beside it); got {path!r}")
+    openvino.save_model(quantized, path, compress_to_fp16=False)

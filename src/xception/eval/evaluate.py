@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -27,7 +28,7 @@ from xception.runtime import autocast
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module,
+    model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
     loader: DataLoader,
     *,
     device: torch.device,
@@ -38,7 +39,7 @@ def evaluate(
     ks: tuple[int, ...] = (1, 5),
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Metrics of `model` (switched to eval mode) over this process's shard of `loader`, combined
+    """Metrics of `model` (a module, switched to eval mode, or an `xception.deploy.engines.Engine`) over this process's shard of `loader`, combined
     over all processes. Images (N, C, H, W) in [-1, 1]; targets class indices (N,) or multi-hot
     (N, num_classes).
 
@@ -48,7 +49,8 @@ def evaluate(
     skips unreadable images (`--bad-images skip`) adds `bad_images`, their number, all left out
     of `examples` and the metrics. `progress` draws a bar over this process's batches (stderr).
     """
-    model.eval()
+    if isinstance(model, nn.Module):
+        model.eval()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     count = torch.zeros((), dtype=torch.long, device=device)
@@ -59,7 +61,7 @@ def evaluate(
         targets = targets.to(device, non_blocking=True)
         with autocast(device.type, autocast_dtype):
             logits = model(images)
-        logits = logits.float()
+        logits = logits.float().to(device)  # onnxruntime and OpenVINO engines return CPU logits
         count += images.shape[0]
         if multilabel:
             loss_sum += F.binary_cross_entropy_with_logits(logits, targets.float(), reduction="sum").double() / logits.shape[1]
@@ -92,24 +94,25 @@ def evaluate(
 def evaluate_weights(
     weights: str, *, source: str | None, data_path: str | None, batch_size: int, device: str | None,
     precision: str | None, bad_images: BadImagePolicy, bad_image_fraction: float, model_name: str | None = None,
-    ground_truth: str | None = None, progress: bool = False,
+    ground_truth: str | None = None, progress: bool = False, runtime: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate weights on the validation split of their data (or of `source` at `data_path`), with
     this process's exact shard under torchrun; unreadable images stop it or are left out and counted
     (`bad_images`, see `xception.data.bad_images`). `weights` is a file from training or `xception
     convert`, or published weights by name ("imagenet", of `model_name`), whose data is the ImageNet
     validation set (`xception.data.imagenet`, labels from `ground_truth` for a flat folder).
-    Adds `seconds` (the wall time of the pass) and `images_per_second` to `evaluate`'s metrics."""
-    import dataclasses
-
+    Runs in `runtime` (default: the fastest installed for the device, `xception.deploy.choice`).
+    Adds `seconds` (the wall time of the pass), `images_per_second` and `runtime` (the engine's
+    settings in words) to `evaluate`'s metrics."""
     from xception.data import DataConfig, build_datasets
     from xception.data.imagenet import open_imagenet_val
     from xception.data.loader import build_loader, default_num_workers
     from xception.data.summary import split_size
+    from xception.deploy.choice import choose_runtime
+    from xception.deploy.trained import trained_engine
     from xception.distributed import init_distributed
     from xception.models.registry import get_entry
     from xception.models.trained import load_trained_model
-    from xception.runtime import check_precision, fastest_settings
 
     context = init_distributed(device)
     model, metadata = load_trained_model(weights, model_name=model_name)
@@ -133,10 +136,8 @@ def evaluate_weights(
         multilabel, class_weights = datasets.multilabel, datasets.class_weights
     if num_classes != metadata["num_classes"]:
         raise ValueError(f"{weights} has {metadata['num_classes']} classes but the data set has {num_classes}")
-    settings = fastest_settings(context.device, training=False)
-    settings = dataclasses.replace(settings, precision=precision or settings.precision)
-    check_precision(settings.precision, context.device.type)
-    model = model.to(context.device, memory_format=settings.memory_format)
+    choice = choose_runtime(context.device, runtime=runtime, precision=precision)
+    engine = trained_engine(model, metadata, choice, device=context.device, data_path=data_path)
     loader = build_loader(val, batch_size=batch_size, training=False, rank=context.rank,
                           world_size=context.world_size, seed=0, num_workers=default_num_workers(context.world_size),
                           pin_memory=context.device.type == "cuda",
@@ -146,11 +147,10 @@ def evaluate_weights(
     if get_entry(model.model_name).task == "segmentation":
         from xception.eval.segmentation import evaluate_segmentation
 
-        metrics = evaluate_segmentation(model, loader, device=context.device, num_classes=num_classes,
-                                        autocast_dtype=settings.autocast_dtype, channels_last=settings.channels_last)
+        metrics = evaluate_segmentation(engine, loader, device=context.device, num_classes=num_classes)
     else:
-        metrics = evaluate(model, loader, device=context.device, multilabel=multilabel,
-                           autocast_dtype=settings.autocast_dtype, channels_last=settings.channels_last,
+        metrics = evaluate(engine, loader, device=context.device, multilabel=multilabel,
                            class_weights=class_weights, progress=progress and context.is_main)
     seconds = time.perf_counter() - start
-    return {**metrics, "seconds": seconds, "images_per_second": metrics["examples"] / seconds}
+    return {**metrics, "seconds": seconds, "images_per_second": metrics["examples"] / seconds,
+            "runtime": f"{engine.description} ({choice.reason})"}

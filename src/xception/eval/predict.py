@@ -5,14 +5,16 @@ The model comes from `xception.models.trained.load_trained_model`, the preparati
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
-from torch import nn
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, *, class_names: list[str], top_k: int,
+def predict(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, *, class_names: list[str], top_k: int,
             multilabel: bool = False) -> list[list[tuple[str, float]]]:
-    """For each of the (N, C, H, W) `images` in [-1, 1], the `top_k` (class name, probability)
+    """For each of the (N, C, H, W) `images` in [-1, 1], run through `model` (a module or an
+    `xception.deploy.engines.Engine`), the `top_k` (class name, probability)
     pairs, most probable first. Probabilities: softmax (single-label) or per-class sigmoid."""
     logits = model(images).float()
     probabilities = logits.sigmoid() if multilabel else logits.softmax(dim=1)

@@ -7,6 +7,7 @@ the predictions (a class absent from both has no IoU), as torchmetrics' `MeanIoU
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -43,7 +44,7 @@ def mean_iou(confusion: torch.Tensor) -> float:
 
 @torch.no_grad()
 def evaluate_segmentation(
-    model: nn.Module,
+    model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
     loader: DataLoader,
     *,
     device: torch.device,
@@ -52,11 +53,12 @@ def evaluate_segmentation(
     channels_last: bool = False,
 ) -> dict[str, Any]:
     """`examples`, `loss` (mean per-pixel cross-entropy), `miou`, `pixel_accuracy` and `per_class_iou`
-    (a list, NaN where undefined) of `model` over `loader`'s shards, combined over all processes.
+    (a list, NaN where undefined) of `model` (a module, or an `xception.deploy.engines.Engine`) over `loader`'s shards, combined over all processes.
 
     Items: images (N, C, H, W) in [-1, 1], masks int64 (N, H, W); the model gives (N, K, H, W) logits.
     """
-    model.eval()
+    if isinstance(model, nn.Module):
+        model.eval()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)

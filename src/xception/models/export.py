@@ -1,13 +1,16 @@
-"""Export a model to ONNX, TorchScript or a torch.export program, and check the file against PyTorch.
+"""Export a model to ONNX, OpenVINO IR, TorchScript or a torch.export program, checked against PyTorch.
 
-The exported file is always verified by running it: ONNX in onnxruntime, TorchScript through
-`torch.jit.load`, a torch.export program through `torch.export.load`, on a fresh random batch,
-and the largest absolute difference from the PyTorch model's output is returned.
+The exported file is always verified by running it: ONNX in onnxruntime, OpenVINO IR in OpenVINO
+(fp32, which must be asked for on a CPU with native bf16), TorchScript through `torch.jit.load`,
+a torch.export program through `torch.export.load`, on a fresh random batch, and the largest
+absolute difference from the PyTorch model's output is returned. The OpenVINO IR (an .xml file
+and its .bin weights) is converted from the ONNX export, in fp32.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Literal
@@ -16,8 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
-ExportFormat = Literal["onnx", "torchscript", "torch_export"]
-EXPORT_FORMATS: tuple[ExportFormat, ...] = ("onnx", "torchscript", "torch_export")
+ExportFormat = Literal["onnx", "openvino", "torchscript", "torch_export"]
+EXPORT_FORMATS: tuple[ExportFormat, ...] = ("onnx", "openvino", "torchscript", "torch_export")
+_SUFFIXES = {"torch_export": (".pt2", "torch.export programs are saved as .pt2 files"),
+             "openvino": (".xml", "OpenVINO IR is saved as an .xml file (and a .bin beside it)")}
 
 
 def example_input(model: nn.Module, *, image_size: int, batch_size: int, seed: int = 0) -> torch.Tensor:
@@ -47,8 +52,9 @@ def export_model(
     if format not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format {format!r}; valid: {', '.join(EXPORT_FORMATS)}")
     path = Path(path)
-    if format == "torch_export" and path.suffix != ".pt2":
-        raise ValueError(f"torch.export programs are saved as .pt2 files; got {str(path)!r}, use a .pt2 name")
+    if format in _SUFFIXES and path.suffix != _SUFFIXES[format][0]:
+        suffix, what = _SUFFIXES[format]
+        raise ValueError(f"{what}; got {str(path)!r}, use a {suffix} name")
     model = model.eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     x = example_input(model, image_size=image_size, batch_size=batch_size)
@@ -68,6 +74,14 @@ def export_model(
                 optimize=optimize_onnx,
                 verbose=False,
             )
+    elif format == "openvino":
+        _require_openvino()
+        import openvino
+
+        with tempfile.TemporaryDirectory(prefix="xception-export-") as directory:
+            onnx_path = export_model(model, Path(directory) / "model.onnx", format="onnx", image_size=image_size,
+                                     batch_size=batch_size, dynamic_batch=dynamic_batch, optimize_onnx=optimize_onnx)
+            openvino.save_model(openvino.convert_model(str(onnx_path)), str(path), compress_to_fp16=False)
     elif format == "torchscript":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TracerWarnings (shape checks become constants, as intended)
@@ -100,6 +114,12 @@ def verify_export(
             session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
             name = session.get_inputs()[0].name
             actual = torch.from_numpy(np.asarray(session.run(None, {name: x.numpy()})[0]))
+        elif format == "openvino":
+            _require_openvino()
+            import openvino
+
+            compiled = openvino.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+            actual = torch.from_numpy(np.asarray(compiled(x.numpy())[0]))
         elif format == "torchscript":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated; still supported
@@ -111,6 +131,14 @@ def verify_export(
     if actual.shape != expected.shape:
         raise ValueError(f"exported {format} output has shape {tuple(actual.shape)}, PyTorch {tuple(expected.shape)}")
     return float((actual.double() - expected.double()).abs().max())
+
+
+def _require_openvino() -> None:
+    import importlib.util
+
+    _require_onnx()
+    if importlib.util.find_spec("openvino") is None:
+        raise ValueError("OpenVINO export needs openvino: pip install 'xception[deploy]'")
 
 
 def _require_onnx() -> None:

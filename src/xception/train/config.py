@@ -80,7 +80,7 @@ class TrainConfig:
         get_recipe(self.recipe, **self.recipe_overrides)
         cuda = (self.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
         if cuda and not torch.cuda.is_available():
-            raise ValueError(f"device {self.device!r} needs a CUDA GPU and none is available; use --device cpu")
+            raise ValueError(f"device {self.device!r} requested but CUDA is not available; use --device cpu")
         if self.precision is not None:
             check_precision(self.precision, "cuda" if cuda else "cpu")
         if self.batch_size < 1 or self.accumulation_steps < 1 or self.batch_size % self.accumulation_steps:

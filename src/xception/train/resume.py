@@ -105,6 +105,14 @@ def keep_metrics_up_to(run_dir: Path, step: int, *, source_dir: Path | None = No
     source = (source_dir or run_dir) / METRICS
     if not source.is_file():
         return
-    rows = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
-    kept = [row for row in rows if row.get("step", 0) <= step]
+    kept = [row for row in map(_parse, source.read_text().splitlines()) if row is not None and row.get("step", 0) <= step]
     write_text_atomic(run_dir / METRICS, "".join(json.dumps(row) + "\n" for row in kept))
+
+
+def _parse(line: str) -> dict[str, Any] | None:
+    """A metrics row, or None for a blank line or the torn last line of a process killed mid-append."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return row if isinstance(row, dict) else None

@@ -3,7 +3,8 @@
 The cache is `$XCEPTION_HOME/weights/` (default `~/.cache/xception/weights/`). A download streams into
 a temporary file in that folder with a progress bar, is checked against the entry's checksum, and only
 then is renamed into place (atomic on one file system), so the cache never holds a partial or wrong
-file; a failed download leaves nothing behind. A cached file is used without any network access.
+download; a failed download leaves nothing behind. A cached file is used without any network access,
+after checking it again (it may have been put there by hand).
 `$XCEPTION_WEIGHTS_URL` replaces the publishers' URLs by `<that base>/<file name>` (a mirror, a
 local server).
 """
@@ -57,12 +58,14 @@ def entry_urls(entry: WeightsEntry) -> tuple[str, ...]:
 def fetch_weights(entry: WeightsEntry, *, progress: bool = True) -> Path:
     """The path of `entry`'s file in the cache, downloaded and checked first if it is not there.
 
+    A cached file is checked again (a fraction of a second; a file put there by hand is checked too).
     Tries each URL in turn while the network fails; raises WeightsUnavailableError naming the URLs and the
     exact path to put the file at when none answers, and ChecksumError when a file arrives but is
     not the published one.
     """
     path = cached_path(entry)
     if path.is_file():
+        _check_cached(path, entry.checksum)
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     failures = []
@@ -76,6 +79,18 @@ def fetch_weights(entry: WeightsEntry, *, progress: bool = True) -> Path:
         f"cannot download the weights {entry.key!r} ({'; '.join(failures)}). Without network, download "
         f"{entry.urls[0]} elsewhere and put it at {path} (set ${HOME_VARIABLE} to use another cache folder)"
     )
+
+
+def _check_cached(path: Path, checksum: Checksum) -> None:
+    digest = hashlib.new(checksum.algorithm)
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    if not digest.hexdigest().startswith(checksum.digest):
+        raise ChecksumError(
+            f"the cached {path} has {checksum.algorithm} {digest.hexdigest()}, not the published {checksum.digest} "
+            f"({checksum.source}); delete it to download it again, or put the right file there"
+        )
 
 
 def _download_checked(url: str, path: Path, checksum: Checksum, *, progress: bool) -> None:

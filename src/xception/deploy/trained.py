@@ -1,0 +1,134 @@
+"""A trained model's weight file as an `Engine` in the chosen runtime (what `predict` and `eval`
+run), and quantized to int8 with what that costs (what `xception quantize` runs).
+
+The input size comes from the weights' metadata (the ONNX export fixes it; the batch stays
+dynamic), and int8 calibrates on images from the data the weights were trained on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from xception.deploy.calibration import DEFAULT_CALIBRATION_SIZE, calibration_images, data_config_of
+from xception.deploy.choice import RuntimeChoice
+from xception.deploy.engines import Engine, build_engine
+from xception.deploy.quantize import QuantizeMethod
+
+log = logging.getLogger(__name__)
+
+
+def trained_engine(model: nn.Module, metadata: dict[str, Any], choice: RuntimeChoice, *, device: torch.device,
+                   threads: int | None = None, data_path: str | None = None,
+                   calibration_size: int = DEFAULT_CALIBRATION_SIZE) -> Engine:
+    """`model` (from `load_trained_model`) as an `Engine` of `choice.runtime` in `choice.precision`."""
+    from xception.models.registry import MODELS
+
+    # The export fixes the input size: the one the weights were evaluated at, else the model's.
+    image_size = (metadata.get("data") or {}).get("image_size") or MODELS[metadata["model_name"]].input_size
+    calibration = None
+    if choice.precision == "int8":
+        calibration = calibration_images(metadata, count=calibration_size, data_path=data_path)
+    with tempfile.TemporaryDirectory(prefix="xception-export-") as workdir:  # the runtimes load it whole
+        try:
+            return build_engine(model, runtime=choice.runtime, precision=choice.precision, device=device,
+                                image_size=image_size, workdir=workdir, threads=threads,
+                                calibration=calibration)
+        except RuntimeError as error:
+            if choice.requested or choice.runtime == "torch":
+                raise
+            # A default the user did not ask for: an input size the runtime's converter rejects
+            # (OpenVINO refuses a 3x3 pool over a 2x2 map, which PyTorch's ceil_mode allows).
+            first_line = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+            log.warning("%s could not run this model (%s); using PyTorch", choice.runtime, first_line)
+            fallback = RuntimeChoice("torch", choice.precision, f"{choice.runtime} failed on this model")
+            return trained_engine(model, metadata, fallback, device=device, threads=threads, data_path=data_path,
+                                  calibration_size=calibration_size)
+
+
+@dataclass(frozen=True)
+class Quantized:
+    """One int8 quantization of trained weights and what it costs on their validation split."""
+
+    method: str  # "nncf" or "pt2e"
+    description: str  # the int8 engine's settings in words
+    cost: dict[str, Any]  # `agreement_report` of int8 against eager fp32
+    quantize_s: float  # calibration and conversion, without the evaluation
+    model: Any  # an `openvino.Model` (nncf) or a PT2E graph module, for `save_quantized`
+
+
+def quantize_weights(weights: str, *, methods: tuple[QuantizeMethod, ...], calibration_size: int,
+                     data_path: str | None = None, threads: int | None = None,
+                     batch_size: int = 250) -> list[Quantized]:
+    """Quantize a single-label weight file with each of `methods` on `calibration_size` training
+    images, and measure each int8 model against the eager fp32 one on the whole validation split
+    (top-1 of both, points lost, top-1 agreement). On the CPU."""
+    from xception.data import build_datasets
+    from xception.deploy.cost import agreement_report, engine_logits
+    from xception.deploy.engines import export_for_runtimes, openvino_engine, torch_engine
+    from xception.deploy.quantize import pt2e_engine, quantize_openvino, quantize_pt2e
+    from xception.models.trained import load_trained_model
+
+    model, metadata = load_trained_model(weights)
+    if metadata.get("multilabel"):
+        raise ValueError(f"{weights} is multi-label; the int8 cost is measured with top-1, for single-label weights")
+    calibration = calibration_images(metadata, count=calibration_size, data_path=data_path)
+    validation = build_datasets(data_config_of(metadata, data_path=data_path)).val
+    reference, targets = engine_logits(torch_engine(model, precision="fp32", device=torch.device("cpu")), validation,
+                                       batch_size=batch_size)
+    results = []
+    for method in methods:
+        start = time.perf_counter()
+        if method == "nncf":
+            with tempfile.TemporaryDirectory(prefix="xception-export-") as workdir:
+                onnx_path = export_for_runtimes(model, workdir, image_size=metadata["data"]["image_size"])
+                quantized = quantize_openvino(onnx_path, calibration)
+            engine = openvino_engine(quantized, precision="int8", threads=threads)
+        elif method == "pt2e":
+            quantized = quantize_pt2e(model, calibration)
+            engine = pt2e_engine(quantized, threads=threads)
+        else:
+            raise ValueError(f"unknown quantization method {method!r}; valid: nncf, pt2e")
+        seconds = time.perf_counter() - start
+        logits, _ = engine_logits(engine, validation, batch_size=batch_size)
+        results.append(Quantized(method, engine.description, agreement_report(reference, logits, targets), seconds,
+                                 quantized))
+    return results
+
+
+def best_quantized(results: list[Quantized]) -> Quantized:
+    """The quantization that loses the fewest top-1 points (ties: the higher agreement)."""
+    return min(results, key=lambda q: (q.cost["points_lost"], -q.cost["agreement"]))
+
+
+def write_quantized(results: list[Quantized], directory: str | os.PathLike, *, weights: str,
+                    calibration_size: int) -> list[Path]:
+    """Each int8 model of `results` in `directory` (int8_nncf.xml + .bin, int8_pt2e.pt2) and the
+    measurements in int8.json (with the better method named); the paths written."""
+    from xception.deploy.quantize import save_quantized
+    from xception.models.weights import read_metadata
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    metadata = read_metadata(weights)
+    size = data_config_of(metadata).image_size
+    example = torch.zeros(2, metadata["in_channels"], size, size)
+    paths = []
+    for q in results:
+        paths.append(directory / ("int8_nncf.xml" if q.method == "nncf" else "int8_pt2e.pt2"))
+        save_quantized(q.model, paths[-1], example=example)
+    report = dict(weights=str(weights), calibration_size=calibration_size, better=best_quantized(results).method,
+                  results=[dict(method=q.method, engine=q.description, quantize_s=q.quantize_s, **q.cost)
+                           for q in results])
+    paths.append(directory / "int8.json")
+    paths[-1].write_text(json.dumps(report, indent=2) + "\n")
+    return paths
