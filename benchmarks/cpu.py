@@ -3,7 +3,10 @@
 This project's Xception (its best settings: bf16/fp32 autocast, channels_last, BatchNorm folded
 and inductor-compiled for inference), timm's legacy_xception and torchvision's inception_v3, each
 in its best memory layout, interleaved in the same run, median of repeats, with the machine's
-measured convolution peak. Usage (from the repository root):
+measured convolution peak; at inference also this project's ONNX export in onnxruntime and
+OpenVINO, and int8 (PT2E, NNCF), where installed (else the rows say what to install), each with
+its error against eager fp32 (`--no-runtimes` leaves them out; `benchmarks/deploy.py` is the
+deployment comparison on its own). Usage (from the repository root):
 
     .venv/bin/python benchmarks/cpu.py                 # 299 px, batch 16: ~20 min on 2 busy cores
     .venv/bin/python benchmarks/cpu.py --smoke --out /tmp/b.md --json /tmp/b.json
@@ -22,6 +25,7 @@ from xception.bench import BenchConfig, BenchResult, run_benchmark
 from xception.bench.report import machine_line, markdown_table, peaks_table, ratios, ratios_table, to_json
 
 OURS, TIMM, TORCHVISION = "xception", "timm:legacy_xception", "torchvision:inception_v3"
+RUNTIMES = ("onnxruntime:xception", "openvino:xception")
 # Issue 4's bars, all ratios measured side by side at 299 px, batch 16.
 TARGETS = (
     ("train", "fp32", TIMM, 1.4),
@@ -116,16 +120,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layout", choices=("best", "channels_last", "contiguous"), default="best",
                         help="'best' times one step in each layout per model and keeps the faster")
     parser.add_argument("--smoke", action="store_true", help="75 px, batch 2, one round: checks the code path")
+    parser.add_argument("--no-runtimes", dest="runtimes", action="store_false",
+                        help="leave out the onnxruntime, OpenVINO and int8 inference rows")
     parser.add_argument("--from-json", type=Path, default=None, metavar="PATH",
                         help="rewrite --out from an earlier run's JSON instead of measuring")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     smoke = args.smoke
     config = BenchConfig(
-        models=(OURS, TIMM, TORCHVISION),
+        models=(OURS, TIMM, TORCHVISION, *(RUNTIMES if args.runtimes else ())),
         batch_size=2 if smoke else args.batch_size,
         image_size=75 if smoke else args.image_size,
-        precisions=("fp32", "bf16"),
+        precisions=("fp32", "bf16", *(("int8",) if args.runtimes else ())),
         modes=("train", "infer"),
         layout=args.layout,
         compile=False,

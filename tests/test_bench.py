@@ -118,7 +118,7 @@ def test_bench_runtime_rows_carry_errors_and_say_what_is_missing(tmp_path, one_t
     assert rows["infer", "fp32", "xception_small"].relative_error < 1e-5
     skipped = {(s["mode"], s["precision"], s["model"]): s["reason"] for s in result.skipped}
     assert skipped["train", "fp32", "openvino:xception_small"] == "inference only"
-    assert skipped["infer", "bf16", "onnxruntime:xception_small"] == "onnxruntime has no bf16 CPU path"
+    assert skipped["infer", "bf16", "onnxruntime:xception_small"] == "onnxruntime's CPU provider has no bf16 convolutions"
 
 
 def test_bench_skips_a_runtime_that_is_not_installed_with_the_install_hint(monkeypatch):

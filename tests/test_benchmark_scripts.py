@@ -72,3 +72,23 @@ def test_cpu_rewrite_from_json_keeps_the_hand_written_notes(tmp_path):
     text = out.read_text()
     assert "# old tables" not in text and "## Against issue 4's bars" in text
     assert text.endswith("## Notes\n\n- a note a person wrote\n")
+
+
+@pytest.mark.slow  # three ONNX exports, NNCF and a PT2E compilation: 1-2 min on 2 busy cores
+def test_deploy_smoke_runs_every_installed_runtime_and_precision(tmp_path, one_thread):
+    for module in ("onnxruntime", "openvino", "nncf", "torchao"):
+        pytest.importorskip(module)
+    deploy = _load("deploy")
+    assert deploy.main(["--smoke", "--threads", "1", "--out", str(tmp_path / "deploy")]) == 0
+    payload = json.loads((tmp_path / "deploy.json").read_text())
+    rows = {(r["precision"], r["runtime"]): r for r in payload["rows"]}
+    expected = {("fp32", "torch"), ("fp32", "onnxruntime"), ("fp32", "openvino"), ("int8", "torch"), ("int8", "openvino")}
+    if payload["machine"]["native_bf16"]:
+        expected |= {("bf16", "torch"), ("bf16", "openvino")}
+    assert expected <= set(rows)
+    assert all(rows[key]["relative_error"] < 1e-5 for key in expected if key[0] == "fp32")
+    # The precisions share their rounds: one per contender, all in the same pass.
+    assert all(len(rows[key]["round_seconds"]) == 1 for key in expected)
+    text = (tmp_path / "deploy.md").read_text()
+    assert "## Against issue 13's bars" in text and "| fp32: the default (`openvino`) / OpenVINO | 1.00x |" in text
+    assert "int8 (`" in text

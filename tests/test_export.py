@@ -23,7 +23,16 @@ def output_scale(model: torch.nn.Module, size: int) -> float:
         return float(model(example_input(model, image_size=size, batch_size=1, seed=1)).abs().max())
 
 
-@pytest.mark.parametrize("name", list_models())
+# The deeper aligned models repeat xception41's and xception41p's modules: exporting them adds
+# a minute and no new operator.
+EXPORTED = [
+    name
+    for name in list_models()
+    if name not in ("xception65", "xception71", "xception65p") and MODELS[name].task == "classification"
+]
+
+
+@pytest.mark.parametrize("name", EXPORTED)
 def test_export_onnx_matches_pytorch_in_onnxruntime(name, tmp_path):
     pytest.importorskip("onnxruntime")
     torch.manual_seed(0)

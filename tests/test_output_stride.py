@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from xception.models import SamePadMaxPool2d, SeparableConv2d, create_model
+from xception.models import MODELS, SamePadMaxPool2d, SeparableConv2d, Xception, create_model
 from xception.models.xception import XceptionConfig, atrous_placements
 
 # sha256 of str(create_model(name, num_classes=10)) on main at 4254bdc, before this feature: the
@@ -107,7 +107,7 @@ def test_output_stride_16_dilates_the_exit_flow_and_keeps_every_tensor():
 
 
 def test_output_stride_rejects_other_values():
-    with pytest.raises(ValueError, match="output_stride must be 8, 16 or 32"):
+    with pytest.raises(TypeError, match="output_stride=4 is not one of 8, 16, 32"):
         create_model("xception", output_stride=4)
 
 
@@ -161,3 +161,24 @@ def test_receptive_field_measure_sees_a_missing_dilation():
         if isinstance(conv, nn.Conv2d) and conv.dilation == (2, 2):
             conv.dilation, conv.padding = (1, 1), (1, 1)
     assert _receptive_field(model) < _receptive_field(_slim(32))
+
+
+XCEPTIONS = [name for name, entry in MODELS.items() if entry.build is Xception]
+
+
+@pytest.mark.parametrize("name", XCEPTIONS)
+@pytest.mark.parametrize("output_stride", [16, 8])
+def test_every_registered_xception_takes_an_output_stride(name, output_stride):
+    size = 64 if MODELS[name].input_size < 64 else 129
+    with torch.device("meta"):
+        natural = create_model(name, num_classes=10)
+        model = create_model(name, num_classes=10, output_stride=output_stride)
+        x = torch.zeros(1, 3, size, size)
+        natural_maps, maps = natural.forward_intermediates(x), model.forward_intermediates(x)
+    reductions = [min(info["reduction"], output_stride) for info in natural.feature_info]
+    assert [info["reduction"] for info in model.feature_info] == reductions
+    # A map at a reduction both networks share has the same size; later ones keep the size at
+    # the output stride.
+    at_stride = {i["reduction"]: m.shape[-1] for i, m in zip(natural.feature_info, natural_maps, strict=True)}
+    assert [m.shape[-1] for m in maps] == [at_stride[r] for r in reductions]
+    assert [m.shape[1] for m in maps] == [m.shape[1] for m in natural_maps]

@@ -6,7 +6,7 @@ import json
 import statistics
 from typing import Any
 
-from xception.bench.suite import BenchResult, BenchRow
+from xception.bench.suite import INFERENCE_ONLY, BenchResult, BenchRow
 
 
 def to_json(result: BenchResult) -> str:
@@ -45,6 +45,8 @@ def markdown_table(result: BenchResult) -> str:
             f"{r.achieved_gflops:,.0f} | {_fmt(r.percent_of_peak)} | {error} |"
         )
     for s in result.skipped:
+        if s["reason"] == INFERENCE_ONLY:  # runtimes and int8 in the training section: obvious
+            continue
         lines.append(f"| {s['mode']} | {s['precision']} | `{s['model']}` | not run: {s['reason']} |" + " - |" * 8)
     return "\n".join(lines)
 

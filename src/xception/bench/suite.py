@@ -63,6 +63,7 @@ class BenchConfig:
     num_classes: int = 1000
     measure_peak: bool = True
     measure_memory: bool = True
+    interleave_precisions: bool = False  # one set of rounds for all precisions of a mode (more memory)
 
 
 @dataclass(frozen=True)
@@ -164,23 +165,27 @@ def _time_steps(step, device: torch.device, count: int) -> float:
     return (time.perf_counter() - start) / count
 
 
+INFERENCE_ONLY = "inference only"
+
+
 class Unavailable(Exception):
     """A contender that cannot run in this mode and precision here; the message says why."""
 
 
 def unavailable_reason(contender: Contender, mode: Mode, precision: str, device: torch.device) -> str | None:
     """Why `contender` cannot run in `mode` and `precision` on `device`, or None when it can."""
-    from xception.deploy.engines import INSTALL_HINT, PRECISIONS, missing_modules
+    from xception.deploy.engines import INSTALL_HINT, missing_modules, no_precision_reason
 
     deployed = contender.runtime != "torch" or precision == "int8"
     if deployed and mode == "train":
-        return "inference only"
+        return INFERENCE_ONLY
     if precision == "int8" and not contender.is_ours:
         return "int8 is built for this project's models only"
     if deployed and device.type != "cpu":
         return "the deployment runtimes and int8 run on the CPU here"
-    if precision not in PRECISIONS[contender.runtime]:  # type: ignore[index]
-        return f"{contender.runtime} has no {precision} CPU path"
+    reason = no_precision_reason(contender.runtime, precision)  # type: ignore[arg-type]
+    if reason is not None:
+        return reason
     if contender.runtime == "openvino" and precision == "bf16" and not cpu_has_native_bf16():
         return "OpenVINO bf16 needs native bf16 (avx512_bf16/AMX)"
     quantizer = {"openvino": ("nncf",), "torch": ("torchao",)}.get(contender.runtime, ()) if precision == "int8" else ()
@@ -283,6 +288,38 @@ class _Prepared:
         return time.perf_counter() - start
 
 
+def _row(p: _Prepared, mode: Mode, precision: BenchPrecision, round_seconds: list[float], config: BenchConfig,
+         *, peak: float | None) -> BenchRow:
+    seconds = statistics.median(round_seconds)
+    gflop = p.forward_gflop * (3 if mode == "train" else 1)
+    achieved = gflop * config.batch_size / seconds
+    return BenchRow(
+        model=p.spec,
+        mode=mode,
+        precision=precision,
+        channels_last=p.channels_last,
+        compiled=p.compiled,
+        fused=p.fused,
+        batch_size=config.batch_size,
+        image_size=config.image_size,
+        images_per_s=config.batch_size / seconds,
+        ms_per_step=seconds * 1e3,
+        best_images_per_s=config.batch_size / min(round_seconds),
+        round_seconds=tuple(round_seconds),
+        gflop_per_image=gflop,
+        achieved_gflops=achieved,
+        peak_gflops=peak,
+        percent_of_peak=100 * achieved / peak if peak else None,
+        peak_memory_mb=p.peak_memory / 2**20 if p.peak_memory is not None else None,
+        compile_s=p.compile_s,
+        layout_probe_s=p.layout_probe,
+        runtime=p.runtime,
+        settings=p.settings,
+        max_abs_error=p.errors[0],
+        relative_error=p.errors[1],
+    )
+
+
 def run_benchmark(config: BenchConfig) -> BenchResult:
     """Measure every contender of `config` side by side; see the module docstring for the protocol."""
     for spec in config.models:  # before any work: a missing library fails at once, saying what to install
@@ -300,68 +337,37 @@ def run_benchmark(config: BenchConfig) -> BenchResult:
     rows: list[BenchRow] = []
     skipped: list[dict[str, str]] = []
     workdir = tempfile.TemporaryDirectory(prefix="xception-bench-")  # the ONNX exports
-    for mode in config.modes:
-        for precision in config.precisions:
-            prepared = []
+    # Each phase's contenders share their rounds; with `interleave_precisions` a mode's precisions
+    # share them too, so that ratios across precisions (int8 over bf16) see the same load.
+    if config.interleave_precisions:
+        phases = [[(mode, precision) for precision in config.precisions] for mode in config.modes]
+    else:
+        phases = [[(mode, precision)] for mode in config.modes for precision in config.precisions]
+    for phase in phases:
+        prepared: list[tuple[Mode, BenchPrecision, _Prepared]] = []
+        for mode, precision in phase:
             for spec in config.models:
                 log.info("preparing %s (%s, %s)", spec, mode, precision)
                 try:
-                    prepared.append(_Prepared(spec, mode, precision, config, device, workdir.name))
+                    prepared.append((mode, precision, _Prepared(spec, mode, precision, config, device, workdir.name)))
                 except Unavailable as reason:
                     skipped.append(dict(model=spec, mode=mode, precision=precision, reason=str(reason)))
                     log.info("skipped %s (%s, %s): %s", spec, mode, precision, reason)
-            if not prepared:
-                continue
-            rounds: dict[str, list[float]] = {p.spec: [] for p in prepared}
-            # The machine's int8 peak is not measured (`measure_peak` knows floating point only).
-            measure = config.measure_peak and precision != "int8"
-            for r in range(config.repeats):
-                if measure:
-                    for case, value in measure_peak(device, precision=precision).items():
-                        peak_samples.setdefault(precision, {}).setdefault(case, []).append(value)
-                for p in prepared:
-                    rounds[p.spec].append(_time_steps(p.step, device, config.iterations))
-                log.info(
-                    "%s %s round %d/%d: %s",
-                    mode,
-                    precision,
-                    r + 1,
-                    config.repeats,
-                    ", ".join(f"{s} {config.batch_size / t[-1]:.2f} img/s" for s, t in rounds.items()),
-                )
-            peak = statistics.median(peak_samples[precision]["peak"]) if measure else None
-            for p in prepared:
-                seconds = statistics.median(rounds[p.spec])
-                gflop = p.forward_gflop * (3 if mode == "train" else 1)
-                achieved = gflop * config.batch_size / seconds
-                rows.append(
-                    BenchRow(
-                        model=p.spec,
-                        mode=mode,
-                        precision=precision,
-                        channels_last=p.channels_last,
-                        compiled=p.compiled,
-                        fused=p.fused,
-                        batch_size=config.batch_size,
-                        image_size=config.image_size,
-                        images_per_s=config.batch_size / seconds,
-                        ms_per_step=seconds * 1e3,
-                        best_images_per_s=config.batch_size / min(rounds[p.spec]),
-                        round_seconds=tuple(rounds[p.spec]),
-                        gflop_per_image=gflop,
-                        achieved_gflops=achieved,
-                        peak_gflops=peak,
-                        percent_of_peak=100 * achieved / peak if peak else None,
-                        peak_memory_mb=p.peak_memory / 2**20 if p.peak_memory is not None else None,
-                        compile_s=p.compile_s,
-                        layout_probe_s=p.layout_probe,
-                        runtime=p.runtime,
-                        settings=p.settings,
-                        max_abs_error=p.errors[0],
-                        relative_error=p.errors[1],
-                    )
-                )
-            del prepared
+        rounds: dict[tuple[str, str], list[float]] = {(precision, p.spec): [] for _, precision, p in prepared}
+        # The machine's int8 peak is not measured (`measure_peak` knows floating point only).
+        measured = sorted({precision for _, precision, _ in prepared if precision != "int8"}) if config.measure_peak else []
+        for r in range(config.repeats):
+            for precision in measured:
+                for case, value in measure_peak(device, precision=precision).items():
+                    peak_samples.setdefault(precision, {}).setdefault(case, []).append(value)
+            for _, precision, p in prepared:
+                rounds[precision, p.spec].append(_time_steps(p.step, device, config.iterations))
+            log.info("round %d/%d: %s", r + 1, config.repeats, ", ".join(
+                f"{s} {precision} {config.batch_size / t[-1]:.2f} img/s" for (precision, s), t in rounds.items()))
+        for mode, precision, p in prepared:
+            rows.append(_row(p, mode, precision, rounds[precision, p.spec], config,
+                             peak=statistics.median(peak_samples[precision]["peak"]) if precision in measured else None))
+        del prepared
     workdir.cleanup()
     machine["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     peaks = {

@@ -50,6 +50,6 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(metrics, indent=2))
     else:
         for key, value in metrics.items():
-            if key != "per_class_ap":
+            if key not in ("per_class_ap", "per_class_iou"):
                 print(f"{key:12} {value:.6g}" if isinstance(value, float) else f"{key:12} {value}")
     return 0

@@ -11,11 +11,14 @@ def add_parser(subparsers) -> None:
         "models",
         help="list the registered models",
         description="List every registered model with its trainable parameters (1000 classes, "
-        "3 input channels), BatchNorm statistics and multiply-accumulates at its default input size.",
+        "21 for segmentation models, 3 input channels), BatchNorm statistics and multiply-accumulates at its default input size.",
     )
     parser.add_argument("--format", choices=("table", "json", "markdown"), default="table")
     parser.add_argument("--num-classes", type=int, default=1000)
     parser.set_defaults(run=run)
+
+
+SEGMENTATION_CLASSES = 21
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,7 +27,10 @@ def run(args: argparse.Namespace) -> int:
 
     rows = []
     for name, entry in sorted(MODELS.items()):
-        model = create_model(name, num_classes=args.num_classes)
+        # Segmentation models are counted with PASCAL VOC's 21 classes: 1000 per-pixel classes at
+        # 513 px would be a 1 GB logit map that no one trains.
+        num_classes = args.num_classes if entry.task == "classification" else SEGMENTATION_CLASSES
+        model = create_model(name, num_classes=num_classes)
         rows.append(
             dict(
                 name=name,

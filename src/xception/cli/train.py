@@ -19,6 +19,9 @@ def add_parser(subparsers) -> None:
         "--set recipe.lr=0.01 --set model.width=0.5 --set data.crop_padding=4",
     )
     parser.add_argument("--config", help="a .json or .toml file of TrainConfig fields")
+    parser.add_argument("--task", choices=("classification", "segmentation"),
+                        help="segmentation: per-pixel labels, mean IoU, masks.png (default model "
+                        "deeplabv3plus_small, recipe mosaic_segmentation, dataset mosaic_masks)")
     parser.add_argument("--model", help="a registered model (see `xception models`); default xception")
     parser.add_argument("--recipe", help="paper_imagenet, paper_jft, fashion_mnist_demo or fashion_mnist_long")
     parser.add_argument("--dataset", choices=SOURCES,
@@ -65,7 +68,7 @@ def add_bad_image_options(parser: argparse.ArgumentParser, *, training: bool) ->
                         help=f"skip stops when more of a split than this is unreadable (default {MAX_BAD_FRACTION})")
 
 
-_FLAGS = ("model", "recipe", "epochs", "steps", "batch_size", "accumulation_steps", "precision", "channels_last",
+_FLAGS = ("task", "model", "recipe", "epochs", "steps", "batch_size", "accumulation_steps", "precision", "channels_last",
           "compile", "device", "cpu_threads", "sync_batchnorm", "seed", "num_workers", "out_dir", "evals_per_epoch", "progress",
           "bad_images", "bad_image_fraction", "restart")
 
@@ -88,6 +91,13 @@ def build_config(args: argparse.Namespace):
     for name in _FLAGS:
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
+    if values.get("task") == "segmentation":
+        from xception.train.task import SEGMENTATION_DEFAULTS
+
+        for key in ("model", "recipe"):
+            values.setdefault(key, SEGMENTATION_DEFAULTS[key])
+        if not (args.dataset or args.data):
+            values.setdefault("data", {}).setdefault("source", SEGMENTATION_DEFAULTS["source"])
     data = dict(values.get("data") or {})
     if args.dataset or "source" not in data:
         data["source"] = args.dataset or data.get("source") or ("imagefolder" if args.data else "fashion_mnist")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 # The data sources, the one list: the command lines offer these, `build_datasets` builds them.
-Source = Literal["fashion_mnist", "imagefolder", "multilabel", "mosaic", "webdataset", "imagenet"]
+Source = Literal["fashion_mnist", "imagefolder", "multilabel", "mosaic", "mosaic_masks", "webdataset", "imagenet"]
 SOURCES: tuple[str, ...] = get_args(Source)
 # Sources whose `path` is required (Fashion-MNIST and its mosaics have a lookup order instead).
 SOURCES_NEEDING_PATH: tuple[str, ...] = ("imagefolder", "multilabel", "webdataset", "imagenet")
@@ -29,10 +29,11 @@ class DataConfig:
 
     source: "fashion_mnist" (the four IDX files), "imagefolder" (`train/<class>/*`, `val/<class>/*`),
         "multilabel" (a manifest directory, see `xception.data.manifest`), "mosaic" (Fashion-MNIST
-        items tiled on a grid, multi-hot targets, built in memory) or "webdataset" (tar shards written
+        items tiled on a grid, multi-hot targets, built in memory), "mosaic_masks" (the same mosaics
+        with per-pixel labels, for segmentation: `xception.data.mosaic_masks`) or "webdataset" (tar shards written
         by `xception.data.shards.write_shards`), or "imagenet" (the ILSVRC 2012 validation set alone,
         for evaluating published weights; see `xception.data.imagenet` for its two layouts).
-    path: the dataset's directory. Optional for "fashion_mnist" and "mosaic" (see
+    path: the dataset's directory. Optional for "fashion_mnist" and the mosaics (see
         `xception.data.fashion_mnist.ensure_fashion_mnist` for the lookup order).
     image_size: side of the square model input, in pixels.
     in_channels: 1 (grayscale) or 3 (RGB; grayscale sources are repeated over the channels).

@@ -72,6 +72,7 @@ class MosaicImages(BatchPreparedImages):
         targets = torch.zeros(len(layouts), num_classes + 1).scatter_(1, placed, 1.0)[:, :num_classes]
         super().__init__(targets, pipeline=pipeline)
         self.source = source
+        self.source_labels = source_labels
         self.layouts = layouts
         self.grid = grid
 

@@ -40,6 +40,7 @@ class RuntimeChoice:
     runtime: Runtime
     precision: EnginePrecision
     reason: str
+    requested: bool = False  # named by the user (--runtime), not a default
 
 
 def choose_runtime(device: torch.device, *, runtime: Runtime | None = None,
@@ -53,7 +54,7 @@ def choose_runtime(device: torch.device, *, runtime: Runtime | None = None,
         if precision is None:
             precision = _default_precision(runtime, device)
         check_precision(runtime, precision)
-        return RuntimeChoice(runtime, precision, "--runtime given")
+        return RuntimeChoice(runtime, precision, "--runtime given", requested=True)
     return fastest_runtime(device, precision=precision)
 
 

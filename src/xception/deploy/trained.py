@@ -8,6 +8,7 @@ dynamic), and int8 calibrates on images from the data the weights were trained o
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import time
@@ -23,6 +24,8 @@ from xception.deploy.choice import RuntimeChoice
 from xception.deploy.engines import Engine, build_engine
 from xception.deploy.quantize import QuantizeMethod
 
+log = logging.getLogger(__name__)
+
 
 def trained_engine(model: nn.Module, metadata: dict[str, Any], choice: RuntimeChoice, *, device: torch.device,
                    threads: int | None = None, data_path: str | None = None,
@@ -36,9 +39,20 @@ def trained_engine(model: nn.Module, metadata: dict[str, Any], choice: RuntimeCh
     if choice.precision == "int8":
         calibration = calibration_images(metadata, count=calibration_size, data_path=data_path)
     with tempfile.TemporaryDirectory(prefix="xception-export-") as workdir:  # the runtimes load it whole
-        return build_engine(model, runtime=choice.runtime, precision=choice.precision, device=device,
-                            image_size=image_size, workdir=workdir, threads=threads,
-                            calibration=calibration)
+        try:
+            return build_engine(model, runtime=choice.runtime, precision=choice.precision, device=device,
+                                image_size=image_size, workdir=workdir, threads=threads,
+                                calibration=calibration)
+        except RuntimeError as error:
+            if choice.requested or choice.runtime == "torch":
+                raise
+            # A default the user did not ask for: an input size the runtime's converter rejects
+            # (OpenVINO refuses a 3x3 pool over a 2x2 map, which PyTorch's ceil_mode allows).
+            first_line = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+            log.warning("%s could not run this model (%s); using PyTorch", choice.runtime, first_line)
+            fallback = RuntimeChoice("torch", choice.precision, f"{choice.runtime} failed on this model")
+            return trained_engine(model, metadata, fallback, device=device, threads=threads, data_path=data_path,
+                                  calibration_size=calibration_size)
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,7 @@ def evaluate_weights(
     from xception.deploy.choice import choose_runtime
     from xception.deploy.trained import trained_engine
     from xception.distributed import init_distributed
+    from xception.models.registry import get_entry
     from xception.models.trained import load_trained_model
 
     context = init_distributed(device)
@@ -143,8 +144,13 @@ def evaluate_weights(
                           bad_images=BadImageRecord(bad_images, split="validation", split_size=split_size(val),
                                                     max_fraction=bad_image_fraction))
     start = time.perf_counter()
-    metrics = evaluate(engine, loader, device=context.device, multilabel=multilabel,
-                       class_weights=class_weights, progress=progress and context.is_main)
+    if get_entry(model.model_name).task == "segmentation":
+        from xception.eval.segmentation import evaluate_segmentation
+
+        metrics = evaluate_segmentation(engine, loader, device=context.device, num_classes=num_classes)
+    else:
+        metrics = evaluate(engine, loader, device=context.device, multilabel=multilabel,
+                           class_weights=class_weights, progress=progress and context.is_main)
     seconds = time.perf_counter() - start
     return {**metrics, "seconds": seconds, "images_per_second": metrics["examples"] / seconds,
             "runtime": f"{engine.description} ({choice.reason})"}

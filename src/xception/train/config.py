@@ -32,6 +32,7 @@ class TrainConfig:
     """
 
     data: DataConfig
+    task: Literal["classification", "segmentation"] = "classification"  # see xception.train.task
     model: str = "xception"
     model_overrides: dict[str, Any] = field(default_factory=dict)
     recipe: str = "paper_imagenet"

@@ -40,8 +40,8 @@ from xception.distributed import (
     init_distributed,
 )
 from xception.errors import UserError
-from xception.eval.evaluate import evaluate
 from xception.models import create_model
+from xception.models.registry import get_entry
 from xception.models.weights import save_weights
 from xception.runtime import (
     RuntimeSettings,
@@ -61,7 +61,6 @@ from xception.train.checkpoint import (
 )
 from xception.train.config import EvalRecord, TrainConfig, TrainResult
 from xception.train.logbook import Logbook, plot_curves
-from xception.train.loss import ClassificationLoss
 from xception.train.optimizer import build_optimizer
 from xception.train.provenance import environment, git_commit
 from xception.train.recipes import get_recipe
@@ -75,6 +74,7 @@ from xception.train.resume import (
 )
 from xception.train.schedule import build_schedule
 from xception.train.step import Trainer
+from xception.train.task import build_task
 
 log = logging.getLogger(__name__)
 
@@ -144,10 +144,13 @@ class Run:
             log.info("runtime: %s; %d CPU thread(s)%s", settings.reason, torch.get_num_threads(),
                      "; freed memory kept for reuse (glibc malloc, no per-step page faults)" if kept else "")
         _seed_everything(config.seed)  # the same initial weights on every process
+        self.task = build_task(config.task)
+        self.task.check_model(get_entry(config.model).task)
         if datasets is None:
             from xception.data import build_datasets
 
             datasets = build_datasets(config.data)
+        self.task.check_data(datasets)
         self.datasets = datasets
         if datasets.multilabel and recipe.loss == "softmax":
             log.warning("multi-label data with a softmax loss: targets become normalised distributions")
@@ -214,7 +217,7 @@ class Run:
             model = torch.compile(model)
         return Trainer(
             model=model, module=module, optimizer=optimizer, schedule=schedule,
-            loss_fn=ClassificationLoss(recipe.loss, label_smoothing=recipe.label_smoothing),
+            loss_fn=self.task.loss(recipe),
             device=context.device, autocast_dtype=self.settings.autocast_dtype,
             channels_last=self.settings.channels_last, batch_size=config.batch_size, average=average,
             grad_clip_norm=recipe.grad_clip_norm, scaler=scaler,
@@ -362,9 +365,9 @@ class Run:
         # reported metrics are those of the saved weights (averaging them instead would make a model
         # that no process trained with, at a collective per step; this is one per evaluation).
         broadcast_buffers(self.eval_model)
-        metrics = evaluate(self.eval_model, self.val_loader, device=context.device, multilabel=datasets.multilabel,
-                           autocast_dtype=self.settings.autocast_dtype, channels_last=self.settings.channels_last,
-                           class_weights=datasets.class_weights)
+        metrics = self.task.evaluate(self.eval_model, self.val_loader, datasets, device=context.device,
+                                     autocast_dtype=self.settings.autocast_dtype,
+                                     channels_last=self.settings.channels_last)
         losses = self.losses
         train_loss = float(all_reduce_sum(torch.tensor(losses.eval_sum / max(losses.eval_steps, 1)))) / context.world_size
         losses.eval_sum, losses.eval_steps = 0.0, 0
@@ -380,7 +383,7 @@ class Run:
         if context.is_main:
             log.info("step %d (epoch %.2f): %s", trainer.step, record.epoch,
                      ", ".join(f"{k} {v}" if isinstance(v, int) else f"{k} {v:.4f}" for k, v in scalars.items()))
-        key = "top1" if "top1" in metrics else "map"
+        key = self.task.key_metric(metrics)
         improved = metrics[key] > self.best_metric
         self.best_metric = max(self.best_metric, metrics[key])
         self.save(LATEST)
@@ -465,6 +468,7 @@ class Run:
                 write_text_atomic(run_dir / FINAL, json.dumps(final, indent=2))
         if context.is_main and self.history:
             plot_curves(run_dir)
+            self.task.finish(run_dir, self.eval_model, self.datasets, context.device)
         if context.is_main and not finished:
             log.info("stopped at step %d of %d; run the same command again to continue", trainer.step,
                      self.total_steps)

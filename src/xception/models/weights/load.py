@@ -4,6 +4,7 @@ Formats, told apart by their bytes and keys, not their names:
 Keras HDF5 (the official Keras 2 files and Keras 3 `.weights.h5`) -> `keras_h5`;
 safetensors or torch.save state dicts with this project's keys (our own files) as they are;
 timm `legacy_xception` / Cadene keys -> `timm_xception`;
+timm aligned Xception keys (`xception41` ...) -> `timm_aligned`;
 torchvision Inception V3 keys -> `xception.models.weights.torchvision_inception_v3`.
 """
 
@@ -20,6 +21,7 @@ from xception.models.weights.keras_h5 import read_keras_h5
 from xception.models.weights.native import check_metadata, parse_metadata
 from xception.models.weights.sniff import sniff_format
 from xception.models.weights.tensor_files import read_tensor_file
+from xception.models.weights.timm_aligned import from_timm_aligned, looks_like_timm_aligned
 from xception.models.weights.timm_xception import from_timm_xception, looks_like_timm_xception
 from xception.models.weights.torchvision_inception_v3 import convert_torchvision_inception_v3
 
@@ -56,6 +58,8 @@ def _rename(tensors: dict[str, torch.Tensor], model: nn.Module) -> dict[str, Sou
     keys = list(tensors)
     if looks_like_timm_xception(keys):
         return from_timm_xception(tensors, model)
+    if looks_like_timm_aligned(keys):
+        return from_timm_aligned(tensors, model)
     # Our InceptionV3 keeps torchvision's module names; only torchvision's has `fc` and `AuxLogits`.
     if _TORCHVISION_INCEPTION_KEY in tensors and any(k.startswith(("fc.", "AuxLogits.")) for k in keys):
         converted = convert_torchvision_inception_v3(tensors)

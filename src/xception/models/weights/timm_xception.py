@@ -47,7 +47,7 @@ def looks_like_timm_xception(keys: list[str]) -> bool:
 
 def from_timm_xception(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, SourceTensor]:
     """Rename a timm/Cadene Xception state dict to `model`'s keys (an `Xception` at the paper's depth)."""
-    blocks = _block_paths(model)
+    blocks = block_paths(model)
     last = blocks[max(blocks)]
     state: dict[str, SourceTensor] = {}
     for key, value in state_dict.items():
@@ -75,7 +75,7 @@ def from_timm_xception(state_dict: dict[str, torch.Tensor], model: nn.Module) ->
     return state
 
 
-def _block_paths(model: nn.Module) -> dict[int, str]:
+def block_paths(model: nn.Module) -> dict[int, str]:
     """{n: "entry_flow.block<n>", ...} for every module after the stem (Keras numbering)."""
     paths = {}
     for flow_name in ("entry_flow", "middle_flow", "exit_flow"):

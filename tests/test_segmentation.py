@@ -1,0 +1,109 @@
+"""Segmentation: mean IoU against torchmetrics, the per-pixel mosaic labels, and the training
+command end to end (`xception train --task segmentation`)."""
+
+import json
+
+import pytest
+import torch
+
+from xception.data.batch_transforms import TensorPipeline
+from xception.data.mosaic import EMPTY, MosaicImages
+from xception.data.mosaic_masks import FOREGROUND_THRESHOLD, MosaicMasks
+from xception.eval.segmentation import confusion_matrix, mean_iou, per_class_iou
+
+torchmetrics = pytest.importorskip("torchmetrics")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mean_iou_matches_torchmetrics_jaccard_with_absent_classes(seed):
+    from torchmetrics.classification import MulticlassJaccardIndex
+
+    generator = torch.Generator().manual_seed(seed)
+    targets = torch.randint(0, 6, (4, 16, 16), generator=generator)  # classes 6..8 never occur
+    predictions = torch.where(torch.rand(4, 16, 16, generator=generator) < 0.6, targets,
+                              torch.randint(0, 7, (4, 16, 16), generator=generator))
+    confusion = confusion_matrix(predictions, targets, 9)
+    macro = MulticlassJaccardIndex(num_classes=9, average="macro")
+    per_class = MulticlassJaccardIndex(num_classes=9, average="none")
+    macro.update(predictions, targets), per_class.update(predictions, targets)
+    assert mean_iou(confusion) == pytest.approx(float(macro.compute()), abs=1e-6)
+    ours = per_class_iou(confusion)
+    present = ~ours.isnan()
+    assert present.tolist() == [True] * 7 + [False] * 2  # class 6 is predicted only: IoU 0
+    torch.testing.assert_close(ours[present].float(), per_class.compute()[present])
+
+
+def test_mean_iou_of_a_hand_made_case():
+    # class 0: 2 agree, 1 predicted as 1 -> IoU 2/3; class 1: 1 agrees, 1 extra -> 1/2.
+    targets = torch.tensor([0, 0, 0, 1])
+    predictions = torch.tensor([0, 0, 1, 1])
+    assert mean_iou(confusion_matrix(predictions, targets, 2)) == pytest.approx((2 / 3 + 1 / 2) / 2)
+
+
+_FOREGROUND_INPUT = (FOREGROUND_THRESHOLD - 0.5) / 127.5 - 1  # the threshold on the model's [-1, 1] scale
+
+
+def _tiny_mosaics() -> MosaicImages:
+    source = torch.zeros(2, 28, 28, dtype=torch.uint8)
+    source[0, 5:10, 5:10] = 200  # garment of class 3
+    source[0, 12, 12] = FOREGROUND_THRESHOLD - 1  # a faint halo pixel: background
+    source[1, 20:25, 0:3] = 90  # garment of class 7
+    layouts = torch.tensor([[0, EMPTY, EMPTY, 1]])  # top-left item 0, bottom-right item 1
+    pipeline = TensorPipeline(image_size=56, in_channels=1, augment=False, padding=0, erase_probability=0.0)
+    return MosaicImages(source, torch.tensor([3, 7]), layouts, grid=2, num_classes=10, pipeline=pipeline)
+
+
+def test_mosaic_masks_label_foreground_pixels_with_their_tiles_class():
+    image, mask = MosaicMasks(_tiny_mosaics(), augment=False, padding=0)[0]
+    expected = torch.zeros(56, 56, dtype=torch.long)
+    expected[5:10, 5:10] = 3 + 1
+    expected[28 + 20 : 28 + 25, 28:31] = 7 + 1
+    assert torch.equal(mask, expected)
+    assert image.shape == (1, 56, 56) and torch.equal(image[0] > _FOREGROUND_INPUT, expected > 0)
+
+
+def test_mosaic_masks_augmentation_moves_image_and_mask_together():
+    dataset = MosaicMasks(_tiny_mosaics(), augment=True, padding=4)
+    torch.manual_seed(0)
+    items = dataset.__getitems__([0] * 16)
+    moved = 0
+    for image, mask in items:
+        assert torch.equal(image[0] > _FOREGROUND_INPUT, mask > 0)
+        moved += not torch.equal(mask, dataset.masks(torch.tensor([0]))[0])
+    assert moved > 8
+
+
+def test_mosaic_masks_refuse_a_resized_input():
+    mosaics = _tiny_mosaics()
+    mosaics.pipeline = TensorPipeline(image_size=64, in_channels=1, augment=False, padding=0, erase_probability=0.0)
+    with pytest.raises(ValueError, match="--image-size 56"):
+        MosaicMasks(mosaics, augment=False, padding=0)
+
+
+@pytest.mark.slow
+def test_train_task_segmentation_writes_mean_iou_and_masks_png(tmp_path, fashion_mnist, capsys):
+    from xception.cli import main
+
+    out = tmp_path / "run"
+    code = main(["train", "--task", "segmentation", "--data", str(fashion_mnist), "--dataset", "mosaic_masks",
+                 "--in-channels", "1", "--steps", "2", "--batch-size", "4", "--workers", "0", "--no-progress",
+                 "--set", "data.mosaic_train_size=16", "--set", "data.mosaic_val_size=8", "--out", str(out)])
+    assert code == 0
+    final = json.loads((out / "final.json").read_text())
+    assert 0.0 <= final["metrics"]["miou"] <= 1.0 and final["metrics"]["examples"] == 8
+    assert (out / "masks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((out / "config.json").read_text())["train"]["model"] == "deeplabv3plus_small"
+    # `xception eval` on the weights file alone finds the task, the data and the same mean IoU.
+    capsys.readouterr()
+    assert main(["eval", "--weights", str(out / "weights.safetensors"), "--json", "--data", str(fashion_mnist)]) == 0
+    assert json.loads(capsys.readouterr().out)["miou"] == pytest.approx(final["metrics"]["miou"], abs=1e-6)
+
+
+def test_train_task_segmentation_refuses_a_classifier(tmp_path, fashion_mnist, capsys):
+    from xception.cli import main
+
+    assert main(["train", "--task", "segmentation", "--model", "xception_small", "--data", str(fashion_mnist),
+              "--dataset", "mosaic_masks", "--in-channels", "1", "--steps", "1", "--batch-size", "4",
+              "--workers", "0", "--set", "data.mosaic_train_size=8", "--set", "data.mosaic_val_size=4",
+              "--out", str(tmp_path)]) == 2
+    assert "needs a segmentation model, e.g. --model deeplabv3plus_small" in capsys.readouterr().err
