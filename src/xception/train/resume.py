@@ -89,7 +89,8 @@ RUN_OUTPUTS = ("checkpoints", "tensorboard", METRICS, "final.json", "weights.saf
 def check_fresh_start(run_dir: Path) -> None:
     """Refuse to start a new run over an earlier run's outputs that have no checkpoint to continue
     from (its weights would be deleted): that takes --restart."""
-    found = [name for name in RUN_OUTPUTS if (run_dir / name).exists()]
+    # Metrics and logs of an attempt killed before its first checkpoint hold nothing to keep.
+    found = [name for name in ("final.json", "weights.safetensors", "best.safetensors") if (run_dir / name).exists()]
     if found:
         raise ValueError(f"{run_dir} holds an earlier run's {', '.join(found)} but no checkpoint to continue from; "
                          "start over there with --restart (it deletes them), or give another --out")
