@@ -126,3 +126,17 @@ def test_choose_runtime_honours_the_request_and_rejects_what_cannot_run(monkeypa
     _without(monkeypatch, "openvino")
     with pytest.raises(ValueError, match=r"runtime openvino needs openvino: pip install 'xception\[deploy\]'"):
         choose_runtime(torch.device("cpu"), runtime="openvino")
+
+
+@pytest.mark.slow  # three ONNX exports
+def test_export_for_runtimes_reuses_the_export_of_the_same_weights_only(tmp_path):
+    pytest.importorskip("onnxscript")
+    from xception.deploy.engines import export_for_runtimes
+
+    model, _ = calibrated_model()
+    first = export_for_runtimes(model, tmp_path, image_size=32)
+    assert export_for_runtimes(model, tmp_path, image_size=32) == first
+    with torch.no_grad():
+        model.classifier.bias.add_(1)
+    assert export_for_runtimes(model, tmp_path, image_size=32) != first
+    assert export_for_runtimes(model, tmp_path, image_size=40).exists()

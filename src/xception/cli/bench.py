@@ -17,14 +17,15 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--models",
         nargs="+",
-        default=["xception", "timm:legacy_xception", "torchvision:inception_v3"],
+        default=["xception", "timm:legacy_xception", "torchvision:inception_v3", "onnxruntime:xception",
+                 "openvino:xception"],
         help="registered names of this project, timm:NAME, torchvision:NAME, or onnxruntime:NAME / "
         "openvino:NAME (this project's model from its ONNX export in that runtime; inference only)",
     )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--image-size", type=int, default=299)
     parser.add_argument("--precision", nargs="+", choices=("fp32", "bf16", "fp16", "int8"), default=None,
-                        help="default: fp32 and bf16 on CPU, bf16 on CUDA; int8: post-training quantization "
+                        help="default: fp32, bf16 and int8 on CPU, bf16 on CUDA; int8: post-training quantization "
                         "(inference; NNCF for openvino:NAME, PT2E for this project's PyTorch models)")
     parser.add_argument("--modes", nargs="+", choices=("train", "infer"), default=["train", "infer"])
     parser.add_argument("--layout", choices=("best", "channels_last", "contiguous"), default="best",
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from xception.bench import BenchConfig, run_benchmark
     from xception.bench.report import machine_line, markdown_table, peaks_table, ratios_table, to_json
 
-    precisions = args.precision or (["bf16"] if args.device.startswith("cuda") else ["fp32", "bf16"])
+    precisions = args.precision or (["bf16"] if args.device.startswith("cuda") else ["fp32", "bf16", "int8"])
     config = BenchConfig(
         models=tuple(args.models),
         batch_size=args.batch_size,

@@ -94,37 +94,59 @@ class Engine:
 
 
 def torch_engine(model: nn.Module, *, precision: Literal["fp32", "bf16", "fp16"], device: torch.device,
-                 compile: bool = False, fold_batchnorm: bool = True) -> Engine:
-    """`model` in eval mode on `device`, BatchNorm folded, channels_last, under autocast for
-    bf16/fp16; `compile`: inductor with freezing (`xception.runtime.compile_model`)."""
+                 compile: bool = False) -> Engine:
+    """A copy of `model` in eval mode on `device`, BatchNorm folded, channels_last, in `precision`;
+    `compile`: inductor with freezing (`xception.runtime.compile_model`).
+
+    bf16 on a CPU without compilation stores the weights in bf16 instead of autocasting: autocast
+    casts every convolution's weights again at every call (`aten::copy_`, 6% of an eager bf16
+    forward's CPU time in the profiler at 299 px, batch 16), and the logits are the same, since
+    autocast runs the same bf16 convolutions. Elsewhere autocast (freezing folds its casts).
+    """
     from xception.models.fuse import fuse_for_inference
 
     device = torch.device(device)
-    model = fuse_for_inference(model) if fold_batchnorm else model.eval()
+    model = fuse_for_inference(model)  # a copy: `model` itself stays as it is
     model = model.to(device, memory_format=torch.channels_last)
-    forward = compile_model(model, training=False) if compile else model
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    cast_weights = dtype == torch.bfloat16 and device.type == "cpu" and not compile
+    if cast_weights:
+        model = model.to(dtype)
+    forward = compile_model(model, training=False) if compile else model
 
     @torch.inference_mode()
     def run(images: torch.Tensor) -> torch.Tensor:
         images = images.to(device).contiguous(memory_format=torch.channels_last)
+        if cast_weights:
+            return forward(images.to(dtype)).float()
         with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             return forward(images).float()
 
-    settings = ["BatchNorm folded" if fold_batchnorm else "eager", "channels_last", f"{precision} autocast" if dtype else "fp32"]
+    arithmetic = "bf16 weights" if cast_weights else (f"{precision} autocast" if dtype else "fp32")
+    settings = ["BatchNorm folded", "channels_last", arithmetic]
     if compile:
         settings.append("inductor with freezing")
     return Engine("torch", precision, f"PyTorch {torch.__version__} ({', '.join(settings)}) on {device}", run)
 
 
 def export_for_runtimes(model: nn.Module, directory: str | os.PathLike, *, image_size: int) -> Path:
-    """The project's ONNX export of `model` (BatchNorm folded, dynamic batch) in `directory`."""
+    """The project's ONNX export of `model` (BatchNorm folded, dynamic batch) in `directory`,
+    reused when `directory` already holds the export of the same weights at the same size (the
+    benchmark builds one model for several runtimes and precisions; an export takes a minute)."""
+    import hashlib
+
     from xception.models.export import export_model
     from xception.models.fuse import fuse_for_inference
 
-    name = getattr(model, "model_name", type(model).__name__)
-    return export_model(fuse_for_inference(model), Path(directory) / f"{name}.onnx", format="onnx",
-                        image_size=image_size, batch_size=2)
+    fused = fuse_for_inference(model)
+    digest = hashlib.sha256(str(image_size).encode())
+    for name, tensor in fused.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    path = Path(directory) / f"{getattr(model, 'model_name', type(model).__name__)}-{digest.hexdigest()[:16]}.onnx"
+    if path.exists():
+        return path
+    return export_model(fused, path, format="onnx", image_size=image_size, batch_size=2)
 
 
 def threads_text(count: int) -> str:

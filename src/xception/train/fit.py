@@ -235,7 +235,7 @@ class Run:
         if source is not None:
             changes = self._load(load_training_checkpoint(source), source)
         if context.is_main:
-            self._open_run_dir(source, changes)
+            self._open_run_dir(source)
         barrier()  # no rank starts before rank 0 has cleaned the run directory
         self.logbook = Logbook(self.run_dir, active=context.is_main, tensorboard=config.tensorboard,
                                purge_step=self.trainer.step + 1 if source is not None else None)
@@ -274,7 +274,7 @@ class Run:
                 log.warning("resume at step %d changes %s: %r -> %r", trainer.step, name, before, now)
         return changes
 
-    def _open_run_dir(self, source: Path | None, changes: dict[str, list[Any]]) -> None:
+    def _open_run_dir(self, source: Path | None) -> None:
         run_dir, config = self.run_dir, self.config
         run_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(run_dir)
