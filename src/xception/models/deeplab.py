@@ -14,6 +14,7 @@ its depthwise and after its pointwise part, as DeepLab's `split_separable_conv2d
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from xception.errors import UnknownFieldError
 from xception.models.layers import SeparableConv2d
 
 # DeepLab's atrous rates for its two output strides (its train and eval scripts, section 4).
@@ -90,26 +92,31 @@ class ASPP(nn.Module):
 class DeepLabV3Plus(nn.Module):
     """Images (N, in_channels, H, W) -> per-pixel logits (N, num_classes, H, W).
 
-    The backbone is `create_model(config.backbone, features_only=True, output_stride=...)`: its
+    The backbone is `create_backbone(config.backbone, features_only=True, output_stride=...)` (the
+    factory's `create_model`, which passes itself): its
     stride-4 feature map (the last one at reduction 4 in its `feature_info`) feeds the decoder,
     its last one the ASPP.
     """
 
     def __init__(
-        self, config: DeepLabV3PlusConfig, *, num_classes: int, in_channels: int, drop_rate: float
+        self,
+        config: DeepLabV3PlusConfig,
+        *,
+        num_classes: int,
+        in_channels: int,
+        drop_rate: float,
+        create_backbone: Callable[..., nn.Module],
     ) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"a segmentation model needs num_classes >= 1; got {num_classes}")
-        # Imported here: the factory imports the registry, which lists this module's model.
-        from xception.models.factory import create_model
-        from xception.models.registry import resolve_config
-
-        if not hasattr(resolve_config(config.backbone), "output_stride"):
+        try:
+            probe = create_backbone(config.backbone, num_classes=0, in_channels=in_channels,
+                                    output_stride=config.output_stride)
+        except UnknownFieldError as error:  # the backbone's config has no output_stride field
             raise ValueError(
                 f"backbone {config.backbone!r} has no output_stride; DeepLabV3+ needs an Xception backbone"
-            )
-        probe = create_model(config.backbone, num_classes=0, in_channels=in_channels, output_stride=config.output_stride)
+            ) from error
         reductions = [info["reduction"] for info in probe.feature_info]
         if 4 not in reductions:
             raise ValueError(f"backbone {config.backbone!r} has no stride-4 feature map (reductions {reductions})")
@@ -118,7 +125,7 @@ class DeepLabV3Plus(nn.Module):
         self.config = config
         self.num_classes = num_classes
         self.in_channels = in_channels
-        self.backbone = create_model(
+        self.backbone = create_backbone(
             config.backbone,
             in_channels=in_channels,
             features_only=True,

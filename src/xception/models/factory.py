@@ -45,7 +45,10 @@ def create_model(
         raise ValueError("out_indices selects feature maps: pass features_only=True with it")
     entry = get_entry(name)
     config = resolve_config(name, **overrides)
-    model = entry.build(config, num_classes=num_classes, in_channels=in_channels, drop_rate=drop_rate)
+    # A segmentation model builds its backbone by name through this factory, handed to it here
+    # (its module importing the factory would close an import cycle through the registry).
+    extra = {"create_backbone": create_model} if entry.task == "segmentation" else {}
+    model = entry.build(config, num_classes=num_classes, in_channels=in_channels, drop_rate=drop_rate, **extra)
     model.model_name = name
     if weights is not None:
         published = registered_weights(name, weights)
