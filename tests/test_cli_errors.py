@@ -4,7 +4,6 @@ naming the thing and what to do (exit status 2, no traceback); a bug keeps its t
 import errno
 import re
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -88,23 +87,13 @@ def test_cli_train_decompression_bomb_is_one_line(folder, tmp_path, capsys):
                             "or pass --bad-images skip to leave it out")
 
 
-@pytest.mark.skip(reason="kills its pytest-xdist worker in the full suite (3 fresh-clone runs, even with the CLI in a "
-                  "subprocess; passes alone and with its file): under investigation, see the closing note of 2026-12-02")
 def test_cli_eval_decompression_bomb_read_by_a_worker_is_one_line(folder, weights, tmp_path, capsys):
     import shutil
 
     data = shutil.copytree(folder, tmp_path / "data")
     bomb(data / "val/light/huge.png")
-    # In a process of its own, as a user runs it: in a pytest-xdist worker that earlier tests had
-    # used, this eval (OpenVINO by default, then forked DataLoader workers) killed the worker.
-    done = subprocess.run([sys.executable, "-m", "xception.cli", "eval", "--weights", str(weights), "--data",
-                           str(data), "--device", "cpu"], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 2, done.stderr[-3000:]
-    assert "Traceback" not in done.stderr
-    lines = [line for line in done.stderr.splitlines() if line.startswith("xception eval: error: ")]
-    assert len(lines) == 1, done.stderr[-3000:]
-    assert lines[0].removeprefix("xception eval: error: ").startswith(
-        f"cannot read image {data / 'val/light/huge.png'}: Image size")
+    assert main(["eval", "--weights", str(weights), "--data", str(data), "--device", "cpu"]) == 2
+    assert one_line_error(capsys, "eval").startswith(f"cannot read image {data / 'val/light/huge.png'}: Image size")
 
 
 DISK_FULL = re.compile(r"no space left on the device to write (?P<path>\S+): it needs about (?P<needed>[\d.]+) MB "

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -140,3 +144,35 @@ def test_export_for_runtimes_reuses_the_export_of_the_same_weights_only(tmp_path
         model.classifier.bias.add_(1)
     assert export_for_runtimes(model, tmp_path, image_size=32) != first
     assert export_for_runtimes(model, tmp_path, image_size=40).exists()
+
+
+SIGNAL_AFTER_TWO_ENGINES = """
+import gc, os, signal, tempfile, time
+import numpy as np, torch
+from xception import create_model
+from xception.deploy.engines import build_engine
+model = create_model("xception_small", num_classes=2).eval()
+engines = [build_engine(model, runtime="openvino", precision="fp32", device="cpu", image_size=32,
+                        workdir=tempfile.mkdtemp(), threads=1) for _ in range(2)]
+for engine in engines:
+    engine.run(torch.zeros(1, 3, 32, 32))
+del engine
+engines.pop(0); gc.collect()  # the first one made goes first, as a benchmark's contenders do
+engines.pop(0); gc.collect()
+for _ in range(100):
+    np.zeros(5000)  # reuse what was freed
+signal.signal(signal.SIGUSR1, lambda *args: print("handled", flush=True))
+os.kill(os.getpid(), signal.SIGUSR1)
+time.sleep(0.1)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_signal_after_openvino_engines_are_freed_reaches_its_handler(tmp_path):
+    # OpenVINO's CPU plugin swaps the thread's signal stack per Core: two Cores freed first-made-first
+    # left a freed stack installed, and the next signal (here SIGUSR1; in the suite a DataLoader
+    # worker's SIGCHLD) killed the process with SIGSEGV. One shared Core (`openvino_core`) fixes it.
+    pytest.importorskip("openvino")
+    done = subprocess.run([sys.executable, "-c", SIGNAL_AFTER_TWO_ENGINES], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0 and done.stdout.strip() == "handled", (done.returncode, done.stderr[-2000:])

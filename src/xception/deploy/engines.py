@@ -13,6 +13,7 @@ OpenVINO runs the layers it leaves in floating point in bf16 where the CPU compu
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 from collections.abc import Callable
@@ -185,6 +186,23 @@ def _onnx_nodes(path: str | os.PathLike) -> list[Any]:
     return list(onnx.load(str(path), load_external_data=False).graph.node)
 
 
+@functools.cache
+def openvino_core() -> Any:
+    """The process's one `openvino.Core`, never destroyed: every OpenVINO use here goes through it.
+
+    OpenVINO's CPU plugin installs a signal stack (sigaltstack) on the thread that creates a Core
+    and, when that Core is destroyed, restores the one it found. Two Cores destroyed in the order
+    they were made (the first one first) leave the thread pointing at the freed stack of the
+    second, and the next signal that reaches a Python handler (Ctrl-C; the SIGCHLD of a DataLoader
+    worker) kills the process with SIGSEGV (OpenVINO 2026.4; tests/test_deploy.py holds the case).
+    One Core that lives as long as the process never restores anything.
+    """
+    require_runtime("openvino")
+    import openvino
+
+    return openvino.Core()
+
+
 def openvino_engine(model: Any, *, precision: EnginePrecision, threads: int | None = None) -> Engine:
     """`model` (an ONNX or OpenVINO IR path, or an `openvino.Model`) compiled for OpenVINO's CPU plugin.
 
@@ -195,7 +213,7 @@ def openvino_engine(model: Any, *, precision: EnginePrecision, threads: int | No
     require_runtime("openvino")
     import openvino
 
-    core = openvino.Core()
+    core = openvino_core()
     if not isinstance(model, openvino.Model):
         model = core.read_model(str(model))
     native_bf16 = cpu_has_native_bf16()

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from xception.deploy.engines import Engine, require_runtime, threads_or_torch, threads_text
+from xception.deploy.engines import Engine, openvino_core, require_runtime, threads_or_torch, threads_text
 from xception.runtime import compile_model
 
 QuantizeMethod = Literal["nncf", "pt2e"]
@@ -33,9 +33,8 @@ def quantize_openvino(onnx_path: str | os.PathLike, calibration: torch.Tensor) -
     """The `openvino.Model` of `onnx_path` quantized to int8 by NNCF on `calibration` (N, C, H, W)."""
     require_runtime("openvino", ("nncf",))
     import nncf
-    import openvino
 
-    model = openvino.Core().read_model(str(onnx_path))
+    model = openvino_core().read_model(str(onnx_path))
     items = [image[None].numpy() for image in calibration.float()]
     return nncf.quantize(model, nncf.Dataset(items), subset_size=len(items))
 

@@ -116,9 +116,9 @@ def verify_export(
             actual = torch.from_numpy(np.asarray(session.run(None, {name: x.numpy()})[0]))
         elif format == "openvino":
             _require_openvino()
-            import openvino
+            from xception.deploy.engines import openvino_core
 
-            compiled = openvino.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+            compiled = openvino_core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
             actual = torch.from_numpy(np.asarray(compiled(x.numpy())[0]))
         elif format == "torchscript":
             with warnings.catch_warnings():
