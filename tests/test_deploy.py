@@ -69,8 +69,9 @@ def test_int8_engine_stays_close_to_fp32(runtime, module, tmp_path, one_thread):
     assert engine.precision == "int8"
     actual = engine(images)
     # int8 moves the logits, but by a few percent of their range, not more; a broken scale or a
-    # wrong layout gives errors of order 1.
-    assert 1e-4 < relative_error(actual, expected) < 0.15
+    # wrong layout gives errors of order 1. Measured: NNCF 0.156 on a Xeon with AMX (OpenVINO
+    # 2026.4.1 runs the layers left in floating point in bf16 there), under 0.15 without AMX.
+    assert 1e-4 < relative_error(actual, expected) < 0.25
 
 
 def test_require_runtime_and_precision_name_the_fix(monkeypatch):
