@@ -1,6 +1,8 @@
 """`xception train/eval/predict/demo`: bad input stops with a clear message before any work, and
 predict prints the top-k classes of a saved model with the right probabilities."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from PIL import Image
@@ -52,6 +54,31 @@ def test_cli_train_config_file_and_overrides_layer(tmp_path):
     assert (config.model, config.batch_size, config.epochs) == ("xception_small", 32, 2)  # flag beats file
     assert config.recipe_overrides == {"lr": 0.2} and config.model_overrides == {"fc_layers": (16,)}
     assert config.data.in_channels == 1 and config.data.image_size == 28
+
+
+SHIPPED_CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_build(path):
+    """Every preset in configs/ builds a checked TrainConfig as `xception train --config` does."""
+    from xception.cli import build_parser
+    from xception.cli.train import build_config
+
+    assert build_config(build_parser().parse_args(["train", "--config", str(path)])).to_dict()
+
+
+def test_the_segmentation_preset_is_the_run_the_readme_reports():
+    from xception.cli import build_parser
+    from xception.cli.train import build_config
+    from xception.train.recipes import get_recipe
+
+    config = build_config(build_parser().parse_args(["train", "--config", str(SHIPPED_CONFIGS[0].with_name("mosaic_segmentation.toml"))]))
+    recipe = get_recipe(config.recipe, **config.recipe_overrides)
+    epochs = config.epochs if config.epochs is not None else recipe.epochs
+    # README: "6,000 training mosaics x 2 epochs (750 steps of 16)", lr 0.8.
+    assert (config.data.mosaic_train_size, epochs, config.batch_size, recipe.lr) == (6000, 2, 16, 0.8)
+    assert config.data.mosaic_train_size * epochs // config.batch_size == 750
 
 
 @pytest.mark.parametrize("runtime", ["torch", "onnxruntime", "openvino"])
