@@ -3,6 +3,7 @@ command end to end (`xception train --task segmentation`)."""
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -97,6 +98,62 @@ def test_train_task_segmentation_writes_mean_iou_and_masks_png(tmp_path, fashion
     capsys.readouterr()
     assert main(["eval", "--weights", str(out / "weights.safetensors"), "--json", "--data", str(fashion_mnist)]) == 0
     assert json.loads(capsys.readouterr().out)["miou"] == pytest.approx(final["metrics"]["miou"], abs=1e-6)
+
+
+def test_predict_writes_the_mask_of_each_image(tmp_path, capsys):
+    """`xception predict` on a mosaic PNG writes NAME.mask.png whose pixels are the argmax of the
+    model's logits on x / 127.5 - 1 (the mosaics' preparation: no resize, no crop). Random weights
+    with BatchNorm statistics from a batch: logits that vary from pixel to pixel."""
+    from PIL import Image
+
+    from xception.cli import main
+    from xception.data.mosaic_masks import SEGMENTATION_CLASSES
+    from xception.models import create_model
+    from xception.models.trained import load_trained_model
+    from xception.models.weights import save_weights
+
+    torch.manual_seed(0)
+    model = create_model("deeplabv3plus_small", num_classes=11, in_channels=1)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = None
+    model.train()(torch.rand(8, 1, 56, 56) * 2 - 1)
+    data = {"source": "mosaic_masks", "path": None, "image_size": 56, "in_channels": 1, "mosaic_grid": 2}
+    weights = save_weights(model.eval(), tmp_path / "w.safetensors",
+                           metadata={"class_names": list(SEGMENTATION_CLASSES), "data": data})
+
+    pixels = np.zeros((56, 56), np.uint8)
+    pixels[4:24, 6:22] = np.random.default_rng(0).integers(60, 256, (20, 16))
+    pixels[30:50, 32:52] = 200
+    Image.fromarray(pixels).save(tmp_path / "mosaic.png")
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "mosaic.png"), "--weights", str(weights), "--runtime", "torch",
+                 "--precision", "fp32", "--out", str(tmp_path / "masks")]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == f"{tmp_path / 'mosaic.png'} -> {tmp_path / 'masks/mosaic.mask.png'} (56x56)"
+    assert sum(float(line.split()[0]) for line in printed[1:]) == pytest.approx(1.0, abs=1e-3)
+    written = np.asarray(Image.open(tmp_path / "masks/mosaic.mask.png"))
+    model, _ = load_trained_model(weights)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(pixels).float()[None, None] / 127.5 - 1).argmax(1)[0]
+    assert written.shape == (56, 56) and np.array_equal(written, expected.numpy())
+
+
+def test_mask_png_stores_class_indices_in_the_figures_colours(tmp_path):
+    from PIL import Image
+
+    from xception.eval.mask_figure import save_mask_png
+
+    mask = torch.tensor([[0, 1], [10, 3]])
+    save_mask_png(tmp_path / "m.png", mask, num_classes=11)
+    picture = Image.open(tmp_path / "m.png")
+    assert picture.mode == "P" and picture.getpixel((0, 1)) == 10
+    assert np.array_equal(np.asarray(picture), mask.numpy())
+    rgb = picture.convert("RGB")
+    assert rgb.getpixel((0, 0)) == (0, 0, 0)  # background: black
+    assert rgb.getpixel((1, 0)) == (31, 119, 180)  # class 1: tab10's first colour, #1f77b4
+    with pytest.raises(ValueError, match="at most 256 classes"):
+        save_mask_png(tmp_path / "n.png", mask, num_classes=300)
 
 
 def test_train_task_segmentation_refuses_a_classifier(tmp_path, fashion_mnist, capsys):

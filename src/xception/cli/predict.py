@@ -1,4 +1,5 @@
-"""`xception predict`: the top-k classes of images, with names and probabilities."""
+"""`xception predict`: the top-k classes of images, with names and probabilities; for a segmentation
+model, each image's mask as a PNG beside it and the share of its pixels in each class."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import argparse
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "predict",
-        help="classify images with trained weights",
+        help="classify images (or segment them) with trained weights",
         description="Print the top-k classes and probabilities of each IMAGE, using a weight file "
         "written by training or `xception convert` (it carries the model, the class names and the data "
         "preparation), the official Keras .h5, or published weights by name (`--weights imagenet`: "
-        "downloaded once into the cache, see docs/weights.md).",
+        "downloaded once into the cache, see docs/weights.md). With a segmentation model (`xception train "
+        "--task segmentation`) it writes each IMAGE's mask as NAME.mask.png beside it (or in --out): a palette "
+        "PNG whose pixel values are the class indices, at the model's input size, and prints the share of "
+        "pixels in each class found.",
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE")
     parser.add_argument("--weights", required=True, help="a .safetensors file from training or convert, the "
@@ -28,6 +32,7 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--runtime", choices=("torch", "onnxruntime", "openvino"),
                         help="default: the fastest installed for the device, which is printed")
+    parser.add_argument("--out", metavar="DIR", help="segmentation: write the masks here (default: beside each image)")
     parser.set_defaults(run=run)
 
 
@@ -43,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from xception.deploy.trained import trained_engine
     from xception.distributed import pick_device
     from xception.eval.predict import predict
+    from xception.models.registry import get_entry
     from xception.models.trained import load_trained_model
 
     missing = [p for p in args.images if not Path(p).is_file()]
@@ -61,10 +67,31 @@ def run(args: argparse.Namespace) -> int:
     transform = prediction_transform(metadata)
     channels = metadata["in_channels"]
     images = torch.stack([transform(load_image(p, in_channels=channels)) for p in args.images])
+    if get_entry(metadata["model_name"]).task == "segmentation":
+        return _write_masks(engine, images, args.images, metadata["class_names"], args.out)
     rows = predict(engine, images, class_names=metadata["class_names"], top_k=args.top_k,
                    multilabel=bool(metadata.get("multilabel")))
     for path, row in zip(args.images, rows, strict=True):
         print(path)
         for name, probability in row:
             print(f"  {probability:7.4f}  {name}")
+    return 0
+
+
+def _write_masks(engine, images, paths: list[str], class_names: list[str], out: str | None) -> int:
+    from pathlib import Path
+
+    from xception.eval.mask_figure import save_mask_png
+    from xception.eval.predict import predict_masks
+
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+    for path, mask in zip(paths, predict_masks(engine, images), strict=True):
+        target = Path(out or Path(path).parent) / f"{Path(path).stem}.mask.png"
+        save_mask_png(target, mask, num_classes=len(class_names))
+        print(f"{path} -> {target} ({mask.shape[1]}x{mask.shape[0]})")
+        shares = mask.flatten().bincount(minlength=len(class_names)) / mask.numel()
+        for index in shares.argsort(descending=True).tolist():
+            if shares[index] > 0:
+                print(f"  {float(shares[index]):7.4f}  {class_names[index]}")
     return 0

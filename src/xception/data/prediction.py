@@ -13,14 +13,14 @@ from xception.data.transforms import photo_transforms
 def prediction_transform(metadata: dict[str, Any]):
     """The function PIL image -> model input (C, H, W) in [-1, 1] that the weights were evaluated
     with, from the data config in the metadata; it needs no data on disk. Fashion-MNIST and its
-    mosaics: grayscale, resized to the source grid, then their evaluation pipeline; photo sources:
+    mosaics (with or without masks): grayscale, resized to the source grid, then their evaluation pipeline; photo sources:
     the evaluation resize and centre crop."""
     data = dict(metadata.get("data") or {})
     if not data:
         raise ValueError("the weight file records no data preparation; it was not written by xception training")
     config = DataConfig(**{**data, "path": data.get("path") or "unused", "augment": False})
-    if config.source in ("fashion_mnist", "mosaic"):
-        side = 28 * (config.mosaic_grid if config.source == "mosaic" else 1)
+    if config.source in ("fashion_mnist", "mosaic", "mosaic_masks"):
+        side = 28 * (config.mosaic_grid if config.source != "fashion_mnist" else 1)
         pipeline = TensorPipeline(image_size=config.image_size, in_channels=config.in_channels, augment=False,
                                   padding=config.crop_padding, erase_probability=0.0)
         return PilToModelInput(source_size=(side, side), pipeline=pipeline)

@@ -1,4 +1,5 @@
-"""A picture of predicted segmentation masks: each input beside its true and predicted masks."""
+"""Pictures of segmentation masks: each input beside its true and predicted masks, and one mask as a
+palette PNG. Both draw class 0 (background) black and the others in matplotlib's tab10 colours."""
 
 from __future__ import annotations
 
@@ -6,6 +7,27 @@ import os
 from collections.abc import Sequence
 
 import torch
+
+
+def mask_colors(count: int) -> list[tuple[float, float, float]]:
+    """RGB in [0, 1] of classes 0..count-1: black, then tab10 (cycled past 11 classes)."""
+    from matplotlib import colormaps
+
+    tab10 = colormaps["tab10"].colors
+    return [(0.0, 0.0, 0.0), *(tab10[i % len(tab10)] for i in range(count - 1))]
+
+
+def save_mask_png(path: str | os.PathLike, mask: torch.Tensor, *, num_classes: int) -> None:
+    """Write the (H, W) class indices `mask` as a palette PNG: each pixel's value is its class index
+    (as PASCAL VOC's masks store them, readable with PIL as `np.asarray(Image.open(path))`) and
+    viewers show the colours of `mask_colors`."""
+    from PIL import Image
+
+    if num_classes > 256:
+        raise ValueError(f"a palette PNG holds at most 256 classes, not {num_classes}")
+    picture = Image.fromarray(mask.to(torch.uint8).cpu().numpy())  # "L"; putpalette makes it "P"
+    picture.putpalette([round(255 * c) for color in mask_colors(num_classes) for c in color])
+    picture.save(path)
 
 
 def save_mask_figure(
@@ -29,7 +51,7 @@ def save_mask_figure(
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
-    colors = ["black", *plt.get_cmap("tab10").colors][: len(class_names)]
+    colors = mask_colors(len(class_names))
     palette = ListedColormap(colors)
     rows = len(images)
     figure, axes = plt.subplots(rows, 3, figsize=(6.6, 2.2 * rows + 0.9), squeeze=False)
