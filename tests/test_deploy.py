@@ -177,3 +177,15 @@ def test_a_signal_after_openvino_engines_are_freed_reaches_its_handler(tmp_path)
     done = subprocess.run([sys.executable, "-c", SIGNAL_AFTER_TWO_ENGINES], capture_output=True, text=True,
                           timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0 and done.stdout.strip() == "handled", (done.returncode, done.stderr[-2000:])
+
+
+@pytest.mark.slow  # an ONNX export and an OpenVINO compilation: ~5 s
+def test_openvino_runs_a_network_whose_exit_flow_pools_a_2_pixel_map(tmp_path, one_thread):
+    # At 16 px xception_small's last pool sees 2x2: a 3x3 window over it without padding (the even-size
+    # branch) made OpenVINO refuse the whole export ("Kernel after dilation ... larger than the data").
+    pytest.importorskip("openvino")
+    model = create_model("xception_small", num_classes=2, in_channels=1, width=0.125, middle_repeats=1).eval()
+    images = torch.rand(2, 1, 16, 16) * 2 - 1
+    engine = build_engine(model, runtime="openvino", precision="fp32", device="cpu", image_size=16, workdir=tmp_path)
+    with torch.no_grad():
+        assert relative_error(engine(images), model(images)) < 1e-5

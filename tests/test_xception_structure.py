@@ -125,7 +125,7 @@ def test_invalid_segments_fail_with_the_rule():
         SeparableConv2d(10, 10, segments=3)
 
 
-@pytest.mark.parametrize("size", [4, 5, 74, 75])
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 74, 75])
 def test_same_pad_max_pool_matches_tensorflow_padding(size):
     x = torch.randn(1, 2, size, size)
     out = SamePadMaxPool2d()(x)

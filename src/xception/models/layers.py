@@ -153,9 +153,10 @@ class SamePadMaxPool2d(nn.Module):
         h, w = x.shape[-2:]
         if h % 2 == 1 and w % 2 == 1:
             return F.max_pool2d(x, 3, 2, padding=1)
-        if h % 2 == 0 and w % 2 == 0:
+        if h % 2 == 0 and w % 2 == 0 and min(h, w) > 2:
             return F.max_pool2d(x, 3, 2, padding=0, ceil_mode=True)
-        # Mixed parity (non-square inputs): pad explicitly, smaller half first.
+        # Mixed parity (non-square inputs), or a 2-pixel side, whose 3-pixel window ONNX runtimes
+        # (OpenVINO) refuse without padding: pad explicitly, smaller half first.
         pad_h, pad_w = (2 if h % 2 else 1), (2 if w % 2 else 1)
         x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2), value=float("-inf"))
         return F.max_pool2d(x, 3, 2)
