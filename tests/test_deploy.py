@@ -120,6 +120,18 @@ def test_choose_runtime_default_follows_the_measured_order(native_bf16, monkeypa
     assert choice.choose_runtime(torch.device("cpu")).runtime == "torch"
 
 
+def test_int8_runs_where_it_measured_fastest(monkeypatch):
+    import xception.deploy.choice as choice
+
+    pytest.importorskip("torchao")
+    # PT2E 28.7 img/s (1.48x the best bf16) against NNCF's int8 in OpenVINO, 25.3 (1.30x): benchmarks/results/deploy.md.
+    picked = choice.choose_runtime(torch.device("cpu"), precision="int8")
+    assert (picked.runtime, picked.precision) == ("torch", "int8") and "PT2E" in picked.reason
+    pytest.importorskip("openvino")
+    _without(monkeypatch, "torchao")
+    assert choice.choose_runtime(torch.device("cpu"), precision="int8").runtime == "openvino"
+
+
 def test_choose_runtime_honours_the_request_and_rejects_what_cannot_run(monkeypatch):
     from xception.deploy.choice import choose_runtime
 

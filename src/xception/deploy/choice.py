@@ -15,7 +15,11 @@ reruns it):
 So on a CPU: OpenVINO where it is installed (bf16 where the CPU computes bf16 natively, else
 fp32); else PyTorch bf16 on a native-bf16 CPU (faster than onnxruntime's fp32) and onnxruntime
 fp32 on the others. On a GPU: PyTorch (the other runtimes run on the CPU here). int8 is never a
-default: it needs calibration and changes some answers (`xception quantize` reports how many).
+default precision: it needs calibration and changes some answers (`xception quantize` reports how
+many). Asked for (`--precision int8`), it runs where int8 measured fastest: PyTorch's PT2E
+(inductor, oneDNN int8) at 28.7 img/s, 1.48x the best bf16, against NNCF's int8 in OpenVINO at
+25.3 img/s, 1.30x (benchmarks/results/deploy.md; both lose under 0.1 top-1 points on the demo
+model); OpenVINO's NNCF where torchao is not installed.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from xception.deploy.engines import (
     missing_modules,
     require_runtime,
 )
+from xception.deploy.quantize import PT2E_MODULES
 from xception.runtime import check_precision as check_device_precision
 from xception.runtime import cpu_has_native_bf16, fastest_settings
 
@@ -75,6 +80,9 @@ def fastest_runtime(device: torch.device, *, precision: EnginePrecision | None =
     native = cpu_has_native_bf16()
     precision = precision or _default_precision("openvino", device)
     measured = "the fastest CPU runtime measured (benchmarks/deploy.py)"
+    if precision == "int8" and not missing_modules("torch", PT2E_MODULES):
+        return RuntimeChoice("torch", "int8", "PyTorch int8 (PT2E): the fastest CPU int8 measured, 1.48x the best "
+                             "bf16 where OpenVINO's NNCF int8 gave 1.30x (benchmarks/deploy.py)")
     if not missing_modules("openvino") and precision in ("fp32", "bf16", "int8"):
         return RuntimeChoice("openvino", precision, f"OpenVINO {precision}: {measured}")
     if precision == "fp32" and not missing_modules("onnxruntime"):

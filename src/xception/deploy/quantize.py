@@ -26,7 +26,7 @@ from xception.runtime import compile_model
 
 QuantizeMethod = Literal["nncf", "pt2e"]
 QUANTIZE_METHODS: tuple[QuantizeMethod, ...] = ("nncf", "pt2e")
-_PT2E_MODULES = ("torchao",)
+PT2E_MODULES = ("torchao",)
 
 
 def quantize_openvino(onnx_path: str | os.PathLike, calibration: torch.Tensor) -> Any:
@@ -44,7 +44,7 @@ def quantize_pt2e(model: nn.Module, calibration: torch.Tensor) -> nn.Module:
 
     Run eagerly it only simulates int8 (quantize/dequantize in fp32); `pt2e_engine` compiles it.
     """
-    require_runtime("torch", _PT2E_MODULES)
+    require_runtime("torch", PT2E_MODULES)
     import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as x86
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 

@@ -46,8 +46,9 @@ def trained_engine(model: nn.Module, metadata: dict[str, Any], choice: RuntimeCh
         except RuntimeError as error:
             if choice.requested or choice.runtime == "torch":
                 raise
-            # A default the user did not ask for: an input size the runtime's converter rejects
-            # (OpenVINO refuses a 3x3 pool over a 2x2 map, which PyTorch's ceil_mode allows).
+            # A default the user did not ask for, whose converter rejects this model: said, then
+            # PyTorch. (The one case seen, OpenVINO refusing an unpadded 3x3 pool over a 2x2 map of
+            # a 16 px model, is fixed in SamePadMaxPool2d; tests/test_deploy.py runs it.)
             first_line = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
             log.warning("%s could not run this model (%s); using PyTorch", choice.runtime, first_line)
             fallback = RuntimeChoice("torch", choice.precision, f"{choice.runtime} failed on this model")
