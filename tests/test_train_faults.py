@@ -1,5 +1,5 @@
 """Faults as a user meets them, on CPU: `kill -9` of `xception train` at random moments (during
-checkpoint writes too) and the same command again, N times; `torchrun --max-restarts` with one of
+checkpoint writes too) and the same command again, N times (XCEPTION_KILLS, 6 by default); `torchrun --max-restarts` with one of
 2 gloo workers killed mid-run. Each ends with weights bit-identical to an uninterrupted run and no
 unreadable or half-written file; the reported steps and wall time add up over the attempts."""
 
@@ -20,6 +20,10 @@ from tiny_image_folder import train_argv, write_image_folder
 from xception.train.checkpoint import load_checkpoint
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
+# How many times the kill -9 test kills a run: 6 in `make test`; more for a closer look, e.g.
+# XCEPTION_KILLS=30 pytest -m slow -s tests/test_train_faults.py -k kill_9_at_random
+KILLS = int(os.environ.get("XCEPTION_KILLS", "6"))
+STEPS = max(30, 5 * KILLS)  # room for every kill to land on a training attempt (3 steps a kill seen)
 
 
 def _train_args(data, out, *, steps: int) -> list[str]:
@@ -71,12 +75,12 @@ def test_kill_9_at_random_moments_then_the_same_command_ends_bit_identical(tmp_p
     data = write_image_folder(tmp_path / "data", per_class={"train": 24, "val": 10})
     command = [sys.executable, "-m", "xception.cli"]
     straight = tmp_path / "straight"
-    subprocess.run([*command, *_train_args(data, straight, steps=30)], env=_environment(), check=True,
+    subprocess.run([*command, *_train_args(data, straight, steps=STEPS)], env=_environment(), check=True,
                    capture_output=True)
     run, rng = tmp_path / "killed", random.Random(0)
     kills = during_write = 0
-    for attempt in range(6):
-        process = subprocess.Popen([*command, *_train_args(data, run, steps=30)], env=_environment(),
+    for attempt in range(KILLS):
+        process = subprocess.Popen([*command, *_train_args(data, run, steps=STEPS)], env=_environment(),
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         before = _logged_steps(run)
         while process.poll() is None and _logged_steps(run) <= before:  # until this attempt trains
@@ -92,17 +96,17 @@ def test_kill_9_at_random_moments_then_the_same_command_ends_bit_identical(tmp_p
             kills += 1
             during_write += bool(list((run / "checkpoints").glob(".latest.pt.tmp-*")))
         _check_every_file_reads(run)
-    done = subprocess.run([*command, *_train_args(data, run, steps=30)], env=_environment(), check=True,
+    done = subprocess.run([*command, *_train_args(data, run, steps=STEPS)], env=_environment(), check=True,
                           capture_output=True, text=True)
-    assert "trained 30 steps" in done.stdout
+    assert f"trained {STEPS} steps" in done.stdout
     final = json.loads((run / "final.json").read_text())
     print(f"{kills} kills ({during_write} during a checkpoint write), {len(final['attempts'])} attempts, "
           f"{_check_every_file_reads(run)} files read")
-    assert kills >= 4 and _same_weights(run / "weights.safetensors", straight / "weights.safetensors")
-    assert sum(a["to_step"] - a["from_step"] for a in final["attempts"]) == 30
+    assert kills >= KILLS * 2 // 3 and _same_weights(run / "weights.safetensors", straight / "weights.safetensors")
+    assert sum(a["to_step"] - a["from_step"] for a in final["attempts"]) == STEPS
     assert not list(run.rglob("*.tmp-*"))
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows if r["kind"] == "step"] == list(range(1, 31))  # every step once
+    assert [r["step"] for r in rows if r["kind"] == "step"] == list(range(1, STEPS + 1))  # every step once
 
 
 def _children(pid: int) -> list[int]:
