@@ -106,9 +106,20 @@ def test_detectable_difference_is_detected_with_the_stated_power():
     assert detectable == pytest.approx((stats.t.ppf(0.975, 4) + stats.t.ppf(0.8, 4)) * (2 / 3) ** 0.5, rel=0.05)
 
 
-@pytest.mark.parametrize("name", ["residual", "mid_activation"])
-def test_committed_full_reports_are_what_their_results_render(name, tmp_path):
-    committed = Path(__file__).parents[1] / "reports" / "full" / name
+REPORTS = Path(__file__).parents[1] / "reports"
+# Every committed comparison report, quick (reports/NAME) and full (reports/full/NAME); table3 is a
+# speed table, not a comparison of trained arms.
+COMPARISON_REPORTS = sorted(str(p.parent.relative_to(REPORTS)) for p in REPORTS.glob("**/results.json")
+                            if p.parent.name != "table3")
+
+
+def test_every_comparison_report_is_checked_below():
+    assert len(COMPARISON_REPORTS) == 12, COMPARISON_REPORTS  # 6 experiments, quick and full
+
+
+@pytest.mark.parametrize("name", COMPARISON_REPORTS)
+def test_committed_reports_are_what_their_results_render(name, tmp_path):
+    committed = REPORTS / name
     for file in ("results.json", "report.md"):
         (tmp_path / file).write_text((committed / file).read_text())
     rerender_comparison_report(tmp_path, command="check")
