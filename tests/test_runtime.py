@@ -84,3 +84,18 @@ def test_check_precision_fp16_needs_cuda_and_says_what_to_use():
     runtime.check_precision("bf16", "cpu")
     with pytest.raises(ValueError, match="fp16 needs a CUDA GPU.*device is cpu; use --precision bf16 or fp32"):
         runtime.check_precision("fp16", "cpu")
+
+
+def test_training_runtime_reason_names_what_was_chosen_and_what_was_configured():
+    from xception.data.config import DataConfig
+    from xception.train.config import TrainConfig
+    from xception.train.fit import resolve_runtime
+
+    cpu, data = torch.device("cpu"), DataConfig("fashion_mnist", None, 28)
+    default = resolve_runtime(TrainConfig(data), cpu)
+    assert default.reason.startswith(f"precision={default.precision} (chosen), channels_last=True (chosen)")
+    fp32 = resolve_runtime(TrainConfig(data, precision="fp32"), cpu)
+    assert fp32.precision == "fp32" and fp32.reason.startswith("precision=fp32, channels_last=True (chosen)")
+    assert "(chosen) from this machine's defaults" in fp32.reason  # the bf16 default explains only the chosen ones
+    configured = resolve_runtime(TrainConfig(data, precision="fp32", channels_last=False, compile=False), cpu)
+    assert configured.reason == "precision=fp32, channels_last=False, compile=False: as configured"

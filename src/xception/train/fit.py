@@ -85,16 +85,18 @@ FINAL = "final.json"  # the last evaluation, the budget and the attempts: writte
 
 def resolve_runtime(config: TrainConfig, device: torch.device) -> RuntimeSettings:
     """The config's precision, layout and compilation, each taken from `fastest_settings` when
-    unset. Impossible combinations fail here, before any work."""
+    unset. Impossible combinations fail here, before any work. The reason names which were
+    chosen, and why, so that a configured fp32 is not explained by the bf16 default."""
     fastest = fastest_settings(device, training=True)
-    precision = config.precision or fastest.precision
-    check_precision(precision, device.type)
-    chosen = [f"precision={precision}" + (" (chosen)" if config.precision is None else "")]
-    channels_last = fastest.channels_last if config.channels_last is None else config.channels_last
-    compile_ = fastest.compile if config.compile is None else config.compile
-    reason = fastest.reason if None in (config.precision, config.channels_last, config.compile) else "as configured"
-    chosen.append(f"channels_last={channels_last}, compile={compile_}")
-    return RuntimeSettings(precision, channels_last, compile_, f"{', '.join(chosen)}: {reason}")
+    fields = {"precision": (config.precision, fastest.precision),
+              "channels_last": (config.channels_last, fastest.channels_last),
+              "compile": (config.compile, fastest.compile)}
+    value = {name: default if given is None else given for name, (given, default) in fields.items()}
+    check_precision(value["precision"], device.type)
+    chosen = [name for name, (given, _) in fields.items() if given is None]
+    shown = ", ".join(f"{name}={value[name]}" + (" (chosen)" if name in chosen else "") for name in fields)
+    reason = f"(chosen) from this machine's defaults, {fastest.reason}" if chosen else "as configured"
+    return RuntimeSettings(value["precision"], value["channels_last"], value["compile"], f"{shown}: {reason}")
 
 
 def fit(config: TrainConfig, *, datasets: Any | None = None) -> TrainResult:
