@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from tiny_image_folder import train_argv, write_image_folder
+from xception.cli import main
 from xception.train.checkpoint import load_checkpoint
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -116,13 +117,22 @@ def _children(pid: int) -> list[int]:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds torchrun's workers through /proc")
-def test_torchrun_max_restarts_after_kill_9_of_a_worker_ends_bit_identical(tmp_path):
+@pytest.mark.parametrize("source", ["imagefolder", "webdataset"])
+def test_torchrun_max_restarts_after_kill_9_of_a_worker_ends_bit_identical(source, tmp_path):
+    """The webdataset case is the multi-node path of docs/training.md: shards written by `xception
+    data export`, a DataLoader worker per rank, the kills landing mid-epoch (6 steps an epoch)."""
     data = write_image_folder(tmp_path / "data", per_class={"train": 24, "val": 10})
+    extra: list[str] = []
+    if source == "webdataset":
+        shards = tmp_path / "shards"
+        assert main(["data", "export", "--source", "imagefolder", "--data", str(data), "--image-size", "16",
+                     "--in-channels", "1", "--to", str(shards), "--format", "shards", "--shard-size", "4"]) == 0
+        data, extra = shards, ["--dataset", "webdataset", "--workers", "1"]
 
     def torchrun(out: Path) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-             "--max-restarts", "2", "-m", "xception.cli", *_train_args(data, out, steps=24)],
+             "--max-restarts", "2", "-m", "xception.cli", *_train_args(data, out, steps=24), *extra],
             env=_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     straight = torchrun(tmp_path / "straight")
