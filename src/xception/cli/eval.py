@@ -11,7 +11,7 @@ from xception.data.config import SOURCES
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "eval",
-        help="evaluate weights on a validation set (top-1/top-5, or mAP and MAP@100)",
+        help="evaluate weights on a validation set (top-1/top-5; mAP and MAP@100; mean IoU)",
         description="Evaluate a weight file written by training on the validation split of the "
         "data it was trained on (or another given with --dataset/--data). Under torchrun the "
         "examples are split exactly over the processes. Published weights (--weights imagenet) are "
