@@ -96,6 +96,6 @@ def test_training_runtime_reason_names_what_was_chosen_and_what_was_configured()
     assert default.reason.startswith(f"precision={default.precision} (chosen), channels_last=True (chosen)")
     fp32 = resolve_runtime(TrainConfig(data, precision="fp32"), cpu)
     assert fp32.precision == "fp32" and fp32.reason.startswith("precision=fp32, channels_last=True (chosen)")
-    assert "(chosen) from this machine's defaults" in fp32.reason  # the bf16 default explains only the chosen ones
+    assert "(chosen): the defaults for training on a CPU" in fp32.reason  # the bf16 default explains only the chosen ones
     configured = resolve_runtime(TrainConfig(data, precision="fp32", channels_last=False, compile=False), cpu)
     assert configured.reason == "precision=fp32, channels_last=False, compile=False: as configured"

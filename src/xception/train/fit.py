@@ -95,7 +95,7 @@ def resolve_runtime(config: TrainConfig, device: torch.device) -> RuntimeSetting
     check_precision(value["precision"], device.type)
     chosen = [name for name, (given, _) in fields.items() if given is None]
     shown = ", ".join(f"{name}={value[name]}" + (" (chosen)" if name in chosen else "") for name in fields)
-    reason = f"(chosen) from this machine's defaults, {fastest.reason}" if chosen else "as configured"
+    reason = f"(chosen): the defaults for {fastest.reason}" if chosen else "as configured"
     return RuntimeSettings(value["precision"], value["channels_last"], value["compile"], f"{shown}: {reason}")
 
 
