@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from test_data_images import png_bytes
-from tiny_image_folder import train_argv, write_image_folder
+from tiny_image_folder import export_shards, train_argv, write_image_folder
 from xception.cli import main
 from xception.models import create_model
 from xception.models.weights import save_weights
@@ -255,9 +255,7 @@ def test_cli_disk_full_without_a_path_is_still_one_line(folder, tmp_path, capsys
 
 
 def test_cli_too_few_shards_for_the_workers_is_one_line(folder, tmp_path, capsys):
-    shards = tmp_path / "shards"
-    assert main(["data", "export", "--source", "imagefolder", "--data", str(folder), "--image-size", "16",
-                 "--in-channels", "1", "--to", str(shards), "--format", "shards", "--shard-size", "100"]) == 0
+    shards = export_shards(folder, tmp_path / "shards", shard_size=100)
     argv = train_argv(folder, tmp_path / "run", "--dataset", "webdataset", "--data", str(shards), "--workers", "2")
     assert main(argv) == 2  # raised inside a DataLoader worker, reported by the main process
     assert one_line_error(capsys, "train") == ("1 shards cannot feed 1 ranks x 2 workers: write at least that many "

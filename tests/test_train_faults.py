@@ -1,6 +1,6 @@
 """Faults as a user meets them, on CPU: `kill -9` of `xception train` at random moments (during
-checkpoint writes too) and the same command again, N times (XCEPTION_KILLS, 6 by default); `torchrun --max-restarts` with one of
-2 gloo workers killed mid-run. Each ends with weights bit-identical to an uninterrupted run and no
+checkpoint writes too) and the same command again, N times (XCEPTION_KILLS, 6 by default);
+`torchrun --max-restarts` with one of 2 gloo workers killed mid-run. Each ends with weights bit-identical to an uninterrupted run and no
 unreadable or half-written file; the reported steps and wall time add up over the attempts."""
 
 import json
@@ -16,8 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tiny_image_folder import train_argv, write_image_folder
-from xception.cli import main
+from tiny_image_folder import export_shards, train_argv, write_image_folder
 from xception.train.checkpoint import load_checkpoint
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -124,10 +123,8 @@ def test_torchrun_max_restarts_after_kill_9_of_a_worker_ends_bit_identical(sourc
     data = write_image_folder(tmp_path / "data", per_class={"train": 24, "val": 10})
     extra: list[str] = []
     if source == "webdataset":
-        shards = tmp_path / "shards"
-        assert main(["data", "export", "--source", "imagefolder", "--data", str(data), "--image-size", "16",
-                     "--in-channels", "1", "--to", str(shards), "--format", "shards", "--shard-size", "4"]) == 0
-        data, extra = shards, ["--dataset", "webdataset", "--workers", "1"]
+        data = export_shards(data, tmp_path / "shards", shard_size=4)
+        extra = ["--dataset", "webdataset", "--workers", "1"]
 
     def torchrun(out: Path) -> subprocess.Popen:
         return subprocess.Popen(

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from spawn_ranks import run_ranks
-from tiny_image_folder import train_argv, write_image_folder
+from tiny_image_folder import export_shards, train_argv, write_image_folder
 from xception.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -27,9 +27,7 @@ def _eval(capsys, weights, *source) -> dict:
 def shards(tmp_path_factory):
     root = tmp_path_factory.mktemp("shards")
     folder = write_image_folder(root / "folder", per_class={"train": 24, "val": 10})  # 20-pixel images: the 16-pixel crop is a real crop
-    assert main(["data", "export", "--source", "imagefolder", "--data", str(folder), "--image-size", "16",
-                 "--in-channels", "1", "--to", str(root / "shards"), "--format", "shards", "--shard-size", "4"]) == 0
-    return folder, root / "shards"
+    return folder, export_shards(folder, root / "shards", shard_size=4)
 
 
 def test_train_on_shards_and_evaluate_them_as_the_folder(shards, tmp_path, capsys):

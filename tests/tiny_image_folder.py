@@ -22,6 +22,15 @@ def write_image_folder(root: Path, *, per_class: dict[str, int]) -> Path:
     return root
 
 
+def export_shards(folder: Path, to: Path, *, shard_size: int) -> Path:
+    """`folder` written as WebDataset shards by `xception data export`, for `train_argv`'s model; returns to."""
+    from xception.cli import main
+
+    assert main(["data", "export", "--source", "imagefolder", "--data", str(folder), "--image-size", "16",
+                 "--in-channels", "1", "--to", str(to), "--format", "shards", "--shard-size", str(shard_size)]) == 0
+    return to
+
+
 def train_argv(folder: Path, out: Path, *extra: str) -> list[str]:
     """`xception train` on `folder` into `out`: xception_small at width 1/8, 16 px, 6 steps of 4, one worker."""
     return ["train", "--model", "xception_small", "--set", "model.width=0.125", "--set", "model.middle_repeats=1",
