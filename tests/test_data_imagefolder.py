@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from xception.data import DataConfig, build_datasets
 from xception.data.images import UnreadableImageError, load_image
 from xception.data.prediction import prediction_transform
+from xception.description import Preprocessing
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -83,7 +84,7 @@ def test_imagefolder_eval_crop_matches_pil_resize_and_centre_crop(photo_folder):
     # torchvision's antialiased bilinear resize of a uint8 tensor follows PIL's to a level of 255.
     assert np.abs(got - expected).max() <= 1 / 127.5 + 1e-6
     # What `xception predict` does to one image file is what the evaluation did to it.
-    prepare = prediction_transform({"data": dataclasses.asdict(datasets_config)})
+    prepare = prediction_transform(Preprocessing.of_data(dataclasses.asdict(datasets_config)), in_channels=3)
     assert torch.equal(prepare(load_image(path, in_channels=3)), datasets.val[1][0])
 
 
@@ -115,7 +116,7 @@ def test_imagefolder_without_augment_uses_the_eval_crop_for_training(photo_folde
     unaugmented = config(photo_folder, augment=False)
     datasets = build_datasets(unaugmented)
     path, _ = datasets.train.samples[0]
-    prepare = prediction_transform({"data": dataclasses.asdict(unaugmented)})
+    prepare = prediction_transform(Preprocessing.of_data(dataclasses.asdict(unaugmented)), in_channels=3)
     assert torch.equal(datasets.train[0][0], prepare(load_image(path, in_channels=3)))
 
 

@@ -48,7 +48,7 @@ def keras_top5(official, photo_files):
     import keras
 
     _, keras_model = official
-    transform = prediction_transform(XCEPTION_IMAGENET.file_metadata())
+    transform = prediction_transform(XCEPTION_IMAGENET.preprocessing, in_channels=3)
     batch = torch.stack([transform(Image.open(p).convert("RGB")) for p in photo_files]).permute(0, 2, 3, 1)
     logits = keras.ops.convert_to_numpy(keras_model(batch.numpy(), training=False))
     return np.argsort(-logits, axis=1)[:, :5]

@@ -151,8 +151,8 @@ def test_load_weights_never_unpickles_objects(tmp_path):
 def test_convert_weights_takes_num_classes_from_the_file_and_round_trips(small_model, tmp_path):
     source = tmp_path / "checkpoint.pt"
     torch.save({"state_dict": {f"module.{k}": v for k, v in small_model.state_dict().items()}}, source)
-    metadata = convert_weights(source, tmp_path / "out.safetensors", model_name="xception_small")
-    assert metadata["num_classes"] == NUM_CLASSES and metadata["model_name"] == "xception_small"
+    description = convert_weights(source, tmp_path / "out.safetensors", model_name="xception_small")
+    assert description.num_classes == NUM_CLASSES and description.model_name == "xception_small"
     loaded = create_model("xception_small", num_classes=NUM_CLASSES, weights=tmp_path / "out.safetensors")
     assert all(torch.equal(a, b) for a, b in zip(small_model.state_dict().values(), loaded.state_dict().values(), strict=True))
 

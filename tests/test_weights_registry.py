@@ -87,7 +87,7 @@ def test_xception_preparation_matches_timms_transform_on_a_photo():
     photo = Image.fromarray(photos.astronaut())
     cfg = timm.models.get_pretrained_cfg("legacy_xception.tf_in1k").to_dict()
     theirs = create_transform(**resolve_data_config(pretrained_cfg=cfg))(photo)
-    ours = prediction_transform(XCEPTION_IMAGENET.file_metadata())(photo)
+    ours = prediction_transform(XCEPTION_IMAGENET.preprocessing, in_channels=3)(photo)
     assert ours.shape == theirs.shape == (3, 299, 299)
     # PIL's bicubic (timm) and torchvision's tensor bicubic differ by rounding, not by a pixel shift.
     assert (ours - theirs).abs().mean() < 0.01
@@ -100,7 +100,7 @@ def test_inception_v3_preparation_matches_torchvisions_transform_on_a_photo():
     normalised = Inception_V3_Weights.IMAGENET1K_V1.transforms()(photo)
     mean, std = torch.tensor([0.485, 0.456, 0.406])[:, None, None], torch.tensor([0.229, 0.224, 0.225])[:, None, None]
     theirs = (normalised * std + mean - 0.5) / 0.5  # what torchvision's transform_input makes of it
-    ours = prediction_transform(INCEPTION_V3_IMAGENET.file_metadata())(photo)
+    ours = prediction_transform(INCEPTION_V3_IMAGENET.preprocessing, in_channels=3)(photo)
     assert ours.shape == theirs.shape == (3, 299, 299)
     # The same resize and crop; PIL (torchvision's pipeline) and tensor resizing round a few pixels apart.
     assert (ours - theirs).abs().max() <= 1 / 127.5 + 1e-6

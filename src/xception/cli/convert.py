@@ -33,11 +33,12 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from xception.models.convert import convert_weights
 
-    metadata = convert_weights(
+    description = convert_weights(
         args.src, args.dst, model_name=args.model, num_classes=args.num_classes, in_channels=args.in_channels
     )
-    summary = {k: metadata[k] for k in ("model_name", "num_classes", "in_channels")}
-    if "weights" in metadata:
-        summary["as"] = metadata["weights"]["key"]
+    summary = {"model_name": description.model_name, "num_classes": description.num_classes,
+               "in_channels": description.in_channels}
+    if "weights" in description.provenance:
+        summary["as"] = description.provenance["weights"]["key"]
     print(f"wrote {args.dst}: {json.dumps(summary)}")
     return 0

@@ -40,13 +40,15 @@ def run(args: argparse.Namespace) -> int:
     if args.weights is not None and args.num_classes is None:
         # Our files carry their config, classes and channels; published weights and foreign files are
         # sized by their logistic layer.
-        model, _ = load_trained_model(args.weights, model_name=args.model)
+        model, description = load_trained_model(args.weights, model_name=args.model)
+        default_size = description.image_size
     elif args.model is None:
         raise ValueError("--model is required without --weights")
     else:
         num_classes = 1000 if args.num_classes is None else args.num_classes
         model = create_model(args.model, num_classes=num_classes, weights=args.weights)
-    image_size = args.image_size or MODELS[model.model_name].input_size
+        default_size = MODELS[model.model_name].input_size
+    image_size = args.image_size or default_size
     path = export_model(model, args.out, format=args.format, image_size=image_size, batch_size=args.batch_size)
     difference = verify_export(model, path, format=args.format, image_size=image_size, batch_size=args.batch_size)
     print(f"wrote {path} ({args.format}, {image_size}x{image_size}); max abs difference from PyTorch: {difference:.3g}")

@@ -48,7 +48,6 @@ def run(args: argparse.Namespace) -> int:
     from xception.deploy.trained import trained_engine
     from xception.distributed import pick_device
     from xception.eval.predict import predict
-    from xception.models.registry import get_entry
     from xception.models.trained import load_trained_model
 
     missing = [p for p in args.images if not Path(p).is_file()]
@@ -57,20 +56,20 @@ def run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
     device = pick_device(args.device)
-    model, metadata = load_trained_model(args.weights, model_name=args.model)
-    if not metadata.get("class_names"):
+    model, description = load_trained_model(args.weights, model_name=args.model)
+    if not description.class_names:
         raise ValueError(f"{args.weights} records no class names: a notop file (features, not classes) or a "
                          "foreign file whose head is not ImageNet's; fine-tune or convert it with this project")
     choice = choose_runtime(device, runtime=args.runtime, precision=args.precision)
-    engine = trained_engine(model, metadata, choice, device=device)
+    engine = trained_engine(model, description, choice, device=device)
     print(f"runtime: {engine.description} ({choice.reason})", file=sys.stderr)
-    transform = prediction_transform(metadata)
-    channels = metadata["in_channels"]
+    channels = description.in_channels
+    transform = prediction_transform(description.preprocessing, in_channels=channels)
     images = torch.stack([transform(load_image(p, in_channels=channels)) for p in args.images])
-    if get_entry(metadata["model_name"]).task == "segmentation":
-        return _write_masks(engine, images, args.images, metadata["class_names"], args.out)
-    rows = predict(engine, images, class_names=metadata["class_names"], top_k=args.top_k,
-                   multilabel=bool(metadata.get("multilabel")))
+    if description.task == "segmentation":
+        return _write_masks(engine, images, args.images, list(description.class_names), args.out)
+    rows = predict(engine, images, class_names=list(description.class_names), top_k=args.top_k,
+                   multilabel=description.multilabel)
     for path, row in zip(args.images, rows, strict=True):
         print(path)
         for name, probability in row:

@@ -6,7 +6,10 @@ Every default of the data layer lives here and nowhere else; the builders take r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+if TYPE_CHECKING:
+    from xception.description import WeightsDescription
 
 # The data sources, the one list: the command lines offer these, `build_datasets` builds them.
 Source = Literal["fashion_mnist", "imagefolder", "multilabel", "mosaic", "mosaic_masks", "webdataset", "imagenet"]
@@ -112,3 +115,17 @@ class DataConfig:
                                  "write shards of the subset instead")
         if self.mosaic_class_skew < 0:
             raise ValueError(f"mosaic_class_skew must be >= 0, got {self.mosaic_class_skew}")
+
+
+def recorded_data_config(description: WeightsDescription, **changes: Any) -> DataConfig:
+    """The data a weight file records (`description.data`, the training `DataConfig`) with
+    augmentation off and the non-None `changes` applied (e.g. path=, source=, ground_truth=): what
+    `xception eval` evaluates on and what int8 calibrates on."""
+    data = dict(description.data or {})
+    data.update({key: value for key, value in changes.items() if value is not None})
+    if "source" not in data:
+        raise ValueError("the weight file records no data set (it was not written by xception training); give "
+                         "--dataset and --data")
+    data.setdefault("path", None)
+    data.setdefault("image_size", description.image_size)
+    return DataConfig(**{**data, "augment": False})

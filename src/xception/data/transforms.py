@@ -57,14 +57,33 @@ def center_crop_eval_transform(*, image_size: int, in_channels: int, crop_fracti
     )
 
 
-class PhotoEvalInput:
-    """A PIL image in any mode -> the evaluation input: converted to L or RGB, then the eval transform."""
+def squash_eval_transform(*, image_size: int, in_channels: int, interpolation: str) -> v2.Compose:
+    """PIL image -> float32 (in_channels, image_size, image_size) in [-1, 1]: both sides resized to
+    image_size, the aspect ratio not kept and nothing cropped (FaceForensics++' face crops)."""
+    return v2.Compose(
+        [
+            v2.PILToTensor(),
+            v2.Resize((image_size, image_size), interpolation=InterpolationMode(interpolation), antialias=True),
+            to_model_range(in_channels),
+        ]
+    )
 
-    def __init__(self, *, image_size: int, in_channels: int, crop_fraction: float, interpolation: str) -> None:
+
+class PhotoEvalInput:
+    """A PIL image in any mode -> the evaluation input: converted to L or RGB, then the eval transform
+    ("crop": resize and centre crop; "squash": resize both sides)."""
+
+    def __init__(self, *, image_size: int, in_channels: int, crop_fraction: float, interpolation: str,
+                 resize: str = "crop") -> None:
         self.mode = MODES[in_channels]
-        self.transform = center_crop_eval_transform(
-            image_size=image_size, in_channels=in_channels, crop_fraction=crop_fraction, interpolation=interpolation
-        )
+        if resize == "squash":
+            self.transform = squash_eval_transform(image_size=image_size, in_channels=in_channels,
+                                                   interpolation=interpolation)
+        elif resize == "crop":
+            self.transform = center_crop_eval_transform(image_size=image_size, in_channels=in_channels,
+                                                        crop_fraction=crop_fraction, interpolation=interpolation)
+        else:
+            raise ValueError(f"resize must be 'crop' or 'squash', got {resize!r}")
 
     def __call__(self, image) -> torch.Tensor:
         return self.transform(image.convert(self.mode))

@@ -7,35 +7,27 @@ augmentation), and never from the evaluation split that measures what int8 costs
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch.utils.data import IterableDataset
 
+if TYPE_CHECKING:
+    from xception.description import WeightsDescription
+
 DEFAULT_CALIBRATION_SIZE = 300  # a few hundred: NNCF's own default subset is 300
 
 
-def data_config_of(metadata: dict[str, Any], *, data_path: str | None = None):
-    """The `DataConfig` (augmentation off) the weights' metadata records, with `data_path` if given."""
-    from xception.data import DataConfig
-
-    data = dict(metadata.get("data") or {})
-    if not data:
-        raise ValueError("the weight file records no training data; it was not written by xception training")
-    if data_path is not None:
-        data["path"] = data_path
-    return DataConfig(**{**data, "augment": False})
-
-
-def calibration_images(metadata: dict[str, Any], *, count: int = DEFAULT_CALIBRATION_SIZE, seed: int = 0,
+def calibration_images(description: WeightsDescription, *, count: int = DEFAULT_CALIBRATION_SIZE, seed: int = 0,
                        data_path: str | None = None) -> torch.Tensor:
     """`count` training images (count, C, H, W) float32 in [-1, 1], drawn without replacement with
     `seed` (the first `count` of a streamed source), prepared as for evaluation."""
     from xception.data import build_datasets
+    from xception.data.config import recorded_data_config
 
     if count < 1:
         raise ValueError(f"the calibration set needs at least one image, got {count}")
-    train = build_datasets(data_config_of(metadata, data_path=data_path)).train
+    train = build_datasets(recorded_data_config(description, path=data_path)).train
     if isinstance(train, IterableDataset):
         images = []
         for image, _ in train:

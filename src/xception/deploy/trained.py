@@ -14,30 +14,31 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from xception.deploy.calibration import DEFAULT_CALIBRATION_SIZE, calibration_images, data_config_of
+from xception.deploy.calibration import DEFAULT_CALIBRATION_SIZE, calibration_images
 from xception.deploy.choice import RuntimeChoice
 from xception.deploy.engines import Engine, build_engine
 from xception.deploy.quantize import QuantizeMethod
 
+if TYPE_CHECKING:
+    from xception.description import WeightsDescription
+
 log = logging.getLogger(__name__)
 
 
-def trained_engine(model: nn.Module, metadata: dict[str, Any], choice: RuntimeChoice, *, device: torch.device,
+def trained_engine(model: nn.Module, description: WeightsDescription, choice: RuntimeChoice, *, device: torch.device,
                    threads: int | None = None, data_path: str | None = None,
                    calibration_size: int = DEFAULT_CALIBRATION_SIZE) -> Engine:
-    """`model` (from `load_trained_model`) as an `Engine` of `choice.runtime` in `choice.precision`."""
-    from xception.models.registry import MODELS
-
-    # The export fixes the input size: the one the weights were evaluated at, else the model's.
-    image_size = (metadata.get("data") or {}).get("image_size") or MODELS[metadata["model_name"]].input_size
+    """`model` (from `load_trained_model`) as an `Engine` of `choice.runtime` in `choice.precision`, at
+    the input size of its `description` (the export fixes it; the batch stays dynamic)."""
+    image_size = description.image_size
     calibration = None
     if choice.precision == "int8":
-        calibration = calibration_images(metadata, count=calibration_size, data_path=data_path)
+        calibration = calibration_images(description, count=calibration_size, data_path=data_path)
     with tempfile.TemporaryDirectory(prefix="xception-export-") as workdir:  # the runtimes load it whole
         try:
             return build_engine(model, runtime=choice.runtime, precision=choice.precision, device=device,
@@ -52,7 +53,7 @@ def trained_engine(model: nn.Module, metadata: dict[str, Any], choice: RuntimeCh
             first_line = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
             log.warning("%s could not run this model (%s); using PyTorch", choice.runtime, first_line)
             fallback = RuntimeChoice("torch", choice.precision, f"{choice.runtime} failed on this model")
-            return trained_engine(model, metadata, fallback, device=device, threads=threads, data_path=data_path,
+            return trained_engine(model, description, fallback, device=device, threads=threads, data_path=data_path,
                                   calibration_size=calibration_size)
 
 
@@ -74,16 +75,17 @@ def quantize_weights(weights: str, *, methods: tuple[QuantizeMethod, ...], calib
     images, and measure each int8 model against the eager fp32 one on the whole validation split
     (top-1 of both, points lost, top-1 agreement). On the CPU."""
     from xception.data import build_datasets
+    from xception.data.config import recorded_data_config
     from xception.deploy.cost import agreement_report, engine_logits
     from xception.deploy.engines import export_for_runtimes, openvino_engine, torch_engine
     from xception.deploy.quantize import pt2e_engine, quantize_openvino, quantize_pt2e
     from xception.models.trained import load_trained_model
 
-    model, metadata = load_trained_model(weights)
-    if metadata.get("multilabel"):
+    model, description = load_trained_model(weights)
+    if description.multilabel:
         raise ValueError(f"{weights} is multi-label; the int8 cost is measured with top-1, for single-label weights")
-    calibration = calibration_images(metadata, count=calibration_size, data_path=data_path)
-    validation = build_datasets(data_config_of(metadata, data_path=data_path)).val
+    calibration = calibration_images(description, count=calibration_size, data_path=data_path)
+    validation = build_datasets(recorded_data_config(description, path=data_path)).val
     reference, targets = engine_logits(torch_engine(model, precision="fp32", device=torch.device("cpu")), validation,
                                        batch_size=batch_size)
     results = []
@@ -91,7 +93,7 @@ def quantize_weights(weights: str, *, methods: tuple[QuantizeMethod, ...], calib
         start = time.perf_counter()
         if method == "nncf":
             with tempfile.TemporaryDirectory(prefix="xception-export-") as workdir:
-                onnx_path = export_for_runtimes(model, workdir, image_size=metadata["data"]["image_size"])
+                onnx_path = export_for_runtimes(model, workdir, image_size=description.image_size)
                 quantized = quantize_openvino(onnx_path, calibration)
             engine = openvino_engine(quantized, precision="int8", threads=threads)
         elif method == "pt2e":
@@ -116,13 +118,13 @@ def write_quantized(results: list[Quantized], directory: str | os.PathLike, *, w
     """Each int8 model of `results` in `directory` (int8_nncf.xml + .bin, int8_pt2e.pt2) and the
     measurements in int8.json (with the better method named); the paths written."""
     from xception.deploy.quantize import save_quantized
-    from xception.models.weights import read_metadata
+    from xception.models.trained import describe_file
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    metadata = read_metadata(weights)
-    size = data_config_of(metadata).image_size
-    example = torch.zeros(2, metadata["in_channels"], size, size)
+    description = describe_file(weights)
+    size = description.image_size
+    example = torch.zeros(2, description.in_channels, size, size)
     paths = []
     for q in results:
         paths.append(directory / ("int8_nncf.xml" if q.method == "nncf" else "int8_pt2e.pt2"))

@@ -104,47 +104,38 @@ def evaluate_weights(
     Runs in `runtime` (default: the fastest installed for the device, `xception.deploy.choice`).
     Adds `seconds` (the wall time of the pass), `images_per_second` and `runtime` (the engine's
     settings in words) to `evaluate`'s metrics."""
-    from xception.data import DataConfig, build_datasets
+    from xception.data import build_datasets
+    from xception.data.config import recorded_data_config
     from xception.data.imagenet import open_imagenet_val
     from xception.data.loader import build_loader, default_num_workers
     from xception.data.summary import split_size
     from xception.deploy.choice import choose_runtime
     from xception.deploy.trained import trained_engine
     from xception.distributed import init_distributed
-    from xception.models.registry import get_entry
     from xception.models.trained import load_trained_model
 
     context = init_distributed(device)
-    model, metadata = load_trained_model(weights, model_name=model_name)
-    data = dict(metadata.get("data") or {})
-    if source is not None:
-        data["source"] = source
-    if data_path is not None:
-        data["path"] = data_path
-    if ground_truth is not None:
-        data["ground_truth"] = ground_truth
-    if "source" not in data:
-        raise ValueError(f"{weights} records no data set; give --dataset and --data")
-    if data["source"] == "imagenet" and not data.get("path"):
+    model, description = load_trained_model(weights, model_name=model_name)
+    config = recorded_data_config(description, source=source, path=data_path, ground_truth=ground_truth)
+    if config.source == "imagenet" and not config.path:
         raise ValueError(f"{weights} are evaluated on the ImageNet validation set; give its folder with --data")
-    config = DataConfig(**{**data, "augment": False})
     if config.source == "imagenet":
         val, num_classes, multilabel, class_weights = open_imagenet_val(config), 1000, False, None
     else:
         datasets = build_datasets(config)
         val, num_classes = datasets.val, datasets.num_classes
         multilabel, class_weights = datasets.multilabel, datasets.class_weights
-    if num_classes != metadata["num_classes"]:
-        raise ValueError(f"{weights} has {metadata['num_classes']} classes but the data set has {num_classes}")
+    if num_classes != description.num_classes:
+        raise ValueError(f"{weights} has {description.num_classes} classes but the data set has {num_classes}")
     choice = choose_runtime(context.device, runtime=runtime, precision=precision)
-    engine = trained_engine(model, metadata, choice, device=context.device, data_path=data_path)
+    engine = trained_engine(model, description, choice, device=context.device, data_path=data_path)
     loader = build_loader(val, batch_size=batch_size, training=False, rank=context.rank,
                           world_size=context.world_size, seed=0, num_workers=default_num_workers(context.world_size),
                           pin_memory=context.device.type == "cuda",
                           bad_images=BadImageRecord(bad_images, split="validation", split_size=split_size(val),
                                                     max_fraction=bad_image_fraction))
     start = time.perf_counter()
-    if get_entry(model.model_name).task == "segmentation":
+    if description.task == "segmentation":
         from xception.eval.segmentation import evaluate_segmentation
 
         metrics = evaluate_segmentation(engine, loader, device=context.device, num_classes=num_classes)

@@ -9,17 +9,20 @@ which `published_metadata` returns (None otherwise).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from typing import Any
 
 from torch import nn
 
+from xception.description import WeightsDescription
+from xception.models.describe import describe, describe_file
 from xception.models.factory import create_model
 from xception.models.weights.assign import assign_state
 from xception.models.weights.download import weights_file
 from xception.models.weights.load import read_state
-from xception.models.weights.native import check_metadata, read_metadata, save_weights
+from xception.models.weights.native import check_metadata, save_weights
 from xception.models.weights.registry import WeightsEntry, default_weights, find_weights
 
 logger = logging.getLogger(__name__)
@@ -76,18 +79,20 @@ def convert_weights(
     num_classes: int | None = None,
     in_channels: int = 3,
     metadata: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> WeightsDescription:
     """Read `source` into a fresh `model_name`, check it fits, write it to `destination`.
 
     Our own files keep their class names; other files get those of `published_metadata` (class
-    names, preparation, provenance), which `metadata` overrides. Returns the metadata written.
+    names, preparation, provenance), which `metadata` overrides. Returns the description written.
     """
     model, file_metadata = build_from_file(source, model_name=model_name, num_classes=num_classes,
                                            in_channels=in_channels)
     if file_metadata is not None:
-        carried = {k: v for k, v in file_metadata.items()
-                   if k in ("class_names", "data", "weights") and (k != "class_names" or len(v) == model.num_classes)}
+        carried = describe(file_metadata)
+        if carried.num_classes != model.num_classes:  # a head of another size: its names no longer apply
+            carried = dataclasses.replace(carried, class_names=None)
+        written = carried.to_metadata()
     else:
-        carried = published_metadata(source, model) or {}
-    path = save_weights(model, destination, metadata={**carried, **(metadata or {})})
-    return read_metadata(path)
+        written = published_metadata(source, model) or {}
+    path = save_weights(model, destination, metadata={**written, **(metadata or {})})
+    return describe_file(path)

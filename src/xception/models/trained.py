@@ -1,10 +1,13 @@
-"""A model with what inference needs to know about it, rebuilt from its weights alone.
+"""A model and its `WeightsDescription`, rebuilt from a weight file alone.
 
 - A file written by this project (training, `xception convert`): its metadata names the registered
-  model, its overrides, classes, input channels and data preparation.
+  model, its overrides, classes, input channels, task and preparation.
 - Published weights by name ("imagenet") or a foreign file (the official Keras .h5, a timm state
   dict): the model is sized by the file's logistic layer, and the class names and preparation come
   from the matching registry entry (`xception.models.convert.published_metadata`).
+
+`load_trained_model` is the one reader of weight-file metadata: every consumer (predict, eval,
+export, quantize, serve, explain, fine-tuning) gets the typed description from here.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from typing import Any
 
 from torch import nn
 
+from xception.description import WeightsDescription
 from xception.models.convert import build_from_file, published_metadata
+from xception.models.describe import describe
 from xception.models.factory import create_model
 from xception.models.registry import get_entry
 from xception.models.weights import load_weights, read_metadata
@@ -31,11 +36,11 @@ DEFAULT_MODEL = "xception"  # what a foreign file or a weights name is for when 
 
 def load_trained_model(
     weights: str | os.PathLike | WeightsEntry, *, model_name: str | None = None
-) -> tuple[nn.Module, dict[str, Any]]:
-    """The model in eval mode and its metadata (model_name, num_classes, in_channels, class_names,
-    data, ...; a foreign file whose head is not that of published weights has no class names or
-    data). `model_name` picks the model of a weights name or a foreign file (default
-    "xception"); for our own files it must agree with the file's, which names its model."""
+) -> tuple[nn.Module, WeightsDescription]:
+    """The model in eval mode and its description (a foreign file whose head is not that of
+    published weights has no class names and no preprocessing). `model_name` picks the model of a
+    weights name or a foreign file (default "xception"); for our own files it must agree with the
+    file's, which names its model."""
     metadata = _our_metadata(weights)
     if metadata is None:
         return _foreign_model(weights, model_name or DEFAULT_MODEL)
@@ -50,12 +55,12 @@ def load_trained_model(
                  if k in base and v != base[k] and not isinstance(v, dict) and not _is_spec_list(v)}
     model = create_model(name, num_classes=metadata["num_classes"], in_channels=metadata["in_channels"], **overrides)
     load_weights(model, weights)
-    return model.eval(), metadata
+    return model.eval(), describe(metadata)
 
 
-def _foreign_model(weights: str | os.PathLike | WeightsEntry, model_name: str) -> tuple[nn.Module, dict[str, Any]]:
+def _foreign_model(weights: str | os.PathLike | WeightsEntry, model_name: str) -> tuple[nn.Module, WeightsDescription]:
     model, _ = build_from_file(weights, model_name=model_name)
-    return model, {**model_metadata(model), **(published_metadata(weights, model) or {})}
+    return model, describe({**model_metadata(model), **(published_metadata(weights, model) or {})})
 
 
 def _our_metadata(weights: str | os.PathLike | WeightsEntry) -> dict[str, Any] | None:

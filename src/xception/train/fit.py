@@ -31,6 +31,7 @@ from xception.atomic_write import remove_stale_temporaries, write_text_atomic
 from xception.data.bad_images import BadImageRecord
 from xception.data.loader import build_loader, default_num_workers
 from xception.data.summary import split_size
+from xception.description import Preprocessing, WeightsDescription
 from xception.distributed import (
     DistributedContext,
     all_gather_objects,
@@ -443,12 +444,17 @@ class Run:
         if not self.context.is_main:
             return
         datasets, average = self.datasets, self.trainer.average
-        save_weights(average.module if average is not None else self.module, self.run_dir / name, metadata={
-            "class_names": list(datasets.class_names), "multilabel": datasets.multilabel,
-            "data": dataclasses.asdict(self.config.data), "recipe": self.recipe.name, "step": self.trainer.step,
-            "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
-            "git_commit": git_commit(),
-        })
+        model = average.module if average is not None else self.module
+        data = dataclasses.asdict(self.config.data)
+        description = WeightsDescription(
+            model_name=self.config.model, num_classes=datasets.num_classes, in_channels=self.config.data.in_channels,
+            task=self.task.name, image_size=self.config.data.image_size, class_names=tuple(datasets.class_names),
+            multilabel=datasets.multilabel, preprocessing=Preprocessing.of_data(data), data=data,
+            provenance={"recipe": self.recipe.name, "step": self.trainer.step,
+                        "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+                        "git_commit": git_commit()},
+        )
+        save_weights(model, self.run_dir / name, metadata=description.to_metadata())
 
     # -- finish ---------------------------------------------------------------------------------
 

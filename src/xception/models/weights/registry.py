@@ -14,6 +14,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from xception.description import Preprocessing, WeightsDescription
 from xception.imagenet_classes import IMAGENET_CATEGORIES
 
 
@@ -24,19 +25,6 @@ class Checksum:
     algorithm: Literal["sha256", "md5"]
     digest: str
     source: str  # where the publisher states it
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How images were prepared for the published accuracy: resize the shorter side to
-    floor(image_size / crop_fraction) with `interpolation`, centre-crop `image_size`, scale RGB to
-    [-1, 1] (x / 127.5 - 1; Keras' "tf" mode, which torchvision's Inception V3 also reaches through
-    its `transform_input`)."""
-
-    image_size: int
-    crop_fraction: float
-    interpolation: Literal["bilinear", "bicubic"]
-    value_range: tuple[float, float] = (-1.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -73,19 +61,23 @@ class WeightsEntry:
     def key(self) -> str:
         return f"{self.model_name}.{self.name}"
 
+    def describe(self) -> WeightsDescription:
+        """What these weights are: the model, the ImageNet class names, the preparation, the data set
+        they were measured on and the file's provenance."""
+        p = self.preprocessing
+        return WeightsDescription(
+            model_name=self.model_name, num_classes=self.num_classes, in_channels=3, task="classification",
+            image_size=p.image_size, class_names=self.categories if self.num_classes else None, preprocessing=p,
+            data={"source": "imagenet", "path": None, "image_size": p.image_size, "in_channels": 3,
+                  "crop_fraction": p.crop_fraction, "interpolation": p.interpolation},
+            provenance={"weights": {"key": self.key, "file_name": self.file_name, "url": self.urls[0],
+                                    "checksum": dataclasses.asdict(self.checksum)}},
+        )
+
     def file_metadata(self) -> dict[str, Any]:
         """What `xception convert` writes beside the tensors so that `predict`, `eval` and `export` need
-        nothing else: the class names, the preparation (as a data config) and the file's provenance."""
-        p = self.preprocessing
-        metadata: dict[str, Any] = {
-            "data": {"source": "imagenet", "path": None, "image_size": p.image_size, "in_channels": 3,
-                     "crop_fraction": p.crop_fraction, "interpolation": p.interpolation},
-            "weights": {"key": self.key, "file_name": self.file_name, "url": self.urls[0],
-                        "checksum": dataclasses.asdict(self.checksum)},
-        }
-        if self.num_classes:
-            metadata["class_names"] = list(self.categories)
-        return metadata
+        nothing else (`WeightsDescription.to_metadata` of `describe()`)."""
+        return self.describe().to_metadata()
 
 
 _KERAS = "https://storage.googleapis.com/tensorflow/keras-applications/xception/"

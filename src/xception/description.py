@@ -1,0 +1,125 @@
+"""What a weight file is: one typed description, read and written in one place.
+
+torchvision attaches `meta` and `transforms` to its weights, timm gives every model a
+`pretrained_cfg`; here a `WeightsDescription` says, for trained and published weights alike, which
+registered model the tensors are for, its classes and their names, the task, the input channels, the
+preparation an image needs (`Preprocessing`), where the training data came from, and the provenance
+(published file, recipe, step, metrics, starting point of a fine-tuning).
+
+`to_metadata` is the one writer of the JSON that `save_weights` puts into a safetensors file;
+`from_metadata` the one reader, which also reads the files written before this type existed (their
+preparation is rebuilt from the training `DataConfig` they recorded under "data"). This module is a
+leaf: every layer (models, data, eval, deploy, the command line) may import it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Task = Literal["classification", "segmentation"]
+ResizeMode = Literal["crop", "squash"]
+# The sources that are Fashion-MNIST rasters (28 px cells), prepared as tensors, not as photos.
+GRID_SOURCES = ("fashion_mnist", "mosaic", "mosaic_masks")
+_CELL = 28  # Fashion-MNIST's side
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an image becomes the model's input, for evaluation and prediction.
+
+    Photos: resize the shorter side to floor(image_size / crop_fraction) with `interpolation`, then
+    centre-crop `image_size` ("crop"); or resize both sides to `image_size`, no crop ("squash", as
+    FaceForensics++ prepares faces). Rasters (`source_size` set, Fashion-MNIST and its mosaics):
+    grayscale, resized to the source's `source_size` x `source_size` grid, then to `image_size`.
+    Values end as x / 127.5 - 1 in `value_range` [-1, 1] (Keras' "tf" mode).
+    """
+
+    image_size: int
+    crop_fraction: float = 0.875
+    interpolation: Literal["bilinear", "bicubic"] = "bilinear"
+    value_range: tuple[float, float] = (-1.0, 1.0)
+    resize: ResizeMode = "crop"
+    source_size: int | None = None  # rasters only: the side of the stored image in pixels
+
+    def __post_init__(self) -> None:
+        if self.image_size < 1:
+            raise ValueError(f"image_size must be a positive number of pixels, got {self.image_size}")
+        if self.resize not in ("crop", "squash"):
+            raise ValueError(f"resize must be 'crop' or 'squash', got {self.resize!r}")
+
+    @classmethod
+    def of_data(cls, data: dict[str, Any]) -> Preprocessing:
+        """The evaluation preparation of a training `DataConfig` (as a dict, e.g. `dataclasses.asdict`)."""
+        source = data.get("source")
+        grid = int(data.get("mosaic_grid") or 2) if source in ("mosaic", "mosaic_masks") else 1
+        return cls(image_size=int(data["image_size"]), crop_fraction=float(data.get("crop_fraction") or 0.875),
+                   interpolation=data.get("interpolation") or "bilinear", resize=data.get("resize") or "crop",
+                   source_size=_CELL * grid if source in GRID_SOURCES else None)
+
+
+@dataclass(frozen=True)
+class WeightsDescription:
+    """Everything a consumer of a weight file needs besides its tensors.
+
+    model_name, model_config: the registered model and its resolved config (a dict; None for files
+        that do not record it). num_classes 0 is a body without its logistic layer.
+    class_names: in output order, or None when unknown (a foreign file whose head is not ImageNet's).
+    preprocessing: None when unknown (such a foreign file); `image_size` is then the model's default.
+    data: where the training data came from: the training `DataConfig` as a dict (source, path,
+        split...), which `xception eval` and int8 calibration rebuild; None for published weights.
+    provenance: the published file (key, url, checksum), recipe, step, metrics, git commit and the
+        starting point of a fine-tuning ("init"), as recorded.
+    """
+
+    model_name: str
+    num_classes: int
+    in_channels: int
+    task: Task
+    image_size: int
+    model_config: dict[str, Any] | None = None
+    class_names: tuple[str, ...] | None = None
+    multilabel: bool = False
+    preprocessing: Preprocessing | None = None
+    data: dict[str, Any] | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def to_metadata(self) -> dict[str, Any]:
+        """The JSON object for `save_weights(metadata=...)`: everything but the model's identity
+        (name, config, classes, channels), which `save_weights` takes from the model itself."""
+        metadata: dict[str, Any] = {"task": self.task, "multilabel": self.multilabel}
+        if self.class_names is not None:
+            metadata["class_names"] = list(self.class_names)
+        if self.preprocessing is not None:
+            metadata["preprocessing"] = dataclasses.asdict(self.preprocessing)
+        if self.data is not None:
+            metadata["data"] = dict(self.data)
+        return {**metadata, **self.provenance}
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, Any], *, task: Task, default_image_size: int) -> WeightsDescription:
+        """Read what `to_metadata` (plus `save_weights`' identity) wrote, or an older file of ours.
+
+        `task` and `default_image_size` are the registry's for the model: files written before
+        this type did not record the task, and a file may record no preparation at all."""
+        known = {"format_version", "model_name", "config", "num_classes", "in_channels", "task", "multilabel",
+                 "class_names", "preprocessing", "data"}
+        data = metadata.get("data") or None
+        if metadata.get("preprocessing"):
+            preprocessing = Preprocessing(**{k: tuple(v) if k == "value_range" else v
+                                             for k, v in metadata["preprocessing"].items()})
+        elif data and data.get("image_size"):
+            preprocessing = Preprocessing.of_data(data)  # files written before WeightsDescription
+        else:
+            preprocessing = None
+        names = metadata.get("class_names")
+        return cls(
+            model_name=metadata["model_name"], num_classes=int(metadata["num_classes"]),
+            in_channels=int(metadata.get("in_channels") or 3), task=metadata.get("task") or task,
+            image_size=preprocessing.image_size if preprocessing is not None else default_image_size,
+            model_config=metadata.get("config"), class_names=tuple(names) if names is not None else None,
+            multilabel=bool(metadata.get("multilabel")), preprocessing=preprocessing,
+            data=dict(data) if data else None,
+            provenance={k: v for k, v in metadata.items() if k not in known},
+        )

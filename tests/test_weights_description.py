@@ -1,0 +1,106 @@
+"""`WeightsDescription`: one reader and one writer of what a weight file is, old files included."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import xception
+from xception import create_model
+from xception.cli import main as cli_main
+from xception.data.prediction import prediction_transform
+from xception.description import Preprocessing, WeightsDescription
+from xception.models.trained import load_trained_model
+from xception.models.weights import save_weights
+from xception.models.weights.registry import XCEPTION_IMAGENET
+
+# What `fit` wrote into weights.safetensors before WeightsDescription (commit 8feb92b): the whole
+# training DataConfig under "data", no "task" and no "preprocessing".
+OLD_PHOTO_METADATA = {
+    "class_names": ["cat", "dog", "owl"], "multilabel": False, "recipe": "fashion_mnist_demo", "step": 12,
+    "metrics": {"top1": 0.5}, "git_commit": "8feb92b",
+    "data": {"source": "imagefolder", "path": "/data/pets", "image_size": 36, "in_channels": 3,
+             "crop_fraction": 0.8, "interpolation": "bicubic", "augment": True, "download": False, "seed": 0,
+             "crop_padding": 2, "erase_probability": 0.0, "mosaic_grid": 2, "mosaic_train_size": 60000,
+             "mosaic_val_size": 10000, "mosaic_class_skew": 1.0, "class_weights_path": None,
+             "train_examples": None, "val_examples": None, "ground_truth": None},
+}
+
+
+@pytest.fixture(scope="module")
+def old_file(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    model = create_model("xception_small", num_classes=3)
+    path = tmp_path_factory.mktemp("old") / "weights.safetensors"
+    save_weights(model, path, metadata=OLD_PHOTO_METADATA)
+    return path
+
+
+def test_description_reads_a_file_written_before_the_type(old_file):
+    model, description = load_trained_model(old_file)
+    assert description.model_name == "xception_small" and description.task == "classification"
+    assert description.class_names == ("cat", "dog", "owl") and description.num_classes == 3
+    assert description.preprocessing == Preprocessing(image_size=36, crop_fraction=0.8, interpolation="bicubic")
+    assert description.image_size == 36 and description.data["path"] == "/data/pets"
+    assert description.provenance == {"recipe": "fashion_mnist_demo", "step": 12, "metrics": {"top1": 0.5},
+                                      "git_commit": "8feb92b"}
+
+
+def test_description_round_trips_through_a_file(tmp_path):
+    model = create_model("deeplabv3plus_small", num_classes=11, in_channels=1)
+    written = WeightsDescription(
+        model_name="deeplabv3plus_small", num_classes=11, in_channels=1, task="segmentation", image_size=56,
+        class_names=tuple(f"c{i}" for i in range(11)),
+        preprocessing=Preprocessing(image_size=56, source_size=56), data={"source": "mosaic_masks", "path": None},
+        provenance={"recipe": "mosaic_segmentation", "init": {"weights": "x", "sha256": "0" * 64}},
+    )
+    save_weights(model, tmp_path / "w.safetensors", metadata=written.to_metadata())
+    _, read = load_trained_model(tmp_path / "w.safetensors")
+    assert read == WeightsDescription(**{**written.__dict__, "model_config": read.model_config})
+    assert read.model_config["output_stride"] == model.config.output_stride
+
+
+def test_published_weights_describe_their_preparation():
+    description = XCEPTION_IMAGENET.describe()
+    assert description.preprocessing.crop_fraction == 0.8975 and description.image_size == 299
+    assert len(description.class_names) == 1000 and description.task == "classification"
+
+
+def test_weights_at_a_non_default_size_predict_and_export_at_that_size(old_file, tmp_path, capsys):
+    """Weights evaluated at 36 px (xception_small's default is 28) run at 36 px everywhere."""
+    _, description = load_trained_model(old_file)
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8))
+    assert prediction_transform(description.preprocessing, in_channels=3)(photo).shape == (3, 36, 36)
+    onnx = pytest.importorskip("onnx")
+    out = tmp_path / "m.onnx"
+    assert cli_main(["export", "--weights", str(old_file), "--format", "onnx", "--out", str(out)]) == 0
+    assert "36x36" in capsys.readouterr().out
+    shape = [d.dim_value for d in onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim]
+    assert shape[1:] == [3, 36, 36]
+
+
+def test_trained_engine_runs_at_the_described_size(old_file):
+    from xception.deploy.choice import RuntimeChoice
+    from xception.deploy.trained import trained_engine
+
+    model, description = load_trained_model(old_file)
+    engine = trained_engine(model, description, RuntimeChoice("onnxruntime", "fp32", "test", requested=True),
+                            device=torch.device("cpu"))
+    assert engine(torch.zeros(2, 3, 36, 36)).shape == (2, 3)
+
+
+RAW_KEYS = ("class_names", "data", "preprocessing", "multilabel", "task", "recipe", "metrics", "weights", "init")
+
+
+def test_weight_metadata_keys_are_read_only_by_the_description():
+    """No module but `xception.description` indexes a weight file's metadata by its descriptive keys
+    (data/shards.py reads its own shard index, which has a `class_names` too)."""
+    root = Path(xception.__file__).parent
+    pattern = re.compile(r"metadata(\[|\.get\()\s*[\"'](" + "|".join(RAW_KEYS) + r")[\"']")
+    readers = sorted(str(p.relative_to(root)) for p in root.rglob("*.py") if pattern.search(p.read_text()))
+    assert readers == ["data/shards.py", "description.py"]
