@@ -164,3 +164,31 @@ def test_train_task_segmentation_refuses_a_classifier(tmp_path, fashion_mnist, c
               "--workers", "0", "--set", "data.mosaic_train_size=8", "--set", "data.mosaic_val_size=4",
               "--out", str(tmp_path)]) == 2
     assert "needs a segmentation model, e.g. --model deeplabv3plus_small" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_fit_trains_a_segmentation_model_from_python_with_no_task_field(tmp_path, fashion_mnist):
+    """The task comes from the model's registry entry: a library caller names the model only."""
+    from xception.data import DataConfig
+    from xception.train import TrainConfig, fit
+
+    data = DataConfig(source="mosaic_masks", path=str(fashion_mnist), image_size=56, in_channels=1,
+                      mosaic_train_size=16, mosaic_val_size=8)
+    result = fit(TrainConfig(data=data, model="deeplabv3plus_small", recipe="mosaic_segmentation", steps=2,
+                             batch_size=4, num_workers=0, progress=False, tensorboard=False,
+                             out_dir=str(tmp_path / "run")))
+    assert result.finished and 0.0 <= result.metrics["miou"] <= 1.0
+    assert (tmp_path / "run" / "masks.png").is_file()
+
+
+def test_resolve_train_values_applies_the_segmentation_presets_of_the_model():
+    from xception.train.task import resolve_train_values
+
+    values = resolve_train_values({"model": "deeplabv3plus_small", "data": {"path": None}})
+    assert values["recipe"] == "mosaic_segmentation" and values["data"]["source"] == "mosaic_masks"
+    assert values["data"]["image_size"] == 56 and "task" not in values
+    assert resolve_train_values({}, task="segmentation")["model"] == "deeplabv3plus_small"
+    classifier = resolve_train_values({"model": "xception", "task": "classification", "data": {}})
+    assert classifier == {"model": "xception", "data": {"image_size": 299}}
+    with pytest.raises(ValueError, match="needs a segmentation model"):
+        resolve_train_values({"model": "xception", "task": "segmentation"})

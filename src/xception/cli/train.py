@@ -20,8 +20,9 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--config", help="a .json or .toml file of TrainConfig fields")
     parser.add_argument("--task", choices=("classification", "segmentation"),
-                        help="segmentation: per-pixel labels, mean IoU, masks.png (default model "
-                        "deeplabv3plus_small, recipe mosaic_segmentation, dataset mosaic_masks)")
+                        help="the task follows the model; segmentation without --model trains deeplabv3plus_small "
+                        "(per-pixel labels, mean IoU, masks.png; recipe mosaic_segmentation and dataset mosaic_masks "
+                        "unless given)")
     parser.add_argument("--model", help="a registered model (see `xception models`); default xception")
     parser.add_argument("--recipe", help="paper_imagenet, paper_jft, fashion_mnist_demo or fashion_mnist_long")
     parser.add_argument("--dataset", choices=SOURCES,
@@ -68,18 +69,18 @@ def add_bad_image_options(parser: argparse.ArgumentParser, *, training: bool) ->
                         help=f"skip stops when more of a split than this is unreadable (default {MAX_BAD_FRACTION})")
 
 
-_FLAGS = ("task", "model", "recipe", "epochs", "steps", "batch_size", "accumulation_steps", "precision", "channels_last",
+_FLAGS = ("model", "recipe", "epochs", "steps", "batch_size", "accumulation_steps", "precision", "channels_last",
           "compile", "device", "cpu_threads", "sync_batchnorm", "seed", "num_workers", "out_dir", "evals_per_epoch", "progress",
           "bad_images", "bad_image_fraction", "restart")
 
 
 def build_config(args: argparse.Namespace):
     """The TrainConfig that `args` describe (checked, nothing built)."""
-    from xception.models.registry import get_entry
     from xception.train import TrainConfig
     from xception.train.checkpoint import load_training_checkpoint
     from xception.train.overrides import apply_overrides, load_config_file
     from xception.train.resume import run_dir_of
+    from xception.train.task import resolve_train_values
 
     if args.resume:
         values = load_training_checkpoint(args.resume)["config"]
@@ -91,24 +92,19 @@ def build_config(args: argparse.Namespace):
     for name in _FLAGS:
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
-    if values.get("task") == "segmentation":
-        from xception.train.task import SEGMENTATION_DEFAULTS
-
-        for key in ("model", "recipe"):
-            values.setdefault(key, SEGMENTATION_DEFAULTS[key])
-        if not (args.dataset or args.data):
-            values.setdefault("data", {}).setdefault("source", SEGMENTATION_DEFAULTS["source"])
     data = dict(values.get("data") or {})
-    if args.dataset or "source" not in data:
-        data["source"] = args.dataset or data.get("source") or ("imagefolder" if args.data else "fashion_mnist")
+    if args.dataset:
+        data["source"] = args.dataset
+    elif args.data and "source" not in data:
+        data["source"] = "imagefolder"
     for field, value in (("path", args.data), ("image_size", args.image_size), ("in_channels", args.in_channels)):
         if value is not None:
             data[field] = value
     if args.download:
         data["download"] = True
     data.setdefault("path", None)
-    data.setdefault("image_size", get_entry(values.get("model", "xception")).input_size)
-    values["data"] = data
+    values = resolve_train_values({**values, "data": data}, task=args.task)
+    values["data"].setdefault("source", "fashion_mnist")
     values = apply_overrides(values, args.assignments)
     config = TrainConfig.from_dict(values)
     config.check()

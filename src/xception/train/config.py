@@ -32,7 +32,6 @@ class TrainConfig:
     """
 
     data: DataConfig
-    task: Literal["classification", "segmentation"] = "classification"  # see xception.train.task
     model: str = "xception"
     model_overrides: dict[str, Any] = field(default_factory=dict)
     recipe: str = "paper_imagenet"
@@ -113,7 +112,10 @@ class TrainConfig:
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """The inverse of `to_dict`; unknown keys fail with the valid ones listed."""
         from xception.data import DataConfig
+        from xception.train.task import resolve_train_values
 
+        if "task" in values:  # written before the task came from the model's registry entry
+            values = resolve_train_values(values)
         values = dict(values)
         valid = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - valid)

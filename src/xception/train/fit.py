@@ -42,7 +42,6 @@ from xception.distributed import (
 )
 from xception.errors import UserError
 from xception.models import create_model
-from xception.models.registry import get_entry
 from xception.models.weights import save_weights
 from xception.runtime import (
     RuntimeSettings,
@@ -147,8 +146,7 @@ class Run:
             log.info("runtime: %s; %d CPU thread(s)%s", settings.reason, torch.get_num_threads(),
                      "; freed memory kept for reuse (glibc malloc, no per-step page faults)" if kept else "")
         _seed_everything(config.seed)  # the same initial weights on every process
-        self.task = build_task(config.task)
-        self.task.check_model(get_entry(config.model).task)
+        self.task = build_task(config.model)
         if datasets is None:
             from xception.data import build_datasets
 

@@ -23,16 +23,13 @@ from xception.train.recipes import Recipe
 
 TaskName = Literal["classification", "segmentation"]
 MASK_FIGURE = "masks.png"
-# What `xception train --task segmentation` uses unless told otherwise (the 10-minute CPU preset).
+# The model of `xception train --task segmentation`, and a segmentation model's recipe and data source
+# unless told otherwise (the 10-minute CPU preset).
 SEGMENTATION_DEFAULTS = {"model": "deeplabv3plus_small", "recipe": "mosaic_segmentation", "source": "mosaic_masks"}
 
 
 class ClassificationTask:
     name = "classification"
-
-    def check_model(self, model_task: str) -> None:
-        if model_task != "classification":
-            raise ValueError("this model predicts masks: train it with --task segmentation")
 
     def check_data(self, datasets: Datasets) -> None:
         """Every classification source fits."""
@@ -65,14 +62,11 @@ class SegmentationTask:
     name = "segmentation"
     figure_images = 4
 
-    def check_model(self, model_task: str) -> None:
-        if model_task != "segmentation":
-            raise ValueError("--task segmentation needs a segmentation model, e.g. --model deeplabv3plus_small")
-
     def check_data(self, datasets: Datasets) -> None:
         image, mask = datasets.val[0]
         if not (isinstance(mask, torch.Tensor) and mask.shape == image.shape[-2:]):
-            raise ValueError("--task segmentation needs per-pixel labels: use --dataset mosaic_masks")
+            raise ValueError("a segmentation model needs per-pixel labels: use the data source mosaic_masks "
+                             "(--dataset mosaic_masks, data.source)")
 
     def loss(self, recipe: Recipe) -> nn.Module:
         if recipe.loss != "softmax":
@@ -101,8 +95,34 @@ class SegmentationTask:
                          title="validation mosaics (test-set garments): input, true and predicted masks")
 
 
-def build_task(name: TaskName) -> ClassificationTask | SegmentationTask:
-    tasks = {"classification": ClassificationTask, "segmentation": SegmentationTask}
-    if name not in tasks:
-        raise ValueError(f"unknown task {name!r}; valid: {', '.join(tasks)}")
-    return tasks[name]()
+def build_task(model: str) -> ClassificationTask | SegmentationTask:
+    """The task of a registered model, as its registry entry says."""
+    from xception.models.registry import get_entry
+
+    return {"classification": ClassificationTask, "segmentation": SegmentationTask}[get_entry(model).task]()
+
+
+def resolve_train_values(values: dict[str, Any], *, task: TaskName | None = None) -> dict[str, Any]:
+    """Complete the fields of a TrainConfig given as plain data (a config file, the command line, an
+    experiment), the one place where a task's presets apply: the model (`task` "segmentation" without
+    a model: deeplabv3plus_small), then, for a segmentation model, the segmentation recipe and data
+    source unless given, and the model's default input size. `task` must agree with the model. A
+    "task" key (configs and checkpoints written before the task came from the model) must too, and
+    is dropped. Returns a new dict."""
+    from xception.models.registry import get_entry
+
+    values = {**values, "data": dict(values.get("data") or {})}
+    task = task or values.get("task")
+    if task == "segmentation":
+        values.setdefault("model", SEGMENTATION_DEFAULTS["model"])
+    entry = get_entry(values.setdefault("model", "xception"))
+    if task not in (None, entry.task):
+        example = "deeplabv3plus_small" if task == "segmentation" else "xception"
+        raise ValueError(f"task {task} needs a {task} model, e.g. --model {example}; {entry.name} is a "
+                         f"{entry.task} model")
+    values.pop("task", None)
+    if entry.task == "segmentation":
+        values.setdefault("recipe", SEGMENTATION_DEFAULTS["recipe"])
+        values["data"].setdefault("source", SEGMENTATION_DEFAULTS["source"])
+    values["data"].setdefault("image_size", entry.input_size)
+    return values
