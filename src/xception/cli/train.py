@@ -24,7 +24,18 @@ def add_parser(subparsers) -> None:
                         "(per-pixel labels, mean IoU, masks.png; recipe mosaic_segmentation and dataset mosaic_masks "
                         "unless given)")
     parser.add_argument("--model", help="a registered model (see `xception models`); default xception")
-    parser.add_argument("--recipe", help="paper_imagenet, paper_jft, fashion_mnist_demo or fashion_mnist_long")
+    parser.add_argument("--recipe", help="paper_imagenet, paper_jft, fashion_mnist_demo, fashion_mnist_long, "
+                        "mosaic_segmentation, finetune or linear_probe (see docs/training.md)")
+    parser.add_argument("--weights", dest="init_weights", metavar="NAME|FILE",
+                        help="start from these weights: published ones by name (imagenet), the official Keras .h5, "
+                        "a timm/Cadene .pth, a .safetensors of this project or a run's checkpoint. The body loads "
+                        "exactly; the head is new when the data's classes differ. Fine-tuning: --recipe finetune")
+    parser.add_argument("--freeze-epochs", type=float, metavar="E",
+                        help="train only the head for the first E epochs (recipe.head_epochs; E >= the budget is "
+                        "a linear probe), then the whole network")
+    parser.add_argument("--batchnorm", choices=("frozen", "train"),
+                        help="frozen: BatchNorm in inference mode with its scale and offset fixed (Keras' rule for "
+                        "fine-tuning; recipe.batchnorm)")
     parser.add_argument("--dataset", choices=SOURCES,
                         help="the data source (default fashion_mnist when --data is not given, else imagefolder)")
     parser.add_argument("--data", help="the dataset's directory")
@@ -69,7 +80,7 @@ def add_bad_image_options(parser: argparse.ArgumentParser, *, training: bool) ->
                         help=f"skip stops when more of a split than this is unreadable (default {MAX_BAD_FRACTION})")
 
 
-_FLAGS = ("model", "recipe", "epochs", "steps", "batch_size", "accumulation_steps", "precision", "channels_last",
+_FLAGS = ("model", "init_weights", "recipe", "epochs", "steps", "batch_size", "accumulation_steps", "precision", "channels_last",
           "compile", "device", "cpu_threads", "sync_batchnorm", "seed", "num_workers", "out_dir", "evals_per_epoch", "progress",
           "bad_images", "bad_image_fraction", "restart")
 
@@ -103,7 +114,11 @@ def build_config(args: argparse.Namespace):
     if args.download:
         data["download"] = True
     data.setdefault("path", None)
-    values = resolve_train_values({**values, "data": data}, task=args.task)
+    recipe = dict(values.get("recipe_overrides") or {})
+    for field, value in (("head_epochs", args.freeze_epochs), ("batchnorm", args.batchnorm)):
+        if value is not None:
+            recipe[field] = value
+    values = resolve_train_values({**values, "data": data, "recipe_overrides": recipe}, task=args.task)
     values["data"].setdefault("source", "fashion_mnist")
     values = apply_overrides(values, args.assignments)
     config = TrainConfig.from_dict(values)

@@ -34,6 +34,9 @@ class TrainConfig:
     data: DataConfig
     model: str = "xception"
     model_overrides: dict[str, Any] = field(default_factory=dict)
+    # Start from these weights (xception.train.finetune): published weights by name ("imagenet"), the
+    # official Keras .h5, a timm/Cadene .pth, this project's safetensors or a run's checkpoint.
+    init_weights: str | None = None
     recipe: str = "paper_imagenet"
     recipe_overrides: dict[str, Any] = field(default_factory=dict)
     epochs: float | None = None  # None: the recipe's
@@ -101,6 +104,16 @@ class TrainConfig:
             raise FileNotFoundError(f"data path {self.data.path} does not exist; pass the dataset's directory")
         if self.resume is not None and self.restart:
             raise ValueError("--resume and --restart contradict each other: give one of them")
+        if self.init_weights is not None:
+            from xception.models.weights.download import registered_weights
+            from xception.train.finetune import file_model
+
+            if not Path(self.init_weights).is_file() and registered_weights(file_model(self.model),
+                                                                            self.init_weights) is None:
+                from xception.models.weights.registry import list_weights
+
+                raise FileNotFoundError(f"--weights {self.init_weights}: no such file and no published weights of "
+                                        f"that name; give a weight file or one of {', '.join(list_weights())}")
         if self.resume is not None and not Path(self.resume).exists():
             raise FileNotFoundError(f"--resume {self.resume} does not exist; give a checkpoint file or a run directory")
 

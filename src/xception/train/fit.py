@@ -60,7 +60,9 @@ from xception.train.checkpoint import (
     save_checkpoint,
 )
 from xception.train.config import EvalRecord, TrainConfig, TrainResult
+from xception.train.finetune import Phases, initialize
 from xception.train.logbook import Logbook, plot_curves
+from xception.train.mix import build_mix
 from xception.train.optimizer import build_optimizer
 from xception.train.provenance import environment, git_commit
 from xception.train.recipes import get_recipe
@@ -198,6 +200,15 @@ class Run:
             config.model, num_classes=self.datasets.num_classes, in_channels=config.data.in_channels,
             drop_rate=recipe.drop_rate, **config.model_overrides,
         )
+        self.init = None
+        if config.init_weights is not None:
+            # Every process loads the same file; a resumed run loads it too and then its checkpoint.
+            self.init = initialize(module, config.init_weights, class_names=list(self.datasets.class_names))
+            if self.context.is_main:
+                log.info("started from %s (%s, sha256 %s): %d tensors loaded into the %s; freshly initialised: "
+                         "%s", self.init.weights, self.init.file, self.init.sha256[:16], self.init.loaded,
+                         self.init.into, _shorten(self.init.fresh) + (f" ({self.init.reason})" if self.init.reason
+                                                                      else ""))
         if config.sync_batchnorm and self.context.distributed:
             module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
         return module.to(self.context.device, memory_format=self.settings.memory_format)
@@ -206,14 +217,19 @@ class Run:
         config, recipe, context, module = self.config, self.recipe, self.context, self.module
         schedule = build_schedule(recipe, batch_size=config.batch_size, epoch_size=self.epoch_size,
                                   total_samples=self.total_steps * config.batch_size)
-        optimizer = build_optimizer(module, recipe=recipe, model_name=config.model, lr=schedule(0))
+        phases = Phases(module, recipe, epoch_size=self.epoch_size)
+        phases = phases if phases.active else None
+        optimizer = build_optimizer(module, recipe=recipe, model_name=config.model, lr=schedule(0),
+                                    trunk=phases.trunk if phases is not None else None)
         average = (ModelAverage(module, decay=recipe.average_decay, bn_policy=recipe.average_bn_policy)
                    if recipe.average_decay is not None else None)
         scaler = grad_scaler(context.device.type, self.settings.precision)
         model: nn.Module = module
         if context.distributed:
+            # A frozen trunk gets no gradients during the head phase: DDP must not wait for them.
             model = nn.parallel.DistributedDataParallel(
-                module, device_ids=[context.device] if context.device.type == "cuda" else None)
+                module, device_ids=[context.device] if context.device.type == "cuda" else None,
+                find_unused_parameters=phases is not None and phases.head_samples > 0)
         if self.settings.compile:
             model = torch.compile(model)
         return Trainer(
@@ -221,7 +237,9 @@ class Run:
             loss_fn=self.task.loss(recipe),
             device=context.device, autocast_dtype=self.settings.autocast_dtype,
             channels_last=self.settings.channels_last, batch_size=config.batch_size, average=average,
-            grad_clip_norm=recipe.grad_clip_norm, scaler=scaler,
+            grad_clip_norm=recipe.grad_clip_norm, scaler=scaler, phases=phases,
+            mix=build_mix(recipe, num_classes=self.datasets.num_classes, task=self.task.name,
+                          multilabel=self.datasets.multilabel),
         )
 
     # -- resume -------------------------------------------------------------------------------
@@ -293,7 +311,8 @@ class Run:
                     "runtime": dataclasses.asdict(self.settings),
                     "schedule": dataclasses.asdict(self.trainer.schedule),
                     "num_classes": self.datasets.num_classes, "class_names": list(self.datasets.class_names),
-                    "total_steps": self.total_steps, "steps_per_epoch": self.steps_per_epoch}
+                    "total_steps": self.total_steps, "steps_per_epoch": self.steps_per_epoch,
+                    "init": dataclasses.asdict(self.init) if self.init is not None else None}
         write_text_atomic(run_dir / "config.json", json.dumps(resolved, indent=2, default=str))
         write_text_atomic(run_dir / "environment.json", json.dumps(environment(self.context.world_size), indent=2))
 
@@ -450,7 +469,8 @@ class Run:
             multilabel=datasets.multilabel, preprocessing=Preprocessing.of_data(data), data=data,
             provenance={"recipe": self.recipe.name, "step": self.trainer.step,
                         "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
-                        "git_commit": git_commit()},
+                        "git_commit": git_commit(),
+                        **({"init": {"weights": self.init.weights, "sha256": self.init.sha256}} if self.init else {})},
         )
         save_weights(model, self.run_dir / name, metadata=description.to_metadata())
 
@@ -487,6 +507,12 @@ class Run:
             weights=run_dir / FINAL_WEIGHTS if finished else None,
             steps=trainer.step, total_steps=self.total_steps, finished=finished, wall_s=wall_s, attempts=attempts,
         )
+
+
+def _shorten(keys: tuple[str, ...], shown: int = 4) -> str:
+    if not keys:
+        return "nothing"
+    return ", ".join(keys[:shown]) + (f" and {len(keys) - shown} more" if len(keys) > shown else "")
 
 
 def _groups(batches: Iterator, size: int) -> Iterator[list]:

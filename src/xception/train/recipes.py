@@ -1,4 +1,5 @@
-"""Training recipes as named, frozen data: the paper's two (sections 4.2-4.3) and two for Fashion-MNIST.
+"""Training recipes as named, frozen data: the paper's two (sections 4.2-4.3), presets for Fashion-MNIST and
+its mosaics, and fine-tuning.
 
 A recipe says how to optimise: optimizer, learning-rate schedule, weight decay, dropout, loss,
 Polyak averaging, warm-up. It says nothing about the model or the data (those live in `TrainConfig`).
@@ -14,10 +15,11 @@ from typing import Any, Literal
 from xception.config_fields import check_field_types
 from xception.errors import UnknownFieldError, UnknownNameError
 
-Optimizer = Literal["sgd", "rmsprop"]
+Optimizer = Literal["sgd", "rmsprop", "adamw"]
 Schedule = Literal["staircase", "cosine"]
 Loss = Literal["softmax", "sigmoid"]
 AveragePolicy = Literal["average", "copy"]
+BatchNormMode = Literal["train", "frozen"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,20 @@ class Recipe:
     average_bn_policy: AveragePolicy = "average"
     grad_clip_norm: float | None = None
     epochs: float | None = None  # the recipe's default budget; TrainConfig may override
+    adam_betas: tuple[float, float] = (0.9, 0.999)  # adamw: torch's and Keras' defaults
+    # Fine-tuning (xception.train.finetune): the first `head_epochs` train the head only (the trunk
+    # frozen, in inference mode); then the whole network, the trunk's learning rate x `trunk_lr_scale`,
+    # ramped up from 0 over `trunk_warmup_epochs`. head_epochs >= the budget is a linear probe.
+    head_epochs: float = 0.0
+    trunk_lr_scale: float = 1.0
+    trunk_warmup_epochs: float = 0.0
+    # "frozen": every BatchNorm layer in inference mode (moving statistics kept) with its scale and
+    # offset not trained, Keras' rule for fine-tuning; "train": BatchNorm trains as usual.
+    batchnorm: BatchNormMode = "train"
+    # Mixup (Zhang et al. 2018) and CutMix (Yun et al. 2019) of single-label batches, Beta(alpha, alpha)
+    # mixing weights, one of the two per micro-batch when both are on (timm's switch); 0 = off.
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
 
     def weight_decay_for(self, family: str) -> float:
         """The weight decay for a model family, or a KeyError naming the families this recipe knows."""
@@ -166,8 +182,32 @@ MOSAIC_SEGMENTATION = dataclasses.replace(
     epochs=2,
 )
 
+# NOTE(paper): not the paper's. Fine-tuning published or one's own weights on a few labelled images,
+# after Keras' guide "Transfer learning & fine-tuning" (written on Xception): a new head trained on
+# the frozen base, then the whole network at a much lower learning rate, BatchNorm in inference mode.
+FINETUNE = Recipe(
+    name="finetune",
+    # The guide compiles with Adam; AdamW's decoupled decay (Loshchilov & Hutter 2019) is timm's default.
+    optimizer="adamw",
+    lr=1e-3,  # the guide's head phase: keras.optimizers.Adam() at its default 1e-3
+    momentum=0.0,  # unused by AdamW (adam_betas)
+    schedule="cosine",
+    warmup_epochs=0.0,
+    # torch.optim.AdamW's default decay, on kernels only (as every recipe here).
+    weight_decay=(("xception", 0.01), ("inception_v3", 0.01)),
+    label_smoothing=0.1,  # timm's train.py default --smoothing
+    head_epochs=1.0,  # the guide trains the head for a few epochs first; 1 keeps small budgets for the rest
+    trunk_lr_scale=0.01,  # the guide's second phase: Adam(1e-5), 1/100 of the head's 1e-3
+    trunk_warmup_epochs=1.0,  # a linear ramp so that the first trunk updates do not undo the weights
+    batchnorm="frozen",  # the guide's central warning (keras-team/keras#9214)
+    epochs=10,
+)
+# The same as a linear probe: only the head ever trains (head_epochs beyond any budget).
+LINEAR_PROBE = dataclasses.replace(FINETUNE, name="linear_probe", head_epochs=1e9, label_smoothing=0.0)
+
 RECIPES: dict[str, Recipe] = {
-    r.name: r for r in (PAPER_IMAGENET, PAPER_JFT, FASHION_MNIST_DEMO, FASHION_MNIST_LONG, MOSAIC_SEGMENTATION)
+    r.name: r for r in (PAPER_IMAGENET, PAPER_JFT, FASHION_MNIST_DEMO, FASHION_MNIST_LONG, MOSAIC_SEGMENTATION,
+                        FINETUNE, LINEAR_PROBE)
 }
 
 

@@ -22,7 +22,7 @@ from xception.atomic_write import write_text_atomic
 from xception.train.checkpoint import LATEST
 from xception.train.logbook import METRICS
 
-REFUSED = ("model", "model_overrides", "batch_size", "seed", "data")
+REFUSED = ("model", "init_weights", "model_overrides", "batch_size", "seed", "data")
 # The recipe fields whose change makes the saved optimizer or average state meaningless.
 REFUSED_RECIPE = ("optimizer", "loss")
 # Fields that say where a run writes and how it shows progress, not what it computes.

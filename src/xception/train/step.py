@@ -15,6 +15,7 @@ from torch import nn
 
 from xception.runtime import autocast
 from xception.train.averaging import ModelAverage
+from xception.train.finetune import Phases
 from xception.train.schedule import LearningRateSchedule
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -39,11 +40,14 @@ class Trainer:
         average: ModelAverage | None,
         grad_clip_norm: float | None,
         scaler: torch.amp.GradScaler,
+        phases: Phases | None = None,
+        mix: Callable[[torch.Tensor, torch.Tensor], Batch] | None = None,
     ) -> None:
         self.model, self.module, self.optimizer, self.schedule = model, module, optimizer, schedule
         self.loss_fn, self.device, self.autocast_dtype = loss_fn, device, autocast_dtype
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.batch_size, self.average, self.grad_clip_norm, self.scaler = batch_size, average, grad_clip_norm, scaler
+        self.phases, self.mix = phases, mix  # fine-tuning phases; mixup / cutmix of each micro-batch
         self.step = 0  # optimizer steps done
 
     @property
@@ -64,8 +68,9 @@ class Trainer:
 
     def anneal_lr(self) -> float:
         lr = self.schedule(self.samples)
+        trunk_scale = self.phases.lr_scale(self.samples) if self.phases is not None else 1.0
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * trunk_scale if group.get("trunk") else lr
         return lr
 
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -75,12 +80,16 @@ class Trainer:
         """Gradients of the mean loss over all micro-batches (DDP averages over processes and
         synchronises only on the last micro-batch)."""
         self.model.train()
+        if self.phases is not None:
+            self.phases.apply(self.samples)
         total = torch.zeros((), device=self.device)
         for i, (images, targets) in enumerate(micro_batches):
             last = i == len(micro_batches) - 1
             sync = contextlib.nullcontext() if last or not hasattr(self.model, "no_sync") else self.model.no_sync()
             images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
             targets = targets.to(self.device, non_blocking=True)
+            if self.mix is not None:
+                images, targets = self.mix(images, targets)
             with sync:
                 with self.autocast():
                     logits = self.model(images)
