@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from tiny_classification import tiny_datasets
-from tiny_image_folder import train_argv, write_image_folder
+from tiny_image_folder import starting_weights, train_argv, write_image_folder
 from xception import create_model
 from xception.models.weights import save_weights
 from xception.train import TrainConfig, fit
@@ -24,14 +24,7 @@ SMALL = {"width": 0.125, "middle_repeats": 1}
 
 
 def starting_file(tmp_path: Path, *, num_classes: int = 4) -> Path:
-    """Random xception_small weights with non-trivial BatchNorm statistics, for `num_classes` classes."""
-    torch.manual_seed(1)
-    model = create_model("xception_small", num_classes=num_classes, in_channels=1, **SMALL)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.momentum = None
-    model.train()(torch.rand(16, 1, 16, 16) * 2 - 1)
-    return save_weights(model.eval(), tmp_path / "start.safetensors")
+    return starting_weights(tmp_path / "start.safetensors", num_classes=num_classes)
 
 
 def config(tmp_path: Path, start: Path, **recipe) -> TrainConfig:

@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tiny_image_folder import export_shards, train_argv, write_image_folder
+from tiny_image_folder import export_shards, starting_weights, train_argv, write_image_folder
 from xception.train.checkpoint import load_checkpoint
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -26,10 +26,10 @@ KILLS = int(os.environ.get("XCEPTION_KILLS", "6"))
 STEPS = max(30, 5 * KILLS)  # room for every kill to land on a training attempt (3 steps a kill seen)
 
 
-def _train_args(data, out, *, steps: int) -> list[str]:
+def _train_args(data, out, *extra: str, steps: int) -> list[str]:
     return train_argv(data, out, "--set", "recipe.drop_rate=0.3", "--steps", str(steps), "--batch-size", "8",
                       "--threads", "1", "--workers", "0", "--set", "log_every_steps=1",
-                      "--set", "checkpoint_every_steps=1")
+                      "--set", "checkpoint_every_steps=1", *extra)
 
 
 def _environment() -> dict[str, str]:
@@ -70,17 +70,30 @@ def _same_weights(a: Path, b: Path) -> bool:
     return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
 
 
+def _fine_tuning(tmp_path: Path) -> list[str]:
+    """Fine-tuning from weights, the head alone for two epochs (SWITCH_STEP steps), then the whole
+    network, with mixup: the kills land in both phases."""
+    start = starting_weights(tmp_path / "start.safetensors", num_classes=5)
+    return ["--weights", str(start), "--recipe", "finetune", "--freeze-epochs", "2",
+            "--set", "recipe.trunk_warmup_epochs=1", "--set", "recipe.mixup_alpha=0.2"]
+
+
+SWITCH_STEP = 12  # two epochs of 48 training images in batches of 8
+
+
 @pytest.mark.slow
-def test_kill_9_at_random_moments_then_the_same_command_ends_bit_identical(tmp_path):
+@pytest.mark.parametrize("variant", ["scratch", "fine-tuning"])
+def test_kill_9_at_random_moments_then_the_same_command_ends_bit_identical(tmp_path, variant):
     data = write_image_folder(tmp_path / "data", per_class={"train": 24, "val": 10})
+    extra = _fine_tuning(tmp_path) if variant == "fine-tuning" else []
     command = [sys.executable, "-m", "xception.cli"]
     straight = tmp_path / "straight"
-    subprocess.run([*command, *_train_args(data, straight, steps=STEPS)], env=_environment(), check=True,
+    subprocess.run([*command, *_train_args(data, straight, *extra, steps=STEPS)], env=_environment(), check=True,
                    capture_output=True)
     run, rng = tmp_path / "killed", random.Random(0)
     kills = during_write = 0
     for attempt in range(KILLS):
-        process = subprocess.Popen([*command, *_train_args(data, run, steps=STEPS)], env=_environment(),
+        process = subprocess.Popen([*command, *_train_args(data, run, *extra, steps=STEPS)], env=_environment(),
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         before = _logged_steps(run)
         while process.poll() is None and _logged_steps(run) <= before:  # until this attempt trains
@@ -96,7 +109,7 @@ def test_kill_9_at_random_moments_then_the_same_command_ends_bit_identical(tmp_p
             kills += 1
             during_write += bool(list((run / "checkpoints").glob(".latest.pt.tmp-*")))
         _check_every_file_reads(run)
-    done = subprocess.run([*command, *_train_args(data, run, steps=STEPS)], env=_environment(), check=True,
+    done = subprocess.run([*command, *_train_args(data, run, *extra, steps=STEPS)], env=_environment(), check=True,
                           capture_output=True, text=True)
     assert f"trained {STEPS} steps" in done.stdout
     final = json.loads((run / "final.json").read_text())
@@ -104,6 +117,8 @@ def test_kill_9_at_random_moments_then_the_same_command_ends_bit_identical(tmp_p
           f"{_check_every_file_reads(run)} files read")
     assert kills >= KILLS * 2 // 3 and _same_weights(run / "weights.safetensors", straight / "weights.safetensors")
     assert sum(a["to_step"] - a["from_step"] for a in final["attempts"]) == STEPS
+    if variant == "fine-tuning":  # killed attempts ended in the head phase and in the whole-network phase
+        assert {a["to_step"] <= SWITCH_STEP for a in final["attempts"][:-1]} == {True, False}
     assert not list(run.rglob("*.tmp-*"))
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if r["kind"] == "step"] == list(range(1, STEPS + 1))  # every step once

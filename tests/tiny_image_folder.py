@@ -38,3 +38,20 @@ def train_argv(folder: Path, out: Path, *extra: str) -> list[str]:
             "--recipe", "fashion_mnist_demo", "--steps", "6", "--batch-size", "4", "--precision", "fp32",
             "--device", "cpu", "--workers", "1", "--no-progress", "--set", "tensorboard=false", "--out", str(out),
             *extra]
+
+
+def starting_weights(path: Path, *, num_classes: int) -> Path:
+    """Random weights of `train_argv`'s model for `num_classes` classes, with BatchNorm statistics of a
+    noise batch (so that a lost or updated buffer shows): a starting point for `--weights`."""
+    import torch
+
+    from xception import create_model
+    from xception.models.weights import save_weights
+
+    torch.manual_seed(1)
+    model = create_model("xception_small", num_classes=num_classes, in_channels=1, width=0.125, middle_repeats=1)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = None  # a cumulative average: one batch sets the statistics
+    model.train()(torch.rand(16, 1, 16, 16) * 2 - 1)
+    return save_weights(model.eval(), path)
