@@ -1,10 +1,20 @@
 """Preprocessing of photographs with torchvision's transforms.v2, from a PIL image to the model input.
 
-Training: the Inception crop (a random region of 8-100% of the area and aspect ratio 3/4-4/3,
-resized to the input size; Szegedy et al. 2015, used for Inception V3 and Xception) and a random
-horizontal flip. Evaluation: resize the shorter side to floor(size / crop_fraction), then crop the
-centre (299 px from 341 at the Inception fraction 0.875). Both end in x / 127.5 - 1, Keras'
-`preprocess_input` "tf" mode, so values lie in [-1, 1].
+`DataConfig.resize` "crop" (the default). Training: the Inception crop (a random region of 8-100%
+of the area and aspect ratio 3/4-4/3, resized to the input size; Szegedy et al. 2015, used for
+Inception V3 and Xception) and a random horizontal flip. Evaluation: resize the shorter side to
+floor(size / crop_fraction), then crop the centre (299 px from 341 at the Inception fraction 0.875).
+
+"squash": the whole image resized to size x size, its aspect ratio not kept, as FaceForensics++
+prepares its face crops (and its XceptionNet baseline evaluates them). Nothing is cropped, in
+training either: a face crop already frames what matters, and a random crop would cut part of it
+off. Training adds the horizontal flip only; `crop_fraction` is not used.
+
+Both end in x / 127.5 - 1, Keras' `preprocess_input` "tf" mode, so values lie in [-1, 1].
+
+The geometric steps (`geometry`) are torchvision transforms that move a `tv_tensors.Mask` with its
+image (nearest neighbour, the same random crop and flip), which is how `SegmentationPair` keeps
+per-pixel labels aligned with their pixels.
 """
 
 from __future__ import annotations
@@ -12,7 +22,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from torchvision import tv_tensors
 from torchvision.transforms import InterpolationMode, v2
 
 from xception.data.config import DataConfig
@@ -20,51 +32,45 @@ from xception.data.images import MODES
 
 INCEPTION_AREA = (0.08, 1.0)
 INCEPTION_ASPECT = (3 / 4, 4 / 3)
+# Segmentation's random crop: DeepLab scales an image by 0.5-2.0 and crops a fixed window, which
+# covers about 1/4 to all of the image's area (smaller scales pad instead, which is not done here).
+# 8% of the area, the Inception crop's floor, leaves too little context to label every pixel.
+SEGMENTATION_AREA = (0.25, 1.0)
 
 
 def to_model_range(in_channels: int) -> v2.Compose:
-    """uint8 image tensor (C, H, W) -> float32 in [-1, 1] (x / 127.5 - 1)."""
+    """uint8 image tensor (C, H, W) -> float32 in [-1, 1] (x / 127.5 - 1). Masks pass unchanged."""
     return v2.Compose(
         [v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.5] * in_channels, [0.5] * in_channels)]
     )
 
 
-def inception_train_transform(*, image_size: int, in_channels: int, interpolation: str) -> v2.Compose:
-    """PIL image -> float32 (in_channels, image_size, image_size) in [-1, 1], randomly cropped and flipped."""
-    return v2.Compose(
-        [
-            v2.PILToTensor(),
-            v2.RandomResizedCrop(image_size, scale=INCEPTION_AREA, ratio=INCEPTION_ASPECT,
-                                 interpolation=InterpolationMode(interpolation), antialias=True),
-            v2.RandomHorizontalFlip(),
-            to_model_range(in_channels),
-        ]
-    )
+def geometry(config: DataConfig, *, training: bool, area: tuple[float, float] = INCEPTION_AREA) -> list[v2.Transform]:
+    """The resize, crop and flip steps of `config.resize` on uint8 image tensors (and masks):
+    training (random, `area` of the Inception crop) or evaluation (deterministic)."""
+    size, interpolation = config.image_size, InterpolationMode(config.interpolation)
+    if config.resize == "squash":
+        squash = v2.Resize((size, size), interpolation=interpolation, antialias=True)
+        return [squash, v2.RandomHorizontalFlip()] if training else [squash]
+    if training:
+        return [v2.RandomResizedCrop(size, scale=area, ratio=INCEPTION_ASPECT, interpolation=interpolation,
+                                     antialias=True),
+                v2.RandomHorizontalFlip()]
+    return [v2.Resize(math.floor(size / config.crop_fraction), interpolation=interpolation, antialias=True),
+            v2.CenterCrop(size)]
 
 
-def center_crop_eval_transform(*, image_size: int, in_channels: int, crop_fraction: float,
-                               interpolation: str) -> v2.Compose:
-    """PIL image -> float32 (in_channels, image_size, image_size) in [-1, 1]: resize the shorter side to
-    floor(image_size / crop_fraction) with `interpolation` ("bilinear" or "bicubic"), centre crop."""
-    return v2.Compose(
-        [
-            v2.PILToTensor(),
-            v2.Resize(math.floor(image_size / crop_fraction), interpolation=InterpolationMode(interpolation),
-                      antialias=True),
-            v2.CenterCrop(image_size),
-            to_model_range(in_channels),
-        ]
-    )
+def photo_pipeline(config: DataConfig, *, training: bool) -> v2.Compose:
+    """PIL image -> float32 (in_channels, image_size, image_size) in [-1, 1] (`geometry`'s steps)."""
+    return v2.Compose([v2.PILToTensor(), *geometry(config, training=training), to_model_range(config.in_channels)])
 
 
 class PhotoEvalInput:
     """A PIL image in any mode -> the evaluation input: converted to L or RGB, then the eval transform."""
 
-    def __init__(self, *, image_size: int, in_channels: int, crop_fraction: float, interpolation: str) -> None:
-        self.mode = MODES[in_channels]
-        self.transform = center_crop_eval_transform(
-            image_size=image_size, in_channels=in_channels, crop_fraction=crop_fraction, interpolation=interpolation
-        )
+    def __init__(self, config: DataConfig) -> None:
+        self.mode = MODES[config.in_channels]
+        self.transform = photo_pipeline(config, training=False)
 
     def __call__(self, image) -> torch.Tensor:
         return self.transform(image.convert(self.mode))
@@ -80,17 +86,30 @@ class PhotoTransforms:
 
 
 def photo_transforms(config: DataConfig) -> PhotoTransforms:
-    """Inception crop and flip for training (the evaluation crop when config.augment is off), the
-    evaluation crop for validation, and the same for any PIL image given to `predict`."""
-    size, channels, fraction, resampling = (config.image_size, config.in_channels, config.crop_fraction,
-                                            config.interpolation)
-    evaluation = center_crop_eval_transform(image_size=size, in_channels=channels, crop_fraction=fraction,
-                                            interpolation=resampling)
+    """`config.resize`'s training steps (the evaluation steps when config.augment is off), its
+    evaluation steps for validation, and the same for any PIL image given to `predict`."""
+    evaluation = photo_pipeline(config, training=False)
     return PhotoTransforms(
-        train=inception_train_transform(image_size=size, in_channels=channels, interpolation=resampling)
-        if config.augment
-        else evaluation,
+        train=photo_pipeline(config, training=True) if config.augment else evaluation,
         val=evaluation,
-        predict=PhotoEvalInput(image_size=size, in_channels=channels, crop_fraction=fraction,
-                               interpolation=resampling),
+        predict=PhotoEvalInput(config),
     )
+
+
+class SegmentationPair:
+    """(PIL image, uint8 (H, W) class indices) -> (image float32 (C, S, S) in [-1, 1], mask int64 (S, S)):
+    one draw of `geometry` applied to both, the mask resized by nearest neighbour so that it keeps
+    class indices (and the ignore label). The image is already in its model mode (L or RGB)."""
+
+    def __init__(self, config: DataConfig, *, training: bool) -> None:
+        self.steps = v2.Compose(geometry(config, training=training and config.augment, area=SEGMENTATION_AREA))
+        self.scale = to_model_range(config.in_channels)
+
+    def __call__(self, image, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        if mask.dtype != np.uint8 or mask.shape != (image.height, image.width):
+            raise ValueError(f"expected a uint8 mask of the image's size {(image.height, image.width)}, "
+                             f"got {mask.dtype} {mask.shape}")
+        pixels = tv_tensors.Image(v2.functional.pil_to_tensor(image))
+        labels = tv_tensors.Mask(torch.from_numpy(np.ascontiguousarray(mask))[None])
+        pixels, labels = self.steps(pixels, labels)
+        return self.scale(pixels).as_subclass(torch.Tensor), labels[0].as_subclass(torch.Tensor).long()
