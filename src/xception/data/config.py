@@ -49,7 +49,8 @@ class DataConfig:
     source: "fashion_mnist" (the four IDX files), "imagefolder" (`train/<class>/*`, `val/<class>/*`),
         "multilabel" (a manifest directory, see `xception.data.manifest`), "mosaic" (Fashion-MNIST
         items tiled on a grid, multi-hot targets, built in memory), "mosaic_masks" (the same mosaics
-        with per-pixel labels, for segmentation: `xception.data.mosaic_masks`) or "webdataset" (tar shards written
+        with per-pixel labels, for segmentation: `xception.data.mosaic_masks`), "segfolder" (images and PNG
+        masks of class indices, VOC's layout included: `xception.data.segfolder`) or "webdataset" (tar shards written
         by `xception.data.shards.write_shards`), or "imagenet" (the ILSVRC 2012 validation set alone,
         for evaluating published weights; see `xception.data.imagenet` for its two layouts).
     path: the dataset's directory. Optional for "fashion_mnist" and the mosaics (see

@@ -12,9 +12,7 @@ off. Training adds the horizontal flip only; `crop_fraction` is not used.
 
 Both end in x / 127.5 - 1, Keras' `preprocess_input` "tf" mode, so values lie in [-1, 1].
 
-The geometric steps (`geometry`) are torchvision transforms that move a `tv_tensors.Mask` with its
-image (nearest neighbour, the same random crop and flip), which is how `SegmentationPair` keeps
-per-pixel labels aligned with their pixels.
+Segmentation (`SegmentationPair`) takes the same geometry, drawn once for an image and its mask.
 """
 
 from __future__ import annotations
@@ -24,8 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torchvision import tv_tensors
+from torchvision import transforms
 from torchvision.transforms import InterpolationMode, v2
+from torchvision.transforms.v2 import functional as F
 
 from xception.data.config import DataConfig
 from xception.data.images import MODES
@@ -39,21 +38,21 @@ SEGMENTATION_AREA = (0.25, 1.0)
 
 
 def to_model_range(in_channels: int) -> v2.Compose:
-    """uint8 image tensor (C, H, W) -> float32 in [-1, 1] (x / 127.5 - 1). Masks pass unchanged."""
+    """uint8 image tensor (C, H, W) -> float32 in [-1, 1] (x / 127.5 - 1)."""
     return v2.Compose(
         [v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.5] * in_channels, [0.5] * in_channels)]
     )
 
 
-def geometry(config: DataConfig, *, training: bool, area: tuple[float, float] = INCEPTION_AREA) -> list[v2.Transform]:
-    """The resize, crop and flip steps of `config.resize` on uint8 image tensors (and masks):
-    training (random, `area` of the Inception crop) or evaluation (deterministic)."""
+def geometry(config: DataConfig, *, training: bool) -> list[v2.Transform]:
+    """The resize, crop and flip steps of `config.resize` on uint8 image tensors: training (random,
+    `area` of the Inception crop) or evaluation (deterministic)."""
     size, interpolation = config.image_size, InterpolationMode(config.interpolation)
     if config.resize == "squash":
         squash = v2.Resize((size, size), interpolation=interpolation, antialias=True)
         return [squash, v2.RandomHorizontalFlip()] if training else [squash]
     if training:
-        return [v2.RandomResizedCrop(size, scale=area, ratio=INCEPTION_ASPECT, interpolation=interpolation,
+        return [v2.RandomResizedCrop(size, scale=INCEPTION_AREA, ratio=INCEPTION_ASPECT, interpolation=interpolation,
                                      antialias=True),
                 v2.RandomHorizontalFlip()]
     return [v2.Resize(math.floor(size / config.crop_fraction), interpolation=interpolation, antialias=True),
@@ -98,18 +97,38 @@ def photo_transforms(config: DataConfig) -> PhotoTransforms:
 
 class SegmentationPair:
     """(PIL image, uint8 (H, W) class indices) -> (image float32 (C, S, S) in [-1, 1], mask int64 (S, S)):
-    one draw of `geometry` applied to both, the mask resized by nearest neighbour so that it keeps
-    class indices (and the ignore label). The image is already in its model mode (L or RGB)."""
+    one draw of `config.resize`'s geometry (`SEGMENTATION_AREA` for the random crop) applied to both.
+
+    The mask is resampled by centre-aligned nearest neighbour (`NEAREST_EXACT`, PIL's NEAREST), so
+    it keeps its class indices and the ignore label and stays on the pixels of the image, which is
+    resized centre-aligned too. (torchvision's own mask resize is the top-left-aligned NEAREST,
+    which shifts labels by up to half a source pixel.) The image is already in its model mode.
+    """
 
     def __init__(self, config: DataConfig, *, training: bool) -> None:
-        self.steps = v2.Compose(geometry(config, training=training and config.augment, area=SEGMENTATION_AREA))
+        self.config, self.training = config, training and config.augment
+        self.interpolation = InterpolationMode(config.interpolation)
         self.scale = to_model_range(config.in_channels)
 
     def __call__(self, image, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         if mask.dtype != np.uint8 or mask.shape != (image.height, image.width):
             raise ValueError(f"expected a uint8 mask of the image's size {(image.height, image.width)}, "
                              f"got {mask.dtype} {mask.shape}")
-        pixels = tv_tensors.Image(v2.functional.pil_to_tensor(image))
-        labels = tv_tensors.Mask(torch.from_numpy(np.ascontiguousarray(mask))[None])
-        pixels, labels = self.steps(pixels, labels)
-        return self.scale(pixels).as_subclass(torch.Tensor), labels[0].as_subclass(torch.Tensor).long()
+        pixels, labels = F.pil_to_tensor(image), torch.from_numpy(np.ascontiguousarray(mask))[None]
+        size, config = self.config.image_size, self.config
+
+        def both(function, *args):
+            return (function(pixels, *args, interpolation=self.interpolation, antialias=True),
+                    function(labels, *args, interpolation=InterpolationMode.NEAREST_EXACT))
+
+        if config.resize == "squash":
+            pixels, labels = both(F.resize, [size, size])
+        elif self.training:
+            box = transforms.RandomResizedCrop.get_params(pixels, list(SEGMENTATION_AREA), list(INCEPTION_ASPECT))
+            pixels, labels = both(F.resized_crop, *box, [size, size])
+        else:
+            pixels, labels = both(F.resize, [math.floor(size / config.crop_fraction)])
+            pixels, labels = F.center_crop(pixels, [size]), F.center_crop(labels, [size])
+        if self.training and torch.rand(()) < 0.5:
+            pixels, labels = pixels.flip(-1), labels.flip(-1)
+        return self.scale(pixels), labels[0].long()
