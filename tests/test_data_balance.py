@@ -132,3 +132,21 @@ def test_pixel_cross_entropy_leaves_the_ignore_label_out():
     nothing = PixelCrossEntropy()(logits, torch.full_like(masks, 255))
     nothing.backward()
     assert nothing.item() == 0 and logits.grad.abs().max() == 0
+
+
+def test_balanced_loader_over_a_batch_prepared_source():
+    from xception.data.batch_transforms import TensorPipeline
+    from xception.data.in_memory import InMemoryImages
+
+    # Image i is filled with the value i, so each item says which image it is.
+    images = torch.arange(40, dtype=torch.uint8)[:, None, None].expand(40, 4, 4).contiguous()
+    targets = torch.tensor([0] * 36 + [1] * 4)
+    pipeline = TensorPipeline(image_size=4, in_channels=1, augment=False, padding=0, erase_probability=0.0)
+    dataset = InMemoryImages(images, targets, pipeline=pipeline)
+    loader = build_loader(dataset, batch_size=8, training=True, rank=0, world_size=1, seed=0, num_workers=0,
+                          pin_memory=False, sample_weights=balanced_sample_weights(targets))
+    batches = list(loader)
+    items = torch.cat([((b[0][:, 0, 0, 0] + 1) * 127.5).round().long() for b in batches])
+    labels = torch.cat([b[1] for b in batches])
+    assert len(items) == 40 and torch.equal(targets[items], labels)  # each image with its own target
+    assert (labels == 1).sum() > 8  # 4 of 40 images, about half of the draws

@@ -180,3 +180,18 @@ def test_mean_iou_leaves_label_255_out_like_torchmetrics(seed):
     assert mean_iou(confusion_matrix(other, targets, 5)) == mean_iou(confusion)
     with pytest.raises(ValueError, match=r"class indices in \[0, 5\) or 255"):
         confusion_matrix(predictions, torch.full_like(targets, 7), 5)
+
+
+@pytest.mark.parametrize("resize", ["crop", "squash"])
+def test_segfolder_predict_prepares_images_as_validation_did(tmp_path, resize):
+    import dataclasses
+
+    from xception.data.images import load_image
+    from xception.data.prediction import prediction_transform
+
+    root = write_simple(tmp_path, 2, classes=["a", "b", "c"])
+    data = config(root, val_split=0.5, image_size=24, resize=resize, crop_fraction=0.8)
+    datasets = build_datasets(data)
+    image_path, _ = datasets.val.samples[0]
+    prepare = prediction_transform({"data": dataclasses.asdict(data)})
+    assert torch.equal(prepare(load_image(image_path, in_channels=1)), datasets.val[0][0])
