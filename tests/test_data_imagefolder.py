@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from xception.data import DataConfig, build_datasets
 from xception.data.images import UnreadableImageError, load_image
 from xception.data.prediction import prediction_transform
+from xception.data.transforms import PhotoEvalInput
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -160,7 +161,9 @@ def test_imagefolder_squash_eval_is_a_resize_of_the_whole_image(photo_folder):
     expected = np.asarray(photo.resize((48, 48), Image.Resampling.BILINEAR), dtype=np.float64) / 127.5 - 1
     got = datasets.val[1][0].permute(1, 2, 0).double().numpy()
     assert np.abs(got - expected).max() <= 1 / 127.5 + 1e-6
-    prepare = prediction_transform({"data": dataclasses.asdict(squash)})
+    # What `xception predict` builds from the recorded preparation of the weights.
+    prepare = PhotoEvalInput(image_size=48, in_channels=3, crop_fraction=squash.crop_fraction,
+                             interpolation="bilinear", resize="squash")
     assert torch.equal(prepare(load_image(path, in_channels=3)), datasets.val[1][0])
     cropped = build_datasets(config(photo_folder, image_size=48)).val[1][0]
     assert (cropped - datasets.val[1][0]).abs().max() > 0.5

@@ -184,14 +184,13 @@ def test_mean_iou_leaves_label_255_out_like_torchmetrics(seed):
 
 @pytest.mark.parametrize("resize", ["crop", "squash"])
 def test_segfolder_predict_prepares_images_as_validation_did(tmp_path, resize):
-    import dataclasses
-
     from xception.data.images import load_image
-    from xception.data.prediction import prediction_transform
+    from xception.data.transforms import PhotoEvalInput
 
     root = write_simple(tmp_path, 2, classes=["a", "b", "c"])
     data = config(root, val_split=0.5, image_size=24, resize=resize, crop_fraction=0.8)
     datasets = build_datasets(data)
     image_path, _ = datasets.val.samples[0]
-    prepare = prediction_transform({"data": dataclasses.asdict(data)})
+    # What `xception predict` builds from the recorded preparation of the weights.
+    prepare = PhotoEvalInput(image_size=24, in_channels=1, crop_fraction=0.8, interpolation="bilinear", resize=resize)
     assert torch.equal(prepare(load_image(image_path, in_channels=1)), datasets.val[0][0])

@@ -44,32 +44,41 @@ def to_model_range(in_channels: int) -> v2.Compose:
     )
 
 
-def geometry(config: DataConfig, *, training: bool) -> list[v2.Transform]:
-    """The resize, crop and flip steps of `config.resize` on uint8 image tensors: training (random,
-    `area` of the Inception crop) or evaluation (deterministic)."""
-    size, interpolation = config.image_size, InterpolationMode(config.interpolation)
-    if config.resize == "squash":
-        squash = v2.Resize((size, size), interpolation=interpolation, antialias=True)
+def geometry(*, image_size: int, crop_fraction: float, interpolation: str, resize: str,
+             training: bool) -> list[v2.Transform]:
+    """The resize, crop and flip steps of `resize` ("crop" or "squash") on uint8 image tensors:
+    training (random) or evaluation (deterministic)."""
+    mode = InterpolationMode(interpolation)
+    if resize == "squash":
+        squash = v2.Resize((image_size, image_size), interpolation=mode, antialias=True)
         return [squash, v2.RandomHorizontalFlip()] if training else [squash]
+    if resize != "crop":
+        raise ValueError(f"resize must be 'crop' or 'squash', got {resize!r}")
     if training:
-        return [v2.RandomResizedCrop(size, scale=INCEPTION_AREA, ratio=INCEPTION_ASPECT, interpolation=interpolation,
+        return [v2.RandomResizedCrop(image_size, scale=INCEPTION_AREA, ratio=INCEPTION_ASPECT, interpolation=mode,
                                      antialias=True),
                 v2.RandomHorizontalFlip()]
-    return [v2.Resize(math.floor(size / config.crop_fraction), interpolation=interpolation, antialias=True),
-            v2.CenterCrop(size)]
+    return [v2.Resize(math.floor(image_size / crop_fraction), interpolation=mode, antialias=True),
+            v2.CenterCrop(image_size)]
 
 
-def photo_pipeline(config: DataConfig, *, training: bool) -> v2.Compose:
+def photo_pipeline(*, image_size: int, in_channels: int, crop_fraction: float, interpolation: str, resize: str,
+                   training: bool) -> v2.Compose:
     """PIL image -> float32 (in_channels, image_size, image_size) in [-1, 1] (`geometry`'s steps)."""
-    return v2.Compose([v2.PILToTensor(), *geometry(config, training=training), to_model_range(config.in_channels)])
+    steps = geometry(image_size=image_size, crop_fraction=crop_fraction, interpolation=interpolation, resize=resize,
+                     training=training)
+    return v2.Compose([v2.PILToTensor(), *steps, to_model_range(in_channels)])
 
 
 class PhotoEvalInput:
-    """A PIL image in any mode -> the evaluation input: converted to L or RGB, then the eval transform."""
+    """A PIL image in any mode -> the evaluation input: converted to L or RGB, then the evaluation
+    steps of `resize` ("crop": resize and centre crop; "squash": resize both sides)."""
 
-    def __init__(self, config: DataConfig) -> None:
-        self.mode = MODES[config.in_channels]
-        self.transform = photo_pipeline(config, training=False)
+    def __init__(self, *, image_size: int, in_channels: int, crop_fraction: float, interpolation: str,
+                 resize: str = "crop") -> None:
+        self.mode = MODES[in_channels]
+        self.transform = photo_pipeline(image_size=image_size, in_channels=in_channels, crop_fraction=crop_fraction,
+                                        interpolation=interpolation, resize=resize, training=False)
 
     def __call__(self, image) -> torch.Tensor:
         return self.transform(image.convert(self.mode))
@@ -87,11 +96,13 @@ class PhotoTransforms:
 def photo_transforms(config: DataConfig) -> PhotoTransforms:
     """`config.resize`'s training steps (the evaluation steps when config.augment is off), its
     evaluation steps for validation, and the same for any PIL image given to `predict`."""
-    evaluation = photo_pipeline(config, training=False)
+    options = dict(image_size=config.image_size, in_channels=config.in_channels, crop_fraction=config.crop_fraction,
+                   interpolation=config.interpolation, resize=config.resize)
+    evaluation = photo_pipeline(**options, training=False)
     return PhotoTransforms(
-        train=photo_pipeline(config, training=True) if config.augment else evaluation,
+        train=photo_pipeline(**options, training=True) if config.augment else evaluation,
         val=evaluation,
-        predict=PhotoEvalInput(config),
+        predict=PhotoEvalInput(**options),
     )
 
 
