@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from xception.data import DataConfig, build_datasets
 from xception.data.images import UnreadableImageError, load_image
 from xception.data.prediction import prediction_transform
+from xception.data.transforms import PhotoEvalInput
 from xception.description import Preprocessing
 
 skimage_data = pytest.importorskip("skimage.data")
@@ -150,3 +151,32 @@ def test_imagefolder_missing_or_empty_split_names_path_and_layout(tmp_path):
 def test_imagefolder_grayscale_input(photo_folder):
     datasets = build_datasets(config(photo_folder, in_channels=1, image_size=48))
     assert datasets.train[0][0].shape == (1, 48, 48) and datasets.val[0][0].shape == (1, 48, 48)
+
+
+def test_imagefolder_squash_eval_is_a_resize_of_the_whole_image(photo_folder):
+    squash = config(photo_folder, image_size=48, resize="squash")
+    datasets = build_datasets(squash)
+    path = photo_folder / "val" / "coffee" / "coffee.png"
+    photo = Image.open(path).convert("RGB")
+    assert photo.width != photo.height  # the aspect ratio is given up, nothing is cut off
+    expected = np.asarray(photo.resize((48, 48), Image.Resampling.BILINEAR), dtype=np.float64) / 127.5 - 1
+    got = datasets.val[1][0].permute(1, 2, 0).double().numpy()
+    assert np.abs(got - expected).max() <= 1 / 127.5 + 1e-6
+    # What `xception predict` builds from the recorded preparation of the weights.
+    prepare = PhotoEvalInput(image_size=48, in_channels=3, crop_fraction=squash.crop_fraction,
+                             interpolation="bilinear", resize="squash")
+    assert torch.equal(prepare(load_image(path, in_channels=3)), datasets.val[1][0])
+    cropped = build_datasets(config(photo_folder, image_size=48)).val[1][0]
+    assert (cropped - datasets.val[1][0]).abs().max() > 0.5
+
+
+def test_imagefolder_squash_training_only_flips(photo_folder):
+    datasets = build_datasets(config(photo_folder, image_size=32, resize="squash"))
+    transform, evaluation = datasets.train.transform, datasets.val.transform
+    picture = coordinate_image(256).resize((256, 160))  # not square
+    whole = evaluation(picture)
+    torch.manual_seed(0)
+    outputs = [transform(picture) for _ in range(40)]
+    plain = sum(torch.equal(out, whole) for out in outputs)
+    flipped = sum(torch.equal(out, whole.flip(-1)) for out in outputs)
+    assert plain + flipped == 40 and 5 < flipped < 35

@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from tiny_classification import tiny_datasets
 from tiny_image_folder import starting_weights, train_argv, write_image_folder
 from xception import create_model
+from xception.models.trained import load_trained_model
 from xception.models.weights import save_weights
 from xception.train import TrainConfig, fit
 from xception.train.checkpoint import load_checkpoint
@@ -161,3 +162,26 @@ def test_deeplab_starts_its_backbone_from_classification_weights(tmp_path, fashi
     assert all(torch.equal(backbone[k], before[k]) for k in backbone)
     init = json.loads((result.run_dir / "config.json").read_text())["init"]
     assert init["into"] == "backbone" and all(not k.startswith("backbone.") for k in init["fresh"])
+
+
+def test_finetune_one_folder_split_by_val_split_then_predict_names_its_classes(tmp_path, capsys):
+    """A user's folder of class folders, no train/ and val/: --val-split cuts it, split.json records
+    the cut, and predict on the result prints the folder's class names."""
+    from xception.cli import main
+
+    folder = write_image_folder(tmp_path / "data", per_class={"all": 10}) / "all"
+    start = starting_weights(tmp_path / "start.safetensors", num_classes=5)
+    out = tmp_path / "run"
+    args = [*train_argv(folder, out), "--weights", str(start), "--recipe", "finetune", "--val-split", "0.2",
+            "--resize", "squash", "--sampler", "balanced", "--class-weighting", "inverse_frequency"]
+    assert main(args) == 0
+    split = json.loads((out / "split.json").read_text())
+    assert len(split["train"]) == 16 and len(split["val"]) == 4 and not set(split["train"]) & set(split["val"])
+    assert sum(path.startswith("dark/") for path in split["val"]) == 2  # stratified: 2 of each class
+    capsys.readouterr()
+    assert main(["predict", str(folder / "light" / "0.png"), "--weights", str(out / "weights.safetensors"),
+                 "--runtime", "torch", "--precision", "fp32", "--top-k", "2"]) == 0
+    printed = capsys.readouterr().out.split()
+    assert {"dark", "light"} <= set(printed)
+    _, description = load_trained_model(out / "weights.safetensors")
+    assert description.preprocessing.resize == "squash" and description.provenance["init"]["weights"] == str(start)

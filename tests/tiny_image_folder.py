@@ -22,6 +22,18 @@ def write_image_folder(root: Path, *, per_class: dict[str, int]) -> Path:
     return root
 
 
+def write_class_folder(root: Path, counts: dict[str, int]) -> Path:
+    """`counts[name]` seeded 20 x 20 grayscale PNGs in `root/<name>/` (one folder of class folders,
+    for `val_split`), each class a different brightness; returns root."""
+    rng = np.random.default_rng(0)
+    for index, (label, count) in enumerate(counts.items()):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            pixels = (30 + 40 * index + rng.normal(0, 10, (20, 20))).clip(0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / label / f"{i:03d}.png")
+    return root
+
+
 def export_shards(folder: Path, to: Path, *, shard_size: int) -> Path:
     """`folder` written as WebDataset shards by `xception data export`, for `train_argv`'s model; returns to."""
     from xception.cli import main

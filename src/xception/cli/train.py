@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from xception.data.config import SOURCES
+from xception.data.config import CLASS_WEIGHTINGS, RESIZES, SAMPLERS, SOURCES
 
 
 def add_parser(subparsers) -> None:
@@ -42,6 +42,16 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--download", action="store_true", help="download Fashion-MNIST if it is not found")
     parser.add_argument("--image-size", type=int, help="input side in pixels (default: the model's)")
     parser.add_argument("--in-channels", type=int, choices=(1, 3))
+    parser.add_argument("--val-split", type=float,
+                        help="hold out this fraction of each class of --data (one folder of class folders, or a "
+                        "segfolder without split lists) for validation, seeded by --seed")
+    parser.add_argument("--resize", choices=RESIZES,
+                        help="crop (the Inception crop; the default) or squash (the whole image to the square, "
+                        "aspect ratio not kept, as FaceForensics++ prepares faces)")
+    parser.add_argument("--sampler", choices=SAMPLERS,
+                        help="shuffle (the default) or balanced (every class equally often in expectation)")
+    parser.add_argument("--class-weighting", choices=CLASS_WEIGHTINGS,
+                        help="none (the default) or inverse_frequency (loss weights N / (C n_c))")
     parser.add_argument("--epochs", type=float)
     parser.add_argument("--steps", type=int, help="budget in optimizer steps (overrides --epochs)")
     parser.add_argument("--batch-size", type=int, help="global batch per optimizer step, all processes together")
@@ -108,7 +118,9 @@ def build_config(args: argparse.Namespace):
         data["source"] = args.dataset
     elif args.data and "source" not in data:
         data["source"] = "imagefolder"
-    for field, value in (("path", args.data), ("image_size", args.image_size), ("in_channels", args.in_channels)):
+    for field, value in (("path", args.data), ("image_size", args.image_size), ("in_channels", args.in_channels),
+                         ("val_split", args.val_split), ("resize", args.resize), ("sampler", args.sampler),
+                         ("class_weighting", args.class_weighting)):
         if value is not None:
             data[field] = value
     if args.download:

@@ -1,5 +1,6 @@
 """Datasets for training and evaluating Xception: image folders, Fashion-MNIST, multi-label manifests,
-Fashion-MNIST mosaics and WebDataset shards. Knows nothing of models or training."""
+image + mask folders (segmentation), Fashion-MNIST mosaics and WebDataset shards. Knows nothing of
+models or training."""
 
 from xception.data.build import build_datasets
 from xception.data.config import DataConfig

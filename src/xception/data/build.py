@@ -36,6 +36,10 @@ def build_source(config: DataConfig) -> Datasets:
             from xception.data.mosaic_masks import build_mosaic_masks
 
             return build_mosaic_masks(config)
+        case "segfolder":  # images and the user's masks, for segmentation
+            from xception.data.segfolder import build_segfolder
+
+            return build_segfolder(config)
         case "webdataset":
             from xception.data.shards import build_webdataset
 

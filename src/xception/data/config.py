@@ -12,11 +12,30 @@ if TYPE_CHECKING:
     from xception.description import WeightsDescription
 
 # The data sources, the one list: the command lines offer these, `build_datasets` builds them.
-Source = Literal["fashion_mnist", "imagefolder", "multilabel", "mosaic", "mosaic_masks", "webdataset", "imagenet"]
+Source = Literal["fashion_mnist", "imagefolder", "multilabel", "mosaic", "mosaic_masks", "segfolder", "webdataset",
+                 "imagenet"]
 SOURCES: tuple[str, ...] = get_args(Source)
 # Sources whose `path` is required (Fashion-MNIST and its mosaics have a lookup order instead).
-SOURCES_NEEDING_PATH: tuple[str, ...] = ("imagefolder", "multilabel", "webdataset", "imagenet")
+SOURCES_NEEDING_PATH: tuple[str, ...] = ("imagefolder", "multilabel", "segfolder", "webdataset", "imagenet")
+# Sources that `val_split` can cut one folder of (the others come split, or are built in memory).
+SOURCES_WITH_VAL_SPLIT: tuple[str, ...] = ("imagefolder", "segfolder")
 Interpolation = Literal["bilinear", "bicubic"]
+# How a photo becomes a square input: "crop" keeps the aspect ratio and crops (the Inception crop,
+# the evaluation centre crop); "squash" resizes the whole image to the square, as FaceForensics++
+# prepares its face crops, so nothing of the image is cut off.
+Resize = Literal["crop", "squash"]
+RESIZES: tuple[str, ...] = get_args(Resize)
+# The order of training items: a fresh permutation per epoch, or draws with replacement that give
+# every class the same expected share of each epoch (xception.data.balance).
+Sampler = Literal["shuffle", "balanced"]
+SAMPLERS: tuple[str, ...] = get_args(Sampler)
+# Per-class weights of the training loss: none, or inversely proportional to the class's count in
+# the training split (xception.data.balance.loss_class_weights).
+ClassWeighting = Literal["none", "inverse_frequency"]
+CLASS_WEIGHTINGS: tuple[str, ...] = get_args(ClassWeighting)
+# The label of mask pixels that no loss and no metric counts: PASCAL VOC's "void" (object borders,
+# unlabelled regions), and the padding of a mask.
+IGNORE_INDEX = 255
 
 # Unreadable image files (xception.data.bad_images): stop at the first, or leave them out and count
 # them, stopping when more than MAX_BAD_FRACTION of a split is unreadable.
@@ -33,7 +52,8 @@ class DataConfig:
     source: "fashion_mnist" (the four IDX files), "imagefolder" (`train/<class>/*`, `val/<class>/*`),
         "multilabel" (a manifest directory, see `xception.data.manifest`), "mosaic" (Fashion-MNIST
         items tiled on a grid, multi-hot targets, built in memory), "mosaic_masks" (the same mosaics
-        with per-pixel labels, for segmentation: `xception.data.mosaic_masks`) or "webdataset" (tar shards written
+        with per-pixel labels, for segmentation: `xception.data.mosaic_masks`), "segfolder" (images and PNG
+        masks of class indices, VOC's layout included: `xception.data.segfolder`) or "webdataset" (tar shards written
         by `xception.data.shards.write_shards`), or "imagenet" (the ILSVRC 2012 validation set alone,
         for evaluating published weights; see `xception.data.imagenet` for its two layouts).
     path: the dataset's directory. Optional for "fashion_mnist" and the mosaics (see
@@ -63,6 +83,16 @@ class DataConfig:
         None: all of them). Map-style sources only (not "webdataset").
     ground_truth: the imagenet source's labels file for a flat folder of validation images; by default
         one of the standard names found in or above the folder (see `xception.data.imagenet`).
+    val_split: "imagefolder" and "segfolder": hold out this fraction (0 < f < 1) of `path` for
+        validation, stratified by class and drawn with `seed` (`xception.data.split`). For
+        "imagefolder", `path` is then one folder of class folders, not train/ + val/.
+    resize: photo sources: "crop" (the Inception crop for training, resize and centre crop for
+        evaluation) or "squash" (the whole image resized to the square, aspect ratio not kept;
+        training adds only the horizontal flip). See `xception.data.transforms`.
+    sampler: training order: "shuffle" (a permutation per epoch) or "balanced" (classes drawn
+        equally often, with replacement; `xception.data.balance`).
+    class_weighting: per-class weights of the training loss: "none" or "inverse_frequency"
+        (N / (C n_c) from the training split's counts, scikit-learn's "balanced").
     """
 
     source: Source
@@ -84,6 +114,10 @@ class DataConfig:
     train_examples: int | None = None
     val_examples: int | None = None
     ground_truth: str | None = None
+    val_split: float | None = None
+    resize: Resize = "crop"
+    sampler: Sampler = "shuffle"
+    class_weighting: ClassWeighting = "none"
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -115,6 +149,16 @@ class DataConfig:
                                  "write shards of the subset instead")
         if self.mosaic_class_skew < 0:
             raise ValueError(f"mosaic_class_skew must be >= 0, got {self.mosaic_class_skew}")
+        if self.val_split is not None:
+            if not 0.0 < self.val_split < 1.0:
+                raise ValueError(f"val_split must be a fraction in (0, 1), got {self.val_split}")
+            if self.source not in SOURCES_WITH_VAL_SPLIT:
+                raise ValueError(f"val_split cuts one folder of images; data source {self.source!r} comes with its "
+                                 f"own validation split (val_split works with {', '.join(SOURCES_WITH_VAL_SPLIT)})")
+        for name, value, valid in (("resize", self.resize, RESIZES), ("sampler", self.sampler, SAMPLERS),
+                                   ("class_weighting", self.class_weighting, CLASS_WEIGHTINGS)):
+            if value not in valid:
+                raise ValueError(f"{name} must be one of {', '.join(valid)}, got {value!r}")
 
 
 def recorded_data_config(description: WeightsDescription, **changes: Any) -> DataConfig:

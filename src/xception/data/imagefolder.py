@@ -1,30 +1,33 @@
-"""An ImageNet-style directory: `train/<class>/<image>` and `val/<class>/<image>`, on torchvision's ImageFolder."""
+"""Folders of class folders, on torchvision's ImageFolder: an ImageNet-style `train/<class>/<image>` and
+`val/<class>/<image>`, or one `<class>/<image>` folder whose validation split is cut by
+`DataConfig.val_split` (`xception.data.split`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from xception.data.config import DataConfig
 from xception.data.datasets import Datasets
 from xception.data.images import ImageLoader
+from xception.data.split import stratified_split
 from xception.data.transforms import photo_transforms
 
 LAYOUT = (
-    "{root}/train/<class>/<image> and {root}/val/<class>/<image> (one folder per class, same names in both)"
+    "{root}/train/<class>/<image> and {root}/val/<class>/<image> (one folder per class, same names in both), "
+    "or {root}/<class>/<image> with --val-split F"
 )
+SPLIT_LAYOUT = "{root}/<class>/<image> (one folder per class; --val-split holds out a fraction of each)"
 
 
-def open_split(root: Path, split: str, *, transform, in_channels: int) -> ImageFolder:
-    """torchvision's ImageFolder over `root/split`, with errors that name the path and the expected layout."""
-    directory = root / split
-    layout = LAYOUT.format(root=root)
+def open_classes(directory: Path, *, layout: str, transform, in_channels: int) -> ImageFolder:
+    """torchvision's ImageFolder over `directory`, with errors that name the path and the expected `layout`."""
     if not directory.is_dir():
-        raise FileNotFoundError(
-            f"{directory} does not exist: an image folder dataset is laid out as {layout}"
-        )
+        raise FileNotFoundError(f"{directory} does not exist: an image folder dataset is laid out as {layout}")
     if not any(child.is_dir() for child in directory.iterdir()):
         raise FileNotFoundError(f"{directory} has no class folders: expected {layout}")
     try:
@@ -35,10 +38,33 @@ def open_split(root: Path, split: str, *, transform, in_channels: int) -> ImageF
         ) from None
 
 
+def open_split(root: Path, split: str, *, transform, in_channels: int) -> ImageFolder:
+    """`open_classes` of `root/split` in the train/ + val/ layout."""
+    return open_classes(root / split, layout=LAYOUT.format(root=root), transform=transform, in_channels=in_channels)
+
+
+class LabelledFiles(Dataset):
+    """Items (transform(loader(path)), class index) of `samples`, a list of (path, class index) as
+    ImageFolder's; `targets` are the class indices, in item order."""
+
+    def __init__(self, samples: list[tuple[str, int]], *, transform: Callable, loader: Callable) -> None:
+        self.samples, self.transform, self.loader = samples, transform, loader
+        self.targets = [target for _, target in samples]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        path, target = self.samples[index]
+        return self.transform(self.loader(path)), target
+
+
 def build_imagefolder(config: DataConfig) -> Datasets:
     """The `train` and `val` splits of `config.path`, with the Inception crop (when augmenting) and the
     evaluation centre crop. Targets are class indices in the sorted order of the folder names."""
     root = Path(config.path)
+    if config.val_split is not None:
+        return build_split_imagefolder(config)
     transforms = photo_transforms(config)
     train = open_split(root, "train", transform=transforms.train, in_channels=config.in_channels)
     val = open_split(root, "val", transform=transforms.val, in_channels=config.in_channels)
@@ -54,6 +80,28 @@ def build_imagefolder(config: DataConfig) -> Datasets:
         val=val,
         num_classes=len(train.classes),
         class_names=list(train.classes),
+        multilabel=False,
+        class_weights=None,
+    )
+
+
+def build_split_imagefolder(config: DataConfig) -> Datasets:
+    """One folder of class folders, `config.val_split` of each class held out for validation
+    (`stratified_split` with `config.seed`)."""
+    root = Path(config.path)
+    if (root / "train").is_dir() and (root / "val").is_dir():
+        raise ValueError(f"{root} holds train/ and val/ already: leave out --val-split to use them, or point "
+                         "--data at one folder of class folders")
+    transforms = photo_transforms(config)
+    folder = open_classes(root, layout=SPLIT_LAYOUT.format(root=root), transform=None, in_channels=config.in_channels)
+    train_indices, val_indices = stratified_split(folder.targets, fraction=config.val_split, seed=config.seed,
+                                                  names=folder.classes)
+    train, val = ([folder.samples[i] for i in indices] for indices in (train_indices, val_indices))
+    return Datasets(
+        train=LabelledFiles(train, transform=transforms.train, loader=folder.loader),
+        val=LabelledFiles(val, transform=transforms.val, loader=folder.loader),
+        num_classes=len(folder.classes),
+        class_names=list(folder.classes),
         multilabel=False,
         class_weights=None,
     )

@@ -11,6 +11,11 @@ of (seed, epoch, its first index) (`SeededAugmentation`), not of which DataLoade
 it or of how many batches that worker prepared before. So a run resumed in the middle of an epoch,
 with any number of workers, continues the identical sample and augmentation sequence.
 
+The balanced sampler (`sample_weights`) keeps all of this: each epoch draws `size` items with
+replacement from the weights with a generator seeded by (seed, epoch) alone, and the batches cut
+that draw as they cut a permutation. Augmentation is then seeded by an item's position in the draw,
+not by which image it is, so an image drawn twice in an epoch gets two different augmentations.
+
 Evaluation is sharded exactly: process r takes examples r, r + W, r + 2W, ...; no example is
 padded or repeated, so counts summed over processes equal the data set size.
 """
@@ -74,6 +79,35 @@ class GlobalBatchSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return (self.batches_per_epoch() - self.start_batch) * (self.global_batch // self.world_size)
+
+
+class Resampled(Dataset):
+    """`dataset` seen through `indices`: item p is dataset[indices[p]] (repeats allowed)."""
+
+    def __init__(self, dataset: Dataset, indices: torch.Tensor) -> None:
+        self.dataset, self.indices = dataset, indices.tolist()
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int):
+        return self.dataset[self.indices[position]]
+
+    def __getitems__(self, positions: list[int]) -> list:
+        indices = [self.indices[p] for p in positions]
+        if hasattr(self.dataset, "__getitems__"):
+            return self.dataset.__getitems__(indices)
+        return [self.dataset[i] for i in indices]
+
+
+def weighted_draw(weights: torch.Tensor, *, seed: int, epoch: int) -> torch.Tensor:
+    """int64 (N,) indices of one epoch, drawn with replacement in proportion to `weights` (N,),
+    a function of (seed, epoch) and the weights only (the same on every process and on resume)."""
+    if weights.ndim != 1 or not torch.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
+        raise ValueError("sample weights must be a 1-D tensor of finite values >= 0, not all 0")
+    # A different stream from the permutation's, so that balanced and shuffled runs do not share draws.
+    generator = torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 7919 + 1)
+    return torch.multinomial(weights.double(), len(weights), replacement=True, generator=generator)
 
 
 class SeededAugmentation(Dataset):
@@ -152,6 +186,7 @@ def build_loader(
     global_batch: int | None = None,
     start_batch: int = 0,
     bad_images: BadImageRecord | None = None,
+    sample_weights: torch.Tensor | None = None,
 ) -> CheckedLoader:
     """A DataLoader of `batch_size`-image batches for this process, wrapped in a `CheckedLoader`
     that raises or records its unreadable images in this process (`bad_images`; None: raise at the
@@ -163,12 +198,17 @@ def build_loader(
     `ShardSampler`. WebDataset shards split themselves per rank and worker; for training, their
     `epoch(...)` gives this process's micro-batches of the epoch from the same global-batch
     arithmetic (`global_batch / (world_size x batch_size)` micro-batches per step).
+    `sample_weights` (training, map-style data): float (len(dataset),) weights of a draw with
+    replacement per epoch (`weighted_draw`; see `xception.data.balance.sampling_weights`) in place
+    of the permutation; the epoch keeps len(dataset) items.
     Training augmentation is seeded per batch (`SeededAugmentation`); the workers' own seeds come
     from (seed, epoch, rank). Make one loader per epoch (workers are not persistent; their
     start-up is small next to an epoch).
     """
     iterable = isinstance(dataset, IterableDataset)
     sampler: Sampler[int] | None = None
+    if sample_weights is not None and (iterable or not training):
+        raise ValueError("sample weights draw a map-style training set; shards and evaluation read every item once")
     if iterable and training:
         global_batch = global_batch or batch_size * world_size
         per_step = global_batch // (world_size * batch_size)
@@ -177,6 +217,10 @@ def build_loader(
         batch_size = None  # the epoch stream yields whole micro-batches
     if not iterable:
         if training:
+            if sample_weights is not None:
+                if len(sample_weights) != len(dataset):
+                    raise ValueError(f"{len(sample_weights)} sample weights for {len(dataset)} items")
+                dataset = Resampled(dataset, weighted_draw(sample_weights, seed=seed, epoch=epoch))
             # Guarded inside: the seeding wraps whole batches, and a bad file still becomes a BadImage.
             dataset = SeededAugmentation(GuardedImages(dataset), seed=seed, epoch=epoch)
             sampler = GlobalBatchSampler(
@@ -186,6 +230,7 @@ def build_loader(
                 world_size=world_size,
                 seed=seed,
                 epoch=epoch,
+                shuffle=sample_weights is None,  # a draw with replacement comes in random order already
                 start_batch=start_batch,
             )
         else:

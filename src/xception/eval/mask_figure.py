@@ -6,7 +6,10 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+import numpy as np
 import torch
+
+from xception.data.config import IGNORE_INDEX
 
 
 def mask_colors(count: int) -> list[tuple[float, float, float]]:
@@ -42,7 +45,8 @@ def save_mask_figure(
     """Write a PNG with one row per image: input, true mask, predicted mask, and a class legend.
 
     images: (N, C, H, W) model inputs in [-1, 1] (the first channel is shown); truths,
-    predictions: int64 (N, H, W) class indices, class 0 drawn black.
+    predictions: int64 (N, H, W) class indices, class 0 drawn black; the true masks' unlabelled
+    pixels (`IGNORE_INDEX`, 255) are drawn white.
     """
     import matplotlib
 
@@ -53,16 +57,18 @@ def save_mask_figure(
 
     colors = mask_colors(len(class_names))
     palette = ListedColormap(colors)
+    palette.set_bad("white")
     rows = len(images)
     figure, axes = plt.subplots(rows, 3, figsize=(6.6, 2.2 * rows + 0.9), squeeze=False)
     for row in range(rows):
         panels = (
-            (images[row, 0].float().cpu(), dict(cmap="gray", vmin=-1, vmax=1), "input"),
-            (truths[row].cpu(), dict(cmap=palette, vmin=0, vmax=len(colors) - 1, interpolation="nearest"), "true mask"),
-            (predictions[row].cpu(), dict(cmap=palette, vmin=0, vmax=len(colors) - 1, interpolation="nearest"), "predicted"),
+            (images[row, 0].float().cpu().numpy(), dict(cmap="gray", vmin=-1, vmax=1), "input"),
+            (np.ma.masked_equal(truths[row].cpu().numpy(), IGNORE_INDEX),  # unlabelled: the "bad" colour
+             dict(cmap=palette, vmin=0, vmax=len(colors) - 1, interpolation="nearest"), "true mask"),
+            (predictions[row].cpu().numpy(), dict(cmap=palette, vmin=0, vmax=len(colors) - 1, interpolation="nearest"), "predicted"),
         )
         for axis, (picture, style, name) in zip(axes[row], panels, strict=True):
-            axis.imshow(picture.numpy(), **style)
+            axis.imshow(picture, **style)
             axis.set_xticks([]), axis.set_yticks([])
             if row == 0:
                 axis.set_title(name, fontsize=9)

@@ -29,7 +29,9 @@ from torch import nn
 
 from xception.atomic_write import remove_stale_temporaries, write_text_atomic
 from xception.data.bad_images import BadImageRecord
+from xception.data.balance import loss_class_weights, sampling_weights
 from xception.data.loader import build_loader, default_num_workers
+from xception.data.split_manifest import split_manifest
 from xception.data.summary import split_size
 from xception.description import Preprocessing, WeightsDescription
 from xception.distributed import (
@@ -82,7 +84,8 @@ log = logging.getLogger(__name__)
 
 FINAL_WEIGHTS = "weights.safetensors"  # the evaluated weights at the end of training
 BEST_WEIGHTS = "best.safetensors"  # those of the best evaluation
-FINAL = "final.json"  # the last evaluation, the budget and the attempts: written last, when finished
+FINAL = "final.json"
+SPLIT = "split.json"  # the files of each split, when the run cut one folder by data.val_split  # the last evaluation, the budget and the attempts: written last, when finished
 
 
 def resolve_runtime(config: TrainConfig, device: torch.device) -> RuntimeSettings:
@@ -160,6 +163,7 @@ class Run:
         self.module = self._build_module()
         _seed_everything(config.seed + context.rank)  # different dropout and augmentation per process
 
+        self.sample_weights = sampling_weights(config.data, datasets.train)  # None unless a balanced sampler
         self.epoch_size = len(datasets.train)
         self.steps_per_epoch = self.epoch_size // config.batch_size
         if self.steps_per_epoch == 0:
@@ -234,7 +238,7 @@ class Run:
             model = torch.compile(model)
         return Trainer(
             model=model, module=module, optimizer=optimizer, schedule=schedule,
-            loss_fn=self.task.loss(recipe),
+            loss_fn=self.task.loss(recipe, weight=loss_class_weights(config.data, self.datasets)),
             device=context.device, autocast_dtype=self.settings.autocast_dtype,
             channels_last=self.settings.channels_last, batch_size=config.batch_size, average=average,
             grad_clip_norm=recipe.grad_clip_norm, scaler=scaler, phases=phases,
@@ -315,6 +319,8 @@ class Run:
                     "init": dataclasses.asdict(self.init) if self.init is not None else None}
         write_text_atomic(run_dir / "config.json", json.dumps(resolved, indent=2, default=str))
         write_text_atomic(run_dir / "environment.json", json.dumps(environment(self.context.world_size), indent=2))
+        if config.data.val_split is not None:  # which files each split holds, to check and reproduce the cut
+            write_text_atomic(run_dir / SPLIT, json.dumps(split_manifest(config.data, self.datasets), indent=2))
 
     # -- train ----------------------------------------------------------------------------------
 
@@ -325,7 +331,7 @@ class Run:
                             rank=self.context.rank, world_size=self.context.world_size, seed=self.config.seed,
                             epoch=epoch, num_workers=self.num_workers,
                             pin_memory=self.context.device.type == "cuda", global_batch=self.config.batch_size,
-                            start_batch=start_batch, bad_images=self.bad_train)
+                            start_batch=start_batch, bad_images=self.bad_train, sample_weights=self.sample_weights)
 
     def train_epoch(self) -> bool:
         """Train the rest of the current epoch; False once the run is over (finished or stopped)."""

@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
 from xception.data.datasets import Datasets
 from xception.eval.evaluate import evaluate
-from xception.train.loss import ClassificationLoss
+from xception.train.loss import ClassificationLoss, PixelCrossEntropy
 from xception.train.recipes import Recipe
 
 TaskName = Literal["classification", "segmentation"]
@@ -34,8 +33,8 @@ class ClassificationTask:
     def check_data(self, datasets: Datasets) -> None:
         """Every classification source fits."""
 
-    def loss(self, recipe: Recipe) -> nn.Module:
-        return ClassificationLoss(recipe.loss, label_smoothing=recipe.label_smoothing)
+    def loss(self, recipe: Recipe, *, weight: torch.Tensor | None = None) -> nn.Module:
+        return ClassificationLoss(recipe.loss, label_smoothing=recipe.label_smoothing, weight=weight)
 
     def evaluate(self, model: nn.Module, loader: DataLoader, datasets: Datasets, **runtime: Any) -> dict[str, Any]:
         return evaluate(model, loader, multilabel=datasets.multilabel, class_weights=datasets.class_weights, **runtime)
@@ -47,17 +46,6 @@ class ClassificationTask:
         """Nothing beyond the curves and weights that every run writes."""
 
 
-class PixelCrossEntropy(nn.Module):
-    """logits (N, K, H, W), masks int64 (N, H, W) -> the mean per-pixel softmax cross-entropy."""
-
-    def __init__(self, *, label_smoothing: float) -> None:
-        super().__init__()
-        self.label_smoothing = label_smoothing
-
-    def forward(self, logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, masks, label_smoothing=self.label_smoothing)
-
-
 class SegmentationTask:
     name = "segmentation"
     figure_images = 4
@@ -65,13 +53,13 @@ class SegmentationTask:
     def check_data(self, datasets: Datasets) -> None:
         image, mask = datasets.val[0]
         if not (isinstance(mask, torch.Tensor) and mask.shape == image.shape[-2:]):
-            raise ValueError("a segmentation model needs per-pixel labels: use the data source mosaic_masks "
-                             "(--dataset mosaic_masks, data.source)")
+            raise ValueError("a segmentation model needs per-pixel labels: use the data source mosaic_masks or "
+                             "segfolder, your images and masks (--dataset mosaic_masks|segfolder, data.source)")
 
-    def loss(self, recipe: Recipe) -> nn.Module:
+    def loss(self, recipe: Recipe, *, weight: torch.Tensor | None = None) -> nn.Module:
         if recipe.loss != "softmax":
             raise ValueError(f"segmentation trains a per-pixel softmax; recipe {recipe.name!r} uses {recipe.loss}")
-        return PixelCrossEntropy(label_smoothing=recipe.label_smoothing)
+        return PixelCrossEntropy(label_smoothing=recipe.label_smoothing, weight=weight)
 
     def evaluate(self, model: nn.Module, loader: DataLoader, datasets: Datasets, **runtime: Any) -> dict[str, Any]:
         from xception.eval.segmentation import evaluate_segmentation
@@ -92,7 +80,7 @@ class SegmentationTask:
         model.eval()
         predictions = model(images.to(device)).argmax(1).cpu()
         save_mask_figure(run_dir / MASK_FIGURE, images, truths, predictions, class_names=datasets.class_names,
-                         title="validation mosaics (test-set garments): input, true and predicted masks")
+                         title="first validation images: input, true and predicted masks")
 
 
 def build_task(model: str) -> ClassificationTask | SegmentationTask:
