@@ -185,3 +185,38 @@ def test_finetune_one_folder_split_by_val_split_then_predict_names_its_classes(t
     assert {"dark", "light"} <= set(printed)
     _, description = load_trained_model(out / "weights.safetensors")
     assert description.preprocessing.resize == "squash" and description.provenance["init"]["weights"] == str(start)
+
+
+def test_eval_scores_a_binary_model_per_image_and_per_group_as_scikit_learn(tmp_path, capsys):
+    """ROC-AUC per image and per group (the mean probability of a group's images), against
+    scikit-learn on probabilities computed here image by image."""
+    import re
+
+    from sklearn.metrics import roc_auc_score
+
+    from xception.cli import main
+    from xception.data.images import load_image
+    from xception.data.prediction import prediction_transform
+
+    folder = write_image_folder(tmp_path / "data", per_class={"train": 8, "val": 12})
+    assert main([*train_argv(folder, tmp_path / "run"), "--steps", "2"]) == 0
+    weights = tmp_path / "run" / "weights.safetensors"
+    capsys.readouterr()
+    pattern = r"([a-z]+/[0-9])[0-9]*\.png$"  # 0.png; 1.png, 10.png, 11.png; ...: groups of 1 to 3 images
+    assert main(["eval", "--weights", str(weights), "--json", "--runtime", "torch", "--precision", "fp32",
+                 "--group-pattern", pattern]) == 0
+    report = json.loads(capsys.readouterr().out)
+    model, description = load_trained_model(weights)
+    prepare = prediction_transform(description.preprocessing, in_channels=1)
+    paths = sorted((folder / "val").glob("*/*.png"))
+    with torch.no_grad():
+        probabilities = [float(model(prepare(load_image(p, in_channels=1))[None]).softmax(1)[0, 1]) for p in paths]
+    labels = [int(p.parent.name == "light") for p in paths]
+    assert report["roc_auc"] == pytest.approx(roc_auc_score(labels, probabilities), abs=1e-6)
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(paths):
+        groups.setdefault(re.search(pattern, str(p)).group(1), []).append(i)
+    group_scores = [np.mean([probabilities[i] for i in members]) for members in groups.values()]
+    group_labels = [labels[members[0]] for members in groups.values()]
+    assert report["binary"]["group"]["count"] == len(groups) == 20
+    assert report["binary"]["group"]["roc_auc"] == pytest.approx(roc_auc_score(group_labels, group_scores), abs=1e-6)

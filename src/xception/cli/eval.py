@@ -33,6 +33,13 @@ def add_parser(subparsers) -> None:
                         help="default: the fastest installed for the device (printed with the metrics)")
     add_bad_image_options(parser, training=False)
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    parser.add_argument("--group-pattern", metavar="REGEX",
+                        help="two classes: also score groups of images (the frames of one video), the group of an "
+                        "image being the first capture group of REGEX in its path, e.g. '(video_\\d+)_frame'; a "
+                        "group's score is the mean probability of its images (DeepfakeBench's video-level score)")
+    parser.add_argument("--group-manifest", metavar="FILE", help="group by a column of this CSV (with a header) or "
+                        "JSONL manifest instead, named by --group-column; its `path` column holds the image files")
+    parser.add_argument("--group-column", metavar="NAME")
     parser.set_defaults(run=run)
 
 
@@ -45,11 +52,17 @@ def run(args: argparse.Namespace) -> int:
                                device=args.device, precision=args.precision, runtime=args.runtime,
                                bad_images=args.bad_images,
                                bad_image_fraction=args.bad_image_fraction, model_name=args.model,
-                               ground_truth=args.ground_truth, progress=True)
+                               ground_truth=args.ground_truth, progress=True, group_pattern=args.group_pattern,
+                               group_manifest=args.group_manifest, group_column=args.group_column)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
         for key, value in metrics.items():
-            if key not in ("per_class_ap", "per_class_iou"):
+            if key == "binary":
+                for level in ("frame", "group"):
+                    shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                      for k, v in (value[level] or {}).items())
+                    print(f"{'per ' + level:12} {shown}" + (f" ({value['grouped_by']})" if level == "group" else ""))
+            elif key not in ("per_class_ap", "per_class_iou"):
                 print(f"{key:12} {value:.6g}" if isinstance(value, float) else f"{key:12} {value}")
     return 0

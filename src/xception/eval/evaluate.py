@@ -22,6 +22,7 @@ from tqdm import tqdm
 from xception.data.bad_images import BadImageRecord, CheckedLoader
 from xception.data.config import BadImagePolicy
 from xception.distributed import all_gather_rows, all_reduce_sum
+from xception.eval.binary import binary_metrics
 from xception.eval.metrics import average_precision, map_at_k, mean_average_precision, topk_correct
 from xception.runtime import autocast
 
@@ -38,6 +39,7 @@ def evaluate(
     class_weights: torch.Tensor | None = None,
     ks: tuple[int, ...] = (1, 5),
     progress: bool = False,
+    keep_scores: bool = False,
 ) -> dict[str, Any]:
     """Metrics of `model` (a module, switched to eval mode, or an `xception.deploy.engines.Engine`) over this process's shard of `loader`, combined
     over all processes. Images (N, C, H, W) in [-1, 1]; targets class indices (N,) or multi-hot
@@ -45,7 +47,10 @@ def evaluate(
 
     Returns `examples` (the total count, every example once), `loss` (mean cross-entropy, softmax
     or sigmoid) and either `top1`, `top5` (fractions in [0, 1]) or `map`, `map_at_100`,
-    `per_class_ap` (a list; NaN for classes without positives). A loader from `build_loader` that
+    `per_class_ap` (a list; NaN for classes without positives). Two classes add the detection
+    metrics of class 1's probability (`xception.eval.binary`): `roc_auc`, `eer`, `average_precision`;
+    `keep_scores` adds `scores` and `labels`, those probabilities and targets in loader order (one
+    process). A loader from `build_loader` that
     skips unreadable images (`--bad-images skip`) adds `bad_images`, their number, all left out
     of `examples` and the metrics. `progress` draws a bar over this process's batches (stderr).
     """
@@ -70,6 +75,9 @@ def evaluate(
         else:
             loss_sum += F.cross_entropy(logits, targets, reduction="sum").double()
             correct += topk_correct(logits, targets, ks)
+            if logits.shape[1] == 2:
+                all_scores.append(logits.softmax(1)[:, 1].cpu())
+                all_targets.append(targets.cpu())
     total = int(all_reduce_sum(count))
     if total == 0:
         raise ValueError("the evaluation set is empty")
@@ -81,6 +89,13 @@ def evaluate(
         for k, c in zip(ks, correct.tolist(), strict=True):
             result[f"top{k}"] = c / total
             result[f"correct{k}"] = int(c)
+        if all_scores:
+            scores = all_gather_rows(torch.cat(all_scores)[:, None].to(device))[:, 0].cpu()
+            labels = all_gather_rows(torch.cat(all_targets)[:, None].to(device))[:, 0].cpu()
+            result.update({k: v for k, v in binary_metrics(scores, labels).items()
+                           if k in ("roc_auc", "eer", "average_precision")})
+            if keep_scores:
+                result["scores"], result["labels"] = scores, labels
         return result
     num_classes = all_scores[0].shape[1] if all_scores else 0
     scores = all_gather_rows(torch.cat(all_scores).to(device) if all_scores else torch.zeros(0, num_classes, device=device)).cpu()
@@ -95,6 +110,7 @@ def evaluate_weights(
     weights: str, *, source: str | None, data_path: str | None, batch_size: int, device: str | None,
     precision: str | None, bad_images: BadImagePolicy, bad_image_fraction: float, model_name: str | None = None,
     ground_truth: str | None = None, progress: bool = False, runtime: str | None = None,
+    group_pattern: str | None = None, group_manifest: str | None = None, group_column: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate weights on the validation split of their data (or of `source` at `data_path`), with
     this process's exact shard under torchrun; unreadable images stop it or are left out and counted
@@ -103,7 +119,10 @@ def evaluate_weights(
     validation set (`xception.data.imagenet`, labels from `ground_truth` for a flat folder).
     Runs in `runtime` (default: the fastest installed for the device, `xception.deploy.choice`).
     Adds `seconds` (the wall time of the pass), `images_per_second` and `runtime` (the engine's
-    settings in words) to `evaluate`'s metrics."""
+    settings in words) to `evaluate`'s metrics. A two-class model grouped by `group_pattern` (a regular
+    expression on each image's path, its first group names the group, e.g. a video) or by
+    `group_column` of `group_manifest` adds `binary`: `binary_report`'s per-image and per-group
+    ROC-AUC, EER and average precision (one process)."""
     from xception.data import build_datasets
     from xception.data.config import recorded_data_config
     from xception.data.imagenet import open_imagenet_val
@@ -140,8 +159,17 @@ def evaluate_weights(
 
         metrics = evaluate_segmentation(engine, loader, device=context.device, num_classes=num_classes)
     else:
+        grouped = group_pattern is not None or group_manifest is not None
+        if grouped and (num_classes != 2 or context.world_size != 1):
+            raise ValueError("grouped detection metrics need a two-class model, evaluated in one process")
         metrics = evaluate(engine, loader, device=context.device, multilabel=multilabel,
-                           class_weights=class_weights, progress=progress and context.is_main)
+                           class_weights=class_weights, progress=progress and context.is_main, keep_scores=grouped)
+        if grouped:
+            from xception.data.split_manifest import split_files
+            from xception.eval.binary_report import binary_report
+
+            metrics["binary"] = binary_report(metrics.pop("scores"), metrics.pop("labels"), split_files(val),
+                                              pattern=group_pattern, manifest=group_manifest, column=group_column)
     seconds = time.perf_counter() - start
     return {**metrics, "seconds": seconds, "images_per_second": metrics["examples"] / seconds,
             "runtime": f"{engine.description} ({choice.reason})"}
