@@ -18,7 +18,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "(or, for table3, time the networks), then write results.json, PNG plots and report.md. "
                     "--scale imagenet prints the torchrun commands of the full-size version (--run runs them).",
     )
-    parser.add_argument("name", choices=NAMES, help="the experiment")
+    parser.add_argument("name", choices=(*NAMES, "transfer"),
+                        help="the experiment; transfer: fine-tuning against scratch on few labelled images "
+                        "(xception.experiments.transfer; --set takes its TransferStudy fields)")
     parser.add_argument("--scale", default="quick", choices=("quick", "full", "imagenet"),
                         help="quick: minutes on 2 CPU cores; full: the committed results; imagenet: the paper's size")
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds, 0..N-1 (default: the scale's, 3)")
@@ -59,6 +61,8 @@ def _overrides(pairs: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.name == "transfer":
+        return _run_transfer(args)
     from xception.experiments import get_experiment, get_scale, run_experiment
     from xception.experiments.comparison import train_one
     from xception.experiments.imagenet import imagenet_commands, run_commands
@@ -99,4 +103,30 @@ def run(args: argparse.Namespace) -> int:
     path = run_experiment(args.name, scale=scale, seeds=seeds, out_dir=out_dir, runs_dir=runs_dir, command=command,
                           device=args.device, data_path=args.data, train=not args.report, threads=args.threads)
     print(path)
+    return 0
+
+
+def _run_transfer(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from xception.errors import UnknownFieldError
+    from xception.experiments.transfer import TransferStudy, run_transfer
+    from xception.experiments.transfer_report import write_transfer_report
+
+    fields = {f.name for f in dataclasses.fields(TransferStudy)} - {"arms", "ablations"}
+    overrides = _overrides(args.set)
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise UnknownFieldError(f"unknown transfer study field(s) {unknown}; valid: {', '.join(sorted(fields))}")
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    if args.seeds is not None:
+        overrides["seeds"] = overrides["segmentation_seeds"] = args.seeds
+    study = dataclasses.replace(TransferStudy(threads=args.threads), **overrides)
+    out_dir = Path(args.out or "reports/transfer")
+    command = shlex.join(["xception", "experiment", "transfer", "--out", str(out_dir),
+                          *(["--seeds", str(args.seeds)] if args.seeds is not None else []),
+                          *[f"--set={pair}" for pair in args.set],
+                          *(["--threads", str(args.threads)] if args.threads else [])])
+    results = run_transfer(study, data_path=args.data, runs=Path(args.runs_dir or "runs/transfer"))
+    print(write_transfer_report(results, out_dir, command=command))
     return 0

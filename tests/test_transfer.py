@@ -1,0 +1,34 @@
+"""`xception experiment transfer` end to end at a toy size: every arm, shot count and seed trains,
+and the report states the study's numbers (the committed report is reports/transfer/)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+@pytest.mark.slow
+def test_transfer_study_runs_every_arm_and_writes_its_report(tmp_path, fashion_mnist):
+    from xception.cli import main
+
+    out = tmp_path / "report"
+    assert main(["experiment", "transfer", "--seeds", "2", "--out", str(out), "--runs-dir", str(tmp_path / "runs"),
+                 "--data", str(fashion_mnist), "--threads", "1", "--set", "shots=[2,4]", "--set", "ablation_shots=4",
+                 "--set", "pretrain_examples=256", "--set", "pretrain_epochs=1", "--set", "finetune_steps=6",
+                 "--set", "batch_size=5", "--set", "head_steps=2", "--set", "segmentation_mosaics=32",
+                 "--set", "segmentation_val_mosaics=16"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    cells = {(r["shots"], r["arm"]) for r in results["rows"]}
+    assert cells == {(2, "fine-tuned"), (2, "from scratch"), (4, "fine-tuned"), (4, "from scratch"),
+                     (4, "fine-tuned, BatchNorm trains"), (4, "fine-tuned, no head-only phase")}
+    assert len(results["rows"]) == 12 and all(0.0 <= r["top1"] <= 1.0 for r in results["rows"])
+    assert len(results["segmentation"]) == 4
+    fine_tuned = json.loads((tmp_path / "runs" / "shots2" / "fine-tuned" / "seed0" / "config.json").read_text())
+    assert fine_tuned["init"]["reason"] == "the file's classes are not the data's"  # classes 0-4 -> 5-9
+    scratch = json.loads((tmp_path / "runs" / "shots2" / "from_scratch" / "seed0" / "config.json").read_text())
+    assert scratch["init"] is None
+    report = (out / "report.md").read_text()
+    assert "2 per class, fine-tuned − from scratch" in report and (out / "transfer.png").is_file()
+    with pytest.raises(KeyError, match="unknown transfer study field"):
+        main(["experiment", "transfer", "--set", "shot=3"])
