@@ -145,3 +145,44 @@ def test_resume_with_workers_and_augmentation_continues_the_identical_sequence(t
     assert resumed.metrics == straight.metrics == no_workers.metrics
     plain = fit(_config(tmp_path / "plain", num_workers=0), datasets=_augmented_datasets(augment=False))
     assert not _same_weights(straight, plain)  # the augmentation is on and changes the training
+
+
+def test_checkpoint_summary_gives_config_and_step_without_reading_tensors(tmp_path, monkeypatch):
+    from xception.train import checkpoint
+    from xception.train.checkpoint import load_training_checkpoint, read_summary
+
+    fit(_config(tmp_path / "run", stop_after_steps=3), datasets=tiny_datasets())
+    latest = tmp_path / "run" / "checkpoints" / "latest.pt"
+    full = load_training_checkpoint(latest)
+
+    def no_tensors(*args, **kwargs):
+        raise AssertionError("read_summary loaded the checkpoint's tensors")
+
+    monkeypatch.setattr(checkpoint.torch, "load", no_tensors)
+    summary = read_summary(tmp_path / "run")
+    assert summary["step"] == full["progress"]["step"] == 3
+    assert json.loads(json.dumps(full["config"])) == summary["config"]
+    assert summary["class_names"] == full["class_names"] and summary["format"] == full["format"]
+
+
+def test_checkpoint_entries_are_the_parts_state_dicts(tmp_path):
+    """The file format is what the stateful parts give (trainer, progress, processes) plus plain data,
+    the same top-level entries as format 1 has always had."""
+    fit(_config(tmp_path / "run", stop_after_steps=2), datasets=tiny_datasets())
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")
+    assert set(state) == {"format", "model", "average", "optimizer", "scaler", "progress", "history", "bad_images",
+                          "rng", "losses", "data_order", "config", "recipe", "num_classes", "class_names",
+                          "git_commit"}
+
+
+def test_run_directory_file_names_live_in_one_module():
+    from pathlib import Path
+
+    import xception.train
+
+    root = Path(xception.train.__file__).parent
+    for name in ("fit.py", "resume.py", "progress.py"):
+        text = (root / name).read_text()
+        for literal in ('"weights.safetensors"', '"best.safetensors"', '"final.json"', '"config.json"',
+                        '"checkpoints"', '"split.json"'):
+            assert literal not in text, f"{name} spells out {literal}: use xception.train.run_directory"

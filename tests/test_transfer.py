@@ -20,9 +20,10 @@ def test_transfer_study_runs_every_arm_and_writes_its_report(tmp_path, fashion_m
                  "--set", "segmentation_val_mosaics=16"]) == 0
     results = json.loads((out / "results.json").read_text())
     cells = {(r["shots"], r["arm"]) for r in results["rows"]}
-    assert cells == {(2, "fine-tuned"), (2, "from scratch"), (4, "fine-tuned"), (4, "from scratch"),
-                     (4, "fine-tuned, BatchNorm trains"), (4, "fine-tuned, no head-only phase")}
-    assert len(results["rows"]) == 12 and all(0.0 <= r["top1"] <= 1.0 for r in results["rows"])
+    assert cells == {(2, "fine-tuned"), (2, "fine-tuned whole network"), (2, "from scratch"), (4, "fine-tuned"),
+                     (4, "fine-tuned whole network"), (4, "from scratch"), (4, "fine-tuned, BatchNorm trains"),
+                     (4, "fine-tuned, no head-only phase")}
+    assert len(results["rows"]) == 16 and all(0.0 <= r["top1"] <= 1.0 for r in results["rows"])
     assert len(results["segmentation"]) == 4
     fine_tuned = json.loads((tmp_path / "runs" / "shots2" / "fine-tuned" / "seed0" / "config.json").read_text())
     assert fine_tuned["init"]["reason"] == "the file's classes are not the data's"  # classes 0-4 -> 5-9

@@ -98,16 +98,17 @@ _FLAGS = ("model", "init_weights", "recipe", "epochs", "steps", "batch_size", "a
 def build_config(args: argparse.Namespace):
     """The TrainConfig that `args` describe (checked, nothing built)."""
     from xception.train import TrainConfig
-    from xception.train.checkpoint import load_training_checkpoint
+    from xception.train.checkpoint import read_summary
     from xception.train.overrides import apply_overrides, load_config_file
-    from xception.train.resume import run_dir_of
+    from xception.train.run_directory import RunDirectory
     from xception.train.task import resolve_train_values
 
     if args.resume:
-        values = load_training_checkpoint(args.resume)["config"]
+        values = read_summary(args.resume)["config"]
         # Where the checkpoint is, not where its run once was: resuming a copy must not write to the original.
         # and a stop that ended that process is not a stop for this one.
-        values.update(resume=args.resume, out_dir=str(run_dir_of(args.resume)), restart=False, stop_after_steps=None)
+        values.update(resume=args.resume, out_dir=str(RunDirectory.of(args.resume).path), restart=False,
+                      stop_after_steps=None)
     else:
         values = load_config_file(args.config) if args.config else {}
     for name in _FLAGS:

@@ -57,7 +57,7 @@ def save_mask_figure(
 
     colors = mask_colors(len(class_names))
     palette = ListedColormap(colors)
-    palette.set_bad("white")
+    palette = palette.with_extremes(bad="white")
     rows = len(images)
     figure, axes = plt.subplots(rows, 3, figsize=(6.6, 2.2 * rows + 0.9), squeeze=False)
     for row in range(rows):

@@ -25,7 +25,8 @@ from xception.experiments.speed import TrainingSpeed, measure_training_speed
 from xception.models import create_model
 from xception.models.complexity import count_macs
 from xception.train import TrainConfig, fit
-from xception.train.checkpoint import load_checkpoint
+from xception.train.checkpoint import evaluated_weights, load_checkpoint
+from xception.train.run_directory import CONFIG
 
 log = logging.getLogger(__name__)
 
@@ -102,13 +103,8 @@ def _plain(values: dict[str, Any]) -> dict[str, Any]:
 
 def _final_weights(arm: ResolvedArm, checkpoint: Path, *, num_classes: int, in_channels: int) -> torch.nn.Module:
     """The model whose test score `fit` reported last: the Polyak average when there is one."""
-    state = load_checkpoint(checkpoint)
     model = create_model(arm.model, num_classes=num_classes, in_channels=in_channels, **arm.overrides)
-    if state["average"]:
-        weights = {k.removeprefix("module."): v for k, v in state["average"].items() if k.startswith("module.")}
-    else:
-        weights = state["model"]
-    model.load_state_dict(weights)
+    model.load_state_dict(evaluated_weights(load_checkpoint(checkpoint)))
     return model
 
 
@@ -175,7 +171,7 @@ def run_arm(comparison: Comparison, scale: Scale, data: ComparisonData, arm: Res
                               num_workers=0, pin_memory=False)
         train_metrics = evaluate(model.to(device_), loader, device=device_, multilabel=data.datasets.multilabel,
                                  class_weights=data.datasets.class_weights)
-    resolved = json.loads((run_dir / "config.json").read_text())
+    resolved = json.loads((run_dir / CONFIG).read_text())
     record = RunRecord(
         arm=arm.label, seed=seed, parameters=arm.parameters,
         history=[dataclasses.asdict(r) for r in result.history],

@@ -4,7 +4,8 @@ There is no ImageNet here, so this project's own pretraining stands in for it: `
 pretrained on Fashion-MNIST's classes 0-4 (T-shirt, trouser, pullover, dress, coat), then trained on
 classes 5-9 (sandal, shirt, sneaker, bag, ankle boot) from `shots` labelled images per class, either
 fine-tuned from those weights (the `finetune` recipe: a head-only phase, then the whole network at
-1/100 of the learning rate, BatchNorm frozen) or from scratch with the same optimizer and budget.
+1/100 of the learning rate, BatchNorm frozen), fine-tuned as a whole (the scratch arm's training from
+the pretrained weights), or from scratch with the same optimizer and budget.
 At 20 images per class it also compares frozen with trainable BatchNorm, and the head-only phase
 with none. Every arm is scored by top-1 on the 5,000 test images of classes 5-9, over `seeds`
 draws of the labelled images (and of the initialisation of the new head).
@@ -17,7 +18,6 @@ test mosaics). `xception experiment transfer` runs it and writes reports/transfe
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -33,6 +33,7 @@ from xception.data.fashion_mnist import CLASSES, ensure_fashion_mnist, load_fash
 from xception.data.in_memory import InMemoryImages
 from xception.experiments.statistics import compare, summarize
 from xception.train import TrainConfig, fit
+from xception.train.run_directory import FINAL_WEIGHTS, RunDirectory
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,9 @@ FINETUNE = TransferArm("fine-tuned", pretrained=True)
 # at the full learning rate and BatchNorm training (a frozen random trunk would be a straw man).
 SCRATCH = TransferArm("from scratch", pretrained=False,
                       recipe_overrides=(("head_epochs", 0.0), ("trunk_lr_scale", 1.0), ("batchnorm", "train")))
+# Everything as from scratch (the whole network at the full learning rate from step 0, BatchNorm
+# training), but starting from the pretrained weights: what the weights alone are worth.
+WHOLE_NETWORK = TransferArm("fine-tuned whole network", pretrained=True, recipe_overrides=SCRATCH.recipe_overrides)
 BN_TRAIN = TransferArm("fine-tuned, BatchNorm trains", pretrained=True, recipe_overrides=(("batchnorm", "train"),))
 NO_HEAD_PHASE = TransferArm("fine-tuned, no head-only phase", pretrained=True,
                             recipe_overrides=(("head_epochs", 0.0), ("trunk_warmup_epochs", 0.0)))
@@ -75,7 +79,7 @@ class TransferStudy:
     segmentation_mosaics: int = 1_000  # training mosaics; 2 epochs; the preset uses 6,000
     segmentation_val_mosaics: int = 1_000
     segmentation_seeds: int = 3
-    arms: tuple[TransferArm, ...] = (FINETUNE, SCRATCH)
+    arms: tuple[TransferArm, ...] = (FINETUNE, WHOLE_NETWORK, SCRATCH)
     ablations: tuple[TransferArm, ...] = (BN_TRAIN, NO_HEAD_PHASE)
     threads: int | None = None
 
@@ -117,8 +121,7 @@ def _config(study: TransferStudy, out: Path, *, recipe: str, steps: int, seed: i
 
 def _finished(out: Path) -> dict[str, Any] | None:
     """The final metrics of a run that already finished (a rerun skips it)."""
-    final = out / "final.json"
-    return json.loads(final.read_text())["metrics"] if final.is_file() else None
+    return RunDirectory(out).final_metrics()
 
 
 def pretrain(study: TransferStudy, directory: Path, runs: Path) -> tuple[Path, dict[str, Any]]:
@@ -132,7 +135,7 @@ def pretrain(study: TransferStudy, directory: Path, runs: Path) -> tuple[Path, d
     metrics = _finished(out) or fit(_config(study, out, recipe="fashion_mnist_demo", steps=steps, seed=0,
                                             batch_size=64), datasets=_datasets(train, test,
                                                                                study.source_classes)).metrics
-    return out / "weights.safetensors", metrics
+    return out / FINAL_WEIGHTS, metrics
 
 
 def run_transfer(study: TransferStudy, *, data_path: str | None, runs: Path) -> dict[str, Any]:
@@ -191,7 +194,7 @@ def summarize_transfer(results: dict[str, Any]) -> dict[str, Any]:
     study = results["study"]
     cells = {(r["shots"], r["arm"]) for r in results["rows"]}
     summaries = {cell: summarize(values(*cell)) for cell in sorted(cells)}
-    pairs = [(s, FINETUNE.label, SCRATCH.label) for s in study["shots"]]
+    pairs = [(s, arm, SCRATCH.label) for s in study["shots"] for arm in (FINETUNE.label, WHOLE_NETWORK.label)]
     pairs += [(study["ablation_shots"], FINETUNE.label, arm["label"]) for arm in study["ablations"]]
     differences = [(s, a, b, compare(summaries[s, a], summaries[s, b])) for s, a, b in pairs
                    if (s, a) in summaries and (s, b) in summaries]

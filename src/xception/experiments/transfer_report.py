@@ -8,7 +8,7 @@ from typing import Any
 
 from xception.atomic_write import save_figure_atomic, write_text_atomic
 from xception.experiments.report import machine, now
-from xception.experiments.transfer import FINETUNE, SCRATCH, summarize_transfer
+from xception.experiments.transfer import FINETUNE, SCRATCH, WHOLE_NETWORK, summarize_transfer
 
 
 def _plot(results: dict[str, Any], summary: dict[str, Any], path: Path) -> Path:
@@ -19,7 +19,7 @@ def _plot(results: dict[str, Any], summary: dict[str, Any], path: Path) -> Path:
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [2, 1]})
     shots = results["study"]["shots"]
-    for arm, marker in ((FINETUNE.label, "o"), (SCRATCH.label, "s")):
+    for arm, marker in ((FINETUNE.label, "o"), (WHOLE_NETWORK.label, "^"), (SCRATCH.label, "s")):
         cells = [summary["summaries"][s, arm] for s in shots]
         left.errorbar(shots, [100 * c.mean for c in cells], yerr=[100 * c.std for c in cells], marker=marker,
                       capsize=4, label=arm)
@@ -66,7 +66,8 @@ def write_transfer_report(results: dict[str, Any], out_dir: Path, *, command: st
         f"images per class, {study['finetune_steps']} steps of {study['batch_size']} for every arm (`finetune` "
         f"recipe: AdamW, head only for the first {study['head_steps']} steps, then the trunk at 1/100 of the "
         "learning rate ramped over as many steps, BatchNorm frozen; from scratch: the same optimizer and budget, "
-        "everything trained from step 0, BatchNorm training), scored on the 5,000 test images of classes 5-9. "
+        "everything trained from step 0, BatchNorm training; fine-tuned whole network: that same training from the "
+        "pretrained weights), scored on the 5,000 test images of classes 5-9. "
         f"{study['seeds']} seeds (the labelled images drawn and the head initialised per seed); mean ± std.",
         "",
         "| images per class | " + " | ".join(sorted({arm for _, arm in summary['summaries']})) + " |",

@@ -69,6 +69,12 @@ class ModelAverage(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.module(x)
 
+    @staticmethod
+    def weights_of(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The averaged model's own state dict within this module's `state_dict()` (without the
+        update count)."""
+        return {key.removeprefix("module."): value for key, value in state.items() if key.startswith("module.")}
+
     def train(self, mode: bool = True) -> ModelAverage:
         # The average is never trained: keep BatchNorm in inference mode whatever the caller asks.
         super().train(False)

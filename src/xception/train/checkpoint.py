@@ -8,6 +8,7 @@ config, the git commit and the history of evaluations.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import random
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from xception.atomic_write import write_atomic
+from xception.atomic_write import write_atomic, write_text_atomic
 from xception.errors import UserError
 
 LATEST = "latest.pt"
@@ -25,10 +26,62 @@ BEST = "best.pt"
 FORMAT = "xception-train-checkpoint/1"  # the "format" entry of a training run's checkpoints
 
 
+# The entries of a checkpoint that its summary (the .json beside it) repeats, for reads that need
+# no tensors: the config to resume with, the step to report.
+SUMMARY_KEYS = ("format", "config", "recipe", "class_names", "git_commit")
+
+
+def capture(parts: dict[str, Any], **plain: Any) -> dict[str, Any]:
+    """A checkpoint: the `state_dict()` of each stateful part (merged: their keys are the format's
+    top-level entries), plain data, and the format's name. The one place the format is written."""
+    state: dict[str, Any] = {"format": FORMAT}
+    for part in parts.values():
+        state.update(part.state_dict())
+    return {**state, **plain}
+
+
+def restore(state: dict[str, Any], parts: dict[str, Any]) -> None:
+    """Give each stateful part its entries back (`load_state_dict` of the whole checkpoint: each part
+    reads the keys it wrote)."""
+    for part in parts.values():
+        part.load_state_dict(state)
+
+
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write `state` to `path` atomically (`xception.atomic_write`): a crash at any moment leaves
-    either the previous file or the new one, never a partial one."""
+    either the previous file or the new one, never a partial one. Its summary (`read_summary`) goes
+    beside it first, so that a summary is never older than its checkpoint: at worst one newer,
+    which a resume (reading the checkpoint itself) never trusts for anything but the config."""
+    if state.get("format") == FORMAT:
+        summary = {**{key: state[key] for key in SUMMARY_KEYS if key in state}, "step": state["progress"]["step"]}
+        write_text_atomic(Path(path).with_suffix(".json"), json.dumps(summary, default=str))
     return write_atomic(path, lambda file: torch.save(state, file), needed=_tensor_bytes(state))
+
+
+def read_summary(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint's config, recipe, class names, commit and step, from the small .json beside it
+    (checkpoints written before it existed: from the checkpoint itself)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoints" / LATEST
+    sidecar = path.with_suffix(".json")
+    if path.is_file() and sidecar.is_file():
+        try:
+            summary = json.loads(sidecar.read_text())
+            if summary.get("format") == FORMAT:
+                return summary
+        except json.JSONDecodeError:
+            pass  # a summary from a filesystem that lost it: the checkpoint itself says the same
+    state = load_training_checkpoint(path)
+    return {**{key: state[key] for key in SUMMARY_KEYS if key in state}, "step": state["progress"]["step"]}
+
+
+def evaluated_weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The state dict of the weights a checkpoint's run evaluates: the Polyak average when it
+    averages, else the model's."""
+    from xception.train.averaging import ModelAverage
+
+    return ModelAverage.weights_of(state["average"]) if state.get("average") else state["model"]
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

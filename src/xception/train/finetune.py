@@ -27,7 +27,7 @@ from xception.models.weights.assign import SourceTensor, assign_state, is_head_k
 from xception.models.weights.download import weights_file
 from xception.models.weights.load import read_state
 from xception.models.weights.registry import find_weights
-from xception.train.checkpoint import FORMAT, NotACheckpointError, load_checkpoint
+from xception.train.checkpoint import FORMAT, NotACheckpointError, evaluated_weights, load_checkpoint
 from xception.train.recipes import Recipe
 
 _BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm)
@@ -84,7 +84,8 @@ def _read(path: Path, weights: str | os.PathLike, model: nn.Module) -> tuple[dic
     except NotACheckpointError:
         checkpoint = None
     if isinstance(checkpoint, dict) and checkpoint.get("format") == FORMAT:
-        tensors = {key: SourceTensor(value, key) for key, value in checkpoint["model"].items()}
+        # The weights the run evaluated (its Polyak average when it averages), as its weight files hold.
+        tensors = {key: SourceTensor(value, key) for key, value in evaluated_weights(checkpoint).items()}
         return tensors, list(checkpoint["class_names"])
     state, metadata = read_state(path, model)
     if metadata is not None:

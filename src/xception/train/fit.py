@@ -1,13 +1,14 @@
 """`fit(config)`: one training run from a `TrainConfig` to a `TrainResult` and a run directory.
 
 A `Run` has five phases, each a method: set up (`__init__`: data, model, optimizer, schedule,
-trainer), `resume` (from the run directory's latest checkpoint, see `xception.train.resume`),
+trainer), `resume` (from the checkpoint `RunDirectory.resume_source` names; what may change:
+`xception.train.resume`),
 `train_epoch` (the rest of the current epoch, one `Trainer.train_step` per global batch),
 `evaluate_and_checkpoint` (every 1/`evals_per_epoch` epoch and at the end: the Polyak average
-when the recipe averages), and `finish`. The run directory (`config.out_dir`) receives config.json,
-environment.json, metrics.jsonl, tensorboard/, checkpoints/latest.pt and best.pt, best.safetensors
-and curves.png; final.json and weights.safetensors only once the run has finished its budget.
-Every file goes through `xception.atomic_write`: a kill at any moment leaves no half-written file.
+when the recipe averages), and `finish`. A checkpoint is the state of the run's parts (the trainer,
+`Progress`, `ProcessStates`), captured and restored by `xception.train.checkpoint`; the run
+directory's files are `xception.train.run_directory`'s. Every file goes through
+`xception.atomic_write`: a kill at any moment leaves no half-written file.
 """
 
 from __future__ import annotations
@@ -56,9 +57,10 @@ from xception.train.averaging import ModelAverage
 from xception.train.checkpoint import (
     BEST,
     LATEST,
-    capture_rng_state,
+    capture,
     load_training_checkpoint,
-    restore_rng_state,
+    read_summary,
+    restore,
     save_checkpoint,
 )
 from xception.train.config import EvalRecord, TrainConfig, TrainResult
@@ -66,26 +68,25 @@ from xception.train.finetune import Phases, initialize
 from xception.train.logbook import Logbook, plot_curves
 from xception.train.mix import build_mix
 from xception.train.optimizer import build_optimizer
+from xception.train.progress import ProcessStates, Progress
 from xception.train.provenance import environment, git_commit
 from xception.train.recipes import get_recipe
-from xception.train.resume import (
-    check_fresh_start,
-    clear_run_outputs,
-    config_changes,
-    keep_metrics_up_to,
-    resume_source,
-    run_dir_of,
+from xception.train.resume import config_changes
+from xception.train.run_directory import (
+    BEST_WEIGHTS,
+    CHECKPOINTS,
+    CONFIG,
+    ENVIRONMENT,
+    FINAL,
+    FINAL_WEIGHTS,
+    SPLIT,
+    RunDirectory,
 )
 from xception.train.schedule import build_schedule
 from xception.train.step import Trainer
 from xception.train.task import build_task
 
 log = logging.getLogger(__name__)
-
-FINAL_WEIGHTS = "weights.safetensors"  # the evaluated weights at the end of training
-BEST_WEIGHTS = "best.safetensors"  # those of the best evaluation
-FINAL = "final.json"
-SPLIT = "split.json"  # the files of each split, when the run cut one folder by data.val_split  # the last evaluation, the budget and the attempts: written last, when finished
 
 
 def resolve_runtime(config: TrainConfig, device: torch.device) -> RuntimeSettings:
@@ -116,21 +117,6 @@ def fit(config: TrainConfig, *, datasets: Any | None = None) -> TrainResult:
     while run.train_epoch():
         pass
     return run.finish()
-
-
-@dataclasses.dataclass
-class LossWindows:
-    """This process's training-loss sums not yet reported: since the last log row and since the
-    last evaluation. Checkpointed per rank, so a resumed run reports what a straight one does."""
-
-    log_sum: float = 0.0
-    log_steps: int = 0
-    eval_sum: float = 0.0
-    eval_steps: int = 0
-
-    def add(self, loss: float) -> None:
-        self.log_sum, self.log_steps = self.log_sum + loss, self.log_steps + 1
-        self.eval_sum, self.eval_steps = self.eval_sum + loss, self.eval_steps + 1
 
 
 class Run:
@@ -176,7 +162,7 @@ class Run:
                             else max(1, math.ceil(epochs * self.steps_per_epoch)))
         self.trainer = self._build_trainer()
         self.eval_model = self.trainer.average if self.trainer.average is not None else self.module
-        self.run_dir = Path(config.out_dir)
+        self.run_dir = RunDirectory(Path(config.out_dir))
         self.micro_batch = config.batch_size // (context.world_size * config.accumulation_steps)
         self.num_workers = (config.num_workers if config.num_workers is not None
                             else default_num_workers(context.world_size))
@@ -189,14 +175,13 @@ class Run:
                                        rank=context.rank, world_size=context.world_size, seed=config.seed,
                                        num_workers=self.num_workers, pin_memory=context.device.type == "cuda",
                                        bad_images=self.bad_val)
-        self.history: list[EvalRecord] = []
-        self.best_metric = -math.inf
-        self.losses = LossWindows()
-        self.attempts: list[dict[str, Any]] = []  # earlier attempts: from_step, to_step, wall_s
-        self.resumed_at = 0
+        self.progress = Progress(self.trainer, steps_per_epoch=self.steps_per_epoch, bad_train=self.bad_train)
+        self.processes = ProcessStates(context.rank)
+        # What a checkpoint holds, part by part (xception.train.checkpoint.capture and restore).
+        self.parts = {"trainer": self.trainer, "progress": self.progress, "processes": self.processes}
         self.logbook: Logbook | None = None
-        self.progress = None
-        self.start = self.window_start = time.perf_counter()
+        self.bar = None
+        self.window_start = time.perf_counter()
 
     def _build_module(self) -> nn.Module:
         config, recipe = self.config, self.recipe
@@ -249,76 +234,58 @@ class Run:
     # -- resume -------------------------------------------------------------------------------
 
     def resume(self) -> None:
-        """Continue from the checkpoint `resume_source` names (rank 0 decides, every rank loads),
+        """Continue from the checkpoint the run directory names (rank 0 decides, every rank loads),
         then open the run directory: stale temporary files removed, metrics.jsonl cut back to the
         checkpoint's step, config.json and environment.json written."""
-        config, context = self.config, self.context
-        source = resume_source(out_dir=config.out_dir, resume=config.resume, restart=config.restart)
+        config, context, run_dir = self.config, self.context, self.run_dir
+        source = run_dir.resume_source(resume=config.resume, restart=config.restart)
         source = all_gather_objects(source)[0]  # one decision, even if the file system is slow to agree
         changes: dict[str, list[Any]] = {}
         if source is None and not config.restart:
-            check_fresh_start(self.run_dir)
+            run_dir.check_fresh_start()
         if source is not None:
             changes = self._load(load_training_checkpoint(source), source)
         if context.is_main:
             self._open_run_dir(source)
         barrier()  # no rank starts before rank 0 has cleaned the run directory
-        self.logbook = Logbook(self.run_dir, active=context.is_main, tensorboard=config.tensorboard,
+        self.logbook = Logbook(run_dir.path, active=context.is_main, tensorboard=config.tensorboard,
                                purge_step=self.trainer.step + 1 if source is not None else None)
         if changes:
             self.logbook.write("resume", {"step": self.trainer.step, "from": str(source), "changed": changes})
-        self.progress = _progress_bar(config, context, self.total_steps, self.trainer.step)
-        self.start = self.window_start = time.perf_counter()
+        self.bar = _progress_bar(config, context, self.total_steps, self.trainer.step)
+        self.progress.restart_clock()
+        self.window_start = time.perf_counter()
 
     def _load(self, state: dict[str, Any], source: Path) -> dict[str, list[Any]]:
         changes = config_changes(state["config"], self.config.to_dict(), saved_recipe=state["recipe"],
                                  recipe=dataclasses.asdict(self.recipe), source=source)
         if list(state["class_names"]) != list(self.datasets.class_names):
             raise ValueError(f"cannot resume from {source}: its classes differ from the data set's")
-        trainer = self.trainer
-        self.module.load_state_dict(state["model"])
-        if trainer.average is not None:
-            trainer.average.load_state_dict(state["average"])
-        trainer.optimizer.load_state_dict(state["optimizer"])
-        trainer.scaler.load_state_dict(state["scaler"])
-        progress = state["progress"]
-        trainer.step = self.resumed_at = progress["step"]
-        self.attempts = list(progress.get("attempts") or [{"from_step": 0, "to_step": trainer.step,
-                                                            "wall_s": progress["wall_s"]}])
-        self.best_metric = progress["best_metric"]
-        self.history = [EvalRecord(**r) for r in state["history"]]
-        self.bad_train.paths.update(state.get("bad_images", {}))
-        rank = self.context.rank
-        ranks = state["rng"]
-        restore_rng_state(ranks[rank] if rank < len(ranks) else ranks[0])
-        windows = state.get("losses") or []
-        if rank < len(windows):
-            self.losses = LossWindows(**windows[rank])
+        restore(state, self.parts)
         if self.context.is_main:
-            log.info("resumed from %s at step %d of %d", source, trainer.step, self.total_steps)
+            log.info("resumed from %s at step %d of %d", source, self.trainer.step, self.total_steps)
             for name, (before, now) in changes.items():
-                log.warning("resume at step %d changes %s: %r -> %r", trainer.step, name, before, now)
+                log.warning("resume at step %d changes %s: %r -> %r", self.trainer.step, name, before, now)
         return changes
 
     def _open_run_dir(self, source: Path | None) -> None:
         run_dir, config = self.run_dir, self.config
-        run_dir.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(run_dir)
+        run_dir.path.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(run_dir.path)
         if source is None:
-            clear_run_outputs(run_dir)  # a fresh start: nothing of an earlier run may mix with this one
+            run_dir.clear_outputs()  # a fresh start: nothing of an earlier run may mix with this one
         else:
-            keep_metrics_up_to(run_dir, self.trainer.step, source_dir=run_dir_of(source))
+            run_dir.keep_metrics_up_to(self.trainer.step, source=RunDirectory.of(source))
             if self.trainer.step < self.total_steps:  # an extended run: its earlier finish no longer holds
-                for name in (FINAL, FINAL_WEIGHTS):
-                    (run_dir / name).unlink(missing_ok=True)
+                run_dir.forget_finish()
         resolved = {"train": config.to_dict(), "recipe": dataclasses.asdict(self.recipe),
                     "runtime": dataclasses.asdict(self.settings),
                     "schedule": dataclasses.asdict(self.trainer.schedule),
                     "num_classes": self.datasets.num_classes, "class_names": list(self.datasets.class_names),
                     "total_steps": self.total_steps, "steps_per_epoch": self.steps_per_epoch,
                     "init": dataclasses.asdict(self.init) if self.init is not None else None}
-        write_text_atomic(run_dir / "config.json", json.dumps(resolved, indent=2, default=str))
-        write_text_atomic(run_dir / "environment.json", json.dumps(environment(self.context.world_size), indent=2))
+        write_text_atomic(run_dir / CONFIG, json.dumps(resolved, indent=2, default=str))
+        write_text_atomic(run_dir / ENVIRONMENT, json.dumps(environment(self.context.world_size), indent=2))
         if config.data.val_split is not None:  # which files each split holds, to check and reproduce the cut
             write_text_atomic(run_dir / SPLIT, json.dumps(split_manifest(config.data, self.datasets), indent=2))
 
@@ -355,11 +322,11 @@ class Run:
         loss = trainer.train_step(micro_batches)
         if not math.isfinite(loss):
             raise _diverged(loss, step=trainer.step, lr=trainer.optimizer.param_groups[0]["lr"], run_dir=self.run_dir)
-        self.losses.add(loss)
+        self.processes.losses.add(loss)
         if trainer.step % config.log_every_steps == 0 or trainer.step == self.total_steps:
             self.log_step()
-        if self.progress is not None:
-            self.progress.update(1)
+        if self.bar is not None:
+            self.bar.update(1)
         if (config.evaluate_during_training and trainer.step % self.eval_every == 0) or trainer.step == self.total_steps:
             self.evaluate_and_checkpoint()
         elif ((config.checkpoint_every_steps and trainer.step % config.checkpoint_every_steps == 0)
@@ -367,16 +334,16 @@ class Run:
             self.save(LATEST)
 
     def log_step(self) -> None:
-        trainer, losses = self.trainer, self.losses
+        trainer, losses = self.trainer, self.processes.losses
         lr = trainer.optimizer.param_groups[0]["lr"]
         elapsed = time.perf_counter() - self.window_start
         row = {"step": trainer.step, "epoch": trainer.step / self.steps_per_epoch, "samples": trainer.samples,
                "loss": losses.log_sum / losses.log_steps, "lr": lr,
                "images_per_s": losses.log_steps * self.config.batch_size / max(elapsed, 1e-9),
-               "wall_s": self.wall_s()}
+               "wall_s": self.progress.wall_s()}
         self.logbook.write("step", row)
-        if self.progress is not None:
-            self.progress.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{lr:.3g}", img_s=f"{row['images_per_s']:.0f}")
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{lr:.3g}", img_s=f"{row['images_per_s']:.0f}")
         losses.log_sum, losses.log_steps, self.window_start = 0.0, 0, time.perf_counter()
 
     # -- evaluate and checkpoint ------------------------------------------------------------------
@@ -394,71 +361,45 @@ class Run:
         metrics = self.task.evaluate(self.eval_model, self.val_loader, datasets, device=context.device,
                                      autocast_dtype=self.settings.autocast_dtype,
                                      channels_last=self.settings.channels_last)
-        losses = self.losses
+        losses, progress = self.processes.losses, self.progress
         train_loss = float(all_reduce_sum(torch.tensor(losses.eval_sum / max(losses.eval_steps, 1)))) / context.world_size
         losses.eval_sum, losses.eval_steps = 0.0, 0
         scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
         if self.config.bad_images == "skip":
             scalars["train_bad_images"] = len(self.bad_train.gather())
         record = EvalRecord(epoch=trainer.step / self.steps_per_epoch, step=trainer.step, samples=trainer.samples,
-                            wall_s=self.wall_s(), train_loss=train_loss,
+                            wall_s=progress.wall_s(), train_loss=train_loss,
                             lr=trainer.optimizer.param_groups[0]["lr"], metrics=scalars)
-        self.history.append(record)
+        progress.history.append(record)
         row = {k: v for k, v in dataclasses.asdict(record).items() if k != "metrics"}
         self.logbook.write("eval", {**row, **scalars})
         if context.is_main:
             log.info("step %d (epoch %.2f): %s", trainer.step, record.epoch,
                      ", ".join(f"{k} {v}" if isinstance(v, int) else f"{k} {v:.4f}" for k, v in scalars.items()))
         key = self.task.key_metric(metrics)
-        improved = metrics[key] > self.best_metric
-        self.best_metric = max(self.best_metric, metrics[key])
+        improved = metrics[key] > progress.best_metric
+        progress.best_metric = max(progress.best_metric, metrics[key])
         self.save(LATEST)
         if improved:
             self.save(BEST)
             self.export_weights(BEST_WEIGHTS, metrics)
 
-    def wall_s(self) -> float:
-        """Seconds of training kept, over every attempt (an attempt's time after its last checkpoint
-        was lost with it and is trained again)."""
-        return sum(a["wall_s"] for a in self.attempts) + time.perf_counter() - self.start
-
-    def all_attempts(self) -> list[dict[str, Any]]:
-        """Earlier attempts and this one (so far): the step range each trained and its seconds."""
-        this = {"from_step": self.resumed_at, "to_step": self.trainer.step,
-                "wall_s": time.perf_counter() - self.start}
-        return [*self.attempts, this]
-
     def checkpoint_state(self) -> dict[str, Any]:
         """What `resume` needs; a collective (every rank's RNG and loss windows): every rank builds it."""
         trainer, config = self.trainer, self.config
-        ranks = all_gather_objects({"rng": capture_rng_state(), "losses": dataclasses.asdict(self.losses)})
-        return {
-            "format": "xception-train-checkpoint/1",
-            "model": self.module.state_dict(),
-            "average": trainer.average.state_dict() if trainer.average is not None else {},
-            "optimizer": trainer.optimizer.state_dict(),
-            "scaler": trainer.scaler.state_dict(),
-            "progress": {"step": trainer.step, "samples": trainer.samples, "epoch": trainer.step / self.steps_per_epoch,
-                         "wall_s": self.wall_s(), "best_metric": self.best_metric, "attempts": self.all_attempts()},
+        return capture(
+            self.parts,
             # The data order is a function of these (see xception.data.loader.GlobalBatchSampler).
-            "data_order": {"seed": config.seed, "global_batch": config.batch_size,
-                           "epoch": trainer.step // self.steps_per_epoch,
-                           "start_batch": trainer.step % self.steps_per_epoch},
-            "rng": [r["rng"] for r in ranks],
-            "losses": [r["losses"] for r in ranks],
-            "config": config.to_dict(),
-            "recipe": dataclasses.asdict(self.recipe),
-            "num_classes": self.datasets.num_classes,
-            "class_names": list(self.datasets.class_names),
-            "git_commit": git_commit(),
-            "history": [dataclasses.asdict(r) for r in self.history],
-            "bad_images": self.bad_train.gather(),  # training files skipped so far, so a resumed run counts them
-        }
+            data_order={"seed": config.seed, "global_batch": config.batch_size,
+                        "epoch": trainer.step // self.steps_per_epoch, "start_batch": trainer.step % self.steps_per_epoch},
+            config=config.to_dict(), recipe=dataclasses.asdict(self.recipe), num_classes=self.datasets.num_classes,
+            class_names=list(self.datasets.class_names), git_commit=git_commit(),
+        )
 
     def save(self, name: str) -> None:
         state = self.checkpoint_state()
         if self.context.is_main:
-            save_checkpoint(state, self.run_dir / "checkpoints" / name)
+            save_checkpoint(state, self.run_dir / CHECKPOINTS / name)
         barrier()
 
     def export_weights(self, name: str, metrics: dict[str, Any]) -> None:
@@ -486,30 +427,30 @@ class Run:
         """When the budget is done: weights.safetensors, then final.json (the mark of a finished
         run). A stopped run writes neither and says where it stopped."""
         trainer, context, run_dir = self.trainer, self.context, self.run_dir
-        if self.progress is not None:
-            self.progress.close()
+        if self.bar is not None:
+            self.bar.close()
         self.logbook.close()
-        finished = trainer.step >= self.total_steps and bool(self.history)
-        attempts = self.all_attempts()
+        history = self.progress.history
+        finished = trainer.step >= self.total_steps and bool(history)
+        attempts = self.progress.all_attempts()
         wall_s = sum(a["wall_s"] for a in attempts)
         if finished:
-            self.export_weights(FINAL_WEIGHTS, self.history[-1].metrics)
+            self.export_weights(FINAL_WEIGHTS, history[-1].metrics)
             if context.is_main:
-                final = {**dataclasses.asdict(self.history[-1]), "total_steps": self.total_steps,
+                final = {**dataclasses.asdict(history[-1]), "total_steps": self.total_steps,
                          "wall_s_all_attempts": wall_s, "attempts": attempts}
                 write_text_atomic(run_dir / FINAL, json.dumps(final, indent=2))
-        if context.is_main and self.history:
-            plot_curves(run_dir)
-            self.task.finish(run_dir, self.eval_model, self.datasets, context.device)
+        if context.is_main and history:
+            plot_curves(run_dir.path)
+            self.task.finish(run_dir.path, self.eval_model, self.datasets, context.device)
         if context.is_main and not finished:
             log.info("stopped at step %d of %d; run the same command again to continue", trainer.step,
                      self.total_steps)
         barrier()  # every process returns once rank 0 has written the run directory
-        best = run_dir / "checkpoints" / BEST
         return TrainResult(
-            config=self.config, metrics=dict(self.history[-1].metrics) if self.history else {},
-            history=self.history, run_dir=run_dir, checkpoint=run_dir / "checkpoints" / LATEST,
-            best_checkpoint=best if best.exists() else None,
+            config=self.config, metrics=dict(history[-1].metrics) if history else {},
+            history=history, run_dir=run_dir.path, checkpoint=run_dir.latest,
+            best_checkpoint=run_dir.best if run_dir.best.exists() else None,
             weights=run_dir / FINAL_WEIGHTS if finished else None,
             steps=trainer.step, total_steps=self.total_steps, finished=finished, wall_s=wall_s, attempts=attempts,
         )
@@ -545,14 +486,14 @@ class DivergedError(UserError, FloatingPointError):
     """The training loss became NaN or infinite."""
 
 
-def _diverged(loss: float, *, step: int, lr: float, run_dir: Path) -> DivergedError:
+def _diverged(loss: float, *, step: int, lr: float, run_dir: RunDirectory) -> DivergedError:
     """The error for a loss that diverged at `step`, naming the checkpoint to resume from."""
-    checkpoint = run_dir / "checkpoints" / LATEST
+    checkpoint = run_dir.latest
     advice = "a lower learning rate (--set recipe.lr=...) or --precision fp32"
     if checkpoint.is_file():
-        saved = load_training_checkpoint(checkpoint)["progress"]["step"]
+        saved = read_summary(checkpoint)["step"]
         where = (f"the last checkpoint, {checkpoint}, is from step {saved}: resume from it "
-                 f"(xception train --resume {run_dir}) with {advice}")
+                 f"(xception train --resume {run_dir.path}) with {advice}")
     else:
         where = f"no checkpoint was written yet: start again with {advice}"
     return DivergedError(f"the training loss became {loss} at step {step} (learning rate {lr:.4g}); {where}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -54,6 +55,19 @@ class Trainer:
     def samples(self) -> int:
         """Training images seen (global, all processes)."""
         return self.step * self.batch_size
+
+    def state_dict(self) -> dict[str, Any]:
+        """The model, its average, the optimizer and the loss scaler (the step is `Progress`'s)."""
+        return {"model": self.module.state_dict(),
+                "average": self.average.state_dict() if self.average is not None else {},
+                "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.module.load_state_dict(state["model"])
+        if self.average is not None:
+            self.average.load_state_dict(state["average"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
 
     def train_step(self, micro_batches: Sequence[Batch]) -> float:
         """One optimizer step over the global batch (this process's micro-batches). Returns this
