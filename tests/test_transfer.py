@@ -34,3 +34,14 @@ def test_transfer_study_runs_every_arm_and_writes_its_report(tmp_path, fashion_m
     capsys.readouterr()
     assert main(["experiment", "transfer", "--set", "shot=3"]) == 2
     assert "unknown transfer study field(s) ['shot']" in capsys.readouterr().err
+
+
+def test_transfer_arms_are_the_named_recipes():
+    import dataclasses
+
+    from xception.experiments.transfer import SCRATCH, WHOLE_NETWORK
+    from xception.train.recipes import get_recipe
+
+    assert WHOLE_NETWORK.recipe_overrides == SCRATCH.recipe_overrides  # the same training, other weights
+    whole = get_recipe("finetune", **dict(WHOLE_NETWORK.recipe_overrides))
+    assert whole == dataclasses.replace(get_recipe("finetune_whole"), name="finetune")

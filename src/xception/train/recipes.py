@@ -202,12 +202,18 @@ FINETUNE = Recipe(
     batchnorm="frozen",  # the guide's central warning (keras-team/keras#9214)
     epochs=10,
 )
+# The whole network from the first step at the head's learning rate, BatchNorm training: what fine-tuning
+# is when the new data differ from the pretraining's. In this project's transfer study (docs/finetune.md)
+# it beat both `finetune` and training from scratch at 10-50 images per class.
+# (The trunk's rate still ramps up over `trunk_warmup_epochs` while the new head starts at full rate.)
+FINETUNE_WHOLE = dataclasses.replace(FINETUNE, name="finetune_whole", head_epochs=0.0, trunk_lr_scale=1.0,
+                                     batchnorm="train")
 # The same as a linear probe: only the head ever trains (head_epochs beyond any budget).
 LINEAR_PROBE = dataclasses.replace(FINETUNE, name="linear_probe", head_epochs=1e9, label_smoothing=0.0)
 
 RECIPES: dict[str, Recipe] = {
     r.name: r for r in (PAPER_IMAGENET, PAPER_JFT, FASHION_MNIST_DEMO, FASHION_MNIST_LONG, MOSAIC_SEGMENTATION,
-                        FINETUNE, LINEAR_PROBE)
+                        FINETUNE, FINETUNE_WHOLE, LINEAR_PROBE)
 }
 
 
