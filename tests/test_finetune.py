@@ -220,3 +220,19 @@ def test_eval_scores_a_binary_model_per_image_and_per_group_as_scikit_learn(tmp_
     group_labels = [labels[members[0]] for members in groups.values()]
     assert report["binary"]["group"]["count"] == len(groups) == 20
     assert report["binary"]["group"]["roc_auc"] == pytest.approx(roc_auc_score(group_labels, group_scores), abs=1e-6)
+
+
+def test_mixup_and_cutmix_give_mixed_images_and_soft_targets():
+    from xception.train.mix import build_mix
+    from xception.train.recipes import get_recipe
+
+    assert build_mix(get_recipe("finetune"), num_classes=3, task="classification", multilabel=False) is None
+    mix = build_mix(get_recipe("finetune", mixup_alpha=0.4), num_classes=3, task="classification", multilabel=False)
+    torch.manual_seed(0)
+    images, labels = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 0])
+    mixed, targets = mix(images, labels)
+    lam = float(targets[1, 1])  # image 1 (class 1) mixed with image 0 (class 0): lambda on class 1
+    assert targets.shape == (4, 3) and torch.allclose(targets.sum(1), torch.ones(4))
+    assert torch.allclose(mixed[1], lam * images[1] + (1 - lam) * images[0], atol=1e-6)
+    with pytest.raises(ValueError, match="single-label classification"):
+        build_mix(get_recipe("finetune", cutmix_alpha=1.0), num_classes=3, task="segmentation", multilabel=False)
