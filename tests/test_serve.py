@@ -299,3 +299,34 @@ def test_serve_sigterm_finishes_requests_in_flight_and_exits_0(weights, photos):
     assert results == [200] * 6
     assert status == 0, output
     assert "Application shutdown complete" in output
+
+
+def test_serve_heatmap_renderer_answers_with_the_map_of_the_top_class(weights, photos):
+    """The hook for class activation maps: `create_app(..., heatmap=renderer)` puts the renderer's PNG
+    of the top class into /predict's answer, which the page shows."""
+    import io
+
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from xception.serve.app import create_app
+    from xception.serve.config import ServeConfig
+    from xception.serve.model import load_served_model
+
+    served = load_served_model(str(weights), runtime="torch", precision="fp32", device="cpu")
+    calls = []
+
+    def renderer(image: torch.Tensor, class_index: int) -> bytes:
+        calls.append((tuple(image.shape), class_index))
+        out = io.BytesIO()
+        Image.new("RGB", (4, 4), (255, 0, 0)).save(out, format="PNG")
+        return out.getvalue()
+
+    with TestClient(create_app(served, ServeConfig(), heatmap=renderer)) as client:
+        plain = client.post("/predict", content=photos[0].read_bytes()).json()
+        assert "heatmap" not in plain and calls == []
+        answer = client.post("/predict?heatmap=true", content=photos[0].read_bytes()).json()
+    top = int(answer["predictions"][0]["class_name"].split()[-1])
+    assert calls == [((3, 32, 32), top)]
+    png = base64.b64decode(answer["heatmap"].removeprefix("data:image/png;base64,"))
+    assert Image.open(io.BytesIO(png)).getpixel((0, 0)) == (255, 0, 0)
