@@ -52,6 +52,7 @@ def create_app(served: ServedModel, config: ServeConfig, *, heatmap: HeatmapRend
                            max_delay_s=config.max_delay_ms / 1000, max_queue=config.max_queue,
                            on_batch=metrics.batch_size.observe, on_depth=metrics.queue_depth.set)
     state = {"ready": False}
+    heatmap_renderer = heatmap  # `heatmap` is also /predict's query parameter
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -88,6 +89,22 @@ def create_app(served: ServedModel, config: ServeConfig, *, heatmap: HeatmapRend
             return await batcher.submit(images)
         except QueueFullError as error:
             raise RequestError(503, str(error), headers={"Retry-After": str(error.retry_after_s)}) from None
+
+    # Requests admitted at once (reading, decoding, queued, running), each holding at most a body of
+    # max_body_bytes: past this bound a request gets 503 before its body is read, so that memory stays
+    # bounded even where decoding, not inference, is the bottleneck.
+    admitted_at_most = config.max_queue + config.max_batch_size
+    active = {"requests": 0}
+
+    @asynccontextmanager
+    async def admitted():
+        if active["requests"] >= admitted_at_most:
+            raise QueueFullError(batcher.retry_after())
+        active["requests"] += 1
+        try:
+            yield
+        finally:
+            active["requests"] -= 1
 
     def check_room(count: int) -> None:
         """Refuse before decoding what would not fit: a full queue costs the client a round trip only."""
@@ -139,6 +156,10 @@ def create_app(served: ServedModel, config: ServeConfig, *, heatmap: HeatmapRend
     @app.post("/v2/models/{name}/versions/{version}/infer")
     async def model_infer(name: str, request: Request, version: str | None = None) -> dict:
         check_model(name, version)
+        async with admitted():
+            return await answer_infer(request)
+
+    async def answer_infer(request: Request) -> dict:
         body = await _read_body(request, config.max_body_bytes)
         parsed, binary = protocol.parse_request(body, request.headers.get(protocol.BINARY_HEADER))
         tensor = protocol.the_input(parsed)
@@ -163,6 +184,10 @@ def create_app(served: ServedModel, config: ServeConfig, *, heatmap: HeatmapRend
         top_k = config.top_k if top_k is None else top_k
         if top_k < 1:
             raise RequestError(400, f"top_k must be >= 1, got {top_k}")
+        async with admitted():
+            return await answer_predict(request, top_k, heatmap)
+
+    async def answer_predict(request: Request, top_k: int, heatmap: bool) -> dict:
         body = await _read_body(request, config.max_body_bytes)
         if not body:
             raise RequestError(400, "the body is empty; send the image file's bytes as the body")
@@ -177,8 +202,6 @@ def create_app(served: ServedModel, config: ServeConfig, *, heatmap: HeatmapRend
             png = await asyncio.to_thread(heatmap_renderer, image, int(indices[0]))
             answer["heatmap"] = "data:image/png;base64," + base64.b64encode(png).decode()
         return answer
-
-    heatmap_renderer = heatmap
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> HTMLResponse:

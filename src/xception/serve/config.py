@@ -10,7 +10,9 @@ class ServeConfig:
     """How the server batches, bounds and answers requests.
 
     `max_queue` bounds the images waiting for inference (not the requests): past it a request is
-    refused with 503 and Retry-After, so memory stays bounded under any load.
+    refused with 503 and Retry-After. At most `max_queue + max_batch_size` requests are admitted at
+    once (reading, decoding, queued or running), each body at most `max_body_bytes`; the others get
+    the same 503 before their body is read. So memory stays bounded under any load.
     """
 
     host: str = "127.0.0.1"  # loopback only unless asked: a model server is not a public service by default
