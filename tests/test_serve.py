@@ -330,3 +330,14 @@ def test_serve_heatmap_renderer_answers_with_the_map_of_the_top_class(weights, p
     assert calls == [((3, 32, 32), top)]
     png = base64.b64decode(answer["heatmap"].removeprefix("data:image/png;base64,"))
     assert Image.open(io.BytesIO(png)).getpixel((0, 0)) == (255, 0, 0)
+
+
+def test_cli_serve_refuses_a_port_in_use_and_a_queue_smaller_than_a_batch(server, weights, capsys):
+    from xception.cli import main
+
+    assert main(["serve", "--weights", str(weights), "--max-batch-size", "16", "--max-queue", "8"]) == 2
+    assert "max-queue (8) must be >= max-batch-size (16)" in capsys.readouterr().err
+    port = server.url.rsplit(":", 1)[1]
+    assert main(["serve", "--weights", str(weights), "--runtime", "torch", "--precision", "fp32", "--device", "cpu",
+                 "--port", port]) == 2
+    assert f"could not serve on 127.0.0.1:{port}" in capsys.readouterr().err

@@ -8,6 +8,7 @@ import signal
 
 import uvicorn
 
+from xception.errors import UserError
 from xception.serve.app import HeatmapRenderer, create_app
 from xception.serve.config import ServeConfig
 from xception.serve.model import ServedModel
@@ -26,11 +27,11 @@ def run_server(served: ServedModel, config: ServeConfig, *, heatmap: HeatmapRend
     previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         server.run()
+    except SystemExit:  # uvicorn's way out of a failed start (a port in use, a host it cannot bind): logged
+        raise UserError(f"could not serve on {config.host}:{config.port}: see the message above") from None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if not server.started:  # the port was taken or the host cannot be bound: uvicorn logged why
-        raise OSError(f"could not listen on {config.host}:{config.port} (see the message above)")
 
 
 def _stopped(signum: int, frame) -> None:
