@@ -18,7 +18,10 @@ def run_server(served: ServedModel, config: ServeConfig, *, heatmap: HeatmapRend
     """Serve `served` at config.host:config.port until a stop signal."""
     settings = uvicorn.Config(create_app(served, config, heatmap=heatmap), host=config.host, port=config.port,
                               timeout_graceful_shutdown=config.graceful_timeout_s, log_level="info",
-                              access_log=False, server_header=False)
+                              access_log=False, server_header=False,
+                              # uvicorn's own dictConfig would replace (and close) every logging handler
+                              # of the process; its messages go through the command line's logging.
+                              log_config=None)
     server = uvicorn.Server(settings)
     # uvicorn handles SIGTERM and SIGINT itself (a graceful stop), then restores the handlers it found
     # and raises the signal again, so that a process left with the default handlers dies of it (exit
