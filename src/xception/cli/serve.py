@@ -45,6 +45,12 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    missing = [name for name in ("fastapi", "uvicorn", "prometheus_client") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ValueError(f"xception serve needs {', '.join(missing)}: pip install 'xception[serve]'")
+
     from xception.serve.config import ServeConfig
     from xception.serve.model import load_served_model
     from xception.serve.server import run_server
