@@ -85,10 +85,7 @@ def create_app(served: ServedModel, config: ServeConfig, *, heatmap: HeatmapRend
     async def infer(images: torch.Tensor) -> torch.Tensor:
         if not state["ready"]:
             raise RequestError(503, "the server is stopping", headers={"Retry-After": "1"})
-        try:
-            return await batcher.submit(images)
-        except QueueFullError as error:
-            raise RequestError(503, str(error), headers={"Retry-After": str(error.retry_after_s)}) from None
+        return await batcher.submit(images)  # QueueFullError: a 503 with Retry-After (its handler)
 
     # Requests admitted at once (reading, decoding, queued, running), each holding at most a body of
     # max_body_bytes: past this bound a request gets 503 before its body is read, so that memory stays
