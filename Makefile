@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # The CPU machines here carry torch 2.14.1 on disk; any torch >= 2.4 works.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test data venv lint clean
+.PHONY: demo test data system-packages venv lint clean
 
 $(BIN)/xception: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,20 @@ demo: venv
 data: venv
 	@$(BIN)/xception data fetch || echo "make data: Fashion-MNIST unavailable; the tests that need it will skip"
 
+# Debian's chromium (the browser test of `xception serve`: Playwright cannot download its own browsers
+# here) and nginx (the replicas test), installed where they are missing and apt-get is usable as root.
+# It never fails the build: where they cannot be installed, those tests skip and name what is missing.
+system-packages:
+	@missing=""; test -x /usr/bin/chromium || missing="chromium"; test -x /usr/sbin/nginx || missing="$$missing nginx-light"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	      || echo "make system-packages: could not install$$missing; the tests that need them will skip"; \
+	  else echo "make system-packages: $$missing missing and apt-get unusable (not root); the tests that need them will skip"; fi; \
+	fi
+
 # `tests` named explicitly, so that the run can never collect nothing (pytest's exit status 5).
-test: venv data
+test: venv data system-packages
 	$(BIN)/python -m pytest -n 2 -q tests
 
 lint: venv

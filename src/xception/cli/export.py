@@ -29,6 +29,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--image-size", type=int, default=None, help="default: the model's input size")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--tolerance", type=float, default=1e-4, help="fail above this max abs difference")
+    parser.add_argument("--raw-input", action="store_true",
+                        help="with --weights, onnx or openvino: take uint8 images (N, H, W, C) at the input size, "
+                        "scale them inside the graph, output logits and probabilities, and write the class names "
+                        "and preparation into the file's metadata, for serving with no code of ours (docs/serve.md)")
     parser.set_defaults(run=run)
 
 
@@ -37,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from xception.models.export import export_model, verify_export
     from xception.models.trained import load_trained_model
 
+    if args.raw_input:
+        return _export_raw_input(args)
     if args.weights is not None and args.num_classes is None:
         # Our files carry their config, classes and channels; published weights and foreign files are
         # sized by their logistic layer.
@@ -57,3 +63,22 @@ def run(args: argparse.Namespace) -> int:
         return 1
     return 0
 
+
+
+def _export_raw_input(args: argparse.Namespace) -> int:
+    from xception.deploy.raw_input import export_raw_input, verify_raw_input
+    from xception.models import MODELS
+    from xception.models.trained import load_trained_model
+
+    if args.weights is None:
+        raise ValueError("--raw-input needs --weights (the class names and preparation come from them)")
+    model, metadata = load_trained_model(args.weights, model_name=args.model)
+    size = args.image_size or (metadata.get("data") or {}).get("image_size") or MODELS[metadata["model_name"]].input_size
+    path = export_raw_input(model, metadata, args.out, format=args.format, image_size=size)
+    difference = verify_raw_input(model, metadata, path, image_size=size)
+    print(f"wrote {path} ({args.format}, uint8 (N, {size}, {size}, {metadata['in_channels']}) in, probabilities out); "
+          f"max abs difference of the probabilities from PyTorch: {difference:.3g}")
+    if difference > args.tolerance:
+        print(f"error: the exported model differs from PyTorch by more than --tolerance {args.tolerance}")
+        return 1
+    return 0

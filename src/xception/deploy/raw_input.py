@@ -1,0 +1,134 @@
+"""A trained classifier exported to take what an image decoder gives: uint8 pixels (N, H, W, C) at
+the model's input size, scaled to [-1, 1] inside the graph, with the class names and the preparation
+in the file's metadata, so that ONNX Runtime, OpenVINO Model Server, Triton or KServe can serve it
+with no code of this project (`xception export --raw-input`).
+
+The resize and centre crop stay outside: a decoder's resize is not PIL's bicubic, and the client
+knows its images (the metadata key "preparation" says what the weights were evaluated with).
+Outputs: "logits" and "probabilities" (softmax, or a sigmoid per class for multi-label weights),
+both (N, num_classes) float32. Metadata: ONNX `metadata_props`, OpenVINO `rt_info` under "xception"
+(and the class names, space-free, under model_info/labels, where OpenVINO's tools look for them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+RawInputFormat = Literal["onnx", "openvino"]
+RAW_INPUT_FORMATS: tuple[RawInputFormat, ...] = ("onnx", "openvino")
+
+
+class RawInputModel(nn.Module):
+    """uint8 images (N, H, W, C) -> (logits, probabilities), each (N, num_classes) float32, through
+    `model`, which takes (N, C, H, W) float32 in [-1, 1]."""
+
+    def __init__(self, model: nn.Module, *, multilabel: bool) -> None:
+        super().__init__()
+        self.model, self.multilabel = model, multilabel
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # The same arithmetic as the preparation's ToDtype(scale=True) then Normalize(0.5, 0.5).
+        x = (images.permute(0, 3, 1, 2).float() / 255.0 - 0.5) / 0.5
+        logits = self.model(x)
+        return logits, logits.sigmoid() if self.multilabel else logits.softmax(dim=1)
+
+
+def raw_input_metadata(metadata: dict[str, Any], *, image_size: int) -> dict[str, str]:
+    """The entries written into the file: strings, JSON where structured."""
+    data = metadata.get("data") or {}
+    return {
+        "model_name": str(metadata["model_name"]),
+        "class_names": json.dumps(list(metadata["class_names"])),
+        "input": f"images: uint8 (N, {image_size}, {image_size}, {metadata['in_channels']}), NHWC, "
+                 f"{'RGB' if metadata['in_channels'] == 3 else 'grayscale'}, scaled to [-1, 1] inside",
+        "outputs": "logits, probabilities: float32 (N, num_classes)",
+        "preparation": json.dumps({k: data.get(k) for k in ("image_size", "crop_fraction", "interpolation")
+                                   if data.get(k) is not None}),
+        "multilabel": json.dumps(bool(metadata.get("multilabel"))),
+    }
+
+
+def export_raw_input(model: nn.Module, metadata: dict[str, Any], path: str | os.PathLike, *,
+                     format: RawInputFormat, image_size: int) -> Path:
+    """Write `model` (from `load_trained_model`, with its `metadata`) to `path` (.onnx, or .xml for
+    OpenVINO IR) as a raw-input model, BatchNorm folded, dynamic batch."""
+    from xception.models.fuse import fuse_for_inference
+
+    if format not in RAW_INPUT_FORMATS:
+        raise ValueError(f"--raw-input exports to {' or '.join(RAW_INPUT_FORMATS)}, not {format}")
+    if not metadata.get("class_names"):
+        raise ValueError("--raw-input needs weights that name their classes (a file from training or convert)")
+    path = Path(path)
+    if path.suffix != {"onnx": ".onnx", "openvino": ".xml"}[format]:
+        raise ValueError(f"a raw-input {format} export is a {'.onnx' if format == 'onnx' else '.xml'} file; got {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    entries = raw_input_metadata(metadata, image_size=image_size)
+    wrapper = RawInputModel(fuse_for_inference(model), multilabel=bool(metadata.get("multilabel"))).eval()
+    if format == "onnx":
+        _write_onnx(wrapper, path, image_size=image_size, in_channels=metadata["in_channels"], entries=entries)
+        return path
+    import openvino
+
+    with tempfile.TemporaryDirectory(prefix="xception-export-") as directory:
+        onnx_path = _write_onnx(wrapper, Path(directory) / "model.onnx", image_size=image_size,
+                                in_channels=metadata["in_channels"], entries=entries)
+        converted = openvino.convert_model(str(onnx_path))
+    for key, value in entries.items():
+        converted.set_rt_info(value, ["xception", key])
+    labels = " ".join(name.replace(" ", "_") for name in json.loads(entries["class_names"]))
+    converted.set_rt_info(labels, ["model_info", "labels"])
+    openvino.save_model(converted, str(path), compress_to_fp16=False)
+    return path
+
+
+def _write_onnx(wrapper: RawInputModel, path: Path, *, image_size: int, in_channels: int,
+                entries: dict[str, str]) -> Path:
+    import onnx
+
+    example = torch.randint(0, 256, (2, image_size, image_size, in_channels), dtype=torch.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's notices about opset conversions
+        torch.onnx.export(wrapper, (example,), str(path), input_names=["images"],
+                          output_names=["logits", "probabilities"],
+                          dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), dynamo=True, verbose=False)
+    exported = onnx.load(str(path))
+    for key, value in entries.items():
+        onnx.helper.set_model_props(exported, {**{p.key: p.value for p in exported.metadata_props}, key: value})
+    onnx.save(exported, str(path))
+    return path
+
+
+def run_raw_input(path: str | os.PathLike, images: np.ndarray) -> np.ndarray:
+    """The probabilities (N, num_classes) of the raw-input export at `path` (.onnx in onnxruntime,
+    .xml in OpenVINO fp32) for uint8 `images` (N, H, W, C)."""
+    if Path(path).suffix == ".xml":
+        from xception.deploy.engines import openvino_core
+
+        compiled = openvino_core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        return np.asarray(compiled(images)[compiled.output("probabilities")])
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return np.asarray(session.run(["probabilities"], {"images": images})[0])
+
+
+def verify_raw_input(model: nn.Module, metadata: dict[str, Any], path: str | os.PathLike, *, image_size: int,
+                     seed: int = 1) -> float:
+    """The largest absolute difference between the export's probabilities on random uint8 images and
+    PyTorch's on the same images prepared as the weights were (x / 127.5 - 1)."""
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (2, image_size, image_size, metadata["in_channels"]), dtype=torch.uint8,
+                           generator=generator)
+    with torch.no_grad():
+        logits = model.eval()(images.permute(0, 3, 1, 2).float() / 127.5 - 1)
+    expected = logits.sigmoid() if metadata.get("multilabel") else logits.softmax(dim=1)
+    return float(np.abs(run_raw_input(path, images.numpy()) - expected.double().numpy()).max())
