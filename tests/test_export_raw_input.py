@@ -27,8 +27,8 @@ def prepared(weights, tmp_path_factory):
     from xception.data.prediction import prediction_transform
     from xception.models.trained import load_trained_model
 
-    model, metadata = load_trained_model(str(weights))
-    transform = prediction_transform(metadata)
+    model, description = load_trained_model(str(weights))
+    transform = prediction_transform(description.preprocessing, in_channels=3)
     photos = write_photos(tmp_path_factory.mktemp("photos"))
     images = torch.stack([transform(load_image(p, in_channels=3)) for p in photos])
     # The preparation resizes 8-bit pixels, so each value is k / 127.5 - 1 for an integer k.
@@ -53,7 +53,8 @@ def test_export_raw_input_onnx_matches_pytorch_in_onnxruntime(weights, prepared,
     exported = onnx.load(str(out))
     props = {p.key: p.value for p in exported.metadata_props}
     assert json.loads(props["class_names"]) == [f"class {k}" for k in range(7)]
-    assert json.loads(props["preparation"]) == {"image_size": 32, "crop_fraction": 0.875, "interpolation": "bicubic"}
+    assert json.loads(props["preparation"]) == {"image_size": 32, "crop_fraction": 0.875, "interpolation": "bicubic",
+                                                 "resize": "crop"}
     assert exported.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
 
 

@@ -51,12 +51,12 @@ def reference(weights: Path, photos: list[Path], runtime: str) -> tuple[torch.Te
     from xception.eval.predict import predict
     from xception.models.trained import load_trained_model
 
-    model, metadata = load_trained_model(str(weights))
-    engine = trained_engine(model, metadata, choose_runtime(torch.device("cpu"), runtime=runtime, precision="fp32"),
-                            device=torch.device("cpu"))
-    transform = prediction_transform(metadata)
+    model, description = load_trained_model(str(weights))
+    engine = trained_engine(model, description, choose_runtime(torch.device("cpu"), runtime=runtime,
+                                                               precision="fp32"), device=torch.device("cpu"))
+    transform = prediction_transform(description.preprocessing, in_channels=3)
     images = torch.stack([transform(load_image(p, in_channels=3)) for p in photos])
-    names = metadata["class_names"]
+    names = list(description.class_names)
     rows = predict(engine, images, class_names=names, top_k=len(names))
     probabilities = torch.tensor([[dict(row)[name] for name in names] for row in rows])
     return images, probabilities

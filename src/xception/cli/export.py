@@ -67,16 +67,15 @@ def run(args: argparse.Namespace) -> int:
 
 def _export_raw_input(args: argparse.Namespace) -> int:
     from xception.deploy.raw_input import export_raw_input, verify_raw_input
-    from xception.models import MODELS
     from xception.models.trained import load_trained_model
 
     if args.weights is None:
         raise ValueError("--raw-input needs --weights (the class names and preparation come from them)")
-    model, metadata = load_trained_model(args.weights, model_name=args.model)
-    size = args.image_size or (metadata.get("data") or {}).get("image_size") or MODELS[metadata["model_name"]].input_size
-    path = export_raw_input(model, metadata, args.out, format=args.format, image_size=size)
-    difference = verify_raw_input(model, metadata, path, image_size=size)
-    print(f"wrote {path} ({args.format}, uint8 (N, {size}, {size}, {metadata['in_channels']}) in, probabilities out); "
+    model, description = load_trained_model(args.weights, model_name=args.model)
+    size = args.image_size or description.image_size
+    path = export_raw_input(model, description, args.out, format=args.format, image_size=size)
+    difference = verify_raw_input(model, description, path, image_size=size)
+    print(f"wrote {path} ({args.format}, uint8 (N, {size}, {size}, {description.in_channels}) in, probabilities out); "
           f"max abs difference of the probabilities from PyTorch: {difference:.3g}")
     if difference > args.tolerance:
         print(f"error: the exported model differs from PyTorch by more than --tolerance {args.tolerance}")

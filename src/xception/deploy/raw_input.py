@@ -12,16 +12,19 @@ both (N, num_classes) float32. Metadata: ONNX `metadata_props`, OpenVINO `rt_inf
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
+
+from xception.description import WeightsDescription
 
 RawInputFormat = Literal["onnx", "openvino"]
 RAW_INPUT_FORMATS: tuple[RawInputFormat, ...] = ("onnx", "openvino")
@@ -42,45 +45,46 @@ class RawInputModel(nn.Module):
         return logits, logits.sigmoid() if self.multilabel else logits.softmax(dim=1)
 
 
-def raw_input_metadata(metadata: dict[str, Any], *, image_size: int) -> dict[str, str]:
+def raw_input_metadata(description: WeightsDescription, *, image_size: int) -> dict[str, str]:
     """The entries written into the file: strings, JSON where structured."""
-    data = metadata.get("data") or {}
+    channels = description.in_channels
+    preparation = dataclasses.asdict(description.preprocessing) if description.preprocessing else {}
     return {
-        "model_name": str(metadata["model_name"]),
-        "class_names": json.dumps(list(metadata["class_names"])),
-        "input": f"images: uint8 (N, {image_size}, {image_size}, {metadata['in_channels']}), NHWC, "
-                 f"{'RGB' if metadata['in_channels'] == 3 else 'grayscale'}, scaled to [-1, 1] inside",
+        "model_name": description.model_name,
+        "class_names": json.dumps(list(description.class_names)),
+        "input": f"images: uint8 (N, {image_size}, {image_size}, {channels}), NHWC, "
+                 f"{'RGB' if channels == 3 else 'grayscale'}, scaled to [-1, 1] inside",
         "outputs": "logits, probabilities: float32 (N, num_classes)",
-        "preparation": json.dumps({k: data.get(k) for k in ("image_size", "crop_fraction", "interpolation")
-                                   if data.get(k) is not None}),
-        "multilabel": json.dumps(bool(metadata.get("multilabel"))),
+        "preparation": json.dumps({k: preparation.get(k) for k in ("image_size", "crop_fraction", "interpolation",
+                                                                    "resize") if preparation.get(k) is not None}),
+        "multilabel": json.dumps(description.multilabel),
     }
 
 
-def export_raw_input(model: nn.Module, metadata: dict[str, Any], path: str | os.PathLike, *,
+def export_raw_input(model: nn.Module, description: WeightsDescription, path: str | os.PathLike, *,
                      format: RawInputFormat, image_size: int) -> Path:
-    """Write `model` (from `load_trained_model`, with its `metadata`) to `path` (.onnx, or .xml for
+    """Write `model` (from `load_trained_model`, with its `description`) to `path` (.onnx, or .xml for
     OpenVINO IR) as a raw-input model, BatchNorm folded, dynamic batch."""
     from xception.models.fuse import fuse_for_inference
 
     if format not in RAW_INPUT_FORMATS:
         raise ValueError(f"--raw-input exports to {' or '.join(RAW_INPUT_FORMATS)}, not {format}")
-    if not metadata.get("class_names"):
+    if not description.class_names:
         raise ValueError("--raw-input needs weights that name their classes (a file from training or convert)")
     path = Path(path)
     if path.suffix != {"onnx": ".onnx", "openvino": ".xml"}[format]:
         raise ValueError(f"a raw-input {format} export is a {'.onnx' if format == 'onnx' else '.xml'} file; got {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    entries = raw_input_metadata(metadata, image_size=image_size)
-    wrapper = RawInputModel(fuse_for_inference(model), multilabel=bool(metadata.get("multilabel"))).eval()
+    entries = raw_input_metadata(description, image_size=image_size)
+    wrapper = RawInputModel(fuse_for_inference(model), multilabel=description.multilabel).eval()
     if format == "onnx":
-        _write_onnx(wrapper, path, image_size=image_size, in_channels=metadata["in_channels"], entries=entries)
+        _write_onnx(wrapper, path, image_size=image_size, in_channels=description.in_channels, entries=entries)
         return path
     import openvino
 
     with tempfile.TemporaryDirectory(prefix="xception-export-") as directory:
         onnx_path = _write_onnx(wrapper, Path(directory) / "model.onnx", image_size=image_size,
-                                in_channels=metadata["in_channels"], entries=entries)
+                                in_channels=description.in_channels, entries=entries)
         converted = openvino.convert_model(str(onnx_path))
     for key, value in entries.items():
         converted.set_rt_info(value, ["xception", key])
@@ -121,14 +125,14 @@ def run_raw_input(path: str | os.PathLike, images: np.ndarray) -> np.ndarray:
     return np.asarray(session.run(["probabilities"], {"images": images})[0])
 
 
-def verify_raw_input(model: nn.Module, metadata: dict[str, Any], path: str | os.PathLike, *, image_size: int,
+def verify_raw_input(model: nn.Module, description: WeightsDescription, path: str | os.PathLike, *, image_size: int,
                      seed: int = 1) -> float:
     """The largest absolute difference between the export's probabilities on random uint8 images and
     PyTorch's on the same images prepared as the weights were (x / 127.5 - 1)."""
     generator = torch.Generator().manual_seed(seed)
-    images = torch.randint(0, 256, (2, image_size, image_size, metadata["in_channels"]), dtype=torch.uint8,
+    images = torch.randint(0, 256, (2, image_size, image_size, description.in_channels), dtype=torch.uint8,
                            generator=generator)
     with torch.no_grad():
         logits = model.eval()(images.permute(0, 3, 1, 2).float() / 127.5 - 1)
-    expected = logits.sigmoid() if metadata.get("multilabel") else logits.softmax(dim=1)
+    expected = logits.sigmoid() if description.multilabel else logits.softmax(dim=1)
     return float(np.abs(run_raw_input(path, images.numpy()) - expected.double().numpy()).max())

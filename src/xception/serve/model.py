@@ -57,22 +57,20 @@ def load_served_model(weights: str, *, model_name: str | None = None, name: str 
     from xception.deploy.choice import choose_runtime
     from xception.deploy.trained import trained_engine
     from xception.distributed import pick_device
-    from xception.models.registry import MODELS, get_entry
     from xception.models.trained import load_trained_model
 
     torch_device = pick_device(device)
-    model, metadata = load_trained_model(weights, model_name=model_name)
-    if not metadata.get("class_names"):
+    model, description = load_trained_model(weights, model_name=model_name)
+    if not description.class_names:
         raise ValueError(f"{weights} records no class names: a notop file (features, not classes) or a "
                          "foreign file whose head is not ImageNet's; fine-tune or convert it with this project")
-    if get_entry(metadata["model_name"]).task != "classification":
-        raise ValueError(f"{weights} holds a {get_entry(metadata['model_name']).task} model; the server "
-                         "serves classifiers")
+    if description.task != "classification":
+        raise ValueError(f"{weights} holds a {description.task} model; the server serves classifiers")
     choice = choose_runtime(torch_device, runtime=runtime, precision=precision)
-    engine = trained_engine(model, metadata, choice, device=torch_device)
+    engine = trained_engine(model, description, choice, device=torch_device)
     log.info("runtime: %s (%s)", engine.description, choice.reason)
-    image_size = (metadata.get("data") or {}).get("image_size") or MODELS[metadata["model_name"]].input_size
-    return ServedModel(name=name or metadata["model_name"], model_name=metadata["model_name"], model=model,
-                       engine=engine, transform=prediction_transform(metadata),
-                       class_names=tuple(metadata["class_names"]), in_channels=metadata["in_channels"],
-                       image_size=image_size, multilabel=bool(metadata.get("multilabel")))
+    return ServedModel(name=name or description.model_name, model_name=description.model_name, model=model,
+                       engine=engine,
+                       transform=prediction_transform(description.preprocessing, in_channels=description.in_channels),
+                       class_names=description.class_names, in_channels=description.in_channels,
+                       image_size=description.image_size, multilabel=description.multilabel)
