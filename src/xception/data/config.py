@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 # The data sources, the one list: the command lines offer these, `build_datasets` builds them.
-Source = Literal["fashion_mnist", "imagefolder", "multilabel", "mosaic", "mosaic_masks", "webdataset", "imagenet"]
+Source = Literal["fashion_mnist", "imagefolder", "multilabel", "mosaic", "mosaic_masks", "canvas", "webdataset",
+                 "imagenet"]
 SOURCES: tuple[str, ...] = get_args(Source)
 # Sources whose `path` is required (Fashion-MNIST and its mosaics have a lookup order instead).
 SOURCES_NEEDING_PATH: tuple[str, ...] = ("imagefolder", "multilabel", "webdataset", "imagenet")
@@ -30,7 +31,9 @@ class DataConfig:
     source: "fashion_mnist" (the four IDX files), "imagefolder" (`train/<class>/*`, `val/<class>/*`),
         "multilabel" (a manifest directory, see `xception.data.manifest`), "mosaic" (Fashion-MNIST
         items tiled on a grid, multi-hot targets, built in memory), "mosaic_masks" (the same mosaics
-        with per-pixel labels, for segmentation: `xception.data.mosaic_masks`) or "webdataset" (tar shards written
+        with per-pixel labels, for segmentation: `xception.data.mosaic_masks`), "canvas" (one Fashion-MNIST
+        item in one random cell of the mosaic grid, the rest black, single-label: where the item is, is
+        known, for checking explanations) or "webdataset" (tar shards written
         by `xception.data.shards.write_shards`), or "imagenet" (the ILSVRC 2012 validation set alone,
         for evaluating published weights; see `xception.data.imagenet` for its two layouts).
     path: the dataset's directory. Optional for "fashion_mnist" and the mosaics (see

@@ -19,7 +19,7 @@ def prediction_transform(metadata: dict[str, Any]):
     if not data:
         raise ValueError("the weight file records no data preparation; it was not written by xception training")
     config = DataConfig(**{**data, "path": data.get("path") or "unused", "augment": False})
-    if config.source in ("fashion_mnist", "mosaic", "mosaic_masks"):
+    if config.source in ("fashion_mnist", "mosaic", "mosaic_masks", "canvas"):
         side = 28 * (config.mosaic_grid if config.source != "fashion_mnist" else 1)
         pipeline = TensorPipeline(image_size=config.image_size, in_channels=config.in_channels, augment=False,
                                   padding=config.crop_padding, erase_probability=0.0)
