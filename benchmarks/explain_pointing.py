@@ -34,6 +34,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--test-size", type=int, default=1_000, help="test canvases per method")
     parser.add_argument("--scorecam-size", type=int, default=100,
                         help="test canvases for Score-CAM (one forward pass per channel of the map per canvas)")
+    parser.add_argument("--sanity-size", type=int, default=200,
+                        help="test canvases for the randomisation check (Adebayo et al.)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--smoke", action="store_true", help="a tiny run of the whole code path (figures meaningless)")
@@ -43,7 +45,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.smoke:
-        args.train_size, args.epochs, args.test_size, args.scorecam_size = 256, 1, 40, 4
+        args.train_size, args.epochs, args.test_size, args.scorecam_size, args.sanity_size = 256, 1, 40, 4, 20
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -89,6 +91,7 @@ def play(args: argparse.Namespace, weights: Path) -> dict:
     from xception.data.mosaic import build_mosaic_split
     from xception.explain.files import load_explained_model
     from xception.explain.pointing import pointing_game
+    from xception.explain.sanity import randomisation_correlations
 
     explained = load_explained_model(weights)
     canvases = build_mosaic_split(data_config(args), "test", augment=False)
@@ -97,20 +100,30 @@ def play(args: argparse.Namespace, weights: Path) -> dict:
         count = args.scorecam_size if method == "scorecam" else args.test_size
         started = time.perf_counter()
         result = pointing_game(explained.model, canvases, method=method, count=count)
+        seconds = time.perf_counter() - started
+        sanity = min(count, args.sanity_size)
+        index = torch.arange(sanity)
+        correlations = randomisation_correlations(explained.model, canvases.pipeline(canvases.raw_images(index)),
+                                                  canvases.targets[index], method=method, seed=args.seed)
+        measured = correlations[~correlations.isnan()]
         rows.append(dict(method=method, layer=result.layer, count=result.count, hits=result.hits,
                          accuracy=round(result.accuracy, 4), classifier_top1=round(result.correct / result.count, 4),
-                         seconds=round(time.perf_counter() - started, 1)))
+                         seconds=round(seconds, 1), sanity_count=sanity, sanity_flat=sanity - len(measured),
+                         spearman_mean=round(float(measured.mean()), 3),
+                         spearman_abs_mean=round(float(measured.abs().mean()), 3)))
         print(rows[-1], flush=True)
-    draw(explained.model, canvases, Path(args.out) / "pointing.png", explained.class_names)
+    draw(explained.model, canvases, Path(args.out) / "pointing.png", explained.class_names,
+         count=2 if args.smoke else 6)
     return dict(rows=rows)
 
 
-def draw(model, canvases, path: Path, class_names: list[str], count: int = 6) -> None:
+def draw(model, canvases, path: Path, class_names: list[str], *, count: int) -> None:
     """A grid: one canvas per row, the canvas then each method's map of its true class over it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     from xception.explain import explain
     from xception.explain.overlay import overlay
@@ -121,10 +134,10 @@ def draw(model, canvases, path: Path, class_names: list[str], count: int = 6) ->
     maps = {m: explain(model, images, labels, method=m).maps for m in METHODS_SHOWN}
     figure, axes = plt.subplots(count, 1 + len(METHODS_SHOWN), figsize=(2 * (1 + len(METHODS_SHOWN)), 2 * count))
     for row in range(count):
-        axes[row, 0].imshow(images[row, 0], cmap="gray", vmin=-1, vmax=1)
+        axes[row, 0].imshow(images[row, 0].numpy(), cmap="gray", vmin=-1, vmax=1)
         axes[row, 0].set_title(class_names[int(labels[row])], fontsize=9)
         for column, method in enumerate(METHODS_SHOWN, start=1):
-            axes[row, column].imshow(overlay(images[row], maps[method][row]))
+            axes[row, column].imshow(np.asarray(overlay(images[row], maps[method][row])))
             axes[row, column].set_title(method if row == 0 else "", fontsize=9)
     for axis in axes.flat:
         axis.set_axis_off()
@@ -148,6 +161,19 @@ def render(results: dict) -> str:
     for row in results["rows"]:
         lines.append(f"| {row['method']} | {row['layer']} | {row['count']} | {row['hits']} | "
                      f"{100 * row['accuracy']:.1f}% | {100 * row['classifier_top1']:.1f}% | {row['seconds']} |")
+    lines += [
+        "",
+        "Sanity check of Adebayo et al. (2018): Spearman rank correlation between each canvas's map from the "
+        "trained weights and from re-initialised ones (every layer, PyTorch's default initialisation); a map that "
+        "explains the model has a low one. Flat maps (the random model has no positive evidence for the class "
+        "anywhere) have no ranking and are left out.",
+        "",
+        "| method | canvases | flat maps left out | mean Spearman | mean absolute Spearman |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in results["rows"]:
+        lines.append(f"| {row['method']} | {row['sanity_count']} | {row['sanity_flat']} | {row['spearman_mean']} | "
+                     f"{row['spearman_abs_mean']} |")
     lines += [
         "",
         "![canvases and maps](pointing.png)",

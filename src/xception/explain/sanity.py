@@ -33,8 +33,16 @@ def reinitialised(model: nn.Module, *, seed: int) -> nn.Module:
 def randomisation_correlations(model: nn.Module, images: torch.Tensor, classes: torch.Tensor, *,
                                method: Method = "gradcam", layer: str | None = None, seed: int = 0) -> torch.Tensor:
     """float64 (N,): per image, the Spearman rank correlation of the map of `classes` from `model`
-    and from `reinitialised(model, seed=seed)`, at the same layer (NaN where a map is flat)."""
+    and from `reinitialised(model, seed=seed)`, at the same layer. NaN where either map is flat (a
+    random model often has no positive evidence for a class anywhere: its map is all zero, and a
+    constant has no ranking to correlate)."""
     trained = explain(model, images, classes, method=method, layer=layer).maps
     random = explain(reinitialised(model, seed=seed), images, classes, method=method, layer=layer).maps
-    return torch.tensor([spearmanr(a.flatten().numpy(), b.flatten().numpy()).statistic
+    return torch.tensor([_spearman(a.flatten().numpy(), b.flatten().numpy())
                          for a, b in zip(trained, random, strict=True)], dtype=torch.float64)
+
+
+def _spearman(a, b) -> float:
+    if a.min() == a.max() or b.min() == b.max():
+        return float("nan")  # scipy would say the same, with a warning per map
+    return float(spearmanr(a, b).statistic)
