@@ -34,6 +34,7 @@ def _direct_gradcam(model, images: torch.Tensor, classes: torch.Tensor, index: i
     return torch.einsum("nk,nkhw->nhw", weights, features[index]).relu().detach()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "size"), [("xception", 160), ("xception41", 160), ("inception_v3", 160)])
 def test_gradcam_equals_cam_at_the_last_feature_map(name, size):
     # GAP + one linear layer: d logit_c / dA_k(i, j) = w_ck / (h w), so Grad-CAM's weights are CAM's / (h w).
@@ -57,6 +58,7 @@ def test_gradcam_equals_cam_at_the_last_feature_map(name, size):
     torch.testing.assert_close(library, ours, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["xception_small", "xception41", "xception41p", "inception_v3_small"])
 def test_library_gradcam_matches_direct_autograd_at_every_layer(name):
     # xception41's inner maps are outputs of in-place ReLUs (main.act3): hooks there must still be right.
@@ -131,6 +133,7 @@ def test_explain_restores_training_mode_and_uses_evaluation_mode():
     assert torch.equal(explanation.logits, reference)  # BatchNorm used its running statistics
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list_models())
 def test_default_layer_is_the_last_feature_map_of_every_registered_model(name):
     entry = get_entry(name)

@@ -125,3 +125,22 @@ def test_cli_explain_segmentation_maps_the_most_common_foreground_class(tmp_path
     line = capsys.readouterr().out
     assert line.startswith(f"{tmp_path / 'mosaic.png'}: {SEGMENTATION_CLASSES[expected]} p={share:.4f} "
                            "(gradcam at exit_flow.block9)")
+
+
+def test_cli_explain_multilabel_gives_one_map_per_label_with_its_sigmoid(canvas_png, tmp_path, capsys):
+    torch.manual_seed(1)
+    model = create_model("xception_small", num_classes=3, in_channels=1, width=0.125, middle_repeats=1).eval()
+    data = {"source": "mosaic", "path": None, "image_size": 56, "in_channels": 1, "mosaic_grid": 2}
+    weights = save_weights(model, tmp_path / "w.safetensors",
+                           metadata={"class_names": CLASSES, "data": data, "multilabel": True})
+    path, image = canvas_png
+    assert main(["explain", str(path), "--weights", str(weights), "--class", "Trouser", "--class", "Bag",
+                 "--method", "gradcam++", "--out", str(tmp_path / "out")]) == 0
+    with torch.no_grad():
+        probabilities = model(image).sigmoid()[0]
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" (")[0] for line in lines] == [f"{path}: Trouser p={float(probabilities[1]):.4f}",
+                                                     f"{path}: Bag p={float(probabilities[2]):.4f}"]
+    trouser, bag = (np.load(tmp_path / f"out/canvas.{name}.gradcam++.npy") for name in ("Trouser", "Bag"))
+    np.testing.assert_allclose(bag, explain(model, image, [2], method="gradcam++").maps[0].numpy(), atol=1e-6)
+    assert np.abs(trouser - bag).max() > 0.01  # each label its own map
