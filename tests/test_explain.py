@@ -173,6 +173,12 @@ def test_cam_refuses_heads_it_is_not_defined_for(name, overrides, match):
         explain(model, _images(56 if name.endswith("_small") else 80, count=1, channels=model.in_channels), method="cam")
 
 
+def test_explain_refuses_classes_the_model_does_not_have():
+    model = _model("xception_small", num_classes=10, in_channels=1)
+    with pytest.raises(ValueError, match=r"classes \[3, 10\] outside this model's 0..9"):
+        explain(model, _images(32, channels=1), [3, 10])
+
+
 def test_cam_refuses_inner_layers():
     model = _model("xception_small", in_channels=1)
     with pytest.raises(ValueError, match="last feature map only"):

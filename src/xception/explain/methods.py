@@ -67,9 +67,9 @@ def explain(
 ) -> Explanation:
     """The class activation maps of `images` (N, C, H, W), prepared as the model expects, for
     `classes` (N,) (None: each image's top class; segmentation: the class predicted on the most
-    pixels, background aside) with `method` at `layer` (a name of the model's feature_info; None: the last map before
-    global pooling). The model runs in evaluation mode; its mode, parameters and their gradients are
-    as before when this returns."""
+    pixels, background aside) with `method` at `layer` (a name of the model's feature_info; None:
+    the last map before global pooling). The model runs in evaluation mode; its mode, parameters and
+    their gradients are as before when this returns."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
     name, module = resolve_layer(model, layer)
@@ -85,6 +85,8 @@ def explain(
         classes = torch.as_tensor(classes, dtype=torch.int64).cpu()
         if classes.shape != (len(images),):
             raise ValueError(f"classes must give one class per image, shape ({len(images)},); got {tuple(classes.shape)}")
+        if bool((classes < 0).any() or (classes >= model.num_classes).any()):
+            raise ValueError(f"classes {classes.tolist()} outside this model's 0..{model.num_classes - 1}")
         if method == "cam":
             low, logits = _cam(model, module, images, classes, layer=name)
             maps = _scaled(low, size=images.shape[-2:])
