@@ -3,7 +3,8 @@ in one random cell of a 2x2 canvas, the other cells black), then play the pointi
 explanation method on the test canvases (garments from Fashion-MNIST's test split): a hit is a map
 (of the true class) whose maximum lies in the garment's cell. Chance: 25%.
 
-Writes OUT/README.md (the table, the command, the machine), OUT/results.json and OUT/pointing.png
+Writes OUT/README.md (the tables, the command, the machine), OUT/pointing.json (the figures; not
+results.json, which names the comparison reports of `xception experiment`) and OUT/pointing.png
 (canvases with each method's map). The committed report: reports/explain_pointing/.
 
     nice -n 10 .venv/bin/python benchmarks/explain_pointing.py --out reports/explain_pointing
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     results.update(command=" ".join(["benchmarks/explain_pointing.py", *(argv if argv is not None else sys.argv[1:])]),
                    machine=machine(), commit=commit(), train_s=round(train_s, 1), train_metrics=train_metrics,
                    total_s=round(time.perf_counter() - started, 1), train_size=args.train_size, epochs=args.epochs)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "pointing.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "README.md").write_text(render(results))
     print((out / "README.md").read_text())
     return 0
