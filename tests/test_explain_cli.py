@@ -107,7 +107,8 @@ def test_cli_predict_explain_writes_the_top_class_overlay_beside_the_image(canva
                                explain(model, image, [top]).maps[0].numpy(), atol=1e-6)
 
 
-def test_cli_explain_segmentation_maps_the_most_common_foreground_class(tmp_path, capsys):
+@pytest.mark.parametrize("command", ["explain", "predict"])
+def test_cli_explain_segmentation_maps_the_most_common_foreground_class(command, tmp_path, capsys):
     torch.manual_seed(0)
     model = create_model("deeplabv3plus_small", num_classes=11, in_channels=1).eval()
     data = {"source": "mosaic_masks", "path": None, "image_size": 56, "in_channels": 1, "mosaic_grid": 2}
@@ -115,16 +116,20 @@ def test_cli_explain_segmentation_maps_the_most_common_foreground_class(tmp_path
                            metadata={"class_names": list(SEGMENTATION_CLASSES), "data": data})
     pixels = np.random.default_rng(0).integers(0, 256, (56, 56), dtype=np.uint8)
     Image.fromarray(pixels).save(tmp_path / "mosaic.png")
-    assert main(["explain", str(tmp_path / "mosaic.png"), "--weights", str(weights), "--out", str(tmp_path / "out"),
-                 "--device", "cpu"]) == 0
+    options = ["--runtime", "torch", "--explain"] if command == "predict" else []
+    assert main([command, str(tmp_path / "mosaic.png"), "--weights", str(weights), "--out", str(tmp_path / "out"),
+                 "--device", "cpu", *options]) == 0
     with torch.no_grad():
         predicted = model(torch.from_numpy(pixels).float()[None, None] / 127.5 - 1).argmax(dim=1).flatten()
     counts = predicted.bincount(minlength=11)
     expected = int(counts[1:].argmax()) + 1 if counts[1:].sum() else 0
     share = float(counts[expected]) / predicted.numel()
-    line = capsys.readouterr().out
+    output = capsys.readouterr().out
+    line = output.split("explained: ")[-1]  # predict prints the mask and the shares first
     assert line.startswith(f"{tmp_path / 'mosaic.png'}: {SEGMENTATION_CLASSES[expected]} p={share:.4f} "
                            "(gradcam at exit_flow.block9)")
+    assert (tmp_path / f"out/mosaic.{SEGMENTATION_CLASSES[expected].replace('/', '_')}.gradcam.npy").is_file()
+    assert (tmp_path / "out/mosaic.mask.png").is_file() == (command == "predict")
 
 
 def test_cli_explain_multilabel_gives_one_map_per_label_with_its_sigmoid(canvas_png, tmp_path, capsys):
