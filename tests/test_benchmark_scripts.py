@@ -92,3 +92,25 @@ def test_deploy_smoke_runs_every_installed_runtime_and_precision(tmp_path, one_t
     text = (tmp_path / "deploy.md").read_text()
     assert "## Against issue 13's bars" in text and "| fp32: the default (`openvino`) / OpenVINO | 1.00x |" in text
     assert "int8 (`" in text
+
+
+def test_explain_pointing_smoke_writes_the_report(tmp_path, fashion_mnist):
+    # The whole pipeline of benchmarks/explain_pointing.py on a tiny run (the figures mean nothing here;
+    # tests/test_explain_pointing.py checks the pointing accuracy on a briefly trained model).
+    pointing = _load("explain_pointing")
+    assert pointing.main(["--smoke", "--out", str(tmp_path / "report"), "--run-dir", str(tmp_path / "run")]) == 0
+    results = json.loads((tmp_path / "report/pointing.json").read_text())
+    assert [row["method"] for row in results["rows"]] == ["cam", "gradcam", "gradcam++", "scorecam"]
+    assert all(0 <= row["hits"] <= row["count"] for row in results["rows"])
+    text = (tmp_path / "report/README.md").read_text()
+    assert "| gradcam | exit_flow.block9 | 40 |" in text and "benchmarks/explain_pointing.py --smoke" in text
+    assert (tmp_path / "report/pointing.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_explain_pointing_committed_report_is_what_its_figures_render():
+    pointing = _load("explain_pointing")
+    committed = ROOT / "reports/explain_pointing"
+    results = json.loads((committed / "pointing.json").read_text())
+    assert (committed / "README.md").read_text() == pointing.render(results)
+    gradcam = next(row for row in results["rows"] if row["method"] == "gradcam")
+    assert gradcam["count"] == 1000 and gradcam["layer"] == "exit_flow.block9" and gradcam["accuracy"] >= 0.9

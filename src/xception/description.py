@@ -21,7 +21,7 @@ from typing import Any, Literal
 Task = Literal["classification", "segmentation"]
 ResizeMode = Literal["crop", "squash"]
 # The sources that are Fashion-MNIST rasters (28 px cells), prepared as tensors, not as photos.
-GRID_SOURCES = ("fashion_mnist", "mosaic", "mosaic_masks")
+GRID_SOURCES = ("fashion_mnist", "mosaic", "mosaic_masks", "canvas")
 _CELL = 28  # Fashion-MNIST's side
 
 
@@ -53,7 +53,7 @@ class Preprocessing:
     def of_data(cls, data: dict[str, Any]) -> Preprocessing:
         """The evaluation preparation of a training `DataConfig` (as a dict, e.g. `dataclasses.asdict`)."""
         source = data.get("source")
-        grid = int(data.get("mosaic_grid") or 2) if source in ("mosaic", "mosaic_masks") else 1
+        grid = int(data.get("mosaic_grid") or 2) if source in ("mosaic", "mosaic_masks", "canvas") else 1
         return cls(image_size=int(data["image_size"]), crop_fraction=float(data.get("crop_fraction") or 0.875),
                    interpolation=data.get("interpolation") or "bilinear", resize=data.get("resize") or "crop",
                    source_size=_CELL * grid if source in GRID_SOURCES else None)

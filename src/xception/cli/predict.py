@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from xception.explain.methods import METHODS
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -32,7 +34,12 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--runtime", choices=("torch", "onnxruntime", "openvino"),
                         help="default: the fastest installed for the device, which is printed")
-    parser.add_argument("--out", metavar="DIR", help="segmentation: write the masks here (default: beside each image)")
+    parser.add_argument("--out", metavar="DIR", help="write the masks and --explain's overlays here (default: "
+                        "beside each image)")
+    parser.add_argument("--explain", nargs="?", const="gradcam", choices=METHODS, metavar="METHOD",
+                        help="also write the class activation map of each image's top prediction (segmentation: "
+                        "of its most common class) as NAME.CLASS.METHOD.png and .npy (METHOD: gradcam when not "
+                        "given; see `xception explain`)")
     parser.set_defaults(run=run)
 
 
@@ -66,18 +73,35 @@ def run(args: argparse.Namespace) -> int:
     channels = description.in_channels
     transform = prediction_transform(description.preprocessing, in_channels=channels)
     images = torch.stack([transform(load_image(p, in_channels=channels)) for p in args.images])
+    class_names = list(description.class_names)
     if description.task == "segmentation":
-        return _write_masks(engine, images, args.images, list(description.class_names), args.out)
-    rows = predict(engine, images, class_names=list(description.class_names), top_k=args.top_k,
-                   multilabel=description.multilabel)
+        _write_masks(engine, images, args.images, class_names, args.out)
+        if args.explain:
+            _write_explanations(model.to(device), images, args.images, None, description, args)
+        return 0
+    rows = predict(engine, images, class_names=class_names, top_k=args.top_k, multilabel=description.multilabel)
     for path, row in zip(args.images, rows, strict=True):
         print(path)
         for name, probability in row:
             print(f"  {probability:7.4f}  {name}")
+    if args.explain:
+        # The class the engine ranked first (its runtime or precision may differ from the fp32 model's).
+        top = [class_names.index(row[0][0]) for row in rows]
+        _write_explanations(model.to(device), images, args.images, top, description, args)
     return 0
 
 
-def _write_masks(engine, images, paths: list[str], class_names: list[str], out: str | None) -> int:
+def _write_explanations(model, images, paths: list[str], classes: list[int] | None, description, args) -> None:
+    from xception.explain import explain
+    from xception.explain.files import write_explanation
+
+    explanation = explain(model, images, classes, method=args.explain)
+    for written in write_explanation(explanation, images, paths, class_names=list(description.class_names),
+                                     multilabel=description.multilabel, out=args.out):
+        print(f"  explained: {written}")
+
+
+def _write_masks(engine, images, paths: list[str], class_names: list[str], out: str | None) -> None:
     from pathlib import Path
 
     from xception.eval.mask_figure import save_mask_png
@@ -93,4 +117,3 @@ def _write_masks(engine, images, paths: list[str], class_names: list[str], out: 
         for index in shares.argsort(descending=True).tolist():
             if shares[index] > 0:
                 print(f"  {float(shares[index]):7.4f}  {class_names[index]}")
-    return 0

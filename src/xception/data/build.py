@@ -32,6 +32,10 @@ def build_source(config: DataConfig) -> Datasets:
             from xception.data.mosaic import build_mosaic
 
             return build_mosaic(config)
+        case "canvas":  # one item per mosaic, single-label
+            from xception.data.mosaic import build_canvas
+
+            return build_canvas(config)
         case "mosaic_masks":  # the same mosaics with per-pixel labels, for segmentation
             from xception.data.mosaic_masks import build_mosaic_masks
 

@@ -12,8 +12,8 @@ if TYPE_CHECKING:
     from xception.description import WeightsDescription
 
 # The data sources, the one list: the command lines offer these, `build_datasets` builds them.
-Source = Literal["fashion_mnist", "imagefolder", "multilabel", "mosaic", "mosaic_masks", "segfolder", "webdataset",
-                 "imagenet"]
+Source = Literal["fashion_mnist", "imagefolder", "multilabel", "mosaic", "mosaic_masks", "canvas", "segfolder",
+                 "webdataset", "imagenet"]
 SOURCES: tuple[str, ...] = get_args(Source)
 # Sources whose `path` is required (Fashion-MNIST and its mosaics have a lookup order instead).
 SOURCES_NEEDING_PATH: tuple[str, ...] = ("imagefolder", "multilabel", "segfolder", "webdataset", "imagenet")
@@ -52,7 +52,9 @@ class DataConfig:
     source: "fashion_mnist" (the four IDX files), "imagefolder" (`train/<class>/*`, `val/<class>/*`),
         "multilabel" (a manifest directory, see `xception.data.manifest`), "mosaic" (Fashion-MNIST
         items tiled on a grid, multi-hot targets, built in memory), "mosaic_masks" (the same mosaics
-        with per-pixel labels, for segmentation: `xception.data.mosaic_masks`), "segfolder" (images and PNG
+        with per-pixel labels, for segmentation: `xception.data.mosaic_masks`), "canvas" (one Fashion-MNIST
+        item in one random cell of the mosaic grid, the rest black, single-label: where the item is, is
+        known, for checking explanations), "segfolder" (images and PNG
         masks of class indices, VOC's layout included: `xception.data.segfolder`) or "webdataset" (tar shards written
         by `xception.data.shards.write_shards`), or "imagenet" (the ILSVRC 2012 validation set alone,
         for evaluating published weights; see `xception.data.imagenet` for its two layouts).

@@ -7,6 +7,10 @@ are unequally common, as JFT's are, and MAP@100 weighted by frequency (FastEval1
 plain mean. Training mosaics use Fashion-MNIST's training images, validation mosaics its test images.
 Everything is a function of the seed. Only the layouts (which item in which cell) are stored; the
 pixels are assembled a batch at a time, so 60000 mosaics cost a few megabytes.
+
+Canvases (source "canvas") are the single-label relative: exactly one item, drawn uniformly from the
+split, in one random cell, the other cells black; the target is its class. Where the item lies is
+known, so a class activation map can be checked against it (`xception.explain.pointing`).
 """
 
 from __future__ import annotations
@@ -55,8 +59,20 @@ def mosaic_layouts(
     return torch.where(filled, items, EMPTY)
 
 
+def canvas_layouts(num_items: int, *, count: int, grid: int, generator: torch.Generator) -> torch.Tensor:
+    """One source item (uniform over `num_items`) in one random cell of each canvas, the other cells
+    EMPTY: int64 (count, grid * grid), row-major cells."""
+    cells = torch.randint(0, grid * grid, (count,), generator=generator)
+    items = torch.randint(0, num_items, (count,), generator=generator)
+    layouts = torch.full((count, grid * grid), EMPTY, dtype=torch.int64)
+    layouts[torch.arange(count), cells] = items
+    return layouts
+
+
 class MosaicImages(BatchPreparedImages):
-    """Mosaics of `source` images (M, 28, 28) laid out by `layouts` (N, grid * grid), multi-hot targets."""
+    """Mosaics of `source` images (M, 28, 28) laid out by `layouts` (N, grid * grid): multi-hot
+    targets (N, num_classes), or with `single_label` (one item per layout, canvases) the int64 (N,)
+    class of the item."""
 
     def __init__(
         self,
@@ -67,9 +83,15 @@ class MosaicImages(BatchPreparedImages):
         grid: int,
         num_classes: int,
         pipeline: TensorPipeline,
+        single_label: bool = False,
     ) -> None:
         placed = torch.where(layouts == EMPTY, num_classes, source_labels[layouts.clamp(min=0)])
-        targets = torch.zeros(len(layouts), num_classes + 1).scatter_(1, placed, 1.0)[:, :num_classes]
+        if single_label:
+            if not bool(((layouts != EMPTY).sum(dim=1) == 1).all()):
+                raise ValueError("single-label mosaics need exactly one item per layout")
+            targets = placed.min(dim=1).values  # the one cell that is not num_classes
+        else:
+            targets = torch.zeros(len(layouts), num_classes + 1).scatter_(1, placed, 1.0)[:, :num_classes]
         super().__init__(targets, pipeline=pipeline)
         self.source = source
         self.source_labels = source_labels
@@ -84,16 +106,25 @@ class MosaicImages(BatchPreparedImages):
         tiles = tiles.view(batch, self.grid, self.grid, height, width).permute(0, 1, 3, 2, 4)
         return tiles.reshape(batch, self.grid * height, self.grid * width)
 
+    def item_cells(self, indices: torch.Tensor) -> torch.Tensor:
+        """int64 (B,): the row-major cell of the first item of each mosaic at `indices` (a canvas's only one)."""
+        return (self.layouts[indices] != EMPTY).to(torch.int64).argmax(dim=1)
+
 
 def build_mosaic_split(config: DataConfig, split: Literal["train", "test"], *, augment: bool) -> MosaicImages:
-    """The mosaics of one Fashion-MNIST split (train: config.mosaic_train_size, test: mosaic_val_size)."""
+    """The mosaics (or canvases, for source "canvas") of one Fashion-MNIST split (train:
+    config.mosaic_train_size, test: mosaic_val_size)."""
     images, labels = load_fashion_mnist(ensure_fashion_mnist(config.path, config.download), split)
     count = config.mosaic_train_size if split == "train" else config.mosaic_val_size
     # Separate streams per split, so that changing one split's size leaves the other unchanged.
     generator = torch.Generator().manual_seed(config.seed * 2 + (split == "test"))
-    layouts = mosaic_layouts(
-        labels, count=count, grid=config.mosaic_grid, skew=config.mosaic_class_skew, generator=generator
-    )
+    canvas = config.source == "canvas"
+    if canvas:
+        layouts = canvas_layouts(len(labels), count=count, grid=config.mosaic_grid, generator=generator)
+    else:
+        layouts = mosaic_layouts(
+            labels, count=count, grid=config.mosaic_grid, skew=config.mosaic_class_skew, generator=generator
+        )
     pipeline = TensorPipeline(
         image_size=config.image_size,
         in_channels=config.in_channels,
@@ -101,9 +132,8 @@ def build_mosaic_split(config: DataConfig, split: Literal["train", "test"], *, a
         padding=config.crop_padding,
         erase_probability=config.erase_probability,
     )
-    return MosaicImages(
-        images, labels, layouts, grid=config.mosaic_grid, num_classes=len(CLASSES), pipeline=pipeline
-    )
+    return MosaicImages(images, labels, layouts, grid=config.mosaic_grid, num_classes=len(CLASSES),
+                        pipeline=pipeline, single_label=canvas)
 
 
 def build_mosaic(config: DataConfig) -> Datasets:
@@ -117,4 +147,16 @@ def build_mosaic(config: DataConfig) -> Datasets:
         class_names=list(CLASSES),
         multilabel=True,
         class_weights=frequency_class_weights(train.targets),
+    )
+
+
+def build_canvas(config: DataConfig) -> Datasets:
+    """Training and validation canvases (one garment in one random cell), single-label."""
+    return Datasets(
+        train=build_mosaic_split(config, "train", augment=config.augment),
+        val=build_mosaic_split(config, "test", augment=False),
+        num_classes=len(CLASSES),
+        class_names=list(CLASSES),
+        multilabel=False,
+        class_weights=None,
     )

@@ -1,0 +1,50 @@
+"""`xception explain`: what the model looks at, as class activation maps of images (docs/explain.md)."""
+
+from __future__ import annotations
+
+import argparse
+
+from xception.explain.methods import METHODS
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "explain",
+        help="class activation maps: where in each image the evidence for a class lies",
+        description="For each IMAGE and each --class (default: the top prediction; segmentation: the class "
+        "predicted on the most pixels, background aside), write into --out an overlay of the map on the "
+        "image as the model saw it (NAME.CLASS.METHOD.png) and the raw map at the input's resolution "
+        "in [0, 1] (NAME.CLASS.METHOD.npy), and print the class, its probability (segmentation: its share "
+        "of the pixels) and the layer. Methods: gradcam (default), cam (the exact CAM of a network ending "
+        "in global average pooling and one linear layer), gradcam++, scorecam (one forward pass per channel "
+        "of the layer: slow). The layer is a name of the model's feature_info; default: the last feature "
+        "map before global pooling.",
+    )
+    parser.add_argument("images", nargs="+", metavar="IMAGE")
+    parser.add_argument("--weights", required=True, help="a .safetensors file from training or convert, the "
+                        "official .h5, or a published name (imagenet)")
+    parser.add_argument("--model", help="the model of published weights or of a foreign file (default: xception)")
+    parser.add_argument("--class", dest="classes", action="append", metavar="NAME",
+                        help="a class to explain, by name (repeat for several: one map per class)")
+    parser.add_argument("--layer", metavar="NAME", help="a feature map, as named in the model's feature_info "
+                        "(a wrong name lists them); default: the last one before global pooling")
+    parser.add_argument("--method", choices=METHODS, default="gradcam")
+    parser.add_argument("--out", required=True, metavar="DIR", help="where the PNG and .npy files go")
+    parser.add_argument("--device", help="cpu or cuda (default: a GPU when there is one)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from xception.distributed import pick_device
+    from xception.explain.files import explain_files, load_explained_model
+
+    missing = [p for p in args.images if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(f"no such image file: {', '.join(missing)}")
+    explained = load_explained_model(args.weights, model_name=args.model)
+    for written in explain_files(explained, args.images, classes=args.classes, method=args.method,
+                                 layer=args.layer, out=args.out, device=pick_device(args.device)):
+        print(written)
+    return 0
