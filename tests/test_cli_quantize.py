@@ -25,7 +25,7 @@ CLASSES = [f"garment {k}" for k in range(10)]
 def test_cli_quantize_nncf_reports_the_cost_and_writes_the_model_it_measured(tmp_path, capsys, one_thread):
     pytest.importorskip("nncf")
     pytest.importorskip("openvino")
-    from xception.deploy.engines import openvino_core
+    from xception.deploy.runtimes import openvino_core
 
     torch.manual_seed(0)
     model = create_model("xception_small", num_classes=10, in_channels=1, width=0.125, middle_repeats=1)
@@ -48,7 +48,7 @@ def test_cli_quantize_nncf_reports_the_cost_and_writes_the_model_it_measured(tmp
     with torch.no_grad():
         fp32 = model.eval()(images).argmax(1).numpy()
     # Through the process's one Core: a second Core freed before ours would leave OpenVINO's freed
-    # signal stack installed (see xception.deploy.engines.openvino_core).
+    # signal stack installed (see xception.deploy.runtimes.openvino_core).
     int8 = openvino_core().compile_model(str(tmp_path / "q" / "int8_nncf.xml"), "CPU")(images.numpy())[0].argmax(1)
     assert result["top1_reference"] == pytest.approx(float((fp32 == labels).mean()))
     assert result["top1_candidate"] == pytest.approx(float((int8 == labels).mean()), abs=0.002)

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from xception import create_model
+from xception.deploy.build import build_engine
 from xception.deploy.cost import agreement_report
-from xception.deploy.engines import build_engine, check_precision, require_runtime
+from xception.deploy.runtimes import require_runtime
 from xception.runtime import cpu_has_native_bf16
 
 NUM_CLASSES = 50
@@ -84,7 +85,20 @@ def test_require_runtime_and_precision_name_the_fix(monkeypatch):
     with pytest.raises(ValueError, match="unknown runtime 'tvm'; valid: torch, onnxruntime, openvino"):
         require_runtime("tvm")
     with pytest.raises(ValueError, match=r"runtime onnxruntime has no bf16 path \(onnxruntime's CPU provider has no bf16 convolutions\); use --precision fp32"):
-        check_precision("onnxruntime", "bf16")
+        require_runtime("onnxruntime", "bf16")
+
+
+def test_torch_threads_sets_the_count_inside_only():
+    from xception.deploy.runtimes import torch_threads
+
+    before = torch.get_num_threads()
+    inside = 1 if before > 1 else 2
+    with torch_threads(inside):
+        assert torch.get_num_threads() == inside
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), torch_threads(inside):
+        raise RuntimeError
+    assert torch.get_num_threads() == before
 
 
 def test_agreement_report_hand_computed():
@@ -148,7 +162,7 @@ def test_choose_runtime_honours_the_request_and_rejects_what_cannot_run(monkeypa
 @pytest.mark.slow  # three ONNX exports
 def test_export_for_runtimes_reuses_the_export_of_the_same_weights_only(tmp_path):
     pytest.importorskip("onnxscript")
-    from xception.deploy.engines import export_for_runtimes
+    from xception.deploy.export import export_for_runtimes
 
     model, _ = calibrated_model()
     first = export_for_runtimes(model, tmp_path, image_size=32)
@@ -163,7 +177,7 @@ SIGNAL_AFTER_TWO_ENGINES = """
 import gc, os, signal, tempfile, time
 import numpy as np, torch
 from xception import create_model
-from xception.deploy.engines import build_engine
+from xception.deploy.build import build_engine
 model = create_model("xception_small", num_classes=2).eval()
 engines = [build_engine(model, runtime="openvino", precision="fp32", device="cpu", image_size=32,
                         workdir=tempfile.mkdtemp(), threads=1) for _ in range(2)]

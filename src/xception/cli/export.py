@@ -6,7 +6,7 @@ import argparse
 
 
 def add_parser(subparsers) -> None:
-    from xception.models.export import EXPORT_FORMATS
+    from xception.deploy.export import EXPORT_FORMATS
 
     parser = subparsers.add_parser(
         "export",
@@ -33,8 +33,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from xception.deploy.export import export_model, verify_export
     from xception.models import MODELS, create_model
-    from xception.models.export import export_model, verify_export
     from xception.models.trained import load_trained_model
 
     if args.weights is not None and args.num_classes is None:

@@ -28,42 +28,34 @@ from dataclasses import dataclass
 
 import torch
 
-from xception.deploy.engines import (
-    EnginePrecision,
-    Runtime,
-    check_precision,
-    missing_modules,
-    require_runtime,
-)
-from xception.deploy.quantize import PT2E_MODULES
-from xception.runtime import check_precision as check_device_precision
-from xception.runtime import cpu_has_native_bf16, fastest_settings
+from xception.deploy.runtimes import Runtime, missing_modules, require_runtime
+from xception.runtime import Precision, check_precision, cpu_has_native_bf16, fastest_settings
 
 
 @dataclass(frozen=True)
 class RuntimeChoice:
     runtime: Runtime
-    precision: EnginePrecision
+    precision: Precision
     reason: str
     requested: bool = False  # named by the user (--runtime), not a default
 
 
 def choose_runtime(device: torch.device, *, runtime: Runtime | None = None,
-                   precision: EnginePrecision | None = None) -> RuntimeChoice:
+                   precision: Precision | None = None) -> RuntimeChoice:
     """`runtime` and `precision` where given, else the fastest installed for `device`, and why."""
     device = torch.device(device)
-    if precision is not None and precision != "int8":
-        check_device_precision(precision, device.type)  # fp16 on a CPU
+    if precision is not None:
+        check_precision(precision, device.type, inference=True)  # fp16 on a CPU, int8 on a GPU
     if runtime is not None:
         require_runtime(runtime)
         if precision is None:
             precision = _default_precision(runtime, device)
-        check_precision(runtime, precision)
+        require_runtime(runtime, precision, device_type=device.type)
         return RuntimeChoice(runtime, precision, "--runtime given", requested=True)
     return fastest_runtime(device, precision=precision)
 
 
-def _default_precision(runtime: Runtime, device: torch.device) -> EnginePrecision:
+def _default_precision(runtime: Runtime, device: torch.device) -> Precision:
     """bf16 where the device computes it natively and the runtime has it, else fp32 (fp16 for
     PyTorch on a CUDA GPU without bf16, as `fastest_settings` decides)."""
     if runtime == "torch":
@@ -71,7 +63,7 @@ def _default_precision(runtime: Runtime, device: torch.device) -> EnginePrecisio
     return "bf16" if runtime == "openvino" and cpu_has_native_bf16() else "fp32"
 
 
-def fastest_runtime(device: torch.device, *, precision: EnginePrecision | None = None) -> RuntimeChoice:
+def fastest_runtime(device: torch.device, *, precision: Precision | None = None) -> RuntimeChoice:
     """The fastest installed runtime for inference on `device` (in `precision` if given) and why."""
     device = torch.device(device)
     if device.type != "cpu":
@@ -80,7 +72,7 @@ def fastest_runtime(device: torch.device, *, precision: EnginePrecision | None =
     native = cpu_has_native_bf16()
     precision = precision or _default_precision("openvino", device)
     measured = "the fastest CPU runtime measured (benchmarks/deploy.py)"
-    if precision == "int8" and not missing_modules("torch", PT2E_MODULES):
+    if precision == "int8" and not missing_modules("torch", "int8"):
         return RuntimeChoice("torch", "int8", "PyTorch int8 (PT2E): the fastest CPU int8 measured, 1.48x the best "
                              "bf16 where OpenVINO's NNCF int8 gave 1.30x (benchmarks/deploy.py)")
     if not missing_modules("openvino") and precision in ("fp32", "bf16", "int8"):

@@ -21,17 +21,23 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from xception.deploy.engines import Engine, openvino_core, require_runtime, threads_or_torch, threads_text
+from xception.deploy.engines import Engine
+from xception.deploy.runtimes import (
+    openvino_core,
+    require_runtime,
+    threads_or_torch,
+    threads_text,
+    torch_threads,
+)
 from xception.runtime import compile_model
 
 QuantizeMethod = Literal["nncf", "pt2e"]
 QUANTIZE_METHODS: tuple[QuantizeMethod, ...] = ("nncf", "pt2e")
-PT2E_MODULES = ("torchao",)
 
 
 def quantize_openvino(onnx_path: str | os.PathLike, calibration: torch.Tensor) -> Any:
     """The `openvino.Model` of `onnx_path` quantized to int8 by NNCF on `calibration` (N, C, H, W)."""
-    require_runtime("openvino", ("nncf",))
+    require_runtime("openvino", "int8")
     import nncf
 
     model = openvino_core().read_model(str(onnx_path))
@@ -44,7 +50,7 @@ def quantize_pt2e(model: nn.Module, calibration: torch.Tensor) -> nn.Module:
 
     Run eagerly it only simulates int8 (quantize/dequantize in fp32); `pt2e_engine` compiles it.
     """
-    require_runtime("torch", PT2E_MODULES)
+    require_runtime("torch", "int8")
     import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as x86
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
@@ -64,18 +70,20 @@ def quantize_pt2e(model: nn.Module, calibration: torch.Tensor) -> nn.Module:
 
 
 def pt2e_engine(quantized: nn.Module, *, threads: int | None = None) -> Engine:
-    """A `quantize_pt2e` module compiled by inductor with freezing, on the CPU."""
-    torch.set_num_threads(threads_or_torch(threads))
+    """A `quantize_pt2e` module compiled by inductor with freezing, on the CPU, each call with
+    `threads` intra-op threads (default: PyTorch's); the process's own count stays as it is."""
+    count = threads_or_torch(threads)
     # Static shapes: inductor's dynamic-batch recompilation of the int8 convolutions expects the
     # wrong strides for 1-channel inputs (torch 2.14); a new batch size compiles anew instead.
     quantized = compile_model(quantized, training=False, dynamic=False)
 
     @torch.no_grad()
     def run(images: torch.Tensor) -> torch.Tensor:
-        return quantized(images.float().contiguous(memory_format=torch.channels_last)).float()
+        with torch_threads(count):
+            return quantized(images.float().contiguous(memory_format=torch.channels_last)).float()
 
     return Engine("torch", "int8", f"PyTorch {torch.__version__} (PT2E int8, X86InductorQuantizer, inductor with "
-                  f"freezing, {threads_text(torch.get_num_threads())})", run)
+                  f"freezing, {threads_text(count)})", run)
 
 
 def save_quantized(quantized: Any, path: str | os.PathLike, *, example: torch.Tensor) -> None:

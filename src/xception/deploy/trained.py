@@ -19,10 +19,20 @@ from typing import Any
 import torch
 from torch import nn
 
+from xception.atomic_write import write_bytes_atomic
+from xception.deploy.build import build_engine
 from xception.deploy.calibration import DEFAULT_CALIBRATION_SIZE, calibration_images, data_config_of
 from xception.deploy.choice import RuntimeChoice
-from xception.deploy.engines import Engine, build_engine
-from xception.deploy.quantize import QuantizeMethod
+from xception.deploy.cost import agreement_report, engine_logits
+from xception.deploy.engines import Engine, openvino_engine, torch_engine
+from xception.deploy.export import export_for_runtimes
+from xception.deploy.quantize import (
+    QuantizeMethod,
+    pt2e_engine,
+    quantize_openvino,
+    quantize_pt2e,
+    save_quantized,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +84,6 @@ def quantize_weights(weights: str, *, methods: tuple[QuantizeMethod, ...], calib
     images, and measure each int8 model against the eager fp32 one on the whole validation split
     (top-1 of both, points lost, top-1 agreement). On the CPU."""
     from xception.data import build_datasets
-    from xception.deploy.cost import agreement_report, engine_logits
-    from xception.deploy.engines import export_for_runtimes, openvino_engine, torch_engine
-    from xception.deploy.quantize import pt2e_engine, quantize_openvino, quantize_pt2e
     from xception.models.trained import load_trained_model
 
     model, metadata = load_trained_model(weights)
@@ -115,7 +122,6 @@ def write_quantized(results: list[Quantized], directory: str | os.PathLike, *, w
                     calibration_size: int) -> list[Path]:
     """Each int8 model of `results` in `directory` (int8_nncf.xml + .bin, int8_pt2e.pt2) and the
     measurements in int8.json (with the better method named); the paths written."""
-    from xception.deploy.quantize import save_quantized
     from xception.models.weights import read_metadata
 
     directory = Path(directory)
@@ -130,6 +136,5 @@ def write_quantized(results: list[Quantized], directory: str | os.PathLike, *, w
     report = dict(weights=str(weights), calibration_size=calibration_size, better=best_quantized(results).method,
                   results=[dict(method=q.method, engine=q.description, quantize_s=q.quantize_s, **q.cost)
                            for q in results])
-    paths.append(directory / "int8.json")
-    paths[-1].write_text(json.dumps(report, indent=2) + "\n")
+    paths.append(write_bytes_atomic(directory / "int8.json", (json.dumps(report, indent=2) + "\n").encode()))
     return paths
