@@ -117,14 +117,14 @@ def _without(monkeypatch, *modules):
 
 
 @pytest.mark.parametrize("native_bf16", [True, False])
-def test_choose_runtime_default_follows_the_measured_order(native_bf16, monkeypatch):
+def test_choose_runtime_without_calibration_follows_the_preferred_order(native_bf16, monkeypatch):
     import xception.deploy.choice as choice
 
     monkeypatch.setattr(choice, "cpu_has_native_bf16", lambda: native_bf16)
     pytest.importorskip("openvino")
     precision = "bf16" if native_bf16 else "fp32"
     picked = choice.choose_runtime(torch.device("cpu"))
-    assert (picked.runtime, picked.precision) == ("openvino", precision) and "fastest" in picked.reason
+    assert (picked.runtime, picked.precision) == ("openvino", precision) and "a preference" in picked.reason
     _without(monkeypatch, "openvino")
     picked = choice.choose_runtime(torch.device("cpu"))
     # Without OpenVINO: PyTorch bf16 (15.0 img/s) beats onnxruntime fp32 (10.0); without bf16,
@@ -134,7 +134,7 @@ def test_choose_runtime_default_follows_the_measured_order(native_bf16, monkeypa
     assert choice.choose_runtime(torch.device("cpu")).runtime == "torch"
 
 
-def test_int8_runs_where_it_measured_fastest(monkeypatch):
+def test_int8_runs_pt2e_where_torchao_is_installed(monkeypatch):
     import xception.deploy.choice as choice
 
     pytest.importorskip("torchao")
@@ -215,3 +215,28 @@ def test_openvino_runs_a_network_whose_exit_flow_pools_a_2_pixel_map(tmp_path, o
     engine = build_engine(model, runtime="openvino", precision="fp32", device="cpu", image_size=16, workdir=tmp_path)
     with torch.no_grad():
         assert relative_error(engine(images), model(images)) < 1e-5
+
+
+@pytest.mark.parametrize("size", [(8, 8), (7, 7), (2, 2), (8, 7), (147, 147), (74, 74), (3, 4)])
+def test_int8_pool_form_equals_the_same_padded_pool(size):
+    # The pad-then-floor-pool form the int8 graph runs against the model's own TF-"same" pool
+    # (itself checked against Keras in test_keras_parity), on negative values too.
+    from xception.deploy.quantize import Int8SamePadMaxPool2d
+    from xception.models.layers import SamePadMaxPool2d
+
+    x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(0)) - 0.5
+    expected = SamePadMaxPool2d()(x)
+    assert torch.equal(Int8SamePadMaxPool2d()(x), expected)
+
+
+def test_pt2e_graph_keeps_pad_and_max_pool_in_int8(one_thread):
+    pytest.importorskip("torchao")
+    from xception.deploy.quantize import quantize_pt2e
+
+    model, images = calibrated_model()
+    graph = quantize_pt2e(model, images[:4]).graph
+    pools = [n for n in graph.nodes if n.target in (torch.ops.aten.max_pool2d.default, torch.ops.aten.pad.default)]
+    assert len(pools) == 2 * 4  # three pooled blocks in the entry flow, one in the exit flow
+    for node in pools:  # dequantize -> op -> quantize: inductor lowers it to an int8 kernel
+        assert node.args[0].target == torch.ops.quantized_decomposed.dequantize_per_tensor.default
+        assert [user.target for user in node.users] == [torch.ops.quantized_decomposed.quantize_per_tensor.default]

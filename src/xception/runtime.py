@@ -103,6 +103,19 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
+@functools.cache
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, else `platform.processor()` (may be empty)."""
+    import platform
+
+    path = Path("/proc/cpuinfo")
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
 def cpu_has_native_bf16() -> bool:
     """True where the CPU computes bf16 dot products in hardware (avx512_bf16 or AMX)."""
     return any(flag in cpu_flags() for flag in _NATIVE_BF16_FLAGS)

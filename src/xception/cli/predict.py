@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from xception.data.images import load_image
     from xception.data.prediction import prediction_transform
     from xception.deploy.choice import choose_runtime
-    from xception.deploy.trained import trained_engine
+    from xception.deploy.trained import trained_engine, weights_timings
     from xception.distributed import pick_device
     from xception.eval.predict import predict
     from xception.models.registry import get_entry
@@ -61,8 +61,10 @@ def run(args: argparse.Namespace) -> int:
     if not metadata.get("class_names"):
         raise ValueError(f"{args.weights} records no class names: a notop file (features, not classes) or a "
                          "foreign file whose head is not ImageNet's; fine-tune or convert it with this project")
-    choice = choose_runtime(device, runtime=args.runtime, precision=args.precision)
-    engine = trained_engine(model, metadata, choice, device=device)
+    # One image at a time: the latency at batch 1 decides (`xception bench --choose` measures it).
+    timings = weights_timings(model, metadata, batch_size=1) if device.type == "cpu" and args.runtime is None else None
+    choice = choose_runtime(device, runtime=args.runtime, precision=args.precision, timings=timings, decide="latency")
+    engine, choice = trained_engine(model, metadata, choice, device=device)
     print(f"runtime: {engine.description} ({choice.reason})", file=sys.stderr)
     transform = prediction_transform(metadata)
     channels = metadata["in_channels"]

@@ -12,7 +12,6 @@ through the same engines (`xception.deploy.engines`) that `predict` and `eval` u
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import warnings
@@ -22,6 +21,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from xception.deploy.digest import weights_digest
 from xception.deploy.engines import onnxruntime_engine, openvino_engine
 from xception.deploy.runtimes import require_runtime
 
@@ -137,11 +137,8 @@ def export_for_runtimes(model: nn.Module, directory: str | os.PathLike, *, image
     from xception.models.fuse import fuse_for_inference
 
     fused = fuse_for_inference(model)
-    digest = hashlib.sha256(str(image_size).encode())
-    for name, tensor in fused.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    path = Path(directory) / f"{getattr(model, 'model_name', type(model).__name__)}-{digest.hexdigest()[:16]}.onnx"
+    digest = weights_digest(fused, image_size)
+    path = Path(directory) / f"{getattr(model, 'model_name', type(model).__name__)}-{digest[:16]}.onnx"
     if path.exists():
         return path
     return export_model(fused, path, format="onnx", image_size=image_size, batch_size=2)

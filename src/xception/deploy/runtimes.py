@@ -126,3 +126,22 @@ def torch_threads(count: int) -> Iterator[None]:
     finally:
         if count != before:
             torch.set_num_threads(before)
+
+
+# The packages whose versions decide what a runtime computes and how fast: a change in any of
+# them makes a cached compilation or timing stale.
+_VERSIONED_PACKAGES = ("xception", "torch", "torchao", "onnx", "onnxscript", "onnxruntime", "openvino", "nncf")
+
+
+def software_versions() -> dict[str, str]:
+    """{package: version} of Python and each installed package of `_VERSIONED_PACKAGES`."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for name in _VERSIONED_PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found

@@ -33,26 +33,35 @@ from xception.deploy.quantize import (
     quantize_pt2e,
     save_quantized,
 )
+from xception.deploy.timings import Timings, calibrate_runtimes, load_timings
 
 log = logging.getLogger(__name__)
 
 
-def trained_engine(model: nn.Module, metadata: dict[str, Any], choice: RuntimeChoice, *, device: torch.device,
-                   threads: int | None = None, data_path: str | None = None,
-                   calibration_size: int = DEFAULT_CALIBRATION_SIZE) -> Engine:
-    """`model` (from `load_trained_model`) as an `Engine` of `choice.runtime` in `choice.precision`."""
+def engine_image_size(metadata: dict[str, Any]) -> int:
+    """The input size an engine of these weights is built for (the ONNX export and the compiled
+    package fix it): the one the weights were evaluated at, else the model's."""
     from xception.models.registry import MODELS
 
-    # The export fixes the input size: the one the weights were evaluated at, else the model's.
-    image_size = (metadata.get("data") or {}).get("image_size") or MODELS[metadata["model_name"]].input_size
+    return (metadata.get("data") or {}).get("image_size") or MODELS[metadata["model_name"]].input_size
+
+
+def trained_engine(model: nn.Module, metadata: dict[str, Any], choice: RuntimeChoice, *, device: torch.device,
+                   threads: int | None = None, data_path: str | None = None,
+                   calibration_size: int = DEFAULT_CALIBRATION_SIZE) -> tuple[Engine, RuntimeChoice]:
+    """`model` (from `load_trained_model`) as an `Engine` of `choice.runtime` in `choice.precision`
+    (PyTorch fp32 and bf16 on a CPU through its cached AOTInductor package, `xception.deploy.compiled`),
+    and the choice it runs: `choice`, or PyTorch where a default runtime failed on this model."""
+    image_size = engine_image_size(metadata)
     calibration = None
     if choice.precision == "int8":
         calibration = calibration_images(metadata, count=calibration_size, data_path=data_path)
     with tempfile.TemporaryDirectory(prefix="xception-export-") as workdir:  # the runtimes load it whole
         try:
-            return build_engine(model, runtime=choice.runtime, precision=choice.precision, device=device,
-                                image_size=image_size, workdir=workdir, threads=threads,
-                                calibration=calibration)
+            engine = build_engine(model, runtime=choice.runtime, precision=choice.precision, device=device,
+                                  image_size=image_size, workdir=workdir, threads=threads,
+                                  calibration=calibration, torch_path="aot")
+            return engine, choice
         except RuntimeError as error:
             if choice.requested or choice.runtime == "torch":
                 raise
@@ -61,7 +70,8 @@ def trained_engine(model: nn.Module, metadata: dict[str, Any], choice: RuntimeCh
             # a 16 px model, is fixed in SamePadMaxPool2d; tests/test_deploy.py runs it.)
             first_line = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
             log.warning("%s could not run this model (%s); using PyTorch", choice.runtime, first_line)
-            fallback = RuntimeChoice("torch", choice.precision, f"{choice.runtime} failed on this model")
+            fallback = RuntimeChoice("torch", choice.precision, f"{choice.runtime} {choice.precision} failed on this "
+                                     f"model, so PyTorch; {choice.runtime} was chosen as {choice.reason}")
             return trained_engine(model, metadata, fallback, device=device, threads=threads, data_path=data_path,
                                   calibration_size=calibration_size)
 
@@ -138,3 +148,22 @@ def write_quantized(results: list[Quantized], directory: str | os.PathLike, *, w
                            for q in results])
     paths.append(write_bytes_atomic(directory / "int8.json", (json.dumps(report, indent=2) + "\n").encode()))
     return paths
+
+
+def weights_timings(model: nn.Module, metadata: dict[str, Any], *, batch_size: int,
+                    threads: int | None = None) -> Timings | None:
+    """The cached calibration of this machine for `model` at its engine size and `batch_size`."""
+    return load_timings(model, image_size=engine_image_size(metadata), batch_size=batch_size, threads=threads)
+
+
+def calibrate_weights(weights: str, *, batch_sizes: tuple[int, ...], budget_s: float, threads: int | None = None,
+                      progress: bool = True) -> list[tuple[Timings, Path]]:
+    """Calibrate the runtimes for a weight file at each of `batch_sizes` (1: `predict`'s latency;
+    `eval`'s batch: its throughput), each for about `budget_s` seconds of timed rounds, cached."""
+    from xception.models.trained import load_trained_model
+
+    if any(size < 1 for size in batch_sizes):
+        raise ValueError(f"batch sizes must be >= 1, got {batch_sizes}")
+    model, metadata = load_trained_model(weights)
+    return [calibrate_runtimes(model, image_size=engine_image_size(metadata), batch_size=size, threads=threads,
+                               budget_s=budget_s, progress=progress) for size in batch_sizes]
