@@ -31,7 +31,8 @@ def add_parser(subparsers) -> None:
         "after calibrating on a few hundred of the weights' training images",
     )
     parser.add_argument("--runtime", choices=("torch", "onnxruntime", "openvino"),
-                        help="default: the fastest installed for the device, which is printed")
+                        help="default: on a CPU the lowest latency measured by `xception bench --choose` (cached per "
+                        "machine), else a preference; the choice and its figures are printed")
     parser.add_argument("--out", metavar="DIR", help="segmentation: write the masks here (default: beside each image)")
     parser.set_defaults(run=run)
 

@@ -13,10 +13,12 @@ change compiles anew and nothing stale is ever loaded. The batch dimension stays
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -50,6 +52,20 @@ class _CastInput(nn.Module):
         return self.model(images.to(self.dtype).contiguous(memory_format=torch.channels_last)).float()
 
 
+@contextlib.contextmanager
+def _quiet_cpp_extension() -> Iterator[None]:
+    """torch's C++ extension logger off for the block: building or loading a CPU package logs "No
+    CUDA runtime is found, using CUDA_HOME=..." on machines without CUDA, which says nothing to a
+    user of the CPU path. Restored after."""
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def compiled_home() -> Path:
     return xception_home() / "compiled"
 
@@ -81,7 +97,8 @@ def aot_torch_engine(model: nn.Module, *, precision: Literal["fp32", "bf16"], im
         _compile_package(_CastInput(fused, dtype).eval(), path, in_channels=getattr(model, "in_channels", 3),
                          image_size=image_size)
         state = f"compiled in {time.perf_counter() - start:.0f} s"
-    runner = torch._inductor.aoti_load_package(str(path))
+    with _quiet_cpp_extension():
+        runner = torch._inductor.aoti_load_package(str(path))
     count = threads_or_torch(threads)
 
     @torch.inference_mode()
@@ -103,7 +120,7 @@ def _compile_package(module: nn.Module, path: Path, *, in_channels: int, image_s
     batch = torch.export.Dim("batch", min=1)
     tmp = temporary_path(path).with_suffix(".pt2")  # the packager wants the suffix
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _quiet_cpp_extension():
             program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
             torch._inductor.aoti_compile_and_package(program, package_path=str(tmp),
                                                      inductor_configs={"freezing": True})
