@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -194,6 +195,16 @@ def test_predict_with_pytorch_compiles_once_and_the_next_process_reuses_the_pack
         done = subprocess.run([sys.executable, "-c", FIRST_PREDICTION, str(image), weights], capture_output=True,
                               text=True, env=env, timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]
+        # The compiled package computes what the eager model computes (a 1-channel input, the
+        # layout AOTInductor once got wrong): the printed probabilities, to their 4 decimals.
+        from xception.models.trained import load_trained_model
+
+        model, _ = load_trained_model(weights)
+        pixels = torch.from_numpy(np.asarray(Image.open(image))).float()[None, None] / 127.5 - 1
+        with torch.no_grad():
+            expected = sorted(model(pixels).softmax(1)[0].tolist(), reverse=True)
+        printed = [float(line.split()[0]) for line in done.stdout.splitlines()[1:]]
+        assert printed == pytest.approx(expected, abs=2e-4)
         return done.stderr, float(done.stderr.rsplit("seconds ", 1)[1])
 
     first, first_s = run()

@@ -39,17 +39,22 @@ log = logging.getLogger(__name__)
 COMPILE_ERRORS = (RuntimeError, OSError, subprocess.SubprocessError)
 
 
-class _CastInput(nn.Module):
-    """`model` (weights already in `dtype`) on (N, C, H, W) float32 images, cast to `dtype` and
-    channels_last inside the compiled graph; float32 logits out."""
+# Part of every package's key: a change of how packages are built never loads an older one.
+PACKAGE_FORMAT = 2
 
-    def __init__(self, model: nn.Module, dtype: torch.dtype) -> None:
+
+class _CastInput(nn.Module):
+    """`model` (weights already in `dtype`) on (N, C, H, W) float32 images, cast to `dtype` (and
+    to `memory_format`) inside the compiled graph; float32 logits out."""
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype, memory_format: torch.memory_format) -> None:
         super().__init__()
         self.model = model
         self.dtype = dtype
+        self.memory_format = memory_format
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(images.to(self.dtype).contiguous(memory_format=torch.channels_last)).float()
+        return self.model(images.to(self.dtype).contiguous(memory_format=self.memory_format)).float()
 
 
 @contextlib.contextmanager
@@ -73,7 +78,8 @@ def compiled_home() -> Path:
 def package_path(model: nn.Module, *, precision: str, image_size: int, directory: Path | None = None) -> Path:
     """Where the AOTInductor package of `model` (its weights as they are) in `precision` at
     `image_size` px is cached on this machine with this software."""
-    key = weights_digest(model, precision, image_size, cpu_model(), sorted(cpu_flags()), software_versions())
+    key = weights_digest(model, PACKAGE_FORMAT, precision, image_size, cpu_model(), sorted(cpu_flags()),
+                         software_versions())
     name = getattr(model, "model_name", type(model).__name__)
     return (directory or compiled_home()) / f"{name}-{precision}-{image_size}px-{key[:20]}.pt2"
 
@@ -89,13 +95,18 @@ def aot_torch_engine(model: nn.Module, *, precision: Literal["fp32", "bf16"], im
         raise ValueError(f"the compiled PyTorch path runs fp32 or bf16 on the CPU, not {precision}")
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     # bf16 weights rather than autocast: the same bf16 convolutions, and a graph with no casts to trace.
-    fused = fuse_for_inference(model).to(dtype=dtype, memory_format=torch.channels_last).eval()
+    # channels_last, as the benchmarks measured, but for 1-channel inputs: their channels_last and
+    # contiguous strides coincide, and AOTInductor with freezing then computed logits off by ~2e-3 of
+    # their range (a segmentation mask visibly different; torch 2.14), where the contiguous model is
+    # exact (inductor's layout optimization still picks the convolutions' layout).
+    in_channels = getattr(model, "in_channels", 3)
+    layout = torch.contiguous_format if in_channels == 1 else torch.channels_last
+    fused = fuse_for_inference(model).to(dtype=dtype, memory_format=layout).eval()
     path = package_path(model, precision=precision, image_size=image_size, directory=directory)
     state = "cached"
     if not path.exists():
         start = time.perf_counter()
-        _compile_package(_CastInput(fused, dtype).eval(), path, in_channels=getattr(model, "in_channels", 3),
-                         image_size=image_size)
+        _compile_package(_CastInput(fused, dtype, layout).eval(), path, in_channels=in_channels, image_size=image_size)
         state = f"compiled in {time.perf_counter() - start:.0f} s"
     with _quiet_cpp_extension():
         runner = torch._inductor.aoti_load_package(str(path))
@@ -106,7 +117,8 @@ def aot_torch_engine(model: nn.Module, *, precision: Literal["fp32", "bf16"], im
         with torch_threads(count):
             return runner(images.float().cpu())
 
-    return Engine("torch", precision, f"PyTorch {torch.__version__} (BatchNorm folded, channels_last, {precision}, "
+    layout_text = "contiguous" if layout == torch.contiguous_format else "channels_last"
+    return Engine("torch", precision, f"PyTorch {torch.__version__} (BatchNorm folded, {layout_text}, {precision}, "
                   f"AOTInductor with freezing, {state}: {path}, {threads_text(count)})", run)
 
 
