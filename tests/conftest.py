@@ -17,6 +17,15 @@ def _threads_per_worker():
     yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _xception_home(tmp_path_factory):
+    """$XCEPTION_HOME in a folder of the session: the compiled packages and runtime timings that
+    `predict` and `eval` cache never land in the user's home, and are shared by the session's tests."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XCEPTION_HOME", str(tmp_path_factory.mktemp("xception-home")))
+        yield
+
+
 @pytest.fixture
 def one_thread():
     """One intra-op thread for tests of many tiny ops: with `pytest -n 2` on 2 cores, two OpenMP

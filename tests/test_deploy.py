@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from xception import create_model
+from xception.deploy.build import build_engine
 from xception.deploy.cost import agreement_report
-from xception.deploy.engines import build_engine, check_precision, require_runtime
+from xception.deploy.runtimes import require_runtime
 from xception.runtime import cpu_has_native_bf16
 
 NUM_CLASSES = 50
@@ -84,7 +85,20 @@ def test_require_runtime_and_precision_name_the_fix(monkeypatch):
     with pytest.raises(ValueError, match="unknown runtime 'tvm'; valid: torch, onnxruntime, openvino"):
         require_runtime("tvm")
     with pytest.raises(ValueError, match=r"runtime onnxruntime has no bf16 path \(onnxruntime's CPU provider has no bf16 convolutions\); use --precision fp32"):
-        check_precision("onnxruntime", "bf16")
+        require_runtime("onnxruntime", "bf16")
+
+
+def test_torch_threads_sets_the_count_inside_only():
+    from xception.deploy.runtimes import torch_threads
+
+    before = torch.get_num_threads()
+    inside = 1 if before > 1 else 2
+    with torch_threads(inside):
+        assert torch.get_num_threads() == inside
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), torch_threads(inside):
+        raise RuntimeError
+    assert torch.get_num_threads() == before
 
 
 def test_agreement_report_hand_computed():
@@ -103,14 +117,14 @@ def _without(monkeypatch, *modules):
 
 
 @pytest.mark.parametrize("native_bf16", [True, False])
-def test_choose_runtime_default_follows_the_measured_order(native_bf16, monkeypatch):
+def test_choose_runtime_without_calibration_follows_the_preferred_order(native_bf16, monkeypatch):
     import xception.deploy.choice as choice
 
     monkeypatch.setattr(choice, "cpu_has_native_bf16", lambda: native_bf16)
     pytest.importorskip("openvino")
     precision = "bf16" if native_bf16 else "fp32"
     picked = choice.choose_runtime(torch.device("cpu"))
-    assert (picked.runtime, picked.precision) == ("openvino", precision) and "fastest" in picked.reason
+    assert (picked.runtime, picked.precision) == ("openvino", precision) and "a preference" in picked.reason
     _without(monkeypatch, "openvino")
     picked = choice.choose_runtime(torch.device("cpu"))
     # Without OpenVINO: PyTorch bf16 (15.0 img/s) beats onnxruntime fp32 (10.0); without bf16,
@@ -120,7 +134,7 @@ def test_choose_runtime_default_follows_the_measured_order(native_bf16, monkeypa
     assert choice.choose_runtime(torch.device("cpu")).runtime == "torch"
 
 
-def test_int8_runs_where_it_measured_fastest(monkeypatch):
+def test_int8_runs_pt2e_where_torchao_is_installed(monkeypatch):
     import xception.deploy.choice as choice
 
     pytest.importorskip("torchao")
@@ -148,7 +162,7 @@ def test_choose_runtime_honours_the_request_and_rejects_what_cannot_run(monkeypa
 @pytest.mark.slow  # three ONNX exports
 def test_export_for_runtimes_reuses_the_export_of_the_same_weights_only(tmp_path):
     pytest.importorskip("onnxscript")
-    from xception.deploy.engines import export_for_runtimes
+    from xception.deploy.export import export_for_runtimes
 
     model, _ = calibrated_model()
     first = export_for_runtimes(model, tmp_path, image_size=32)
@@ -163,7 +177,7 @@ SIGNAL_AFTER_TWO_ENGINES = """
 import gc, os, signal, tempfile, time
 import numpy as np, torch
 from xception import create_model
-from xception.deploy.engines import build_engine
+from xception.deploy.build import build_engine
 model = create_model("xception_small", num_classes=2).eval()
 engines = [build_engine(model, runtime="openvino", precision="fp32", device="cpu", image_size=32,
                         workdir=tempfile.mkdtemp(), threads=1) for _ in range(2)]
@@ -201,3 +215,28 @@ def test_openvino_runs_a_network_whose_exit_flow_pools_a_2_pixel_map(tmp_path, o
     engine = build_engine(model, runtime="openvino", precision="fp32", device="cpu", image_size=16, workdir=tmp_path)
     with torch.no_grad():
         assert relative_error(engine(images), model(images)) < 1e-5
+
+
+@pytest.mark.parametrize("size", [(8, 8), (7, 7), (2, 2), (8, 7), (147, 147), (74, 74), (3, 4)])
+def test_int8_pool_form_equals_the_same_padded_pool(size):
+    # The pad-then-floor-pool form the int8 graph runs against the model's own TF-"same" pool
+    # (itself checked against Keras in test_keras_parity), on negative values too.
+    from xception.deploy.quantize import Int8SamePadMaxPool2d
+    from xception.models.layers import SamePadMaxPool2d
+
+    x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(0)) - 0.5
+    expected = SamePadMaxPool2d()(x)
+    assert torch.equal(Int8SamePadMaxPool2d()(x), expected)
+
+
+def test_pt2e_graph_keeps_pad_and_max_pool_in_int8(one_thread):
+    pytest.importorskip("torchao")
+    from xception.deploy.quantize import quantize_pt2e
+
+    model, images = calibrated_model()
+    graph = quantize_pt2e(model, images[:4]).graph
+    pools = [n for n in graph.nodes if n.target in (torch.ops.aten.max_pool2d.default, torch.ops.aten.pad.default)]
+    assert len(pools) == 2 * 4  # three pooled blocks in the entry flow, one in the exit flow
+    for node in pools:  # dequantize -> op -> quantize: inductor lowers it to an int8 kernel
+        assert node.args[0].target == torch.ops.quantized_decomposed.dequantize_per_tensor.default
+        assert [user.target for user in node.users] == [torch.ops.quantized_decomposed.quantize_per_tensor.default]

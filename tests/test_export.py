@@ -7,8 +7,8 @@ import torch
 
 from xception import create_model, list_models
 from xception.cli import main as cli_main
+from xception.deploy.export import example_input, export_model, verify_export
 from xception.models import MODELS
-from xception.models.export import example_input, export_model, verify_export
 
 NUM_CLASSES = 50  # not 1000, so a hard-coded head size fails
 

@@ -60,8 +60,8 @@ def test_export_raw_input_onnx_matches_pytorch_in_onnxruntime(weights, prepared,
 
 def test_export_raw_input_openvino_matches_pytorch(weights, prepared, tmp_path):
     pytest.importorskip("openvino")
-    from xception.deploy.engines import openvino_core
     from xception.deploy.raw_input import run_raw_input
+    from xception.deploy.runtimes import openvino_core
 
     out = tmp_path / "raw.xml"
     assert main(["export", "--weights", str(weights), "--format", "openvino", "--raw-input", "--out", str(out)]) == 0

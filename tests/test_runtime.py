@@ -86,6 +86,14 @@ def test_check_precision_fp16_needs_cuda_and_says_what_to_use():
         runtime.check_precision("fp16", "cpu")
 
 
+def test_check_precision_int8_is_cpu_inference_only():
+    runtime.check_precision("int8", "cpu", inference=True)
+    with pytest.raises(ValueError, match="int8 is post-training quantization, for inference only"):
+        runtime.check_precision("int8", "cpu")
+    with pytest.raises(ValueError, match="int8 runs on the CPU here, but the device is cuda; use --device cpu"):
+        runtime.check_precision("int8", "cuda", inference=True)
+
+
 def test_training_runtime_reason_names_what_was_chosen_and_what_was_configured():
     from xception.data.config import DataConfig
     from xception.train.config import TrainConfig

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from serving import ServerProcess, write_photos, write_tiny_weights
-from xception.deploy.engines import missing_modules
+from xception.deploy.runtimes import missing_modules
 
 pytestmark = pytest.mark.slow
 NAME = "xception_small"
@@ -52,7 +52,7 @@ def reference(weights: Path, photos: list[Path], runtime: str) -> tuple[torch.Te
     from xception.models.trained import load_trained_model
 
     model, description = load_trained_model(str(weights))
-    engine = trained_engine(model, description, choose_runtime(torch.device("cpu"), runtime=runtime,
+    engine, _ = trained_engine(model, description, choose_runtime(torch.device("cpu"), runtime=runtime,
                                                                precision="fp32"), device=torch.device("cpu"))
     transform = prediction_transform(description.preprocessing, in_channels=3)
     images = torch.stack([transform(load_image(p, in_channels=3)) for p in photos])

@@ -89,7 +89,7 @@ def test_trained_engine_runs_at_the_described_size(old_file):
     from xception.deploy.trained import trained_engine
 
     model, description = load_trained_model(old_file)
-    engine = trained_engine(model, description, RuntimeChoice("onnxruntime", "fp32", "test", requested=True),
+    engine, _ = trained_engine(model, description, RuntimeChoice("onnxruntime", "fp32", "test", requested=True),
                             device=torch.device("cpu"))
     assert engine(torch.zeros(2, 3, 36, 36)).shape == (2, 3)
 

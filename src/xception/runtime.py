@@ -21,7 +21,9 @@ from typing import Literal
 import torch
 from torch import nn
 
-Precision = Literal["fp32", "bf16", "fp16"]
+# The project's one precision type. int8 is post-training quantization, for inference only
+# (`xception.deploy`); the others are what `torch.autocast` computes in (fp32: autocast off).
+Precision = Literal["fp32", "bf16", "fp16", "int8"]
 # What `torch.autocast` computes in for each precision; fp32 is autocast off. Weights stay fp32 in all.
 AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -33,9 +35,18 @@ def autocast_dtype(precision: str) -> torch.dtype | None:
     return AUTOCAST_DTYPES[precision]
 
 
-def check_precision(precision: str, device_type: str) -> None:
+def check_precision(precision: str, device_type: str, *, inference: bool = False) -> None:
     """Fail, saying what to use instead, where `precision` cannot run on a `device_type` device:
-    fp16 relies on loss scaling and CUDA's fp16 kernels, so it needs a CUDA GPU."""
+    fp16 relies on loss scaling and CUDA's fp16 kernels, so it needs a CUDA GPU; int8 is
+    post-training quantization, for `inference` on a CPU only. (Which runtime computes which
+    precision: `xception.deploy.runtimes.require_runtime`, which calls this first.)"""
+    if precision == "int8":
+        if not inference:
+            raise ValueError("precision int8 is post-training quantization, for inference only (xception quantize); "
+                             "train in fp32, bf16 or fp16")
+        if device_type != "cpu":
+            raise ValueError(f"precision int8 runs on the CPU here, but the device is {device_type}; use --device cpu")
+        return
     autocast_dtype(precision)
     if precision == "fp16" and device_type != "cuda":
         raise ValueError(f"precision fp16 needs a CUDA GPU (it relies on loss scaling), but the device is "
@@ -90,6 +101,19 @@ def cpu_flags() -> frozenset[str]:
         if line.startswith("flags"):
             return frozenset(line.split(":", 1)[1].split())
     return frozenset()
+
+
+@functools.cache
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, else `platform.processor()` (may be empty)."""
+    import platform
+
+    path = Path("/proc/cpuinfo")
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor()
 
 
 def cpu_has_native_bf16() -> bool:

@@ -33,12 +33,11 @@ from xception.bench.contenders import (
 from xception.bench.memory import step_peak_memory
 from xception.bench.peak import measure_peak
 from xception.bench.steps import fixed_batch, make_step
-from xception.runtime import cpu_has_native_bf16, retain_freed_memory, synchronize
+from xception.runtime import Precision, cpu_has_native_bf16, retain_freed_memory, synchronize
 
 log = logging.getLogger(__name__)
 
 Mode = Literal["train", "infer"]
-BenchPrecision = Literal["fp32", "bf16", "fp16", "int8"]
 Layout = Literal["best", "channels_last", "contiguous"]
 
 
@@ -49,7 +48,7 @@ class BenchConfig:
     models: tuple[str, ...]
     batch_size: int
     image_size: int
-    precisions: tuple[BenchPrecision, ...]  # int8: inference of this project's models only
+    precisions: tuple[Precision, ...]  # int8: inference of this project's models only
     modes: tuple[Mode, ...]
     layout: Layout
     compile: bool
@@ -72,7 +71,7 @@ class BenchRow:
 
     model: str
     mode: Mode
-    precision: BenchPrecision
+    precision: Precision
     channels_last: bool
     compiled: bool
     fused: bool
@@ -174,7 +173,7 @@ class Unavailable(Exception):
 
 def unavailable_reason(contender: Contender, mode: Mode, precision: str, device: torch.device) -> str | None:
     """Why `contender` cannot run in `mode` and `precision` on `device`, or None when it can."""
-    from xception.deploy.engines import INSTALL_HINT, missing_modules, no_precision_reason
+    from xception.deploy.runtimes import install_hint, missing_modules, no_precision_reason
 
     deployed = contender.runtime != "torch" or precision == "int8"
     if deployed and mode == "train":
@@ -188,10 +187,9 @@ def unavailable_reason(contender: Contender, mode: Mode, precision: str, device:
         return reason
     if contender.runtime == "openvino" and precision == "bf16" and not cpu_has_native_bf16():
         return "OpenVINO bf16 needs native bf16 (avx512_bf16/AMX)"
-    quantizer = {"openvino": ("nncf",), "torch": ("torchao",)}.get(contender.runtime, ()) if precision == "int8" else ()
-    missing = missing_modules(contender.runtime, quantizer) if deployed else []  # type: ignore[arg-type]
+    missing = missing_modules(contender.runtime, precision) if deployed else []  # type: ignore[arg-type]
     if missing:
-        return f"needs {', '.join(missing)}: {INSTALL_HINT}"
+        return f"needs {', '.join(missing)}: {install_hint(contender.runtime)}"  # type: ignore[arg-type]
     return None
 
 
@@ -204,7 +202,7 @@ def _errors(output: torch.Tensor, reference: torch.Tensor) -> tuple[float, float
 class _Prepared:
     """One contender ready to run in one mode and precision: its step, layout, errors and metadata."""
 
-    def __init__(self, spec: str, mode: Mode, precision: BenchPrecision, config: BenchConfig, device: torch.device,
+    def __init__(self, spec: str, mode: Mode, precision: Precision, config: BenchConfig, device: torch.device,
                  workdir: str):
         contender = parse_contender(spec)
         reason = unavailable_reason(contender, mode, precision, device)
@@ -265,7 +263,7 @@ class _Prepared:
     def _prepare_engine(self, model, contender: Contender, precision, config: BenchConfig, images, workdir) -> None:
         """An onnxruntime / OpenVINO engine from the ONNX export, or an int8 one; the first call
         (compilation for PT2E, graph preparation for the runtimes) is timed as `compile_s`."""
-        from xception.deploy.engines import build_engine
+        from xception.deploy.build import build_engine
 
         calibration = fixed_batch(config.batch_size, config.image_size, config.num_classes, seed=1)[0]
         start = time.perf_counter()
@@ -288,7 +286,7 @@ class _Prepared:
         return time.perf_counter() - start
 
 
-def _row(p: _Prepared, mode: Mode, precision: BenchPrecision, round_seconds: list[float], config: BenchConfig,
+def _row(p: _Prepared, mode: Mode, precision: Precision, round_seconds: list[float], config: BenchConfig,
          *, peak: float | None) -> BenchRow:
     seconds = statistics.median(round_seconds)
     gflop = p.forward_gflop * (3 if mode == "train" else 1)
@@ -344,7 +342,7 @@ def run_benchmark(config: BenchConfig) -> BenchResult:
     else:
         phases = [[(mode, precision)] for mode in config.modes for precision in config.precisions]
     for phase in phases:
-        prepared: list[tuple[Mode, BenchPrecision, _Prepared]] = []
+        prepared: list[tuple[Mode, Precision, _Prepared]] = []
         for mode, precision in phase:
             for spec in config.models:
                 log.info("preparing %s (%s, %s)", spec, mode, precision)

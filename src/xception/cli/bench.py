@@ -44,10 +44,22 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--no-memory", dest="measure_memory", action="store_false",
                         help="skip the peak memory measurement")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the result as JSON ('-': stdout only)")
+    choose = parser.add_argument_group(
+        "runtime calibration", "--choose times every installed runtime and precision on the model of --weights on "
+        "this machine, at batch 1 (what `predict` decides by: latency) and at --eval-batch-size (what `eval` decides "
+        "by: throughput), and caches the result in $XCEPTION_HOME/runtime-timings/; `predict` and `eval` then run "
+        "the fastest measured and print the figures")
+    choose.add_argument("--choose", action="store_true", help="calibrate the runtime choice for --weights")
+    choose.add_argument("--weights", help="with --choose: the weight file to calibrate for")
+    choose.add_argument("--eval-batch-size", type=int, default=256, help="with --choose: eval's --batch-size (256)")
+    choose.add_argument("--budget", type=float, default=None,
+                        help="with --choose: seconds of timed rounds per batch size (default 60; 3 rounds at least)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.choose:
+        return run_choose(args)
     from xception.bench import BenchConfig, run_benchmark
     from xception.bench.report import machine_line, markdown_table, peaks_table, ratios_table, to_json
 
@@ -87,4 +99,27 @@ def run(args: argparse.Namespace) -> int:
     if ratio_text:
         print()
         print(ratio_text)
+    return 0
+
+
+def run_choose(args: argparse.Namespace) -> int:
+    from xception.deploy.timings import DEFAULT_BUDGET_S
+    from xception.deploy.trained import calibrate_weights
+
+    if args.weights is None:
+        raise ValueError("--choose needs --weights: the weight file whose runtime choice to measure")
+    if not Path(args.weights).is_file():
+        raise FileNotFoundError(f"no such weight file: {args.weights}")
+    sizes = tuple(dict.fromkeys((1, args.eval_batch_size)))
+    for timings, path in calibrate_weights(args.weights, batch_sizes=sizes, threads=args.threads,
+                                           budget_s=args.budget or DEFAULT_BUDGET_S):
+        ranked = sorted(timings.measurements, key=lambda m: m.median_s)
+        size = ranked[0].batch_size if ranked else "?"
+        print(f"batch {size}, {timings.key['threads']} threads, {timings.key['cpu']}, measured {timings.measured_at} "
+              f"({len(ranked[0].seconds) if ranked else 0} interleaved rounds, medians):")
+        print("| runtime | precision | ms per batch | img/s | engine |")
+        print("|---|---|---:|---:|---|")
+        for m in ranked:
+            print(f"| {m.runtime} | {m.precision} | {1000 * m.median_s:.1f} | {m.images_per_s:.1f} | {m.engine} |")
+        print(f"wrote {path}")
     return 0

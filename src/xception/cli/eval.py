@@ -30,7 +30,8 @@ def add_parser(subparsers) -> None:
                         help="default: the fastest for the device and runtime; int8 quantizes after calibrating "
                         "on a few hundred of the weights' training images")
     parser.add_argument("--runtime", choices=("torch", "onnxruntime", "openvino"),
-                        help="default: the fastest installed for the device (printed with the metrics)")
+                        help="default: on a CPU the highest throughput at --batch-size measured by `xception bench "
+                        "--choose` (cached per machine), else a preference; printed with the metrics")
     add_bad_image_options(parser, training=False)
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
     parser.add_argument("--group-pattern", metavar="REGEX",

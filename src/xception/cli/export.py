@@ -6,7 +6,7 @@ import argparse
 
 
 def add_parser(subparsers) -> None:
-    from xception.models.export import EXPORT_FORMATS
+    from xception.deploy.export import EXPORT_FORMATS
 
     parser = subparsers.add_parser(
         "export",
@@ -37,8 +37,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from xception.deploy.export import export_model, verify_export
     from xception.models import MODELS, create_model
-    from xception.models.export import export_model, verify_export
     from xception.models.trained import load_trained_model
 
     if args.raw_input:

@@ -33,7 +33,8 @@ def add_parser(subparsers) -> None:
         "after calibrating on a few hundred of the weights' training images",
     )
     parser.add_argument("--runtime", choices=("torch", "onnxruntime", "openvino"),
-                        help="default: the fastest installed for the device, which is printed")
+                        help="default: on a CPU the lowest latency measured by `xception bench --choose` (cached per "
+                        "machine), else a preference; the choice and its figures are printed")
     parser.add_argument("--out", metavar="DIR", help="write the masks and --explain's overlays here (default: "
                         "beside each image)")
     parser.add_argument("--explain", nargs="?", const="gradcam", choices=METHODS, metavar="METHOD",
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from xception.data.images import load_image
     from xception.data.prediction import prediction_transform
     from xception.deploy.choice import choose_runtime
-    from xception.deploy.trained import trained_engine
+    from xception.deploy.trained import trained_engine, weights_timings
     from xception.distributed import pick_device
     from xception.eval.predict import predict
     from xception.models.trained import load_trained_model
@@ -67,8 +68,11 @@ def run(args: argparse.Namespace) -> int:
     if not description.class_names:
         raise ValueError(f"{args.weights} records no class names: a notop file (features, not classes) or a "
                          "foreign file whose head is not ImageNet's; fine-tune or convert it with this project")
-    choice = choose_runtime(device, runtime=args.runtime, precision=args.precision)
-    engine = trained_engine(model, description, choice, device=device)
+    # One image at a time: the latency at batch 1 decides (`xception bench --choose` measures it).
+    timings = (weights_timings(model, description, batch_size=1)
+               if device.type == "cpu" and args.runtime is None else None)
+    choice = choose_runtime(device, runtime=args.runtime, precision=args.precision, timings=timings, decide="latency")
+    engine, choice = trained_engine(model, description, choice, device=device)
     print(f"runtime: {engine.description} ({choice.reason})", file=sys.stderr)
     channels = description.in_channels
     transform = prediction_transform(description.preprocessing, in_channels=channels)

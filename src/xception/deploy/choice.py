@@ -1,69 +1,88 @@
-"""The runtime and precision `xception predict` and `xception eval` use when none is asked for.
+"""The runtime and precision `xception predict` and `xception eval` use when none is asked for,
+with the reason in words so that the command can print it.
 
-The fastest installed runtime for the device, by measurement, with the reason in words so that the
-command can print it. Inference throughput of `xception` at 299 px, batch 16, 2 threads, on this
-project's 2-core AMD EPYC (avx512_bf16, avx512_vnni), all fed the project's ONNX export, side by
-side in one process, 5 interleaved rounds, median images/s (issue 13; `benchmarks/deploy.py`
-reruns it):
+On a CPU with a calibration of this machine (`xception.deploy.timings`, `xception bench
+--choose`): the fastest runtime and precision measured for the model, size and batch at hand, by
+latency for `predict` (one image at a time) and by throughput for `eval` (batches), among those
+still installed, and the figures with the time they were measured. int8 is never a default: it
+changes some answers (`xception quantize` reports how many).
 
-| runtime | fp32 | bf16 |
-|---|---:|---:|
-| PyTorch, BatchNorm folded, inductor with freezing, channels_last | 7.6 | 15.0 |
-| onnxruntime 1.32 (CPU provider) | 10.0 | - |
-| OpenVINO 2026.4 (INFERENCE_PRECISION_HINT) | 10.1 | 19.7 |
-
-So on a CPU: OpenVINO where it is installed (bf16 where the CPU computes bf16 natively, else
-fp32); else PyTorch bf16 on a native-bf16 CPU (faster than onnxruntime's fp32) and onnxruntime
-fp32 on the others. On a GPU: PyTorch (the other runtimes run on the CPU here). int8 is never a
-default precision: it needs calibration and changes some answers (`xception quantize` reports how
-many). Asked for (`--precision int8`), it runs where int8 measured fastest: PyTorch's PT2E
-(inductor, oneDNN int8) at 28.7 img/s, 1.48x the best bf16, against NNCF's int8 in OpenVINO at
-25.3 img/s, 1.30x (benchmarks/results/deploy.md; both lose under 0.1 top-1 points on the demo
-model); OpenVINO's NNCF where torchao is not installed.
+Without a calibration, a preference, not a measurement, and the reason says so and how to
+measure. The preference comes from `benchmarks/deploy.py` on one 2-core AMD EPYC (avx512_bf16,
+avx512_vnni) at 299 px, batch 16, where the three runtimes came within 10% of each other and their
+order changed from run to run: OpenVINO (bf16 where the CPU has it natively, else fp32), else
+PyTorch bf16 on a native-bf16 CPU, onnxruntime fp32 on the others. On a GPU: PyTorch. int8, asked
+for, runs PyTorch's PT2E (the faster int8 in that benchmark), NNCF in OpenVINO without torchao.
 """
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
-from xception.deploy.engines import (
-    EnginePrecision,
-    Runtime,
-    check_precision,
-    missing_modules,
-    require_runtime,
-)
-from xception.deploy.quantize import PT2E_MODULES
-from xception.runtime import check_precision as check_device_precision
-from xception.runtime import cpu_has_native_bf16, fastest_settings
+from xception.deploy.measure import Measurement
+from xception.deploy.runtimes import Runtime, missing_modules, require_runtime, unavailable_reason
+from xception.deploy.timings import MEASURE_HINT, Timings
+from xception.runtime import Precision, check_precision, cpu_has_native_bf16, fastest_settings
+
+Decide = Literal["latency", "throughput"]
 
 
 @dataclass(frozen=True)
 class RuntimeChoice:
     runtime: Runtime
-    precision: EnginePrecision
+    precision: Precision
     reason: str
     requested: bool = False  # named by the user (--runtime), not a default
+    measured: bool = False  # chosen from a calibration of this machine
 
 
-def choose_runtime(device: torch.device, *, runtime: Runtime | None = None,
-                   precision: EnginePrecision | None = None) -> RuntimeChoice:
-    """`runtime` and `precision` where given, else the fastest installed for `device`, and why."""
+def choose_runtime(device: torch.device, *, runtime: Runtime | None = None, precision: Precision | None = None,
+                   timings: Timings | None = None, decide: Decide = "throughput") -> RuntimeChoice:
+    """`runtime` and `precision` where given, else the fastest for `device`: measured where
+    `timings` are given (by `decide`), else the preference; and why."""
     device = torch.device(device)
-    if precision is not None and precision != "int8":
-        check_device_precision(precision, device.type)  # fp16 on a CPU
+    if precision is not None:
+        check_precision(precision, device.type, inference=True)  # fp16 on a CPU, int8 on a GPU
     if runtime is not None:
         require_runtime(runtime)
         if precision is None:
             precision = _default_precision(runtime, device)
-        check_precision(runtime, precision)
+        require_runtime(runtime, precision, device_type=device.type)
         return RuntimeChoice(runtime, precision, "--runtime given", requested=True)
-    return fastest_runtime(device, precision=precision)
+    if device.type == "cpu" and timings is not None and precision != "int8":
+        measured = measured_runtime(timings, precision=precision, decide=decide)
+        if measured is not None:
+            return measured
+    return preferred_runtime(device, precision=precision)
 
 
-def _default_precision(runtime: Runtime, device: torch.device) -> EnginePrecision:
+def measured_runtime(timings: Timings, *, precision: Precision | None, decide: Decide) -> RuntimeChoice | None:
+    """The fastest of `timings` (in `precision` if given) that can still run here, with every
+    figure behind the choice; None when none of them can."""
+    usable = [m for m in timings.measurements if (precision is None or m.precision == precision)
+              and unavailable_reason(m.runtime, m.precision) is None]
+    if not usable:
+        return None
+    ranked = sorted(usable, key=lambda m: m.median_s)  # one batch size: the shortest time is both
+    best = ranked[0]
+    figures = ", ".join(_figure(m, decide) for m in ranked)
+    when = datetime.datetime.fromisoformat(timings.measured_at).strftime("%Y-%m-%d %H:%M UTC")
+    what = "latency, one image" if decide == "latency" else f"throughput, batch {best.batch_size}"
+    reason = (f"{best.runtime} {best.precision}: the fastest measured on this machine ({what}; {figures}; "
+              f"measured {when})")
+    return RuntimeChoice(best.runtime, best.precision, reason, measured=True)  # type: ignore[arg-type]
+
+
+def _figure(m: Measurement, decide: Decide) -> str:
+    value = f"{1000 * m.median_s:.1f} ms" if decide == "latency" else f"{m.images_per_s:.1f} img/s"
+    return f"{m.runtime} {m.precision} {value}"
+
+
+def _default_precision(runtime: Runtime, device: torch.device) -> Precision:
     """bf16 where the device computes it natively and the runtime has it, else fp32 (fp16 for
     PyTorch on a CUDA GPU without bf16, as `fastest_settings` decides)."""
     if runtime == "torch":
@@ -71,21 +90,23 @@ def _default_precision(runtime: Runtime, device: torch.device) -> EnginePrecisio
     return "bf16" if runtime == "openvino" and cpu_has_native_bf16() else "fp32"
 
 
-def fastest_runtime(device: torch.device, *, precision: EnginePrecision | None = None) -> RuntimeChoice:
-    """The fastest installed runtime for inference on `device` (in `precision` if given) and why."""
+def preferred_runtime(device: torch.device, *, precision: Precision | None = None) -> RuntimeChoice:
+    """The preferred installed runtime for inference on `device` (in `precision` if given), and
+    why: for a CPU, a preference from another machine's benchmark, said to be one."""
     device = torch.device(device)
     if device.type != "cpu":
         settings = fastest_settings(device, training=False)
         return RuntimeChoice("torch", precision or settings.precision, f"PyTorch on {device.type} ({settings.reason})")
     native = cpu_has_native_bf16()
     precision = precision or _default_precision("openvino", device)
-    measured = "the fastest CPU runtime measured (benchmarks/deploy.py)"
-    if precision == "int8" and not missing_modules("torch", PT2E_MODULES):
-        return RuntimeChoice("torch", "int8", "PyTorch int8 (PT2E): the fastest CPU int8 measured, 1.48x the best "
-                             "bf16 where OpenVINO's NNCF int8 gave 1.30x (benchmarks/deploy.py)")
+    preference = (f"a preference, not a measurement on this machine (the order of benchmarks/deploy.py on a "
+                  f"2-core AMD EPYC); to measure: {MEASURE_HINT}")
+    if precision == "int8" and not missing_modules("torch", "int8"):
+        return RuntimeChoice("torch", "int8", "PyTorch int8 (PT2E): the faster int8 in benchmarks/deploy.py, against "
+                             "OpenVINO's NNCF int8")
     if not missing_modules("openvino") and precision in ("fp32", "bf16", "int8"):
-        return RuntimeChoice("openvino", precision, f"OpenVINO {precision}: {measured}")
+        return RuntimeChoice("openvino", precision, f"OpenVINO {precision}: {preference}")
     if precision == "fp32" and not missing_modules("onnxruntime"):
-        return RuntimeChoice("onnxruntime", "fp32", f"onnxruntime fp32: {measured} without OpenVINO installed")
-    hint = "" if precision == "bf16" and native else "; pip install 'xception[deploy]' for faster runtimes"
-    return RuntimeChoice("torch", precision, f"PyTorch {precision}: the fastest installed runtime{hint}")
+        return RuntimeChoice("onnxruntime", "fp32", f"onnxruntime fp32 (OpenVINO is not installed): {preference}")
+    hint = "" if precision == "bf16" and native else "; pip install 'xception[deploy]' for other runtimes"
+    return RuntimeChoice("torch", precision, f"PyTorch {precision}, the only runtime installed for it{hint}")

@@ -115,7 +115,7 @@ def run_raw_input(path: str | os.PathLike, images: np.ndarray) -> np.ndarray:
     """The probabilities (N, num_classes) of the raw-input export at `path` (.onnx in onnxruntime,
     .xml in OpenVINO fp32) for uint8 `images` (N, H, W, C)."""
     if Path(path).suffix == ".xml":
-        from xception.deploy.engines import openvino_core
+        from xception.deploy.runtimes import openvino_core
 
         compiled = openvino_core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         return np.asarray(compiled(images)[compiled.output("probabilities")])

@@ -129,7 +129,7 @@ def evaluate_weights(
     from xception.data.loader import build_loader, default_num_workers
     from xception.data.summary import split_size
     from xception.deploy.choice import choose_runtime
-    from xception.deploy.trained import trained_engine
+    from xception.deploy.trained import trained_engine, weights_timings
     from xception.distributed import init_distributed
     from xception.models.trained import load_trained_model
 
@@ -146,8 +146,12 @@ def evaluate_weights(
         multilabel, class_weights = datasets.multilabel, datasets.class_weights
     if num_classes != description.num_classes:
         raise ValueError(f"{weights} has {description.num_classes} classes but the data set has {num_classes}")
-    choice = choose_runtime(context.device, runtime=runtime, precision=precision)
-    engine = trained_engine(model, description, choice, device=context.device, data_path=data_path)
+    # Batches: the throughput at this batch size decides (`xception bench --choose` measures it).
+    timings = (weights_timings(model, description, batch_size=batch_size)
+               if context.device.type == "cpu" and runtime is None else None)
+    choice = choose_runtime(context.device, runtime=runtime, precision=precision, timings=timings,
+                            decide="throughput")
+    engine, choice = trained_engine(model, description, choice, device=context.device, data_path=data_path)
     loader = build_loader(val, batch_size=batch_size, training=False, rank=context.rank,
                           world_size=context.world_size, seed=0, num_workers=default_num_workers(context.world_size),
                           pin_memory=context.device.type == "cuda",

@@ -67,7 +67,7 @@ def load_served_model(weights: str, *, model_name: str | None = None, name: str 
     if description.task != "classification":
         raise ValueError(f"{weights} holds a {description.task} model; the server serves classifiers")
     choice = choose_runtime(torch_device, runtime=runtime, precision=precision)
-    engine = trained_engine(model, description, choice, device=torch_device)
+    engine, choice = trained_engine(model, description, choice, device=torch_device)
     log.info("runtime: %s (%s)", engine.description, choice.reason)
     return ServedModel(name=name or description.model_name, model_name=description.model_name, model=model,
                        engine=engine,

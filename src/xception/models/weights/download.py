@@ -22,9 +22,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from xception.home import HOME_VARIABLE, xception_home
 from xception.models.weights.registry import Checksum, WeightsEntry, find_weights, list_weights
 
-HOME_VARIABLE = "XCEPTION_HOME"
 URL_VARIABLE = "XCEPTION_WEIGHTS_URL"
 _CHUNK = 1 << 20
 _TIMEOUT_S = 30
@@ -40,8 +40,7 @@ class WeightsUnavailableError(FileNotFoundError):
 
 def weights_home() -> Path:
     """The folder that holds downloaded weight files."""
-    home = os.environ.get(HOME_VARIABLE)
-    return (Path(home).expanduser() if home else Path.home() / ".cache" / "xception") / "weights"
+    return xception_home() / "weights"
 
 
 def cached_path(entry: WeightsEntry) -> Path:

@@ -4,7 +4,10 @@ The exported file is always verified by running it: ONNX in onnxruntime, OpenVIN
 (fp32, which must be asked for on a CPU with native bf16), TorchScript through `torch.jit.load`,
 a torch.export program through `torch.export.load`, on a fresh random batch, and the largest
 absolute difference from the PyTorch model's output is returned. The OpenVINO IR (an .xml file
-and its .bin weights) is converted from the ONNX export, in fp32.
+and its .bin weights) is converted from the ONNX export, in fp32. ONNX and OpenVINO IR are run
+through the same engines (`xception.deploy.engines`) that `predict` and `eval` use.
+
+`export_for_runtimes` is the export onnxruntime and OpenVINO engines are built from.
 """
 
 from __future__ import annotations
@@ -15,9 +18,12 @@ import warnings
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
 from torch import nn
+
+from xception.deploy.digest import weights_digest
+from xception.deploy.engines import onnxruntime_engine, openvino_engine
+from xception.deploy.runtimes import require_runtime
 
 ExportFormat = Literal["onnx", "openvino", "torchscript", "torch_export"]
 EXPORT_FORMATS: tuple[ExportFormat, ...] = ("onnx", "openvino", "torchscript", "torch_export")
@@ -60,7 +66,7 @@ def export_model(
     x = example_input(model, image_size=image_size, batch_size=batch_size)
     batch = torch.export.Dim("batch", min=1) if dynamic_batch and batch_size > 1 else None
     if format == "onnx":
-        _require_onnx()
+        require_runtime("onnxruntime")  # the exporter, and the runtime that checks its file
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the exporter's notices about opset conversions
             torch.onnx.export(
@@ -75,7 +81,7 @@ def export_model(
                 verbose=False,
             )
     elif format == "openvino":
-        _require_openvino()
+        require_runtime("openvino")
         import openvino
 
         with tempfile.TemporaryDirectory(prefix="xception-export-") as directory:
@@ -108,18 +114,9 @@ def verify_export(
     with torch.no_grad():
         expected = model(x)
         if format == "onnx":
-            _require_onnx()
-            import onnxruntime
-
-            session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            name = session.get_inputs()[0].name
-            actual = torch.from_numpy(np.asarray(session.run(None, {name: x.numpy()})[0]))
+            actual = onnxruntime_engine(path)(x)
         elif format == "openvino":
-            _require_openvino()
-            from xception.deploy.engines import openvino_core
-
-            compiled = openvino_core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-            actual = torch.from_numpy(np.asarray(compiled(x.numpy())[0]))
+            actual = openvino_engine(path, precision="fp32")(x)
         elif format == "torchscript":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated; still supported
@@ -133,17 +130,15 @@ def verify_export(
     return float((actual.double() - expected.double()).abs().max())
 
 
-def _require_openvino() -> None:
-    import importlib.util
+def export_for_runtimes(model: nn.Module, directory: str | os.PathLike, *, image_size: int) -> Path:
+    """The project's ONNX export of `model` (BatchNorm folded, dynamic batch) in `directory`,
+    reused when `directory` already holds the export of the same weights at the same size (the
+    benchmark builds one model for several runtimes and precisions; an export takes a minute)."""
+    from xception.models.fuse import fuse_for_inference
 
-    _require_onnx()
-    if importlib.util.find_spec("openvino") is None:
-        raise ValueError("OpenVINO export needs openvino: pip install 'xception[deploy]'")
-
-
-def _require_onnx() -> None:
-    import importlib.util
-
-    missing = [name for name in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(name) is None]
-    if missing:
-        raise ValueError(f"ONNX export needs {', '.join(missing)}: pip install 'xception[export]'")
+    fused = fuse_for_inference(model)
+    digest = weights_digest(fused, image_size)
+    path = Path(directory) / f"{getattr(model, 'model_name', type(model).__name__)}-{digest[:16]}.onnx"
+    if path.exists():
+        return path
+    return export_model(fused, path, format="onnx", image_size=image_size, batch_size=2)
