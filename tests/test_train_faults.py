@@ -71,14 +71,14 @@ def _same_weights(a: Path, b: Path) -> bool:
 
 
 def _fine_tuning(tmp_path: Path) -> list[str]:
-    """Fine-tuning from weights, the head alone for two epochs (SWITCH_STEP steps), then the whole
+    """Fine-tuning from weights, the head alone for one epoch (SWITCH_STEP steps), then the whole
     network, with mixup: the kills land in both phases."""
     start = starting_weights(tmp_path / "start.safetensors", num_classes=5)
-    return ["--weights", str(start), "--recipe", "finetune", "--freeze-epochs", "2",
+    return ["--weights", str(start), "--recipe", "finetune", "--freeze-epochs", "1",
             "--set", "recipe.trunk_warmup_epochs=1", "--set", "recipe.mixup_alpha=0.2"]
 
 
-SWITCH_STEP = 12  # two epochs of 48 training images in batches of 8
+SWITCH_STEP = 6  # one epoch of 48 training images in batches of 8
 
 
 @pytest.mark.slow
@@ -92,6 +92,7 @@ def test_kill_9_at_random_moments_then_the_same_command_ends_bit_identical(tmp_p
                    capture_output=True)
     run, rng = tmp_path / "killed", random.Random(0)
     kills = during_write = 0
+    killed_at = []  # the steps logged when each kill landed
     for attempt in range(KILLS):
         process = subprocess.Popen([*command, *_train_args(data, run, *extra, steps=STEPS)], env=_environment(),
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -107,6 +108,7 @@ def test_kill_9_at_random_moments_then_the_same_command_ends_bit_identical(tmp_p
             process.send_signal(signal.SIGKILL)
             process.wait()
             kills += 1
+            killed_at.append(_logged_steps(run))
             during_write += bool(list((run / "checkpoints").glob(".latest.pt.tmp-*")))
         _check_every_file_reads(run)
     done = subprocess.run([*command, *_train_args(data, run, *extra, steps=STEPS)], env=_environment(), check=True,
@@ -117,8 +119,8 @@ def test_kill_9_at_random_moments_then_the_same_command_ends_bit_identical(tmp_p
           f"{_check_every_file_reads(run)} files read")
     assert kills >= KILLS * 2 // 3 and _same_weights(run / "weights.safetensors", straight / "weights.safetensors")
     assert sum(a["to_step"] - a["from_step"] for a in final["attempts"]) == STEPS
-    if variant == "fine-tuning":  # killed attempts ended in the head phase and in the whole-network phase
-        assert {a["to_step"] <= SWITCH_STEP for a in final["attempts"][:-1]} == {True, False}
+    if variant == "fine-tuning":  # kills landed in the head phase and in the whole-network phase
+        assert min(killed_at) <= SWITCH_STEP < max(killed_at), killed_at
     assert not list(run.rglob("*.tmp-*"))
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if r["kind"] == "step"] == list(range(1, STEPS + 1))  # every step once

@@ -18,7 +18,7 @@ def test_transfer_study_runs_every_arm_and_writes_its_report(tmp_path, fashion_m
                  "--set", "pretrain_examples=256", "--set", "pretrain_epochs=1", "--set", "finetune_steps=6",
                  "--set", "batch_size=5", "--set", "head_steps=2", "--set", "segmentation_mosaics=32",
                  "--set", "segmentation_val_mosaics=16"]) == 0
-    results = json.loads((out / "results.json").read_text())
+    results = json.loads((out / "transfer.json").read_text())
     cells = {(r["shots"], r["arm"]) for r in results["rows"]}
     assert cells == {(2, "fine-tuned"), (2, "fine-tuned whole network"), (2, "from scratch"), (4, "fine-tuned"),
                      (4, "fine-tuned whole network"), (4, "from scratch"), (4, "fine-tuned, BatchNorm trains"),

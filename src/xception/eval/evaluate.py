@@ -8,6 +8,7 @@ average precision, the paper's MAP@100 (section 4.3, JFT/FastEval14k; defined in
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -92,8 +93,11 @@ def evaluate(
         if all_scores:
             scores = all_gather_rows(torch.cat(all_scores)[:, None].to(device))[:, 0].cpu()
             labels = all_gather_rows(torch.cat(all_targets)[:, None].to(device))[:, 0].cpu()
-            result.update({k: v for k, v in binary_metrics(scores, labels).items()
-                           if k in ("roc_auc", "eer", "average_precision")})
+            if torch.isfinite(scores).all():  # a diverged model's NaN logits rank nothing; its loss says so
+                result.update({k: v for k, v in binary_metrics(scores, labels).items()
+                               if k in ("roc_auc", "eer", "average_precision")})
+            else:
+                result.update(roc_auc=math.nan, eer=math.nan, average_precision=math.nan)
             if keep_scores:
                 result["scores"], result["labels"] = scores, labels
         return result

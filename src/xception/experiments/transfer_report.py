@@ -1,4 +1,4 @@
-"""The transfer study's report: results.json, transfer.png and report.md with the Welch intervals."""
+"""The transfer study's report: transfer.json, transfer.png and report.md with the Welch intervals."""
 
 from __future__ import annotations
 
@@ -44,11 +44,11 @@ def _plot(results: dict[str, Any], summary: dict[str, Any], path: Path) -> Path:
 
 
 def write_transfer_report(results: dict[str, Any], out_dir: Path, *, command: str) -> Path:
-    """results.json, transfer.png and report.md in `out_dir`; returns the report's path."""
+    """transfer.json, transfer.png and report.md in `out_dir`; returns the report's path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {**results, "command": command, "machine": results.get("machine") or machine(),
                "date": results.get("date") or now()}
-    write_text_atomic(out_dir / "results.json", json.dumps(results, indent=2, default=str))
+    write_text_atomic(out_dir / "transfer.json", json.dumps(results, indent=2, default=str))
     summary = summarize_transfer(results)
     _plot(results, summary, out_dir / "transfer.png")
     study, env = results["study"], results["machine"]

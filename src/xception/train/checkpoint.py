@@ -50,12 +50,14 @@ def restore(state: dict[str, Any], parts: dict[str, Any]) -> None:
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write `state` to `path` atomically (`xception.atomic_write`): a crash at any moment leaves
     either the previous file or the new one, never a partial one. Its summary (`read_summary`) goes
-    beside it first, so that a summary is never older than its checkpoint: at worst one newer,
-    which a resume (reading the checkpoint itself) never trusts for anything but the config."""
+    beside it once the checkpoint is in place (a checkpoint that could not be written leaves no
+    summary); a kill between the two leaves the previous summary, one checkpoint behind, whose
+    config and step only name things (a resume reads the checkpoint itself)."""
+    written = write_atomic(path, lambda file: torch.save(state, file), needed=_tensor_bytes(state))
     if state.get("format") == FORMAT:
         summary = {**{key: state[key] for key in SUMMARY_KEYS if key in state}, "step": state["progress"]["step"]}
         write_text_atomic(Path(path).with_suffix(".json"), json.dumps(summary, default=str))
-    return write_atomic(path, lambda file: torch.save(state, file), needed=_tensor_bytes(state))
+    return written
 
 
 def read_summary(path: str | os.PathLike) -> dict[str, Any]:
