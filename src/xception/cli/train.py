@@ -25,7 +25,8 @@ def add_parser(subparsers) -> None:
                         "unless given)")
     parser.add_argument("--model", help="a registered model (see `xception models`); default xception")
     parser.add_argument("--recipe", help="paper_imagenet, paper_jft, fashion_mnist_demo, fashion_mnist_long, "
-                        "mosaic_segmentation, finetune or linear_probe (see docs/training.md)")
+                        "mosaic_segmentation, finetune, finetune_whole or linear_probe (docs/training.md, "
+                        "docs/finetune.md)")
     parser.add_argument("--weights", dest="init_weights", metavar="NAME|FILE",
                         help="start from these weights: published ones by name (imagenet), the official Keras .h5, "
                         "a timm/Cadene .pth, a .safetensors of this project or a run's checkpoint. The body loads "
