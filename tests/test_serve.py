@@ -341,3 +341,27 @@ def test_cli_serve_refuses_a_port_in_use_and_a_queue_smaller_than_a_batch(server
     assert main(["serve", "--weights", str(weights), "--runtime", "torch", "--precision", "fp32", "--device", "cpu",
                  "--port", port]) == 2
     assert f"could not serve on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_serve_page_heatmap_is_the_grad_cam_overlay_of_the_top_class(server, weights, photos):
+    """`xception serve` (Grad-CAM by default) answers /predict?heatmap=true with the picture that
+    `xception.explain` and its overlay make of the same image and class."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from xception.explain import explain
+    from xception.explain.overlay import overlay
+    from xception.models.trained import load_trained_model
+
+    answer = httpx.post(f"{server.url}/predict?heatmap=true", content=photos[0].read_bytes(), timeout=120).json()
+    png = base64.b64decode(answer["heatmap"].removeprefix("data:image/png;base64,"))
+    images, probabilities = reference(weights, photos[:1], "torch")
+    top = int(probabilities[0].argmax())
+    assert answer["predictions"][0]["class_name"] == f"class {top}"
+    model, _ = load_trained_model(str(weights))
+    expected = overlay(images[0], explain(model, images, [top], method="gradcam").maps[0])
+    got = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=int)
+    assert got.shape == np.asarray(expected).shape
+    assert np.abs(got - np.asarray(expected, dtype=int)).max() <= 1  # a rounding of the map at most

@@ -59,6 +59,9 @@ def test_serve_page_shows_the_top5_of_a_chosen_photo(browser, site, tmp_path):
     assert shown_rows(page) == expected_rows(running.url, photos[2])
     assert page.is_visible("#photo") and not page.is_visible("#error")
     assert "model xception_small" in page.inner_text("#model")
+    # The server explains by default: the Grad-CAM overlay of the top class is shown beside the photo.
+    page.wait_for_selector("#heatmap-panel:not([hidden])", timeout=60_000)
+    assert page.evaluate("document.getElementById('heatmap').naturalWidth") > 0
     # SERVE_PAGE_SCREENSHOT=docs/images/serve_page.png makes the screenshot of the docs.
     screenshot = Path(os.environ.get("SERVE_PAGE_SCREENSHOT") or tmp_path / "page.png")
     page.screenshot(path=str(screenshot))

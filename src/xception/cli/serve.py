@@ -41,6 +41,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--max-body-mb", type=float, default=defaults.max_body_bytes / 2**20,
                         help=f"largest request body in MiB, else 413 (default: {defaults.max_body_bytes / 2**20:g})")
     parser.add_argument("--top-k", type=int, default=defaults.top_k, help=f"default: {defaults.top_k}")
+    parser.add_argument("--heatmap", choices=("gradcam", "gradcam++", "cam", "none"), default="gradcam",
+                        help="the class activation map that /predict?heatmap=true (the page) returns of the top "
+                        "class, computed with the PyTorch model (default: gradcam; none: no maps)")
     parser.set_defaults(run=run)
 
 
@@ -60,5 +63,10 @@ def run(args: argparse.Namespace) -> int:
                          max_body_bytes=int(args.max_body_mb * 2**20), top_k=args.top_k)
     served = load_served_model(args.weights, model_name=args.model, name=args.name, runtime=args.runtime,
                                precision=args.precision, device=args.device)
-    run_server(served, config)
+    heatmap = None
+    if args.heatmap != "none":
+        from xception.explain.renderer import HeatmapPNG
+
+        heatmap = HeatmapPNG(served.model, method=args.heatmap)
+    run_server(served, config, heatmap=heatmap)
     return 0
