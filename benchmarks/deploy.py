@@ -8,7 +8,8 @@ use, so each row is a path a user runs:
 - PyTorch AOTInductor (the same, inductor with freezing, packaged and cached on disk): what
   `predict` and `eval` run when PyTorch is chosen;
 - onnxruntime (CPU provider, fp32) and OpenVINO (fp32, bf16) on the project's ONNX export;
-- int8: PyTorch PT2E (X86InductorQuantizer, inductor with freezing) and OpenVINO NNCF.
+- int8: PyTorch PT2E (X86InductorQuantizer, inductor with freezing), OpenVINO NNCF and
+  onnxruntime's own static quantizer (QDQ).
 
 First the calibration of `xception bench --choose` runs (fp32 and bf16 engines, its own timing
 budget) and names its choice; then all engines run in the same interleaved rounds (every engine
@@ -50,6 +51,7 @@ ENGINES = (
     ("OpenVINO", "openvino", "bf16", "eager"),
     ("PyTorch PT2E", "torch", "int8", "eager"),
     ("OpenVINO NNCF", "openvino", "int8", "eager"),
+    ("onnxruntime QDQ", "onnxruntime", "int8", "eager"),
 )
 CHOICE_BAR = 0.95  # issue 22: the calibrated choice within 5% of the fastest measured
 INT8_OVER_BF16_BAR = 1.7  # issue 22: int8 at least 1.7x the best bf16 (the moonshot: 2x)

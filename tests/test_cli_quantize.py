@@ -14,11 +14,11 @@ from xception.cli import main
 from xception.models.weights import save_weights
 
 CLASSES = [f"garment {k}" for k in range(10)]
-WRITTEN = {"nncf": "int8_nncf.xml", "pt2e": "int8_pt2e.pt2"}
+WRITTEN = {"nncf": "int8_nncf.xml", "pt2e": "int8_pt2e.pt2", "onnxruntime": "int8_onnxruntime.onnx"}
 
 
 @pytest.mark.slow  # the data set, quantization and two evaluations of 10,000 images: 30-90 s
-@pytest.mark.parametrize("method,module", [("nncf", "nncf"), ("pt2e", "torchao")])
+@pytest.mark.parametrize("method,module", [("nncf", "nncf"), ("pt2e", "torchao"), ("onnxruntime", "onnxruntime")])
 def test_cli_quantize_reports_the_cost_and_writes_the_model_it_measured(method, module, fashion_mnist, tmp_path,
                                                                          capsys, one_thread):
     pytest.importorskip(module)
@@ -59,8 +59,8 @@ def test_cli_quantize_reports_the_cost_and_writes_the_model_it_measured(method, 
 def test_load_quantized_refuses_another_suffix():
     from xception.deploy.quantize import load_quantized
 
-    with pytest.raises(ValueError, match=r"a \.pt2 \(PT2E\) or \.xml \(OpenVINO IR\) file; got 'model.onnx'"):
-        load_quantized("model.onnx")
+    with pytest.raises(ValueError, match=r"\.onnx \(onnxruntime QDQ\) file; got 'model.tflite'"):
+        load_quantized("model.tflite")
 
 
 def test_cli_quantize_refuses_a_missing_file(capsys):

@@ -58,7 +58,7 @@ def test_engine_matches_eager_fp32(runtime, precision, bound, tmp_path, one_thre
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("runtime,module", [("openvino", "nncf"), ("torch", "torchao")])
+@pytest.mark.parametrize("runtime,module", [("openvino", "nncf"), ("torch", "torchao"), ("onnxruntime", "onnxruntime")])
 def test_int8_engine_stays_close_to_fp32(runtime, module, tmp_path, one_thread):
     pytest.importorskip(module)
     pytest.importorskip("onnx")
@@ -152,8 +152,8 @@ def test_choose_runtime_honours_the_request_and_rejects_what_cannot_run(monkeypa
     picked = choose_runtime(torch.device("cpu"), runtime="onnxruntime")
     assert (picked.runtime, picked.precision, picked.reason) == ("onnxruntime", "fp32", "--runtime given")
     assert choose_runtime(torch.device("cuda"), runtime=None, precision="fp16").runtime == "torch"
-    with pytest.raises(ValueError, match="runtime onnxruntime has no int8 path"):
-        choose_runtime(torch.device("cpu"), runtime="onnxruntime", precision="int8")
+    with pytest.raises(ValueError, match="runtime onnxruntime has no bf16 path"):
+        choose_runtime(torch.device("cpu"), runtime="onnxruntime", precision="bf16")
     _without(monkeypatch, "openvino")
     with pytest.raises(ValueError, match=r"runtime openvino needs openvino: pip install 'xception\[deploy\]'"):
         choose_runtime(torch.device("cpu"), runtime="openvino")
@@ -240,3 +240,48 @@ def test_pt2e_graph_keeps_pad_and_max_pool_in_int8(one_thread):
     for node in pools:  # dequantize -> op -> quantize: inductor lowers it to an int8 kernel
         assert node.args[0].target == torch.ops.quantized_decomposed.dequantize_per_tensor.default
         assert [user.target for user in node.users] == [torch.ops.quantized_decomposed.quantize_per_tensor.default]
+
+
+def test_onnxruntime_int8_is_offered_where_its_own_int8_model_runs():
+    pytest.importorskip("onnxruntime")
+    from xception.deploy.choice import choose_runtime
+    from xception.deploy.onnxruntime_int8 import int8_failure
+
+    # The probe quantizes, runs and compares a small network here: onnxruntime 1.32 passes it.
+    assert int8_failure() is None
+    picked = choose_runtime(torch.device("cpu"), runtime="onnxruntime", precision="int8")
+    assert (picked.runtime, picked.precision) == ("onnxruntime", "int8")
+
+
+@pytest.mark.parametrize("fault", ["raises", "wrong values"])
+def test_onnxruntime_int8_is_refused_naming_what_failed_in_the_probe(fault, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    import onnxruntime.quantization
+
+    import xception.deploy.onnxruntime_int8 as ort_int8
+    from xception.deploy.runtimes import require_runtime
+
+    real = onnxruntime.quantization.quantize_static
+
+    def broken(source, target, reader, **options):
+        if fault == "raises":
+            raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : QLinearConv : zero point must be a scalar")
+        real(source, target, reader, **options)
+        import onnx
+        from onnx import numpy_helper
+
+        model = onnx.load(target)  # every weight scale tenfold: a quantizer that computes another function
+        for tensor in model.graph.initializer:
+            if "scale" in tensor.name and tensor.data_type == onnx.TensorProto.FLOAT:
+                tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor) * 10, tensor.name))
+        onnx.save(model, target)
+
+    monkeypatch.setattr(onnxruntime.quantization, "quantize_static", broken)
+    ort_int8.int8_failure.cache_clear()
+    try:
+        expected = "zero point must be a scalar" if fault == "raises" else "computed something else"
+        with pytest.raises(ValueError, match=rf"runtime onnxruntime has no int8 path \(onnxruntime .*{expected}.*\); "
+                                             r"use --precision fp32$"):
+            require_runtime("onnxruntime", "int8")
+    finally:
+        ort_int8.int8_failure.cache_clear()

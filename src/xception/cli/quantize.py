@@ -5,37 +5,47 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+METHOD_HELP = {
+    "pt2e": "PyTorch's PT2E with the X86 inductor quantizer, compiled by inductor",
+    "nncf": "OpenVINO int8 via NNCF's default post-training quantization",
+    "onnxruntime": "onnxruntime's own static quantizer (QDQ, per-channel weights), run by onnxruntime",
+}
+
 
 def add_parser(subparsers) -> None:
     from xception.deploy.calibration import DEFAULT_CALIBRATION_SIZE
+    from xception.deploy.quantize import DEFAULT_METHOD, QUANTIZE_METHODS
 
     parser = subparsers.add_parser(
         "quantize",
-        help="quantize trained weights to int8 (NNCF for OpenVINO, PT2E for PyTorch) and measure the cost",
+        help="quantize trained weights to int8 (NNCF for OpenVINO, PT2E for PyTorch, onnxruntime's own) and "
+        "measure the cost",
         description="Calibrate on a few hundred images of the data the weights were trained on, quantize "
         "to int8, and evaluate fp32 and int8 on the whole validation split: top-1 of both, the points "
         "lost, and how often their top-1 predictions agree. Writes each int8 model to --out.",
     )
     parser.add_argument("--weights", required=True, help="a .safetensors file from a training run (single-label)")
-    parser.add_argument("--method", choices=("nncf", "pt2e", "both"), default="pt2e",
-                        help="pt2e (default): PyTorch's PT2E with the X86 inductor quantizer, the faster int8 measured "
-                        "(1.48x the best bf16 at 299 px, benchmarks/deploy.py); nncf: OpenVINO int8 via NNCF (1.30x; "
-                        "0.01 top-1 points lost on the demo model where PT2E lost 0.05); both: each, the one that lost "
-                        "fewer points named")
+    parser.add_argument("--method", choices=(*QUANTIZE_METHODS, "all"), default=DEFAULT_METHOD,
+                        help=f"{DEFAULT_METHOD} (default): {METHOD_HELP[DEFAULT_METHOD]}; "
+                        + "; ".join(f"{m}: {METHOD_HELP[m]}" for m in QUANTIZE_METHODS if m != DEFAULT_METHOD)
+                        + "; all: each of them, the one that lost the fewest points named (benchmarks/deploy.py "
+                        "measures their speed)")
     parser.add_argument("--calibration-size", type=int, default=DEFAULT_CALIBRATION_SIZE,
                         help=f"training images to calibrate on (default {DEFAULT_CALIBRATION_SIZE})")
     parser.add_argument("--data", help="the dataset's directory (default: the one in the weights' metadata)")
-    parser.add_argument("--out", type=Path, help="a directory for int8_nncf.xml (+ .bin) / int8_pt2e.pt2 and int8.json")
+    parser.add_argument("--out", type=Path, help="a directory for the int8 models (int8_nncf.xml + .bin, int8_pt2e.pt2, "
+                        "int8_onnxruntime.onnx) and int8.json")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from xception.deploy.quantize import QUANTIZE_METHODS
     from xception.deploy.trained import best_quantized, quantize_weights, write_quantized
 
     if not Path(args.weights).is_file():
         raise FileNotFoundError(f"no such weight file: {args.weights}")
-    methods = ("nncf", "pt2e") if args.method == "both" else (args.method,)
+    methods = QUANTIZE_METHODS if args.method == "all" else (args.method,)
     results = quantize_weights(args.weights, methods=methods, calibration_size=args.calibration_size,
                                data_path=args.data, threads=args.threads)
     first = results[0].cost

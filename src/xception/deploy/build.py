@@ -16,7 +16,7 @@ from torch import nn
 from xception.deploy.compiled import COMPILE_ERRORS, aot_torch_engine
 from xception.deploy.engines import Engine, onnxruntime_engine, openvino_engine, torch_engine
 from xception.deploy.export import export_for_runtimes
-from xception.deploy.quantize import pt2e_engine, quantize_openvino, quantize_pt2e
+from xception.deploy.quantize import pt2e_engine, quantize_onnxruntime, quantize_openvino, quantize_pt2e
 from xception.deploy.runtimes import Runtime, require_runtime
 from xception.runtime import Precision
 
@@ -36,7 +36,8 @@ def build_engine(model: nn.Module, *, runtime: Runtime, precision: Precision, de
 
     onnxruntime and OpenVINO go through the ONNX export (written to `workdir`) and run on the CPU.
     int8 needs `calibration` images (N, C, H, W) in [-1, 1] (`xception.deploy.calibration`):
-    OpenVINO quantizes with NNCF, PyTorch with PT2E (always compiled: eager PT2E is fake int8).
+    OpenVINO quantizes with NNCF, PyTorch with PT2E (always compiled: eager PT2E is fake int8),
+    onnxruntime with its own static quantizer.
     `torch_path` says how PyTorch runs fp32 and bf16 (`TORCH_PATHS`); "aot" is for the CPU, and
     where its compilation fails the engine is eager PyTorch, said in one warning line.
     """
@@ -55,6 +56,8 @@ def build_engine(model: nn.Module, *, runtime: Runtime, precision: Precision, de
         return torch_engine(model, precision=precision, device=device, compile=torch_path == "inductor")
     onnx_path = export_for_runtimes(model, workdir, image_size=image_size)
     if runtime == "onnxruntime":
+        if precision == "int8":
+            onnx_path = quantize_onnxruntime(onnx_path, calibration, os.path.join(workdir, "int8_onnxruntime.onnx"))
         return onnxruntime_engine(onnx_path, threads=threads)
     if precision == "int8":
         return openvino_engine(quantize_openvino(onnx_path, calibration), precision="int8", threads=threads)

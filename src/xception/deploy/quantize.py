@@ -1,4 +1,5 @@
-"""int8 post-training quantization, two ways: NNCF for OpenVINO, and PyTorch's PT2E flow.
+"""int8 post-training quantization, three ways: NNCF for OpenVINO, PyTorch's PT2E flow, and
+onnxruntime's own static quantizer.
 
 - NNCF (`quantize_openvino`): the OpenVINO model read from the project's ONNX export, quantized
   with NNCF's defaults (the "performance" preset: symmetric int8 activations, per-channel int8
@@ -10,8 +11,11 @@
   pools are rewritten as an explicit edge-replicating pad and a floor-mode pool (`Int8SamePadMaxPool2d`),
   because inductor's quantized max-pool lowering computes the wrong output size with `ceil_mode`
   (torch 2.14), which the built-in form of even sizes uses.
+- onnxruntime (`quantize_onnxruntime`): the project's ONNX export through onnxruntime's
+  `quantize_static` with its CPU guide's settings (`xception.deploy.onnxruntime_int8`): QDQ, int8
+  weights per channel, uint8 activations; onnxruntime fuses the pairs into its int8 kernels.
 
-Both calibrate on the same images (`xception.deploy.calibration`), one image per step.
+All three calibrate on the same images (`xception.deploy.calibration`), one image per step.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xception.deploy.engines import Engine, openvino_engine
+from xception.deploy.engines import Engine, onnxruntime_engine, openvino_engine
 from xception.deploy.runtimes import (
     openvino_core,
     require_runtime,
@@ -33,8 +37,13 @@ from xception.deploy.runtimes import (
 )
 from xception.runtime import compile_model
 
-QuantizeMethod = Literal["nncf", "pt2e"]
-QUANTIZE_METHODS: tuple[QuantizeMethod, ...] = ("nncf", "pt2e")
+QuantizeMethod = Literal["nncf", "pt2e", "onnxruntime"]
+QUANTIZE_METHODS: tuple[QuantizeMethod, ...] = ("nncf", "pt2e", "onnxruntime")
+# The runtime that runs each method's int8 model, and the file it is saved as.
+METHOD_RUNTIMES = {"nncf": "openvino", "pt2e": "torch", "onnxruntime": "onnxruntime"}
+QUANTIZED_FILES = {"nncf": "int8_nncf.xml", "pt2e": "int8_pt2e.pt2", "onnxruntime": "int8_onnxruntime.onnx"}
+# The fastest int8 in benchmarks/deploy.py (BENCHMARKS.md): what `xception quantize` and `--precision int8` use.
+DEFAULT_METHOD: QuantizeMethod = "pt2e"
 
 
 def quantize_openvino(onnx_path: str | os.PathLike, calibration: torch.Tensor) -> Any:
@@ -45,6 +54,14 @@ def quantize_openvino(onnx_path: str | os.PathLike, calibration: torch.Tensor) -
     model = openvino_core().read_model(str(onnx_path))
     items = [image[None].numpy() for image in calibration.float()]
     return nncf.quantize(model, nncf.Dataset(items), subset_size=len(items))
+
+
+def quantize_onnxruntime(onnx_path: str | os.PathLike, calibration: torch.Tensor, target: str | os.PathLike) -> Any:
+    """The path `target` of `onnx_path` quantized to int8 (QDQ) by onnxruntime on `calibration` (N, C, H, W)."""
+    require_runtime("onnxruntime", "int8")
+    from xception.deploy.onnxruntime_int8 import quantize_onnx
+
+    return quantize_onnx(onnx_path, target, (image[None].numpy() for image in calibration.float()))
 
 
 class Int8SamePadMaxPool2d(nn.Module):
@@ -149,8 +166,16 @@ def pt2e_engine(quantized: nn.Module, *, threads: int | None = None) -> Engine:
 
 def save_quantized(quantized: Any, path: str | os.PathLike, *, example: torch.Tensor) -> None:
     """Write a quantized model: an `openvino.Model` as OpenVINO IR (.xml and .bin), a PT2E module
-    as a torch.export program (.pt2, loadable with `torch.export.load` once torchao is imported)."""
+    as a torch.export program (.pt2, loadable with `torch.export.load` once torchao is imported),
+    onnxruntime's (an `onnx.ModelProto`) as an .onnx file."""
     path = str(path)
+    if type(quantized).__name__ == "ModelProto":
+        if not path.endswith(".onnx"):
+            raise ValueError(f"an onnxruntime int8 model is saved as an .onnx file; got {path!r}")
+        import onnx
+
+        onnx.save(quantized, path)
+        return
     if isinstance(quantized, nn.Module):
         if not path.endswith(".pt2"):
             raise ValueError(f"a PT2E int8 model is saved as a .pt2 file; got {path!r}")
@@ -167,7 +192,8 @@ def save_quantized(quantized: Any, path: str | os.PathLike, *, example: torch.Te
 
 def load_quantized(path: str | os.PathLike, *, threads: int | None = None) -> Engine:
     """The int8 `Engine` of a file `save_quantized` wrote: a .pt2 PT2E program (compiled by
-    inductor again, as `pt2e_engine` does) or an OpenVINO IR .xml (with its .bin)."""
+    inductor again, as `pt2e_engine` does), an OpenVINO IR .xml (with its .bin) or an onnxruntime
+    QDQ .onnx."""
     path = str(path)
     if path.endswith(".pt2"):
         require_runtime("torch", "int8")
@@ -176,4 +202,12 @@ def load_quantized(path: str | os.PathLike, *, threads: int | None = None) -> En
         return pt2e_engine(torch.export.load(path).module(), threads=threads)
     if path.endswith(".xml"):
         return openvino_engine(path, precision="int8", threads=threads)
-    raise ValueError(f"an int8 model is a .pt2 (PT2E) or .xml (OpenVINO IR) file; got {path!r}")
+    if path.endswith(".onnx"):
+        require_runtime("onnxruntime", "int8")
+        engine = onnxruntime_engine(path, threads=threads)
+        if engine.precision != "int8":
+            raise ValueError(f"{path} is not an int8 model (it has no QuantizeLinear nodes); run it with xception "
+                             "predict/eval --runtime onnxruntime, or quantize it with xception quantize")
+        return engine
+    raise ValueError(f"an int8 model is a .pt2 (PT2E), .xml (OpenVINO IR) or .onnx (onnxruntime QDQ) file; "
+                     f"got {path!r}")

@@ -1,8 +1,9 @@
 """What each inference runtime needs and computes, the one availability check, the process's one
 OpenVINO Core, and the CPU thread count every runtime gets.
 
-The bottom of `xception.deploy`: it imports nothing else of the package, and every other module of
-`deploy` (the engines, export, quantization, the choice) asks here whether a runtime can run.
+The bottom of `xception.deploy`: it imports nothing else of the package but the probe of onnxruntime's
+int8 (`xception.deploy.onnxruntime_int8`, itself importing nothing of `deploy`), and every other
+module of `deploy` (the engines, export, quantization, the choice) asks here whether a runtime can run.
 """
 
 from __future__ import annotations
@@ -28,21 +29,19 @@ _MODULES: dict[Runtime, tuple[str, ...]] = {
 }
 # The smallest extra of pyproject.toml that installs each runtime (and its quantizer).
 _EXTRAS: dict[Runtime, str] = {"torch": "deploy", "onnxruntime": "export", "openvino": "deploy"}
-# The quantizer each runtime's int8 needs (PT2E for PyTorch, NNCF for OpenVINO).
+# The quantizer each runtime's int8 needs (PT2E for PyTorch, NNCF for OpenVINO; onnxruntime brings its own).
 QUANTIZER_MODULES: dict[Runtime, tuple[str, ...]] = {"torch": ("torchao",), "onnxruntime": (), "openvino": ("nncf",)}
 
 # What each runtime computes in each precision on a CPU (PyTorch's fp16 needs CUDA, see
 # `xception.runtime.check_precision`).
 PRECISIONS: dict[Runtime, tuple[Precision, ...]] = {
     "torch": ("fp32", "bf16", "fp16", "int8"),
-    "onnxruntime": ("fp32",),
+    "onnxruntime": ("fp32", "int8"),
     "openvino": ("fp32", "bf16", "int8"),
 }
 # Why a runtime lacks a precision, where it is not obvious.
 _NO_PRECISION = {
     ("onnxruntime", "bf16"): "onnxruntime's CPU provider has no bf16 convolutions",
-    ("onnxruntime", "int8"): "not built here: NNCF's int8 ONNX (QDQ) model fails in onnxruntime 1.32's "
-    "QLinearConv (its activation zero point is not a scalar)",
 }
 
 
@@ -59,6 +58,10 @@ def missing_modules(runtime: Runtime, precision: str | None = None) -> list[str]
 def no_precision_reason(runtime: Runtime, precision: str) -> str | None:
     """Why `runtime` has no `precision` path on the CPU, or None when it has one."""
     if precision in PRECISIONS[runtime]:
+        if (runtime, precision) == ("onnxruntime", "int8") and not missing_modules(runtime, precision):
+            from xception.deploy.onnxruntime_int8 import int8_failure
+
+            return int8_failure()
         return None
     return _NO_PRECISION.get((runtime, precision), f"{runtime} has no {precision} CPU path")
 
@@ -68,8 +71,8 @@ def unavailable_reason(runtime: str, precision: str | None = None) -> str | None
     if runtime not in _MODULES:
         return f"unknown runtime {runtime!r}; valid: {', '.join(RUNTIMES)}"
     if precision is not None and (reason := no_precision_reason(runtime, precision)) is not None:  # type: ignore[arg-type]
-        return (f"runtime {runtime} has no {precision} path ({reason}); use --precision "
-                f"{' or '.join(PRECISIONS[runtime])}")  # type: ignore[index]
+        others = [p for p in PRECISIONS[runtime] if p != precision]  # type: ignore[index]
+        return f"runtime {runtime} has no {precision} path ({reason}); use --precision {' or '.join(others)}"
     missing = missing_modules(runtime, precision)  # type: ignore[arg-type]
     if missing:
         return f"runtime {runtime} needs {', '.join(missing)}: {install_hint(runtime)}"  # type: ignore[arg-type]

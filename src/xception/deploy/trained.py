@@ -25,11 +25,14 @@ from xception.deploy.build import build_engine
 from xception.deploy.calibration import DEFAULT_CALIBRATION_SIZE, calibration_images
 from xception.deploy.choice import RuntimeChoice
 from xception.deploy.cost import agreement_report, engine_logits
-from xception.deploy.engines import Engine, openvino_engine, torch_engine
+from xception.deploy.engines import Engine, onnxruntime_engine, openvino_engine, torch_engine
 from xception.deploy.export import export_for_runtimes
 from xception.deploy.quantize import (
+    QUANTIZE_METHODS,
+    QUANTIZED_FILES,
     QuantizeMethod,
     pt2e_engine,
+    quantize_onnxruntime,
     quantize_openvino,
     quantize_pt2e,
     save_quantized,
@@ -76,11 +79,11 @@ def trained_engine(model: nn.Module, description: WeightsDescription, choice: Ru
 class Quantized:
     """One int8 quantization of trained weights and what it costs on their validation split."""
 
-    method: str  # "nncf" or "pt2e"
+    method: QuantizeMethod
     description: str  # the int8 engine's settings in words
     cost: dict[str, Any]  # `agreement_report` of int8 against eager fp32
     quantize_s: float  # calibration and conversion, without the evaluation
-    model: Any  # an `openvino.Model` (nncf) or a PT2E graph module, for `save_quantized`
+    model: Any  # an `openvino.Model` (nncf), a PT2E graph module or an `onnx.ModelProto`, for `save_quantized`
 
 
 def quantize_weights(weights: str, *, methods: tuple[QuantizeMethod, ...], calibration_size: int,
@@ -103,21 +106,33 @@ def quantize_weights(weights: str, *, methods: tuple[QuantizeMethod, ...], calib
     results = []
     for method in methods:
         start = time.perf_counter()
-        if method == "nncf":
-            with tempfile.TemporaryDirectory(prefix="xception-export-") as workdir:
-                onnx_path = export_for_runtimes(model, workdir, image_size=description.image_size)
-                quantized = quantize_openvino(onnx_path, calibration)
-            engine = openvino_engine(quantized, precision="int8", threads=threads)
-        elif method == "pt2e":
-            quantized = quantize_pt2e(model, calibration)
-            engine = pt2e_engine(quantized, threads=threads)
-        else:
-            raise ValueError(f"unknown quantization method {method!r}; valid: nncf, pt2e")
+        quantized, engine = quantize_model(model, method, calibration, image_size=description.image_size,
+                                           threads=threads)
         seconds = time.perf_counter() - start
         logits, _ = engine_logits(engine, validation, batch_size=batch_size)
         results.append(Quantized(method, engine.description, agreement_report(reference, logits, targets), seconds,
                                  quantized))
     return results
+
+
+def quantize_model(model: nn.Module, method: QuantizeMethod, calibration: torch.Tensor, *, image_size: int,
+                   threads: int | None = None) -> tuple[Any, Engine]:
+    """`model` quantized by `method` on `calibration` (N, C, H, W) in [-1, 1]: the int8 model (for
+    `save_quantized`) and its engine."""
+    if method == "pt2e":
+        quantized = quantize_pt2e(model, calibration)
+        return quantized, pt2e_engine(quantized, threads=threads)
+    if method not in QUANTIZE_METHODS:
+        raise ValueError(f"unknown quantization method {method!r}; valid: {', '.join(QUANTIZE_METHODS)}")
+    with tempfile.TemporaryDirectory(prefix="xception-export-") as workdir:  # the runtimes load it whole
+        onnx_path = export_for_runtimes(model, workdir, image_size=image_size)
+        if method == "nncf":
+            quantized = quantize_openvino(onnx_path, calibration)
+            return quantized, openvino_engine(quantized, precision="int8", threads=threads)
+        import onnx
+
+        path = quantize_onnxruntime(onnx_path, calibration, os.path.join(workdir, QUANTIZED_FILES[method]))
+        return onnx.load(str(path)), onnxruntime_engine(path, threads=threads)
 
 
 def best_quantized(results: list[Quantized]) -> Quantized:
@@ -127,8 +142,9 @@ def best_quantized(results: list[Quantized]) -> Quantized:
 
 def write_quantized(results: list[Quantized], directory: str | os.PathLike, *, weights: str,
                     calibration_size: int) -> list[Path]:
-    """Each int8 model of `results` in `directory` (int8_nncf.xml + .bin, int8_pt2e.pt2) and the
-    measurements in int8.json (with the better method named); the paths written."""
+    """Each int8 model of `results` in `directory` (`QUANTIZED_FILES`: int8_nncf.xml + .bin,
+    int8_pt2e.pt2, int8_onnxruntime.onnx) and the measurements in int8.json (with the better
+    method named); the paths written."""
     from xception.models.describe import describe_file
 
     directory = Path(directory)
@@ -138,7 +154,7 @@ def write_quantized(results: list[Quantized], directory: str | os.PathLike, *, w
     example = torch.zeros(2, description.in_channels, size, size)
     paths = []
     for q in results:
-        paths.append(directory / ("int8_nncf.xml" if q.method == "nncf" else "int8_pt2e.pt2"))
+        paths.append(directory / QUANTIZED_FILES[q.method])
         save_quantized(q.model, paths[-1], example=example)
     report = dict(weights=str(weights), calibration_size=calibration_size, better=best_quantized(results).method,
                   results=[dict(method=q.method, engine=q.description, quantize_s=q.quantize_s, **q.cost)
