@@ -12,7 +12,7 @@ measure. The preference comes from `benchmarks/deploy.py` on one 2-core AMD EPYC
 avx512_vnni) at 299 px, batch 16, where the three runtimes came within 10% of each other and their
 order changed from run to run: OpenVINO (bf16 where the CPU has it natively, else fp32), else
 PyTorch bf16 on a native-bf16 CPU, onnxruntime fp32 on the others. On a GPU: PyTorch. int8, asked
-for, runs PyTorch's PT2E (the faster int8 in that benchmark), NNCF in OpenVINO without torchao.
+for, runs the fastest int8 of that benchmark that is installed (`xception.deploy.quantize.INT8_PREFERENCE`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Literal
 import torch
 
 from xception.deploy.measure import Measurement
+from xception.deploy.quantize import INT8_PREFERENCE, METHOD_RUNTIMES
 from xception.deploy.runtimes import Runtime, missing_modules, require_runtime, unavailable_reason
 from xception.deploy.timings import MEASURE_HINT, Timings
 from xception.runtime import Precision, check_precision, cpu_has_native_bf16, fastest_settings
@@ -101,9 +102,14 @@ def preferred_runtime(device: torch.device, *, precision: Precision | None = Non
     precision = precision or _default_precision("openvino", device)
     preference = (f"a preference, not a measurement on this machine (the order of benchmarks/deploy.py on a "
                   f"2-core AMD EPYC); to measure: {MEASURE_HINT}")
-    if precision == "int8" and not missing_modules("torch", "int8"):
-        return RuntimeChoice("torch", "int8", "PyTorch int8 (PT2E): the faster int8 in benchmarks/deploy.py, against "
-                             "OpenVINO's NNCF int8")
+    if precision == "int8":
+        for rank, method in enumerate(INT8_PREFERENCE):
+            runtime = METHOD_RUNTIMES[method]
+            if unavailable_reason(runtime, "int8") is None:
+                which = "the fastest int8" if rank == 0 else "the fastest int8 installed"
+                return RuntimeChoice(runtime, "int8", f"{runtime} int8 ({method}), {which} of benchmarks/deploy.py "
+                                     "on a 2-core AMD EPYC: a preference, not a measurement on this machine (`xception "
+                                     "bench --choose` times fp32 and bf16; --runtime names another)")  # type: ignore[arg-type]
     if not missing_modules("openvino") and precision in ("fp32", "bf16", "int8"):
         return RuntimeChoice("openvino", precision, f"OpenVINO {precision}: {preference}")
     if precision == "fp32" and not missing_modules("onnxruntime"):
