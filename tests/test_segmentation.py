@@ -10,7 +10,7 @@ import torch
 from xception.data.batch_transforms import TensorPipeline
 from xception.data.mosaic import EMPTY, MosaicImages
 from xception.data.mosaic_masks import FOREGROUND_THRESHOLD, MosaicMasks
-from xception.eval.segmentation import confusion_matrix, mean_iou, per_class_iou
+from xception.metrics.segmentation import confusion_matrix, mean_iou, per_class_iou
 
 torchmetrics = pytest.importorskip("torchmetrics")
 

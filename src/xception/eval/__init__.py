@@ -1,1 +1,1 @@
-"""Evaluation: metrics as pure functions of tensors (`metrics`), and evaluating a model on data."""
+"""Evaluation: evaluating a model on data, with the metrics of `xception.metrics`."""

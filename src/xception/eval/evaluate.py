@@ -3,7 +3,7 @@
 Single-label data: top-1 and top-5 accuracy (section 4.4, ImageNet) from correct-prediction counts
 summed over processes. Multi-label data: the scores of all processes are gathered, then mean
 average precision, the paper's MAP@100 (section 4.3, JFT/FastEval14k; defined in
-`xception.eval.metrics.map_at_k` and docs/metrics.md) and per-class AP.
+`xception.metrics.classification.map_at_k` and docs/metrics.md) and per-class AP.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from tqdm import tqdm
 from xception.data.bad_images import BadImageRecord, CheckedLoader
 from xception.data.config import BadImagePolicy
 from xception.distributed import all_gather_rows, all_reduce_sum
-from xception.eval.binary import binary_metrics
-from xception.eval.metrics import average_precision, map_at_k, mean_average_precision, topk_correct
+from xception.metrics.binary import binary_metrics
+from xception.metrics.classification import average_precision, map_at_k, mean_average_precision, topk_correct
 from xception.runtime import autocast
 
 
@@ -49,7 +49,7 @@ def evaluate(
     Returns `examples` (the total count, every example once), `loss` (mean cross-entropy, softmax
     or sigmoid) and either `top1`, `top5` (fractions in [0, 1]) or `map`, `map_at_100`,
     `per_class_ap` (a list; NaN for classes without positives). Two classes add the detection
-    metrics of class 1's probability (`xception.eval.binary`): `roc_auc`, `eer`, `average_precision`;
+    metrics of class 1's probability (`xception.metrics.binary`): `roc_auc`, `eer`, `average_precision`;
     `keep_scores` adds `scores` and `labels`, those probabilities and targets in loader order (one
     process). A loader from `build_loader` that
     skips unreadable images (`--bad-images skip`) adds `bad_images`, their number, all left out
