@@ -193,3 +193,12 @@ def test_resolve_train_values_applies_the_segmentation_presets_of_the_model():
     with pytest.raises(ValueError, match="needs a segmentation model"):
         resolve_train_values({"model": "xception", "task": "segmentation"})
 
+
+def test_segmentation_task_refuses_the_per_image_scores_of_grouped_detection_metrics():
+    # `xception eval --group-pattern` asks for them; a mask has no one score per image.
+    from xception.tasks import build_task
+
+    task = build_task("deeplabv3plus_small")
+    assert task.name == "segmentation" and task.key_metric({"miou": 0.5}) == "miou"
+    with pytest.raises(ValueError, match="grouped detection metrics are for classifiers"):
+        task.evaluate(lambda images: images, [], device=torch.device("cpu"), num_classes=2, keep_scores=True)
