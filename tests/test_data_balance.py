@@ -15,7 +15,7 @@ from xception.data.balance import (
 )
 from xception.data.datasets import Datasets
 from xception.data.loader import build_loader
-from xception.train.loss import ClassificationLoss, PixelCrossEntropy
+from xception.tasks.loss import ClassificationLoss, PixelCrossEntropy
 
 
 class Labelled(Dataset):

@@ -11,7 +11,7 @@ from xception.data import DataConfig, build_datasets
 from xception.data.images import UnreadableImageError
 from xception.data.segfolder import VOC_CLASSES
 from xception.data.split_manifest import split_manifest
-from xception.eval.segmentation import confusion_matrix, mean_iou, per_class_iou
+from xception.metrics.segmentation import confusion_matrix, mean_iou, per_class_iou
 
 
 def block_mask(seed: int, height: int = 30, width: int = 40) -> np.ndarray:

@@ -24,8 +24,8 @@ from xception.distributed import (
     init_distributed,
     process_group_backend,
 )
-from xception.eval.evaluate import evaluate
 from xception.models import create_model
+from xception.tasks.classification import evaluate
 from xception.train.checkpoint import capture_rng_state
 
 SIMULATED_NCCL = "cuda_only"

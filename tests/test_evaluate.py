@@ -6,7 +6,7 @@ from sklearn.metrics import average_precision_score
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from xception.eval.evaluate import evaluate
+from xception.tasks.classification import evaluate
 
 
 def _loader(scores: torch.Tensor, targets: torch.Tensor, batch_size: int = 2) -> DataLoader:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score, top_k_accuracy_score
 
-from xception.eval.metrics import (
+from xception.metrics.classification import (
     average_precision,
     average_precision_at_k,
     map_at_k,
@@ -141,7 +141,7 @@ def test_topk_correct_counts_add_up_over_shards_and_k_beyond_classes():
 
 
 def test_metrics_rank_classes_in_chunks_without_changing_results(monkeypatch):
-    import xception.eval.metrics as metrics
+    import xception.metrics.classification as metrics
 
     scores, targets = random_multilabel(6, n=50, c=7, tie_levels=6)
     whole_ap, whole_at_k = average_precision(scores, targets), average_precision_at_k(scores, targets, k=10)

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from xception.data.groups import groups_from_manifest, groups_from_pattern
-from xception.eval.binary import (
+from xception.eval.binary_report import binary_report
+from xception.metrics.binary import (
     binary_average_precision,
     equal_error_rate,
     group_means,
@@ -13,7 +14,6 @@ from xception.eval.binary import (
     roc_auc,
     roc_curve,
 )
-from xception.eval.binary_report import binary_report
 
 sk_metrics = pytest.importorskip("sklearn.metrics")
 optimize = pytest.importorskip("scipy.optimize")

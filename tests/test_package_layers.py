@@ -1,5 +1,5 @@
-"""The package's imports run one way, at import time and inside functions alike: no cycle within
-`xception.models` or `xception.deploy`, and the lower layers never reach up.
+"""The package's imports run one way, at import time and inside functions alike: no cycle anywhere
+in `xception`, and no layer reaches up to one built on it.
 
 Imports inside functions count: they keep a cycle from failing at import time, but the modules
 still depend on each other.
@@ -15,10 +15,13 @@ import pytest
 import xception
 
 ROOT = Path(xception.__file__).parent
-# Layers that must not know what is built on them: a model is usable without data, training,
-# evaluation, deployment or the command line; data is prepared without any of them.
-LOWER_LAYERS = ("models", "data")
-UPPER_LAYERS = ("train", "eval", "deploy", "cli")
+# The layers, from the bottom up. A model is usable without data, tasks, training, evaluation,
+# deployment or the command line; data is prepared without any of them; metrics are pure functions
+# of tensors. The tasks (classification, segmentation: loss, evaluation, prediction) sit on those,
+# and whatever trains, evaluates, deploys, explains, serves, measures or parses builds on the tasks.
+LOWER_LAYERS = ("models", "data", "metrics")
+TASK_LAYER = "tasks"
+UPPER_LAYERS = ("train", "eval", "deploy", "explain", "serve", "bench", "experiments", "cli")
 
 
 def module_name(path: Path) -> str:
@@ -67,24 +70,47 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+def upward_imports(graph: dict[str, set[str]], layer: str, above: tuple[str, ...]) -> list[str]:
+    """"module -> target" for each import of a module of `layer` from a layer in `above`."""
+    upper = tuple(f"xception.{name}" for name in above)
+    return sorted(f"{module} -> {target}" for module, targets in graph.items()
+                  if module == f"xception.{layer}" or module.startswith(f"xception.{layer}.")
+                  for target in targets if target in upper or target.startswith(tuple(f"{u}." for u in upper)))
+
+
+def test_upward_imports_finds_an_import_from_above_and_none_from_below_or_a_lookalike():
+    graph = {"xception.tasks.a": {"xception.models.b", "xception.train.fit"}, "xception.models.b": set(),
+             "xception.tasks_old": {"xception.train.fit"}, "xception.tasks.c": {"xception.training"}}
+    assert upward_imports(graph, "tasks", ("train",)) == ["xception.tasks.a -> xception.train.fit"]
+    assert upward_imports(graph, "models", ("tasks", "train")) == []
+
+
 def test_find_cycle_finds_a_cycle_hidden_in_a_function_and_none_in_a_tree():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
 
 
-@pytest.mark.parametrize("package", ["models", "deploy"])
+@pytest.mark.parametrize("package", [None, "models", "deploy", "tasks"], ids=["xception", "models", "deploy", "tasks"])
 def test_package_has_no_import_cycle(package):
     cycle = find_cycle(import_graph(package))
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
 @pytest.mark.parametrize("lower", LOWER_LAYERS)
-def test_lower_layer_imports_no_upper_layer(lower):
-    upper = tuple(f"xception.{name}" for name in UPPER_LAYERS)
-    reaching_up = sorted(f"{module} -> {target}" for module, targets in import_graph().items()
-                         if module.startswith(f"xception.{lower}") for target in targets
-                         if target.startswith(upper))
+def test_lower_layer_imports_neither_the_tasks_nor_an_upper_layer(lower):
+    reaching_up = upward_imports(import_graph(), lower, (TASK_LAYER, *UPPER_LAYERS))
     assert not reaching_up, "imports from a higher layer: " + "; ".join(reaching_up)
+
+
+def test_tasks_import_no_upper_layer():
+    reaching_up = upward_imports(import_graph(), TASK_LAYER, UPPER_LAYERS)
+    assert not reaching_up, "imports from a higher layer: " + "; ".join(reaching_up)
+
+
+def test_every_package_is_in_a_layer():
+    # A new package must be placed, or nothing would stop it from importing anything.
+    packages = {path.parent.name for path in ROOT.glob("*/__init__.py")}
+    assert packages == {*LOWER_LAYERS, TASK_LAYER, *UPPER_LAYERS}
 
 
 def test_deploy_backends_sit_at_the_bottom():

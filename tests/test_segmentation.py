@@ -10,7 +10,7 @@ import torch
 from xception.data.batch_transforms import TensorPipeline
 from xception.data.mosaic import EMPTY, MosaicImages
 from xception.data.mosaic_masks import FOREGROUND_THRESHOLD, MosaicMasks
-from xception.eval.segmentation import confusion_matrix, mean_iou, per_class_iou
+from xception.metrics.segmentation import confusion_matrix, mean_iou, per_class_iou
 
 torchmetrics = pytest.importorskip("torchmetrics")
 
@@ -142,7 +142,7 @@ def test_predict_writes_the_mask_of_each_image(tmp_path, capsys):
 def test_mask_png_stores_class_indices_in_the_figures_colours(tmp_path):
     from PIL import Image
 
-    from xception.eval.mask_figure import save_mask_png
+    from xception.tasks.mask_figure import save_mask_png
 
     mask = torch.tensor([[0, 1], [10, 3]])
     save_mask_png(tmp_path / "m.png", mask, num_classes=11)
@@ -182,7 +182,7 @@ def test_fit_trains_a_segmentation_model_from_python_with_no_task_field(tmp_path
 
 
 def test_resolve_train_values_applies_the_segmentation_presets_of_the_model():
-    from xception.train.task import resolve_train_values
+    from xception.train.config import resolve_train_values
 
     values = resolve_train_values({"model": "deeplabv3plus_small", "data": {"path": None}})
     assert values["recipe"] == "mosaic_segmentation" and values["data"]["source"] == "mosaic_masks"
@@ -192,3 +192,13 @@ def test_resolve_train_values_applies_the_segmentation_presets_of_the_model():
     assert classifier == {"model": "xception", "data": {"image_size": 299}}
     with pytest.raises(ValueError, match="needs a segmentation model"):
         resolve_train_values({"model": "xception", "task": "segmentation"})
+
+
+def test_segmentation_task_refuses_the_per_image_scores_of_grouped_detection_metrics():
+    # `xception eval --group-pattern` asks for them; a mask has no one score per image.
+    from xception.tasks import build_task
+
+    task = build_task("deeplabv3plus_small")
+    assert task.name == "segmentation" and task.key_metric({"miou": 0.5}) == "miou"
+    with pytest.raises(ValueError, match="grouped detection metrics are for classifiers"):
+        task.evaluate(lambda images: images, [], device=torch.device("cpu"), num_classes=2, keep_scores=True)

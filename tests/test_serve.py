@@ -48,8 +48,8 @@ def reference(weights: Path, photos: list[Path], runtime: str) -> tuple[torch.Te
     from xception.data.prediction import prediction_transform
     from xception.deploy.choice import choose_runtime
     from xception.deploy.trained import trained_engine
-    from xception.eval.predict import predict
     from xception.models.trained import load_trained_model
+    from xception.tasks.predict import predict
 
     model, description = load_trained_model(str(weights))
     engine, _ = trained_engine(model, description, choose_runtime(torch.device("cpu"), runtime=runtime,

@@ -19,8 +19,8 @@ from tiny_classification import tiny_datasets
 from xception.data import DataConfig
 from xception.data.loader import build_loader
 from xception.distributed import close_distributed, init_distributed
-from xception.eval.evaluate import evaluate
 from xception.models.trained import load_trained_model
+from xception.tasks.classification import evaluate
 from xception.train import TrainConfig, fit
 from xception.train.checkpoint import load_checkpoint
 

@@ -55,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
     from xception.deploy.choice import choose_runtime
     from xception.deploy.trained import trained_engine, weights_timings
     from xception.distributed import pick_device
-    from xception.eval.predict import predict
     from xception.models.trained import load_trained_model
+    from xception.tasks import get_task
 
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
@@ -77,20 +77,11 @@ def run(args: argparse.Namespace) -> int:
     channels = description.in_channels
     transform = prediction_transform(description.preprocessing, in_channels=channels)
     images = torch.stack([transform(load_image(p, in_channels=channels)) for p in args.images])
-    class_names = list(description.class_names)
-    if description.task == "segmentation":
-        _write_masks(engine, images, args.images, class_names, args.out)
-        if args.explain:
-            _write_explanations(model.to(device), images, args.images, None, description, args)
-        return 0
-    rows = predict(engine, images, class_names=class_names, top_k=args.top_k, multilabel=description.multilabel)
-    for path, row in zip(args.images, rows, strict=True):
-        print(path)
-        for name, probability in row:
-            print(f"  {probability:7.4f}  {name}")
+    top = get_task(description.task).write_predictions(engine, images, args.images, description, top_k=args.top_k,
+                                                       out=args.out)
     if args.explain:
-        # The class the engine ranked first (its runtime or precision may differ from the fp32 model's).
-        top = [class_names.index(row[0][0]) for row in rows]
+        # The class the engine ranked first (its runtime or precision may differ from the fp32 model's);
+        # None for a segmentation model: each image's most common class.
         _write_explanations(model.to(device), images, args.images, top, description, args)
     return 0
 
@@ -103,21 +94,3 @@ def _write_explanations(model, images, paths: list[str], classes: list[int] | No
     for written in write_explanation(explanation, images, paths, class_names=list(description.class_names),
                                      multilabel=description.multilabel, out=args.out):
         print(f"  explained: {written}")
-
-
-def _write_masks(engine, images, paths: list[str], class_names: list[str], out: str | None) -> None:
-    from pathlib import Path
-
-    from xception.eval.mask_figure import save_mask_png
-    from xception.eval.predict import predict_masks
-
-    if out is not None:
-        Path(out).mkdir(parents=True, exist_ok=True)
-    for path, mask in zip(paths, predict_masks(engine, images), strict=True):
-        target = Path(out or Path(path).parent) / f"{Path(path).stem}.mask.png"
-        save_mask_png(target, mask, num_classes=len(class_names))
-        print(f"{path} -> {target} ({mask.shape[1]}x{mask.shape[0]})")
-        shares = mask.flatten().bincount(minlength=len(class_names)) / mask.numel()
-        for index in shares.argsort(descending=True).tolist():
-            if shares[index] > 0:
-                print(f"  {float(shares[index]):7.4f}  {class_names[index]}")

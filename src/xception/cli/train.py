@@ -100,9 +100,9 @@ def build_config(args: argparse.Namespace):
     """The TrainConfig that `args` describe (checked, nothing built)."""
     from xception.train import TrainConfig
     from xception.train.checkpoint import read_summary
+    from xception.train.config import resolve_train_values
     from xception.train.overrides import apply_overrides, load_config_file
     from xception.train.run_directory import RunDirectory
-    from xception.train.task import resolve_train_values
 
     if args.resume:
         values = read_summary(args.resume)["config"]

@@ -1,1 +1,3 @@
-"""Evaluation: metrics as pure functions of tensors (`metrics`), and evaluating a model on data."""
+"""Evaluation of a weight file: on its data's validation split, in the fastest runtime, by its task's
+evaluation (`xception.tasks`; the metrics themselves are `xception.metrics`), and the grouped
+detection report of a two-class classifier (`binary_report`)."""

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from xception.data.groups import groups_from_manifest, groups_from_pattern
-from xception.eval.binary import binary_metrics, group_means
+from xception.metrics.binary import binary_metrics, group_means
 
 
 def binary_report(scores: torch.Tensor, targets: torch.Tensor, paths: Sequence[str], *,

@@ -24,6 +24,7 @@ from xception.experiments.scales import Scale
 from xception.experiments.speed import TrainingSpeed, measure_training_speed
 from xception.models import create_model
 from xception.models.complexity import count_macs
+from xception.tasks.classification import evaluate
 from xception.train import TrainConfig, fit
 from xception.train.checkpoint import evaluated_weights, load_checkpoint
 from xception.train.run_directory import CONFIG
@@ -159,9 +160,6 @@ def run_arm(comparison: Comparison, scale: Scale, data: ComparisonData, arm: Res
         return earlier
     log.info("%s seed %d: training %s (%s parameters)", arm.label, seed, arm.model, f"{arm.parameters:,}")
     result = fit(config, datasets=data.datasets)
-    # Imported here: importing xception.eval.evaluate before xception.train is a circular import.
-    from xception.eval.evaluate import evaluate
-
     train_metrics: dict[str, Any] = {}
     if data.train_eval is not None and _is_main_process():
         model = _final_weights(arm, result.checkpoint, num_classes=data.datasets.num_classes,

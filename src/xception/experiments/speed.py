@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from xception.runtime import autocast_dtype, grad_scaler, synchronize
+from xception.tasks.loss import ClassificationLoss
 from xception.train.averaging import ModelAverage
-from xception.train.loss import ClassificationLoss
 from xception.train.optimizer import build_optimizer
 from xception.train.recipes import get_recipe
 from xception.train.schedule import build_schedule

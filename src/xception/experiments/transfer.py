@@ -33,6 +33,7 @@ from xception.data.fashion_mnist import CLASSES, ensure_fashion_mnist, load_fash
 from xception.data.in_memory import InMemoryImages
 from xception.experiments.statistics import compare, summarize
 from xception.train import TrainConfig, fit
+from xception.train.config import resolve_train_values
 from xception.train.run_directory import FINAL_WEIGHTS, RunDirectory
 
 log = logging.getLogger(__name__)
@@ -172,13 +173,14 @@ def run_segmentation(study: TransferStudy, weights: Path, *, data_path: str, run
     for pretrained in (True, False):
         for seed in range(study.segmentation_seeds):
             out = runs / "segmentation" / ("pretrained" if pretrained else "scratch") / f"seed{seed}"
-            data = DataConfig(source="mosaic_masks", path=data_path, image_size=56, in_channels=1, mosaic_grid=2,
-                              mosaic_train_size=study.segmentation_mosaics,
-                              mosaic_val_size=study.segmentation_val_mosaics, mosaic_class_skew=0.0, seed=seed)
-            config = TrainConfig(data=data, model="deeplabv3plus_small", recipe="mosaic_segmentation", batch_size=16,
-                                 init_weights=str(weights) if pretrained else None, seed=seed, num_workers=0,
-                                 progress=False, tensorboard=False, evaluate_during_training=False,
-                                 cpu_threads=study.threads, out_dir=str(out))
+            # The model's presets (recipe, data source, input size) as the command line applies them.
+            data = {"path": data_path, "in_channels": 1, "mosaic_grid": 2, "mosaic_train_size": study.segmentation_mosaics,
+                    "mosaic_val_size": study.segmentation_val_mosaics, "mosaic_class_skew": 0.0, "seed": seed}
+            config = TrainConfig.from_dict(resolve_train_values({
+                "data": data, "model": "deeplabv3plus_small", "batch_size": 16,
+                "init_weights": str(weights) if pretrained else None, "seed": seed, "num_workers": 0,
+                "progress": False, "tensorboard": False, "evaluate_during_training": False,
+                "cpu_threads": study.threads, "out_dir": str(out)}))
             metrics = _finished(out) or fit(config).metrics
             rows.append({"arm": "backbone pretrained" if pretrained else "from scratch", "seed": seed,
                          "miou": metrics["miou"]})

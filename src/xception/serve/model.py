@@ -42,7 +42,7 @@ class ServedModel:
 
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) inputs in [-1, 1] -> (N, num_classes) float32 probabilities: softmax, or a
-        sigmoid per class for multi-label weights, as `xception.eval.predict.predict` computes them."""
+        sigmoid per class for multi-label weights, as `xception.tasks.predict.predict` computes them."""
         logits = self.engine(images).float()
         return logits.sigmoid() if self.multilabel else logits.softmax(dim=1)
 

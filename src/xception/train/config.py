@@ -2,7 +2,8 @@
 
 Defaults live here and in the recipes (`xception.train.recipes`), nowhere else. `None` means
 "decide from the device" (precision, layout, compilation: `xception.runtime.fastest_settings`) or
-"take the recipe's" (epochs).
+"take the recipe's" (epochs). `resolve_train_values` applies the defaults that depend on the model:
+its task's presets and its input size.
 """
 
 from __future__ import annotations
@@ -18,8 +19,12 @@ from xception.errors import UnknownFieldError
 
 if TYPE_CHECKING:
     from xception.data import DataConfig
+    from xception.tasks import TaskName
 
 Precision = Literal["fp32", "bf16", "fp16"]
+# The model of `xception train --task segmentation`, and a segmentation model's recipe and data source
+# unless told otherwise (the 10-minute CPU preset).
+SEGMENTATION_DEFAULTS = {"model": "deeplabv3plus_small", "recipe": "mosaic_segmentation", "source": "mosaic_masks"}
 
 
 @dataclass(frozen=True)
@@ -125,7 +130,6 @@ class TrainConfig:
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """The inverse of `to_dict`; unknown keys fail with the valid ones listed."""
         from xception.data import DataConfig
-        from xception.train.task import resolve_train_values
 
         if "task" in values:  # written before the task came from the model's registry entry
             values = resolve_train_values(values)
@@ -144,6 +148,32 @@ class TrainConfig:
             check_field_types(DataConfig, data, where="data.")
             data = DataConfig(**data)
         return cls(data=data, **values)
+
+
+def resolve_train_values(values: dict[str, Any], *, task: TaskName | None = None) -> dict[str, Any]:
+    """Complete the fields of a TrainConfig given as plain data (a config file, the command line, an
+    experiment), the one place where a task's presets apply: the model (`task` "segmentation" without
+    a model: deeplabv3plus_small), then, for a segmentation model, the segmentation recipe and data
+    source unless given, and the model's default input size. `task` must agree with the model. A
+    "task" key (configs and checkpoints written before the task came from the model) must too, and
+    is dropped. Returns a new dict."""
+    from xception.models.registry import get_entry
+
+    values = {**values, "data": dict(values.get("data") or {})}
+    task = task or values.get("task")
+    if task == "segmentation":
+        values.setdefault("model", SEGMENTATION_DEFAULTS["model"])
+    entry = get_entry(values.setdefault("model", TrainConfig.model))
+    if task not in (None, entry.task):
+        example = "deeplabv3plus_small" if task == "segmentation" else "xception"
+        raise ValueError(f"task {task} needs a {task} model, e.g. --model {example}; {entry.name} is a "
+                         f"{entry.task} model")
+    values.pop("task", None)
+    if entry.task == "segmentation":
+        values.setdefault("recipe", SEGMENTATION_DEFAULTS["recipe"])
+        values["data"].setdefault("source", SEGMENTATION_DEFAULTS["source"])
+    values["data"].setdefault("image_size", entry.input_size)
+    return values
 
 
 @dataclass(frozen=True)

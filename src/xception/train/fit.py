@@ -53,6 +53,7 @@ from xception.runtime import (
     grad_scaler,
     retain_freed_memory,
 )
+from xception.tasks import build_task
 from xception.train.averaging import ModelAverage
 from xception.train.checkpoint import (
     BEST,
@@ -84,7 +85,6 @@ from xception.train.run_directory import (
 )
 from xception.train.schedule import build_schedule
 from xception.train.step import Trainer
-from xception.train.task import build_task
 
 log = logging.getLogger(__name__)
 
@@ -358,7 +358,9 @@ class Run:
         # reported metrics are those of the saved weights (averaging them instead would make a model
         # that no process trained with, at a collective per step; this is one per evaluation).
         broadcast_buffers(self.eval_model)
-        metrics = self.task.evaluate(self.eval_model, self.val_loader, datasets, device=context.device,
+        metrics = self.task.evaluate(self.eval_model, self.val_loader, device=context.device,
+                                     num_classes=datasets.num_classes, multilabel=datasets.multilabel,
+                                     class_weights=datasets.class_weights,
                                      autocast_dtype=self.settings.autocast_dtype,
                                      channels_last=self.settings.channels_last)
         losses, progress = self.processes.losses, self.progress

@@ -4,11 +4,26 @@ and the per-pixel softmax cross-entropy of segmentation, which leaves the ignore
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from xception.data.config import IGNORE_INDEX
+
+
+class LossRecipe(Protocol):
+    """What a task's loss reads of a training recipe (`xception.train.recipes.Recipe`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def loss(self) -> str: ...  # "softmax" or "sigmoid"
+
+    @property
+    def label_smoothing(self) -> float: ...
 
 
 class ClassificationLoss(nn.Module):

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
-from xception.eval.metrics import average_precision
+from xception.metrics.classification import average_precision
 
 
 def check_binary(scores: torch.Tensor, targets: torch.Tensor) -> None:
