@@ -13,7 +13,7 @@ from typing import Any
 
 from xception.errors import UnknownFieldError, UnknownNameError
 from xception.models.registry import Family
-from xception.train.config import Precision
+from xception.runtime import TrainingPrecision
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class Scale:
     mosaic_image_size: int = 56
     mosaic_train_size: int = 60_000
     mosaic_val_size: int = 10_000
-    precision: Precision = "fp32"
+    precision: TrainingPrecision = "fp32"
     seeds: int = 3
     # Training-speed measurement (spectrum, table3): warm-up steps, then timed steps.
     speed_warmup_steps: int = 2

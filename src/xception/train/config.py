@@ -11,17 +11,17 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from xception.config_fields import check_field_types
 from xception.data.config import BAD_IMAGE_POLICIES, DEFAULT_BAD_IMAGES, MAX_BAD_FRACTION, BadImagePolicy
 from xception.errors import UnknownFieldError
+from xception.runtime import TrainingPrecision
 
 if TYPE_CHECKING:
     from xception.data import DataConfig
     from xception.tasks import TaskName
 
-Precision = Literal["fp32", "bf16", "fp16"]
 # The model of `xception train --task segmentation`, and a segmentation model's recipe and data source
 # unless told otherwise (the 10-minute CPU preset).
 SEGMENTATION_DEFAULTS = {"model": "deeplabv3plus_small", "recipe": "mosaic_segmentation", "source": "mosaic_masks"}
@@ -51,7 +51,7 @@ class TrainConfig:
     stop_after_steps: int | None = None
     batch_size: int = 128
     accumulation_steps: int = 1
-    precision: Precision | None = None  # None: fastest_settings(device)
+    precision: TrainingPrecision | None = None  # None: fastest_settings(device)
     channels_last: bool | None = None
     compile: bool | None = None
     device: str | None = None  # None: "cuda" (this rank's GPU) when available, else "cpu"
