@@ -141,8 +141,8 @@ def test_int8_without_a_runtime_runs_the_fastest_installed_in_the_benchmark_and_
     # benchmarks/deploy.py (BENCHMARKS.md run 4): onnxruntime's QDQ int8 ahead of PT2E and NNCF.
     picked = choice.choose_runtime(torch.device("cpu"), precision="int8")
     assert (picked.runtime, picked.precision) == ("onnxruntime", "int8")
-    assert "(onnxruntime), the fastest int8 of benchmarks/deploy.py" in picked.reason
-    assert "a preference, not a measurement on this machine" in picked.reason
+    assert "(onnxruntime), the fastest int8 of benchmarks/deploy.py: a preference, not a measurement on this " \
+           "machine" in picked.reason and "xception bench --choose" in picked.reason
     pytest.importorskip("torchao")
     monkeypatch.setattr("xception.deploy.onnxruntime_int8.int8_failure", lambda: "its int8 model failed")
     picked = choice.choose_runtime(torch.device("cpu"), precision="int8")

@@ -59,6 +59,17 @@ def test_measured_runtime_is_the_fastest_installed_and_shows_the_figures():
     assert (picked.runtime, picked.precision) == ("torch", "fp32") and "torch fp32 16.0 img/s" in picked.reason
 
 
+def test_measured_int8_is_chosen_only_where_int8_is_asked_for():
+    pytest.importorskip("onnxruntime")
+    figures = {("torch", "fp32"): 0.5, ("onnxruntime", "int8"): 0.1, ("torch", "int8"): 0.2}
+    timings = fake_timings(tiny_model(), batch_size=8, figures=figures)
+    # int8 changes answers: never the default, however fast it measured.
+    assert choose_runtime(torch.device("cpu"), timings=timings).precision == "fp32"
+    picked = choose_runtime(torch.device("cpu"), precision="int8", timings=timings, decide="throughput")
+    assert (picked.runtime, picked.precision, picked.measured) == ("onnxruntime", "int8", True)
+    assert "onnxruntime int8 80.0 img/s, torch int8 40.0 img/s" in picked.reason
+
+
 def test_measured_runtime_skips_a_runtime_no_longer_installed(monkeypatch):
     import importlib.util
 
@@ -169,15 +180,20 @@ def test_bench_choose_calibrates_and_predict_and_eval_run_and_show_the_fastest(t
     timings = load_timings(model, image_size=SIZE, batch_size=1)
     assert timings is not None and len(timings.measurements) >= 1
     assert all(len(m.seconds) >= 3 for m in timings.measurements)
-    fastest = min(timings.measurements, key=lambda m: m.median_s)
+    assert {m.precision for m in timings.measurements} >= {"fp32", "int8"}  # int8 is timed too, for --precision int8
+    fastest = min((m for m in timings.measurements if m.precision != "int8"), key=lambda m: m.median_s)
     # predict (one image: latency) runs the fastest measured and says so, with the figures.
     after = predict_output(weights, image, capsys)
     assert f"({fastest.runtime} {fastest.precision}: the fastest measured on this machine (latency" in after
-    torch_rows = [m for m in timings.measurements if m.runtime == "torch"]
-    assert all("AOTInductor with freezing" in m.engine for m in torch_rows)  # the path users run
+    # --precision int8: the fastest int8 measured.
+    fastest_int8 = min((m for m in timings.measurements if m.precision == "int8"), key=lambda m: m.median_s)
+    after = predict_output(weights, image, capsys, "--precision", "int8")
+    assert f"({fastest_int8.runtime} int8: the fastest measured on this machine (latency" in after
+    torch_rows = [m for m in timings.measurements if m.runtime == "torch" and m.precision != "int8"]
+    assert all("AOTInductor with freezing" in m.engine for m in torch_rows)  # the path users run (int8: PT2E)
     # eval (a folder: throughput at its batch size) runs the fastest measured at batch 8.
     batches = load_timings(model, image_size=SIZE, batch_size=8)
-    fastest = min(batches.measurements, key=lambda m: m.median_s)
+    fastest = min((m for m in batches.measurements if m.precision != "int8"), key=lambda m: m.median_s)
     after = eval_runtime(weights, fashion_mnist, capsys)
     assert f"({fastest.runtime} {fastest.precision}: the fastest measured on this machine (throughput, batch 8;" in after
 

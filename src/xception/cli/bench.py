@@ -48,7 +48,8 @@ def add_parser(subparsers) -> None:
         "runtime calibration", "--choose times every installed runtime and precision on the model of --weights on "
         "this machine, at batch 1 (what `predict` decides by: latency) and at --eval-batch-size (what `eval` decides "
         "by: throughput), and caches the result in $XCEPTION_HOME/runtime-timings/; `predict` and `eval` then run "
-        "the fastest measured and print the figures")
+        "the fastest measured and print the figures (int8, timed too, only where --precision int8 asks for it: it "
+        "changes some answers)")
     choose.add_argument("--choose", action="store_true", help="calibrate the runtime choice for --weights")
     choose.add_argument("--weights", help="with --choose: the weight file to calibrate for")
     choose.add_argument("--eval-batch-size", type=int, default=256, help="with --choose: eval's --batch-size (256)")

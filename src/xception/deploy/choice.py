@@ -5,7 +5,7 @@ On a CPU with a calibration of this machine (`xception.deploy.timings`, `xceptio
 --choose`): the fastest runtime and precision measured for the model, size and batch at hand, by
 latency for `predict` (one image at a time) and by throughput for `eval` (batches), among those
 still installed, and the figures with the time they were measured. int8 is never a default: it
-changes some answers (`xception quantize` reports how many).
+changes some answers (`xception quantize` reports how many); asked for, it is the fastest int8 measured.
 
 Without a calibration, a preference, not a measurement, and the reason says so and how to
 measure. The preference comes from `benchmarks/deploy.py` on one 2-core AMD EPYC (avx512_bf16,
@@ -54,7 +54,7 @@ def choose_runtime(device: torch.device, *, runtime: Runtime | None = None, prec
             precision = _default_precision(runtime, device)
         require_runtime(runtime, precision, device_type=device.type)
         return RuntimeChoice(runtime, precision, "--runtime given", requested=True)
-    if device.type == "cpu" and timings is not None and precision != "int8":
+    if device.type == "cpu" and timings is not None:
         measured = measured_runtime(timings, precision=precision, decide=decide)
         if measured is not None:
             return measured
@@ -62,9 +62,9 @@ def choose_runtime(device: torch.device, *, runtime: Runtime | None = None, prec
 
 
 def measured_runtime(timings: Timings, *, precision: Precision | None, decide: Decide) -> RuntimeChoice | None:
-    """The fastest of `timings` (in `precision` if given) that can still run here, with every
-    figure behind the choice; None when none of them can."""
-    usable = [m for m in timings.measurements if (precision is None or m.precision == precision)
+    """The fastest of `timings` in `precision` (if None: any but int8, which changes answers and is
+    never a default) that can still run here, with every figure behind the choice; None when none can."""
+    usable = [m for m in timings.measurements if (m.precision == precision if precision else m.precision != "int8")
               and unavailable_reason(m.runtime, m.precision) is None]
     if not usable:
         return None
@@ -107,9 +107,8 @@ def preferred_runtime(device: torch.device, *, precision: Precision | None = Non
             runtime = METHOD_RUNTIMES[method]
             if unavailable_reason(runtime, "int8") is None:
                 which = "the fastest int8" if rank == 0 else "the fastest int8 installed"
-                return RuntimeChoice(runtime, "int8", f"{runtime} int8 ({method}), {which} of benchmarks/deploy.py "
-                                     "on a 2-core AMD EPYC: a preference, not a measurement on this machine (`xception "
-                                     "bench --choose` times fp32 and bf16; --runtime names another)")  # type: ignore[arg-type]
+                return RuntimeChoice(runtime, "int8", f"{runtime} int8 ({method}), {which} of benchmarks/deploy.py: "
+                                     f"{preference}")  # type: ignore[arg-type]
     if not missing_modules("openvino") and precision in ("fp32", "bf16", "int8"):
         return RuntimeChoice("openvino", precision, f"OpenVINO {precision}: {preference}")
     if precision == "fp32" and not missing_modules("onnxruntime"):

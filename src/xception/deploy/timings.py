@@ -3,9 +3,11 @@ runtime and precision on the model, input size and batch at hand, cached on disk
 
 `calibrate_runtimes` (run by `xception bench --choose`) builds the engines `predict` and `eval`
 would run (PyTorch through its cached AOTInductor package, onnxruntime and OpenVINO from the ONNX
-export), in fp32 and, where the CPU computes bf16 natively, bf16, and times them in interleaved
-rounds for `DEFAULT_BUDGET_S` seconds (`xception.deploy.measure`). int8 is not calibrated: it is
-never a default (it changes answers), and where it is asked for it runs PT2E, `benchmarks/deploy.py`.
+export), in fp32, in bf16 where the CPU computes it natively, and in int8 (each runtime's own
+quantization, calibrated for speed on random images: the graph, and so its speed, is the same as
+with real ones), and times them in interleaved rounds for `DEFAULT_BUDGET_S` seconds
+(`xception.deploy.measure`). int8 is never a default (it changes answers): it is chosen by these
+figures only where `--precision int8` asks for it.
 
 The result is cached as JSON in `$XCEPTION_HOME/runtime-timings/`, one file per model
 architecture, input size and batch size, holding the key it was measured under: the CPU model
@@ -43,7 +45,8 @@ log = logging.getLogger(__name__)
 # moves by a few percent at most between runs on a shared machine; 3 rounds at least, whatever
 # the budget, where one call is slow (a large batch).
 DEFAULT_BUDGET_S = 60.0
-CALIBRATED_PRECISIONS = ("fp32", "bf16")
+CALIBRATED_PRECISIONS = ("fp32", "bf16", "int8")
+INT8_CALIBRATION_IMAGES = 16  # random: enough to give every activation a range; speed does not depend on it
 MEASURE_HINT = "xception bench --choose --weights WEIGHTS"
 
 
@@ -118,10 +121,10 @@ def _describe_change(name: str, before: Any, now: Any) -> str:
 
 
 def calibration_candidates() -> list[tuple[str, str]]:
-    """(runtime, precision) of every installed runtime in fp32, and in bf16 where the CPU has it."""
+    """(runtime, precision) of every installed runtime in fp32 and int8, and in bf16 where the CPU has it."""
     native = cpu_has_native_bf16()
     return [(runtime, precision) for runtime in RUNTIMES for precision in CALIBRATED_PRECISIONS
-            if precision in PRECISIONS[runtime] and (precision == "fp32" or native)
+            if precision in PRECISIONS[runtime] and (precision != "bf16" or native)
             and unavailable_reason(runtime, precision) is None]
 
 
@@ -132,14 +135,17 @@ def calibrate_runtimes(model: nn.Module, *, image_size: int, batch_size: int, th
     with its path. An engine that cannot be built here is left out with a warning."""
     threads = threads or torch.get_num_threads()
     key = timing_key(model, image_size=image_size, batch_size=batch_size, threads=threads)
-    images = torch.rand(batch_size, getattr(model, "in_channels", 3), image_size, image_size,
-                        generator=torch.Generator().manual_seed(0)) * 2 - 1
+    generator = torch.Generator().manual_seed(0)
+    channels = getattr(model, "in_channels", 3)
+    images = torch.rand(batch_size, channels, image_size, image_size, generator=generator) * 2 - 1
+    calibration = torch.rand(INT8_CALIBRATION_IMAGES, channels, image_size, image_size, generator=generator) * 2 - 1
     engines = []
     with tempfile.TemporaryDirectory(prefix="xception-export-") as workdir:
         for runtime, precision in calibration_candidates():
             try:
                 engines.append(build_engine(model, runtime=runtime, precision=precision, device=torch.device("cpu"),  # type: ignore[arg-type]
-                                            image_size=image_size, workdir=workdir, threads=threads, torch_path="aot"))
+                                            image_size=image_size, workdir=workdir, threads=threads, torch_path="aot",
+                                            calibration=calibration if precision == "int8" else None))
             except RuntimeError as error:
                 log.warning("left out of the calibration: %s %s (%s)", runtime, precision, str(error).strip()[:200])
         measured_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
