@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> dict:
     timings, _ = calibrate_runtimes(model, image_size=size, batch_size=batch_size, threads=args.threads,
                                     budget_s=0 if args.smoke else args.choose_budget, progress=True)
     choices = {precision: measured_runtime(timings, precision=precision, decide="throughput")
-               for precision in ("fp32", "bf16")}
+               for precision in ("fp32", "bf16", "int8")}
 
     native = cpu_has_native_bf16()
     built, skipped = [], []
@@ -164,13 +164,13 @@ def checks(result: dict) -> list[str]:
         met = "-" if bar is None else ("yes" if min(ratio, medians) >= bar else "no")
         lines.append(f"| {text} | {'-' if bar is None else f'{bar:.2f}x'} | {ratio:.2f}x | {medians:.2f}x | {met} |")
 
-    for precision in ("fp32", "bf16"):
+    for precision in ("fp32", "bf16", "int8"):
         candidates = sorted((r for r in rows if r["precision"] == precision), key=lambda r: -r["images_per_s"])
         chosen = result["calibration"]["choices"].get(precision)
         if not candidates or chosen is None:
             continue
         # PyTorch in the calibration is its AOTInductor engine, the one users get.
-        chosen_row = _row_of(rows, *chosen, "PyTorch AOT" if chosen[0] == "torch" else "")
+        chosen_row = _row_of(rows, *chosen, "PyTorch AOT" if chosen[0] == "torch" and precision != "int8" else "")
         fastest_other = next((r for r in candidates if r is not chosen_row), None)
         if chosen_row is not None and fastest_other is not None:
             line(f"{precision}: the calibrated choice ({chosen_row['engine']}) / the fastest other row "

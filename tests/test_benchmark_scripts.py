@@ -83,7 +83,7 @@ def test_deploy_smoke_runs_every_engine_users_get(tmp_path, one_thread):
     payload = json.loads((tmp_path / "deploy.json").read_text())
     rows = {(r["engine"], r["precision"]): r for r in payload["rows"]}
     expected = {("PyTorch eager", "fp32"), ("PyTorch AOTInductor", "fp32"), ("onnxruntime", "fp32"),
-                ("OpenVINO", "fp32"), ("PyTorch PT2E", "int8"), ("OpenVINO NNCF", "int8")}
+                ("OpenVINO", "fp32"), ("PyTorch PT2E", "int8"), ("OpenVINO NNCF", "int8"), ("onnxruntime QDQ", "int8")}
     if payload["machine"]["native_bf16"]:
         expected |= {("PyTorch eager", "bf16"), ("PyTorch AOTInductor", "bf16"), ("OpenVINO", "bf16")}
     assert expected <= set(rows)
