@@ -21,6 +21,7 @@ All three calibrate on the same images (`xception.deploy.calibration`), one imag
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -59,7 +60,7 @@ def quantize_openvino(onnx_path: str | os.PathLike, calibration: torch.Tensor) -
     return nncf.quantize(model, nncf.Dataset(items), subset_size=len(items))
 
 
-def quantize_onnxruntime(onnx_path: str | os.PathLike, calibration: torch.Tensor, target: str | os.PathLike) -> Any:
+def quantize_onnxruntime(onnx_path: str | os.PathLike, calibration: torch.Tensor, target: str | os.PathLike) -> Path:
     """The path `target` of `onnx_path` quantized to int8 (QDQ) by onnxruntime on `calibration` (N, C, H, W)."""
     require_runtime("onnxruntime", "int8")
     from xception.deploy.onnxruntime_int8 import quantize_onnx
