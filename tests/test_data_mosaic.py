@@ -1,6 +1,8 @@
 """Fashion-MNIST mosaics: targets match the items placed, layouts follow the seed, and the written
 manifest reads back to the same items through the multilabel source."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -129,3 +131,43 @@ def test_mosaic_written_as_manifest_reads_back_identically(tmp_path, manifest_fo
             expected_image, expected_target = theirs[i]
             assert torch.equal(target, expected_target)
             assert torch.allclose(image, expected_image, atol=1e-6)
+
+
+def _items(layouts: torch.Tensor) -> set[int]:
+    return set(layouts[layouts != EMPTY].tolist())
+
+
+@pytest.mark.parametrize("source", ["mosaic", "mosaic_masks", "canvas"])
+def test_mosaic_val_split_validates_on_held_out_training_items_only(fashion_mnist, source):
+    """With val_split the validation mosaics tile only the held-out training items (the cut that
+    `stratified_split` makes of the training labels), the training mosaics only the others; the test
+    mosaics are those of the config without val_split; and a rebuild cuts the same."""
+    from xception.data.mosaic import build_mosaic_split
+    from xception.data.split import stratified_split
+
+    base = DataConfig(source=source, path=None, image_size=56, in_channels=1, mosaic_train_size=2000,
+                      mosaic_val_size=500, augment=False, seed=5)
+    config = dataclasses.replace(base, val_split=0.1)
+    datasets = build_datasets(config)
+    train, val = (getattr(d, "mosaics", d) for d in (datasets.train, datasets.val))  # MosaicMasks wraps them
+    train_images, train_labels = fm.load_fashion_mnist(fashion_mnist, "train")
+    assert torch.equal(val.source, train_images) and (len(train), len(val)) == (2000, 500)
+    _, held_out = stratified_split(train_labels.tolist(), fraction=0.1, seed=5)
+    assert len(held_out) == 6000 and torch.bincount(train_labels[held_out]).tolist() == [600] * 10
+    assert _items(val.layouts) <= set(held_out) and not _items(train.layouts) & set(held_out)
+    assert len(_items(val.layouts)) > 200 and len(_items(train.layouts)) > 1000  # both really drew
+    assert torch.equal(build_mosaic_split(config, "test", augment=False).layouts,
+                       build_mosaic_split(base, "test", augment=False).layouts)
+    again = build_datasets(config)
+    assert torch.equal(getattr(again.val, "mosaics", again.val).layouts, val.layouts)
+    with pytest.raises(ValueError, match="need val_split"):
+        build_mosaic_split(base, "val", augment=False)
+
+
+def test_cli_train_val_split_accepts_the_mosaic_sources():
+    from xception.cli import build_parser
+    from xception.cli.train import build_config
+
+    argv = ["train", "--task", "segmentation", "--dataset", "mosaic_masks", "--val-split", "0.1"]
+    data = build_config(build_parser().parse_args(argv)).data
+    assert (data.source, data.val_split) == ("mosaic_masks", 0.1)

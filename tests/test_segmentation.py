@@ -202,3 +202,31 @@ def test_segmentation_task_refuses_the_per_image_scores_of_grouped_detection_met
     assert task.name == "segmentation" and task.key_metric({"miou": 0.5}) == "miou"
     with pytest.raises(ValueError, match="grouped detection metrics are for classifiers"):
         task.evaluate(lambda images: images, [], device=torch.device("cpu"), num_classes=2, keep_scores=True)
+
+
+@pytest.mark.slow
+def test_train_mosaic_masks_with_val_split_validates_and_evaluates_on_held_out_items(tmp_path, fashion_mnist, capsys):
+    """--val-split on the mosaics: the run validates on mosaics of held-out training items (no
+    split.json: the cut is a function of data.seed and data.val_split), `xception eval` on its
+    weights evaluates those same mosaics, and the weights' data with val_split removed is the test mosaics."""
+    import dataclasses
+
+    from xception.cli import main
+    from xception.data import build_datasets
+    from xception.data.config import recorded_data_config
+    from xception.models.trained import load_trained_model
+
+    out = tmp_path / "run"
+    assert main(["train", "--task", "segmentation", "--data", str(fashion_mnist), "--dataset", "mosaic_masks",
+                 "--in-channels", "1", "--steps", "1", "--batch-size", "4", "--workers", "0", "--no-progress",
+                 "--val-split", "0.1", "--set", "data.mosaic_train_size=8", "--set", "data.mosaic_val_size=6",
+                 "--out", str(out)]) == 0
+    final = json.loads((out / "final.json").read_text())
+    assert final["metrics"]["examples"] == 6 and not (out / "split.json").exists()
+    capsys.readouterr()
+    assert main(["eval", "--weights", str(out / "weights.safetensors"), "--json", "--data", str(fashion_mnist),
+                 "--runtime", "torch", "--precision", "fp32"]) == 0
+    assert json.loads(capsys.readouterr().out)["miou"] == pytest.approx(final["metrics"]["miou"], abs=1e-6)
+    recorded = recorded_data_config(load_trained_model(out / "weights.safetensors")[1])
+    test = build_datasets(dataclasses.replace(recorded, val_split=None)).val
+    assert recorded.val_split == 0.1 and test.mosaics.source.shape[0] == 10_000  # Fashion-MNIST's test images

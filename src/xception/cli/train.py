@@ -45,7 +45,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--in-channels", type=int, choices=(1, 3))
     parser.add_argument("--val-split", type=float,
                         help="hold out this fraction of each class of --data (one folder of class folders, or a "
-                        "segfolder without split lists) for validation, seeded by --seed")
+                        "segfolder without split lists) for validation, seeded by --seed; for the mosaic sources, of "
+                        "Fashion-MNIST's training items (the validation mosaics tile those, not the test images)")
     parser.add_argument("--resize", choices=RESIZES,
                         help="crop (the Inception crop; the default) or squash (the whole image to the square, "
                         "aspect ratio not kept, as FaceForensics++ prepares faces)")

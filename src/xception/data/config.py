@@ -17,8 +17,9 @@ Source = Literal["fashion_mnist", "imagefolder", "multilabel", "mosaic", "mosaic
 SOURCES: tuple[str, ...] = get_args(Source)
 # Sources whose `path` is required (Fashion-MNIST and its mosaics have a lookup order instead).
 SOURCES_NEEDING_PATH: tuple[str, ...] = ("imagefolder", "multilabel", "segfolder", "webdataset", "imagenet")
-# Sources that `val_split` can cut one folder of (the others come split, or are built in memory).
-SOURCES_WITH_VAL_SPLIT: tuple[str, ...] = ("imagefolder", "segfolder")
+# Sources that `val_split` can cut: one folder of files, or the training items of the mosaics (the
+# others come split).
+SOURCES_WITH_VAL_SPLIT: tuple[str, ...] = ("imagefolder", "segfolder", "mosaic", "mosaic_masks", "canvas")
 Interpolation = Literal["bilinear", "bicubic"]
 # How a photo becomes a square input: "crop" keeps the aspect ratio and crops (the Inception crop,
 # the evaluation centre crop); "squash" resizes the whole image to the square, as FaceForensics++
@@ -74,7 +75,8 @@ class DataConfig:
         (Zhong et al., 2017: a rectangle of 2-33% of the image filled with noise; 0 = off).
     mosaic_grid: mosaics are `mosaic_grid` x `mosaic_grid` cells of 28 x 28 pixels.
     mosaic_train_size, mosaic_val_size: number of mosaics (train from the Fashion-MNIST training
-        images, val from its test images, so no item appears in both).
+        images, val from its test images, so no item appears in both; with `val_split`, val from the
+        held-out training images).
     mosaic_class_skew: exponent s of the Zipf-like class frequencies p(c) ~ 1 / (c + 1) ** s of the
         items placed (0 = balanced), so that classes differ in frequency as they do in JFT and the
         frequency-weighted MAP@100 differs from the plain mean.
@@ -87,7 +89,11 @@ class DataConfig:
         one of the standard names found in or above the folder (see `xception.data.imagenet`).
     val_split: "imagefolder" and "segfolder": hold out this fraction (0 < f < 1) of `path` for
         validation, stratified by class and drawn with `seed` (`xception.data.split`). For
-        "imagefolder", `path` is then one folder of class folders, not train/ + val/.
+        "imagefolder", `path` is then one folder of class folders, not train/ + val/. The mosaic
+        sources ("mosaic", "mosaic_masks", "canvas"): hold out this fraction of Fashion-MNIST's
+        training items, the same way; the validation mosaics tile only those, the training mosaics
+        only the rest, and the test-image mosaics are left for a final measurement (evaluate them
+        with val_split None).
     resize: photo sources: "crop" (the Inception crop for training, resize and centre crop for
         evaluation) or "squash" (the whole image resized to the square, aspect ratio not kept;
         training adds only the horizontal flip). See `xception.data.transforms`.
@@ -155,8 +161,9 @@ class DataConfig:
             if not 0.0 < self.val_split < 1.0:
                 raise ValueError(f"val_split must be a fraction in (0, 1), got {self.val_split}")
             if self.source not in SOURCES_WITH_VAL_SPLIT:
-                raise ValueError(f"val_split cuts one folder of images; data source {self.source!r} comes with its "
-                                 f"own validation split (val_split works with {', '.join(SOURCES_WITH_VAL_SPLIT)})")
+                raise ValueError(f"val_split cuts one folder of images or the mosaics' training items; data source "
+                                 f"{self.source!r} comes with its own validation split (val_split works with "
+                                 f"{', '.join(SOURCES_WITH_VAL_SPLIT)})")
         for name, value, valid in (("resize", self.resize, RESIZES), ("sampler", self.sampler, SAMPLERS),
                                    ("class_weighting", self.class_weighting, CLASS_WEIGHTINGS)):
             if value not in valid:

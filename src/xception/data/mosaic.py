@@ -4,8 +4,10 @@ A mosaic is a grid x grid board of 28 x 28 cells. Each cell holds a Fashion-MNIS
 probability 1/2 (at least one per mosaic) or stays black; its target is the multi-hot set of the
 placed items' classes. Item classes follow Zipf-like frequencies p(c) ~ 1 / (c + 1) ** skew, so classes
 are unequally common, as JFT's are, and MAP@100 weighted by frequency (FastEval14k) differs from the
-plain mean. Training mosaics use Fashion-MNIST's training images, validation mosaics its test images.
-Everything is a function of the seed. Only the layouts (which item in which cell) are stored; the
+plain mean. Training mosaics use Fashion-MNIST's training images, validation mosaics its test images;
+with `DataConfig.val_split` the validation mosaics tile a held-out, stratified fraction of the
+training items instead (`xception.data.split`), the training mosaics only the rest, and the test
+mosaics stay as they are for a final measurement. Everything is a function of the seed. Only the layouts (which item in which cell) are stored; the
 pixels are assembled a batch at a time, so 60000 mosaics cost a few megabytes.
 
 Canvases (source "canvas") are the single-label relative: exactly one item, drawn uniformly from the
@@ -25,9 +27,14 @@ from xception.data.config import DataConfig
 from xception.data.datasets import Datasets
 from xception.data.fashion_mnist import CLASSES, ensure_fashion_mnist, load_fashion_mnist
 from xception.data.in_memory import BatchPreparedImages
+from xception.data.split import stratified_split
 
 EMPTY = -1  # a layout entry for a black cell
 FILL_PROBABILITY = 0.5
+# The layout streams: seed * 2 for the training mosaics, seed * 2 + 1 for the test mosaics (as they
+# always were), and VALIDATION_STREAM + seed for the mosaics of the held-out training items.
+VALIDATION_STREAM = 1 << 40
+MosaicSplit = Literal["train", "val", "test"]
 
 
 def class_frequencies(num_classes: int, skew: float) -> torch.Tensor:
@@ -111,20 +118,45 @@ class MosaicImages(BatchPreparedImages):
         return (self.layouts[indices] != EMPTY).to(torch.int64).argmax(dim=1)
 
 
-def build_mosaic_split(config: DataConfig, split: Literal["train", "test"], *, augment: bool) -> MosaicImages:
-    """The mosaics (or canvases, for source "canvas") of one Fashion-MNIST split (train:
-    config.mosaic_train_size, test: mosaic_val_size)."""
-    images, labels = load_fashion_mnist(ensure_fashion_mnist(config.path, config.download), split)
+def held_out_split(config: DataConfig) -> Literal["val", "test"]:
+    """The split that validates: "val" (held-out training items) with `config.val_split`, else "test"."""
+    return "val" if config.val_split is not None else "test"
+
+
+def split_items(config: DataConfig, labels: torch.Tensor, split: MosaicSplit) -> torch.Tensor:
+    """int64 ascending: the indices of the Fashion-MNIST items (of `labels`, its training or test
+    split) that `split`'s mosaics tile. Without `config.val_split` all of them; with it, "train" and
+    "val" are the two disjoint parts of `xception.data.split.stratified_split(labels, fraction=
+    config.val_split, seed=config.seed)`, a pure function of the two, so a resume cuts the same."""
+    if split == "test" or config.val_split is None:
+        if split == "val":
+            raise ValueError("validation mosaics of held-out training items need val_split")
+        return torch.arange(len(labels))
+    train, val = stratified_split(labels.tolist(), fraction=config.val_split, seed=config.seed)
+    return torch.as_tensor(train if split == "train" else val, dtype=torch.int64)
+
+
+def build_mosaic_split(config: DataConfig, split: MosaicSplit, *, augment: bool) -> MosaicImages:
+    """The mosaics (or canvases, for source "canvas") of one split: "train" (config.mosaic_train_size
+    of them, from Fashion-MNIST's training items less those held out by config.val_split), "val"
+    (config.mosaic_val_size, from the held-out training items; needs val_split) or "test"
+    (config.mosaic_val_size, from Fashion-MNIST's test items). Layouts index the whole Fashion-MNIST
+    split (`source`), so the items of two splits can be compared."""
+    images, labels = load_fashion_mnist(ensure_fashion_mnist(config.path, config.download),
+                                        "test" if split == "test" else "train")
+    items = split_items(config, labels, split)
     count = config.mosaic_train_size if split == "train" else config.mosaic_val_size
-    # Separate streams per split, so that changing one split's size leaves the other unchanged.
-    generator = torch.Generator().manual_seed(config.seed * 2 + (split == "test"))
+    # Separate streams per split, so that changing one split's size leaves the others unchanged.
+    seed = {"train": config.seed * 2, "test": config.seed * 2 + 1, "val": VALIDATION_STREAM + config.seed}[split]
+    generator = torch.Generator().manual_seed(seed)
     canvas = config.source == "canvas"
     if canvas:
-        layouts = canvas_layouts(len(labels), count=count, grid=config.mosaic_grid, generator=generator)
+        layouts = canvas_layouts(len(items), count=count, grid=config.mosaic_grid, generator=generator)
     else:
         layouts = mosaic_layouts(
-            labels, count=count, grid=config.mosaic_grid, skew=config.mosaic_class_skew, generator=generator
+            labels[items], count=count, grid=config.mosaic_grid, skew=config.mosaic_class_skew, generator=generator
         )
+    layouts = torch.where(layouts == EMPTY, EMPTY, items[layouts.clamp(min=0)])  # into the whole split
     pipeline = TensorPipeline(
         image_size=config.image_size,
         in_channels=config.in_channels,
@@ -137,9 +169,10 @@ def build_mosaic_split(config: DataConfig, split: Literal["train", "test"], *, a
 
 
 def build_mosaic(config: DataConfig) -> Datasets:
-    """Training and validation mosaics; class weights are the label frequencies of the training mosaics."""
+    """Training and validation mosaics (`held_out_split`); class weights are the label frequencies of
+    the training mosaics."""
     train = build_mosaic_split(config, "train", augment=config.augment)
-    val = build_mosaic_split(config, "test", augment=False)
+    val = build_mosaic_split(config, held_out_split(config), augment=False)
     return Datasets(
         train=train,
         val=val,
@@ -151,10 +184,10 @@ def build_mosaic(config: DataConfig) -> Datasets:
 
 
 def build_canvas(config: DataConfig) -> Datasets:
-    """Training and validation canvases (one garment in one random cell), single-label."""
+    """Training and validation canvases (one garment in one random cell, `held_out_split`), single-label."""
     return Datasets(
         train=build_mosaic_split(config, "train", augment=config.augment),
-        val=build_mosaic_split(config, "test", augment=False),
+        val=build_mosaic_split(config, held_out_split(config), augment=False),
         num_classes=len(CLASSES),
         class_names=list(CLASSES),
         multilabel=False,

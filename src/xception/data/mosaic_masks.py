@@ -14,7 +14,7 @@ from xception.data.batch_transforms import crop_flip
 from xception.data.config import DataConfig
 from xception.data.datasets import Datasets
 from xception.data.fashion_mnist import CLASSES
-from xception.data.mosaic import EMPTY, MosaicImages, build_mosaic_split
+from xception.data.mosaic import EMPTY, MosaicImages, build_mosaic_split, held_out_split
 
 BACKGROUND = 0
 FOREGROUND_THRESHOLD = 8  # uint8 of 255: Fashion-MNIST items sit on exact 0; this drops faint halos
@@ -69,14 +69,16 @@ class MosaicMasks(torch.utils.data.Dataset):
 
 
 def build_mosaic_masks(config: DataConfig) -> Datasets:
-    """Training and test-image mosaics with their per-pixel labels (11 classes, 0 background)."""
+    """Training and validation mosaics (test-image mosaics, or with `val_split` those of held-out
+    training items: `xception.data.mosaic.held_out_split`) with their per-pixel labels (11 classes,
+    0 background)."""
     splits = {}
-    for split, augment in (("train", config.augment), ("test", False)):
+    for role, split, augment in (("train", "train", config.augment), ("val", held_out_split(config), False)):
         mosaics = build_mosaic_split(config, split, augment=False)
-        splits[split] = MosaicMasks(mosaics, augment=augment, padding=config.crop_padding)
+        splits[role] = MosaicMasks(mosaics, augment=augment, padding=config.crop_padding)
     return Datasets(
         train=splits["train"],
-        val=splits["test"],
+        val=splits["val"],
         num_classes=len(SEGMENTATION_CLASSES),
         class_names=list(SEGMENTATION_CLASSES),
         multilabel=False,

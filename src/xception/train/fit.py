@@ -32,7 +32,7 @@ from xception.atomic_write import remove_stale_temporaries, write_text_atomic
 from xception.data.bad_images import BadImageRecord
 from xception.data.balance import loss_class_weights, sampling_weights
 from xception.data.loader import build_loader, default_num_workers
-from xception.data.split_manifest import split_manifest
+from xception.data.split_manifest import FILE_SOURCES, split_manifest
 from xception.data.summary import split_size
 from xception.description import Preprocessing, WeightsDescription
 from xception.distributed import (
@@ -286,7 +286,9 @@ class Run:
                     "init": dataclasses.asdict(self.init) if self.init is not None else None}
         write_text_atomic(run_dir / CONFIG, json.dumps(resolved, indent=2, default=str))
         write_text_atomic(run_dir / ENVIRONMENT, json.dumps(environment(self.context.world_size), indent=2))
-        if config.data.val_split is not None:  # which files each split holds, to check and reproduce the cut
+        # Which files each split holds, to check and reproduce the cut (the mosaics' cut of Fashion-MNIST
+        # items is a pure function of data.seed and data.val_split, both in config.json).
+        if config.data.val_split is not None and config.data.source in FILE_SOURCES:
             write_text_atomic(run_dir / SPLIT, json.dumps(split_manifest(config.data, self.datasets), indent=2))
 
     # -- train ----------------------------------------------------------------------------------
