@@ -98,30 +98,55 @@ def test_metrics(weights: Path, run_dir: Path) -> dict[str, Any]:
             "source_items": len(datasets.val.mosaics.source)}
 
 
+def train_run(args: argparse.Namespace, *, lr: float, seed: int) -> dict[str, Any]:
+    """One training run of the sweep and its validation metrics ("val_miou" None when it diverged)."""
+    from xception.train.fit import DivergedError, fit
+
+    config = train_config(args, lr=lr, seed=seed)
+    print(f"[mosaic_lr] lr {lr:g}, seed {seed}: training {config.data.mosaic_train_size} mosaics "
+          f"(val_split {config.data.val_split}) -> {config.out_dir}", flush=True)
+    start = time.perf_counter()
+    try:
+        result = fit(config)
+    except DivergedError as error:
+        print(f"[mosaic_lr] lr {lr:g}, seed {seed}: diverged: {error}", flush=True)
+        return {"lr": lr, "seed": seed, "val_miou": None, "diverged": str(error), "trained_here": True,
+                "seconds": round(time.perf_counter() - start, 1)}
+    trained = [a for a in result.attempts if a["to_step"] > a["from_step"]]
+    run = {"lr": lr, "seed": seed, "val_miou": float(result.metrics["miou"]),
+           "val_pixel_accuracy": float(result.metrics["pixel_accuracy"]),
+           "val_examples": int(result.metrics["examples"]), "steps": result.steps,
+           "train_s": round(sum(a["wall_s"] for a in trained), 1), "seconds": round(time.perf_counter() - start, 1),
+           # False: a finished run found in the run directory, only evaluated again here.
+           "trained_here": bool(trained) and trained[-1] is result.attempts[-1],
+           "run_dir": str(result.run_dir), "weights": str(result.weights)}
+    print(f"[mosaic_lr] lr {lr:g}, seed {seed}: validation mean IoU {run['val_miou']:.4f} ({run['seconds']:.0f} s)",
+          flush=True)
+    return run
+
+
+def choose(runs: list[dict[str, Any]], lrs: list[float]) -> tuple[float, dict[float, float | None]]:
+    """The rate with the best validation mean IoU averaged over its seeds, and every rate's mean
+    (None for a rate with a diverged run: it cannot be chosen)."""
+    by_lr: dict[float, float | None] = {}
+    for lr in lrs:
+        scores = [r["val_miou"] for r in runs if r["lr"] == lr]
+        by_lr[lr] = statistics.mean(scores) if None not in scores else None
+    candidates = {lr: score for lr, score in by_lr.items() if score is not None}
+    if not candidates:
+        raise RuntimeError("every learning rate diverged: nothing to choose")
+    return max(candidates, key=candidates.get), by_lr
+
+
 def main(argv: list[str] | None = None) -> int:
-    from xception.train.fit import fit
     from xception.train.provenance import git_commit
     from xception.train.recipes import get_recipe
 
     args = parse_args(argv)
     started = time.perf_counter()
-    runs = []
-    for lr in args.lrs:
-        for seed in args.seeds:
-            config = train_config(args, lr=lr, seed=seed)
-            print(f"[mosaic_lr] lr {lr:g}, seed {seed}: training {config.data.mosaic_train_size} mosaics "
-                  f"(val_split {config.data.val_split}) -> {config.out_dir}", flush=True)
-            run_start = time.perf_counter()
-            result = fit(config)
-            runs.append({"lr": lr, "seed": seed, "val_miou": float(result.metrics["miou"]),
-                         "val_pixel_accuracy": float(result.metrics["pixel_accuracy"]),
-                         "val_examples": int(result.metrics["examples"]), "steps": result.steps,
-                         "train_s": round(result.wall_s, 1), "seconds": round(time.perf_counter() - run_start, 1),
-                         "run_dir": str(result.run_dir), "weights": str(result.weights)})
-            print(f"[mosaic_lr] lr {lr:g}, seed {seed}: validation mean IoU {runs[-1]['val_miou']:.4f} "
-                  f"({runs[-1]['seconds']:.0f} s)", flush=True)
-    by_lr = {lr: statistics.mean(r["val_miou"] for r in runs if r["lr"] == lr) for lr in args.lrs}
-    chosen = max(by_lr, key=by_lr.get)
+    # Seeds outer: a sweep cut short still has every rate at the seeds it finished.
+    runs = [train_run(args, lr=lr, seed=seed) for seed in args.seeds for lr in args.lrs]
+    chosen, by_lr = choose(runs, args.lrs)
     print(f"[mosaic_lr] chosen on validation: lr {chosen:g} (mean IoU {by_lr[chosen]:.4f}); now the test mosaics",
           flush=True)
     tests = [{"seed": r["seed"], **test_metrics(Path(r["weights"]), Path(r["run_dir"]))}
@@ -148,8 +173,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def render(results: dict[str, Any]) -> str:
     data = results["preset"]["data"]
-    rows = "\n".join(f"| {r['lr']:g} | {r['seed']} | {r['val_miou']:.4f} | {r['val_pixel_accuracy']:.4f} | "
-                     f"{r['steps']} | {r['train_s']:.0f} | {r['seconds']:.0f} |" for r in results["runs"])
+    rows = "\n".join(
+        f"| {r['lr']:g} | {r['seed']} | diverged | | | | {round(r['seconds'])} |" if r["val_miou"] is None else
+        f"| {r['lr']:g} | {r['seed']} | {r['val_miou']:.4f} | {r['val_pixel_accuracy']:.4f} | {r['steps']} | "
+        f"{r['train_s']:.0f} | {round(r['seconds']) if r['trained_here'] else 'earlier'} |" for r in results["runs"])
+    means = "\n".join(f"| {lr} | {'diverged' if score is None else f'{score:.4f}'} |"
+                       for lr, score in results["val_miou_by_lr"].items())
     tests = "\n".join(f"| {results['chosen_lr']:g} | {t['seed']} | {t['miou']:.4f} | {t['pixel_accuracy']:.4f} | "
                       f"{t['examples']} |" for t in results["test"])
     return f"""# The mosaic segmentation preset's learning rate, chosen on validation
@@ -164,11 +193,18 @@ batch {results['preset']['batch_size']}, {data['mosaic_train_size']} training mo
 {data['val_split']}`: {data['val_split']:.0%} of Fashion-MNIST's training items (stratified, seed
 {data['seed']}) held out; the training mosaics tile the rest, the {data['mosaic_val_size']} validation
 mosaics only the held-out items. `lr` is the recipe's rate at its reference batch 128 (scaled to the
-batch). Seconds: `train_s` the training loop, `s` the whole run (data, training, evaluation).
+batch). Seconds: `train_s` the training loop, `s` the whole run (data, training, evaluation; "earlier":
+a finished run of an earlier invocation, only evaluated again).
 
 | lr | seed | validation mean IoU | pixel accuracy | steps | train_s | s |
 |---:|---:|---:|---:|---:|---:|---:|
 {rows}
+
+Per rate, the validation mean IoU averaged over the seeds:
+
+| lr | validation mean IoU |
+|---:|---:|
+{means}
 
 Chosen on validation: **lr {results['chosen_lr']:g}**. Then, once, its weights on the
 {data['mosaic_val_size']} test mosaics (Fashion-MNIST's test images; the recorded data without val_split):
@@ -176,6 +212,8 @@ Chosen on validation: **lr {results['chosen_lr']:g}**. Then, once, its weights o
 | lr | seed | test mean IoU | pixel accuracy | mosaics |
 |---:|---:|---:|---:|---:|
 {tests}
+
+Test mean IoU of the chosen rate, averaged over the seeds: **{results['test_miou']:.4f}**.
 """
 
 
