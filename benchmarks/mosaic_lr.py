@@ -179,12 +179,14 @@ def render(results: dict[str, Any]) -> str:
         f"{r['train_s']:.0f} | {round(r['seconds']) if r['trained_here'] else 'earlier'} |" for r in results["runs"])
     means = "\n".join(f"| {lr} | {'diverged' if score is None else f'{score:.4f}'} |"
                        for lr, score in results["val_miou_by_lr"].items())
+    train_s = sum(r.get("train_s", 0.0) for r in results["runs"])
     tests = "\n".join(f"| {results['chosen_lr']:g} | {t['seed']} | {t['miou']:.4f} | {t['pixel_accuracy']:.4f} | "
                       f"{t['examples']} |" for t in results["test"])
     return f"""# The mosaic segmentation preset's learning rate, chosen on validation
 
 {results['date']}, {results['machine']}, torch {results['torch']}, {results['torch_threads']} thread(s),
-commit {results['commit']}; {results['seconds']:.0f} s in all.
+commit {results['commit']}; {results['seconds']:.0f} s in this invocation, {train_s:.0f} s of training summed over
+the runs (some may come from earlier invocations: "earlier" below).
 
     nice -n 10 .venv/bin/python {results['command']}
 
