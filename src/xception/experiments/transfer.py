@@ -173,11 +173,12 @@ def run_segmentation(study: TransferStudy, weights: Path, *, data_path: str, run
     for pretrained in (True, False):
         for seed in range(study.segmentation_seeds):
             out = runs / "segmentation" / ("pretrained" if pretrained else "scratch") / f"seed{seed}"
-            # The model's presets (recipe, data source, input size) as the command line applies them.
+            # The model's presets (recipe, data source, input size) as the command line applies them, but
+            # lr 0.8: the preset's rate when reports/transfer was measured (it is 6.4 since 2026-12-06).
             data = {"path": data_path, "in_channels": 1, "mosaic_grid": 2, "mosaic_train_size": study.segmentation_mosaics,
                     "mosaic_val_size": study.segmentation_val_mosaics, "mosaic_class_skew": 0.0, "seed": seed}
             config = TrainConfig.from_dict(resolve_train_values({
-                "data": data, "model": "deeplabv3plus_small", "batch_size": 16,
+                "data": data, "model": "deeplabv3plus_small", "batch_size": 16, "recipe_overrides": {"lr": 0.8},
                 "init_weights": str(weights) if pretrained else None, "seed": seed, "num_workers": 0,
                 "progress": False, "tensorboard": False, "evaluate_during_training": False,
                 "cpu_threads": study.threads, "out_dir": str(out)}))
