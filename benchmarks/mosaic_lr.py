@@ -55,9 +55,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def train_config(args: argparse.Namespace, *, lr: float, seed: int):
     """The preset with the sweep's changes: val_split, the rate, the seed, a run directory of its own."""
-    from xception.train.config import TrainConfig
+    from xception.train.config import TrainConfig, resolve_train_values
     from xception.train.overrides import load_config_file
-    from xception.train.task import resolve_train_values
 
     values = load_config_file(args.config)
     data = {"path": None, **values["data"], "val_split": args.val_split}
@@ -79,9 +78,9 @@ def test_metrics(weights: Path, run_dir: Path) -> dict[str, Any]:
     from xception.data import build_datasets
     from xception.data.config import recorded_data_config
     from xception.data.loader import build_loader
-    from xception.eval.segmentation import evaluate_segmentation
     from xception.models.trained import load_trained_model
     from xception.runtime import autocast_dtype
+    from xception.tasks.segmentation import evaluate_segmentation
 
     model, description = load_trained_model(weights)
     data = dataclasses.replace(recorded_data_config(description), val_split=None)

@@ -1,4 +1,4 @@
-"""benchmarks/gpu.py (its time budget, its whole code path on the CPU) and benchmarks/cpu_breakdown.py."""
+"""benchmarks/gpu.py (its time budget, its whole code path on the CPU), benchmarks/cpu_breakdown.py and benchmarks/mosaic_lr.py."""
 
 from __future__ import annotations
 
@@ -121,3 +121,26 @@ def test_explain_pointing_committed_report_is_what_its_figures_render():
     assert (committed / "README.md").read_text() == pointing.render(results)
     gradcam = next(row for row in results["rows"] if row["method"] == "gradcam")
     assert gradcam["count"] == 1000 and gradcam["layer"] == "exit_flow.block9" and gradcam["accuracy"] >= 0.9
+
+
+def test_mosaic_lr_chooses_the_best_mean_over_seeds_and_never_a_diverged_rate():
+    mosaic_lr = _load("mosaic_lr")
+    runs = [{"lr": 0.4, "val_miou": 0.50}, {"lr": 0.4, "val_miou": 0.60},  # mean 0.55
+            {"lr": 0.8, "val_miou": 0.58}, {"lr": 0.8, "val_miou": 0.54},  # mean 0.56: the best
+            {"lr": 1.6, "val_miou": 0.70}, {"lr": 1.6, "val_miou": None}]  # one seed diverged
+    chosen, by_lr = mosaic_lr.choose(runs, [0.4, 0.8, 1.6])
+    assert chosen == 0.8 and by_lr == pytest.approx({0.4: 0.55, 0.8: 0.56, 1.6: None})
+    with pytest.raises(RuntimeError, match="every learning rate diverged"):
+        mosaic_lr.choose([{"lr": 0.4, "val_miou": None}], [0.4])
+
+
+def test_mosaic_lr_tiny_sweep_validates_on_held_out_items_and_tests_the_choice(tmp_path, fashion_mnist):
+    mosaic_lr = _load("mosaic_lr")
+    assert mosaic_lr.main(["--lrs", "0.4", "0.8", "--train-size", "16", "--val-size", "8", "--epochs", "1",
+                           "--out", str(tmp_path / "out"), "--run-dir", str(tmp_path / "runs")]) == 0
+    results = json.loads((tmp_path / "out/mosaic_lr.json").read_text())
+    assert [(r["lr"], r["val_examples"], r["trained_here"]) for r in results["runs"]] == [(0.4, 8, True), (0.8, 8, True)]
+    assert results["chosen_lr"] in (0.4, 0.8) and results["preset"]["data"]["val_split"] == 0.1
+    # The test mosaics tile Fashion-MNIST's 10,000 test images, the validation mosaics its training images.
+    assert [(t["examples"], t["source_items"]) for t in results["test"]] == [(8, 10_000)]
+    assert "Chosen on validation: **lr" in (tmp_path / "out/mosaic_lr.md").read_text()
