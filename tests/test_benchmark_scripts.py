@@ -144,3 +144,21 @@ def test_mosaic_lr_tiny_sweep_validates_on_held_out_items_and_tests_the_choice(t
     # The test mosaics tile Fashion-MNIST's 10,000 test images, the validation mosaics its training images.
     assert [(t["examples"], t["source_items"]) for t in results["test"]] == [(8, 10_000)]
     assert "Chosen on validation: **lr" in (tmp_path / "out/mosaic_lr.md").read_text()
+
+
+@pytest.mark.slow  # an ONNX export of xception, its int8 quantization and two profiled sessions: ~30 s
+def test_int8_profile_onnxruntime_splits_each_runtime_by_kind_of_layer(tmp_path, one_thread):
+    for module in ("onnxruntime", "openvino"):
+        pytest.importorskip(module)
+    profile = _load("int8_profile_onnxruntime")
+    out = tmp_path / "profile"
+    assert profile.main(["--image-size", "64", "--batch-size", "2", "--runs", "1", "--threads", "1",
+                         "--out", str(out)]) == 0
+    result = json.loads(out.with_suffix(".json").read_text())
+    int8, bf16 = result["onnxruntime_int8_ms"], result["openvino_bf16_ms"]
+    # Xception's three kinds of convolution are found in both runtimes' profiles, and carry their time.
+    for times in (int8, bf16):
+        assert set(profile.KINDS) <= set(times) and all(times[kind] > 0 for kind in profile.KINDS)
+        assert sum(times[kind] for kind in profile.KINDS) > 0.5 * sum(times.values())
+    assert "QLinearConv" not in int8  # every int8 convolution was given its kind
+    assert "| pointwise |" in out.with_suffix(".md").read_text()
