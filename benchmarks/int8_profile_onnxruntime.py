@@ -43,6 +43,7 @@ def onnxruntime_profile(path: Path, images: torch.Tensor, *, threads: int, runs:
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     optimized = path.with_name("optimized.onnx")
     options.optimized_model_filepath = str(optimized)  # the graph onnxruntime runs, to name the nodes
+    options.profile_file_prefix = str(path.with_name("onnxruntime_profile"))  # beside the model, not in the cwd
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     feed = {session.get_inputs()[0].name: images.numpy()}
     for _ in range(runs + 1):

@@ -147,10 +147,12 @@ def test_mosaic_lr_tiny_sweep_validates_on_held_out_items_and_tests_the_choice(t
 
 
 @pytest.mark.slow  # an ONNX export of xception, its int8 quantization and two profiled sessions: ~30 s
-def test_int8_profile_onnxruntime_splits_each_runtime_by_kind_of_layer(tmp_path, one_thread):
+def test_int8_profile_onnxruntime_splits_each_runtime_by_kind_of_layer(tmp_path, one_thread, monkeypatch):
     for module in ("onnxruntime", "openvino"):
         pytest.importorskip(module)
     profile = _load("int8_profile_onnxruntime")
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
     out = tmp_path / "profile"
     assert profile.main(["--image-size", "64", "--batch-size", "2", "--runs", "1", "--threads", "1",
                          "--out", str(out)]) == 0
@@ -162,3 +164,4 @@ def test_int8_profile_onnxruntime_splits_each_runtime_by_kind_of_layer(tmp_path,
         assert sum(times[kind] for kind in profile.KINDS) > 0.5 * sum(times.values())
     assert "QLinearConv" not in int8  # every int8 convolution was given its kind
     assert "| pointwise |" in out.with_suffix(".md").read_text()
+    assert not list((tmp_path / "cwd").iterdir())  # onnxruntime's profile file stays out of the working directory
