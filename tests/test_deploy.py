@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -291,3 +292,15 @@ def test_onnxruntime_int8_is_refused_naming_what_failed_in_the_probe(fault, monk
             require_runtime("onnxruntime", "int8")
     finally:
         ort_int8.int8_failure.cache_clear()
+
+
+def test_onnxruntime_quantizer_steps_stay_out_of_the_output(caplog):
+    pytest.importorskip("onnxruntime")
+    import xception.deploy.onnxruntime_int8 as ort_int8
+
+    ort_int8.int8_failure.cache_clear()
+    with caplog.at_level(logging.INFO):
+        assert ort_int8.int8_failure() is None  # the probe quantizes with quantize_onnx
+    # onnxruntime logs "Performing symbolic shape inference..." and the like at INFO otherwise.
+    assert not [r for r in caplog.records if r.name.startswith("onnxruntime")]
+    assert logging.getLogger("onnxruntime.quantization").level == logging.NOTSET  # put back

@@ -53,10 +53,18 @@ def quantize_onnx(source: str | os.PathLike, target: str | os.PathLike, inputs: 
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.items, None)
 
-    with tempfile.TemporaryDirectory(prefix="xception-ort-int8-") as directory:
-        prepared = Path(directory) / "prepared.onnx"
-        quant_pre_process(str(source), str(prepared))
-        quantize_static(str(prepared), str(target), Calibration(), **quantize_options())
+    # The quantizer logs each of its steps at INFO, which the command line shows; none of them is
+    # something a user acts on, so they are held back to warnings while it runs.
+    quantizer_log = logging.getLogger("onnxruntime.quantization")
+    level = quantizer_log.level
+    quantizer_log.setLevel(logging.WARNING)
+    try:
+        with tempfile.TemporaryDirectory(prefix="xception-ort-int8-") as directory:
+            prepared = Path(directory) / "prepared.onnx"
+            quant_pre_process(str(source), str(prepared))
+            quantize_static(str(prepared), str(target), Calibration(), **quantize_options())
+    finally:
+        quantizer_log.setLevel(level)
     return Path(target)
 
 
