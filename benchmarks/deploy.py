@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> dict:
     load_after = load_average()
     return dict(
         command=" ".join(shlex.quote(a) for a in ["python", "benchmarks/deploy.py", *args.argv]),
-        date=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         machine=dict(cpu=cpu_model(), logical_cpus=os.cpu_count(), threads=args.threads, native_bf16=native,
                      vnni=any(flag in cpu_flags() for flag in ("avx512_vnni", "avx_vnni", "amx_int8")),
                      software=software_versions(), load_before=load_before, load_after=load_after),

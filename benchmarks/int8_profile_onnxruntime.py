@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         fp32 = export_for_runtimes(model, workdir, image_size=size)
         int8 = quantize_onnxruntime(fp32, calibration, Path(workdir) / "int8.onnx")
         result = dict(
-            date=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"), cpu=cpu_model(),
+            date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), cpu=cpu_model(),
             command=shlex.join(["python", "benchmarks/int8_profile_onnxruntime.py", *(argv or sys.argv[1:])]),
             threads=args.threads, image_size=size, batch_size=args.batch_size, runs=args.runs,
             onnxruntime_int8_ms=onnxruntime_profile(int8, images, threads=args.threads, runs=args.runs),

@@ -148,7 +148,7 @@ def calibrate_runtimes(model: nn.Module, *, image_size: int, batch_size: int, th
                                             calibration=calibration if precision == "int8" else None))
             except RuntimeError as error:
                 log.warning("left out of the calibration: %s %s (%s)", runtime, precision, str(error).strip()[:200])
-        measured_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        measured_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         measurements = measure_engines(engines, images, budget_s=budget_s, progress=progress,
                                        label=f"timing {len(engines)} engines at batch {batch_size}")
     timings = Timings(key, measured_at, tuple(measurements))
