@@ -9,6 +9,8 @@ from xception.data.config import SOURCES
 
 
 def add_parser(subparsers) -> None:
+    from xception.cli.weights import add_weights_options
+
     parser = subparsers.add_parser(
         "eval",
         help="evaluate weights on a validation set (top-1/top-5; mAP and MAP@100; mean IoU)",
@@ -17,9 +19,7 @@ def add_parser(subparsers) -> None:
         "examples are split exactly over the processes. Published weights (--weights imagenet) are "
         "evaluated on the ImageNet validation folder given with --data (docs/weights.md).",
     )
-    parser.add_argument("--weights", required=True, help="a .safetensors file from a training run or `xception "
-                        "convert`, the official .h5, or published weights by name (imagenet; see docs/weights.md)")
-    parser.add_argument("--model", help="the model of published weights or of a foreign file (default: xception)")
+    add_weights_options(parser)
     parser.add_argument("--dataset", choices=SOURCES)
     parser.add_argument("--data", help="the dataset's directory (default: the one in the weights' metadata)")
     parser.add_argument("--ground-truth", help="ImageNet labels file of a flat validation folder (default: found "

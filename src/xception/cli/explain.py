@@ -8,6 +8,8 @@ from xception.explain.methods import METHODS
 
 
 def add_parser(subparsers) -> None:
+    from xception.cli.weights import add_weights_options
+
     parser = subparsers.add_parser(
         "explain",
         help="class activation maps: where in each image the evidence for a class lies",
@@ -21,9 +23,7 @@ def add_parser(subparsers) -> None:
         "map before global pooling.",
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE")
-    parser.add_argument("--weights", required=True, help="a .safetensors file from training or convert, the "
-                        "official .h5, or a published name (imagenet)")
-    parser.add_argument("--model", help="the model of published weights or of a foreign file (default: xception)")
+    add_weights_options(parser)
     parser.add_argument("--class", dest="classes", action="append", metavar="NAME",
                         help="a class to explain, by name (repeat for several: one map per class)")
     parser.add_argument("--layer", metavar="NAME", help="a feature map, as named in the model's feature_info "

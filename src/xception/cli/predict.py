@@ -9,6 +9,8 @@ from xception.explain.methods import METHODS
 
 
 def add_parser(subparsers) -> None:
+    from xception.cli.weights import add_weights_options
+
     parser = subparsers.add_parser(
         "predict",
         help="classify images (or segment them) with trained weights",
@@ -21,9 +23,7 @@ def add_parser(subparsers) -> None:
         "pixels in each class found.",
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE")
-    parser.add_argument("--weights", required=True, help="a .safetensors file from training or convert, the "
-                        "official .h5, or a published name (imagenet)")
-    parser.add_argument("--model", help="the model of published weights or of a foreign file (default: xception)")
+    add_weights_options(parser)
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--device", help="cpu or cuda (default: a GPU when there is one)")
     parser.add_argument(

@@ -7,6 +7,7 @@ import argparse
 
 
 def add_parser(subparsers) -> None:
+    from xception.cli.weights import add_weights_options
     from xception.serve.config import ServeConfig
 
     defaults = ServeConfig()
@@ -20,9 +21,7 @@ def add_parser(subparsers) -> None:
         "waiting images the server answers 503 with Retry-After. On SIGTERM it stops accepting, finishes "
         "what is in flight and exits 0. The runtime and precision are chosen as `xception predict` does.",
     )
-    parser.add_argument("--weights", required=True, help="a .safetensors file from training or convert, the "
-                        "official .h5, or a published name (imagenet)")
-    parser.add_argument("--model", help="the model of published weights or of a foreign file (default: xception)")
+    add_weights_options(parser)
     parser.add_argument("--name", help="the model's name in the URLs (default: its registry model, e.g. xception)")
     parser.add_argument("--runtime", choices=("torch", "onnxruntime", "openvino"),
                         help="default: the fastest installed for the device, which is logged")

@@ -6,6 +6,13 @@ import argparse
 import json
 
 
+def add_weights_options(parser: argparse.ArgumentParser) -> None:
+    """--weights and --model, as every command that runs trained or published weights takes them."""
+    parser.add_argument("--weights", required=True, help="a .safetensors file from training or `xception convert`, "
+                        "the official .h5, or published weights by name (imagenet; see docs/weights.md)")
+    parser.add_argument("--model", help="the model of published weights or of a foreign file (default: xception)")
+
+
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "weights",
