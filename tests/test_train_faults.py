@@ -17,8 +17,12 @@ import torch
 from safetensors.torch import load_file
 
 from tiny_image_folder import export_shards, starting_weights, train_argv, write_image_folder
-from xception.train.checkpoint import load_checkpoint
+from xception.atomic_write import TEMPORARY_MARK
+from xception.train.checkpoint import BEST, LATEST, load_checkpoint
+from xception.train.run_directory import CONFIG, ENVIRONMENT, OUTPUTS
 
+# Every file name a run writes (checkpoints with their .json summaries): a temporary file is beside one.
+WRITTEN = {*OUTPUTS, CONFIG, ENVIRONMENT, LATEST, BEST, *(Path(n).with_suffix(".json").name for n in (LATEST, BEST))}
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 # How many times the kill -9 test kills a run: 6 in `make test`; more for a closer look, e.g.
 # XCEPTION_KILLS=30 pytest -m slow -s tests/test_train_faults.py -k kill_9_at_random
@@ -50,9 +54,10 @@ def _check_every_file_reads(run: Path) -> int:
     for path in run.rglob("*"):
         if not path.is_file():
             continue
-        assert ".tmp-" not in path.name or path.parent.name == "checkpoints", path
-        if ".tmp-" in path.name:
-            continue  # a killed writer's temporary file: the next run removes it (and the final one did)
+        if TEMPORARY_MARK in path.name:  # a killed writer's temporary file, removed by the next run
+            target = path.name[1:path.name.index(TEMPORARY_MARK)]  # `.NAME.tmp-PID`, beside NAME
+            assert path.name.startswith(".") and target in WRITTEN, path
+            continue  # the kill can land in any write (weights.safetensors at the end too)
         if path.suffix == ".pt":
             load_checkpoint(path)
         elif path.suffix == ".safetensors":

@@ -99,6 +99,15 @@ def test_restart_starts_over_and_stale_temporary_files_go(tmp_path):
     assert not stale.exists()
 
 
+def test_a_kill_while_the_final_weights_are_written_resumes_and_its_temporary_file_goes(tmp_path):
+    fit(_config(tmp_path, steps=3, stop_after_steps=2), datasets=tiny_datasets())
+    stale = tmp_path / f".weights.safetensors.tmp-{os.getpid() + 1}"
+    stale.write_bytes(b"\0" * 10)  # what a kill while writing the final weights leaves, beside no final.json
+    again = fit(_config(tmp_path, steps=3), datasets=tiny_datasets())
+    assert again.steps == 3 and [x["from_step"] for x in again.attempts] == [0, 2]
+    assert not stale.exists() and (tmp_path / "weights.safetensors").is_file()
+
+
 def test_a_new_run_refuses_to_overwrite_outputs_without_a_checkpoint(tmp_path):
     fit(_config(tmp_path, steps=2), datasets=tiny_datasets())
     shutil.rmtree(tmp_path / "checkpoints")
