@@ -304,3 +304,40 @@ def test_onnxruntime_quantizer_steps_stay_out_of_the_output(caplog):
     # onnxruntime logs "Performing symbolic shape inference..." and the like at INFO otherwise.
     assert not [r for r in caplog.records if r.name.startswith("onnxruntime")]
     assert logging.getLogger("onnxruntime.quantization").level == logging.NOTSET  # put back
+
+
+def test_requantized_relus_become_lookups_with_bit_identical_outputs(tmp_path, one_thread, monkeypatch):
+    """Each block input of Xception (a residual sum feeding a ReLU and the skip path) leaves
+    onnxruntime a DequantizeLinear -> QuantizeLinear requantization in float; the lookup that
+    replaces it computes the same uint8 values, so the model's outputs are bit-identical."""
+    pytest.importorskip("onnxruntime")
+    import numpy as np
+    import onnx
+    import onnxruntime
+
+    import xception.deploy.onnxruntime_int8 as ort_int8
+    from xception.deploy.export import export_for_runtimes
+    from xception.deploy.quantize import quantize_onnxruntime
+
+    model, images = calibrated_model()
+    fp32 = export_for_runtimes(model, tmp_path, image_size=32)
+    with_lookup = quantize_onnxruntime(fp32, images[:8], tmp_path / "lookup.onnx")
+    monkeypatch.setattr(ort_int8, "requantized_relus_to_lookup", lambda model: 0)
+    plain = quantize_onnxruntime(fp32, images[:8], tmp_path / "plain.onnx")
+    graph = onnx.load(str(fp32)).graph
+    sums = {output for node in graph.node if node.op_type == "Add" for output in node.output}
+    block_inputs = sum(1 for node in graph.node if node.op_type == "Relu" and node.input[0] in sums)
+    kinds = [n.op_type for n in onnx.load(str(with_lookup)).graph.node]
+    assert kinds.count("QLinearLeakyRelu") == block_inputs > 0 and "Relu" not in kinds
+
+    def run(path, optimized=None):
+        options = onnxruntime.SessionOptions()
+        if optimized:
+            options.optimized_model_filepath = str(optimized)
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return session.run(None, {session.get_inputs()[0].name: images.numpy()})[0]
+
+    np.testing.assert_array_equal(run(with_lookup, tmp_path / "optimized.onnx"), run(plain))
+    optimized = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    # Left in float: the input's quantization, the global pooling and the logits; no requantization.
+    assert optimized.count("QuantizeLinear") <= 2 and optimized.count("DequantizeLinear") <= 2, optimized
