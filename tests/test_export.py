@@ -137,3 +137,22 @@ def test_cli_export_rebuilds_a_trained_model_from_its_weight_file(tmp_path, caps
         torch.testing.assert_close(torch.from_numpy(onnx_logits), model(x), rtol=1e-4, atol=1e-5)
     assert cli_main(["export", "--format", "onnx", "--out", str(out)]) == 2
     assert "--model is required" in capsys.readouterr().err
+
+
+def test_cli_shows_its_own_steps_and_not_the_exporters_info_logs(tmp_path):
+    """`xception export` as a user runs it: onnxscript's optimizer logs each pass at INFO, which is
+    noise on a terminal; the command's own lines stay, and -v brings everything back."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    argv = [sys.executable, "-m", "xception.cli", "export", "--model", "xception_small", "--format", "onnx",
+            "--image-size", "32", "--num-classes", "10", "--out", str(tmp_path / "small.onnx")]
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    quiet = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
+    assert "max abs difference from PyTorch" in quiet.stdout
+    assert not [line for line in quiet.stderr.splitlines() if line.startswith("INFO onnx")], quiet.stderr
+    verbose = subprocess.run([*argv[:3], "-v", *argv[3:]], env=env, capture_output=True, text=True, check=True)
+    assert [line for line in verbose.stderr.splitlines() if line.startswith(("INFO onnx", "DEBUG onnx"))]

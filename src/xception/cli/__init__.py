@@ -30,9 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # This project's own steps at INFO; the libraries' (onnxscript's optimizer passes, the exporter's
+    # steps) only from WARNING up, unless -v asks for everything.
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    if not args.verbose:
+        logging.getLogger("xception").setLevel(logging.INFO)
     try:
         return int(args.run(args) or 0)
     except Exception as error:
