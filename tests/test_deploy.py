@@ -306,10 +306,11 @@ def test_onnxruntime_quantizer_steps_stay_out_of_the_output(caplog):
     assert logging.getLogger("onnxruntime.quantization").level == logging.NOTSET  # put back
 
 
-def test_requantized_relus_become_lookups_with_bit_identical_outputs(tmp_path, one_thread, monkeypatch):
+def test_int8_rewrites_keep_relus_and_pooling_in_int8_with_bit_identical_outputs(tmp_path, one_thread, monkeypatch):
     """Each block input of Xception (a residual sum feeding a ReLU and the skip path) leaves
-    onnxruntime a DequantizeLinear -> QuantizeLinear requantization in float; the lookup that
-    replaces it computes the same uint8 values, so the model's outputs are bit-identical."""
+    onnxruntime a DequantizeLinear -> QuantizeLinear requantization in float, and the global mean
+    runs in float; the int8 lookup and pooling that replace them compute the same uint8 values, so
+    the model's outputs are bit-identical."""
     pytest.importorskip("onnxruntime")
     import numpy as np
     import onnx
@@ -322,7 +323,7 @@ def test_requantized_relus_become_lookups_with_bit_identical_outputs(tmp_path, o
     model, images = calibrated_model()
     fp32 = export_for_runtimes(model, tmp_path, image_size=32)
     with_lookup = quantize_onnxruntime(fp32, images[:8], tmp_path / "lookup.onnx")
-    monkeypatch.setattr(ort_int8, "requantized_relus_to_lookup", lambda model: 0)
+    monkeypatch.setattr(ort_int8, "int8_rewrites", lambda model: 0)
     plain = quantize_onnxruntime(fp32, images[:8], tmp_path / "plain.onnx")
     graph = onnx.load(str(fp32)).graph
     sums = {output for node in graph.node if node.op_type == "Add" for output in node.output}
@@ -339,5 +340,6 @@ def test_requantized_relus_become_lookups_with_bit_identical_outputs(tmp_path, o
 
     np.testing.assert_array_equal(run(with_lookup, tmp_path / "optimized.onnx"), run(plain))
     optimized = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
-    # Left in float: the input's quantization, the global pooling and the logits; no requantization.
-    assert optimized.count("QuantizeLinear") <= 2 and optimized.count("DequantizeLinear") <= 2, optimized
+    # Left in float: the input's quantization and the logits; no requantization, no float pooling.
+    assert optimized.count("QuantizeLinear") == optimized.count("DequantizeLinear") == 1, optimized
+    assert optimized.count("QLinearGlobalAveragePool") == 1 and "ReduceMean" not in optimized

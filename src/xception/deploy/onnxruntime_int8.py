@@ -66,67 +66,144 @@ def quantize_onnx(source: str | os.PathLike, target: str | os.PathLike, inputs: 
     finally:
         quantizer_log.setLevel(level)
     model = onnx.load(str(target))
-    if requantized_relus_to_lookup(model):
+    if int8_rewrites(model):
         onnx.save(model, str(target))
     return Path(target)
 
 
-def requantized_relus_to_lookup(model: Any) -> int:
-    """Replace, in the QDQ `model` (an `onnx.ModelProto`, changed in place), each
-    `DequantizeLinear -> Relu -> QuantizeLinear` with onnxruntime's `QLinearLeakyRelu` at alpha 0,
-    the same function on uint8 (a 256-entry table of requantize(max(x, 0))); returns how many.
+# Written here because onnxruntime does neither (1.32): two rewrites of the quantizer's QDQ model that
+# keep in int8 what onnxruntime's graph optimizer leaves in float. Both compute the same uint8 values
+# (tests/test_deploy.py checks the outputs bit for bit); `benchmarks/int8_profile_onnxruntime.py`
+# measures what they remove.
 
-    Written here because onnxruntime does not do it. In Xception each of the 11 block inputs is
-    the sum of a residual addition that feeds both a ReLU and the skip path, so the ReLU's scale
-    differs from the sum's. onnxruntime folds the ReLU into the QuantizeLinear (its zero point
-    clamps), but leaves the DequantizeLinear -> QuantizeLinear pair: a requantization in float,
-    4.6% of the int8 forward in `benchmarks/int8_profile_onnxruntime.py`. Its QOperator format drops
-    these ReLUs altogether (a different function where the sum feeds the skip path too). The lookup
-    gives bit-identical outputs (tests/test_deploy.py) and runs in the int8 layout with its neighbours.
-    """
+
+class _Index:
+    """Who writes and who reads each tensor of an ONNX graph."""
+
+    def __init__(self, graph: Any, shapes: Any) -> None:
+        self.graph = graph
+        self.ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in shapes.value_info
+                      if v.type.tensor_type.HasField("shape")}
+        self.producer = {output: node for node in graph.node for output in node.output}
+        self.consumers: dict[str, list] = {}
+        for node in graph.node:
+            for name in node.input:
+                self.consumers.setdefault(name, []).append(node)
+        self.outputs = {output.name for output in graph.output}
+
+    def before(self, node: Any, op_type: str) -> Any | None:
+        """The node of `op_type` that writes `node`'s first input, if that is what writes it."""
+        found = self.producer.get(node.input[0])
+        return found if found is not None and found.op_type == op_type else None
+
+    def after(self, node: Any, op_type: str) -> Any | None:
+        """The node of `op_type` that is the one reader of `node`'s output, if that is who reads it."""
+        readers = self.consumers.get(node.output[0], [])
+        return readers[0] if len(readers) == 1 and readers[0].op_type == op_type else None
+
+    def only_reader(self, node: Any, reader: Any) -> bool:
+        """Whether `reader` is the one node that reads `node`'s output (so `node` goes with it)."""
+        return self.consumers.get(node.output[0]) == [reader] and node.output[0] not in self.outputs
+
+    def constant(self, name: str) -> np.ndarray | None:
+        from onnx import numpy_helper
+
+        for tensor in self.graph.initializer:
+            if tensor.name == name:
+                return numpy_helper.to_array(tensor)
+        return None
+
+
+def int8_rewrites(model: Any) -> int:
+    """Apply both rewrites to the QDQ `model` (an `onnx.ModelProto`, changed in place); returns how
+    many places changed."""
+    import onnx
     from onnx import helper
 
-    graph = model.graph
-    outputs = {output.name for output in graph.output}
-    producer = {output: node for node in graph.node for output in node.output}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    replaced: dict[int, Any] = {}  # id of the Relu -> its lookup node
-    dropped: set[int] = set()  # ids of the nodes the lookups take over
-    for node in graph.node:
-        if node.op_type != "Relu":
-            continue
-        before, after = producer.get(node.input[0]), consumers.get(node.output[0], [])
-        if before is None or before.op_type != "DequantizeLinear" or len(after) != 1:
-            continue
-        (quantize,) = after
-        if quantize.op_type != "QuantizeLinear" or len(before.input) < 3 or len(quantize.input) < 3:
-            continue  # zero points must be explicit: the lookup takes them as inputs
-        replaced[id(node)] = helper.make_node(
-            "QLinearLeakyRelu", [*before.input[:3], *quantize.input[1:3]], [quantize.output[0]],
-            name=f"{node.name}_lookup", domain="com.microsoft", alpha=0.0)
-        dropped.add(id(quantize))
-        if len(consumers[before.output[0]]) == 1 and before.output[0] not in outputs:
-            dropped.add(id(before))  # the ReLU was its one reader
+    index = _Index(model.graph, onnx.shape_inference.infer_shapes(model).graph)
+    replaced: dict[int, Any] = {}  # id of a node -> the node that takes its place
+    dropped: set[int] = set()  # ids of the nodes the new ones take over
+    for rewrite in (_requantized_relu_to_lookup, _global_mean_to_int8):
+        for node in model.graph.node:
+            if id(node) not in replaced and id(node) not in dropped:
+                found = rewrite(index, node)
+                if found is not None:
+                    new, gone = found
+                    replaced[id(node)] = new
+                    dropped.update(id(other) for other in gone)
     if not replaced:
         return 0
-    nodes = [replaced.get(id(node), node) for node in graph.node if id(node) not in dropped]
-    del graph.node[:]
-    graph.node.extend(nodes)
+    nodes = []
+    for node in model.graph.node:
+        if id(node) not in dropped:
+            new = replaced.get(id(node), node)
+            nodes.extend(new if isinstance(new, list) else [new])
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
     if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return len(replaced)
+
+
+def _requantized_relu_to_lookup(index: _Index, relu: Any) -> tuple[Any, list] | None:
+    """`DequantizeLinear -> Relu -> QuantizeLinear` as onnxruntime's `QLinearLeakyRelu` at alpha 0,
+    the same function on uint8 (a 256-entry table of requantize(max(x, 0))).
+
+    In Xception each of the 11 block inputs is a residual sum that feeds both a ReLU and the skip
+    path, so the ReLU's scale differs from the sum's. onnxruntime folds the ReLU into the
+    QuantizeLinear (its zero point clamps) but leaves the DequantizeLinear -> QuantizeLinear pair: a
+    requantization in float, 4.6% of the int8 forward in the profile. (Its QOperator format drops
+    these ReLUs altogether: another function, where the sum feeds the skip path too.)"""
+    from onnx import helper
+
+    if relu.op_type != "Relu":
+        return None
+    dequantize, quantize = index.before(relu, "DequantizeLinear"), index.after(relu, "QuantizeLinear")
+    if dequantize is None or quantize is None or len(dequantize.input) < 3 or len(quantize.input) < 3:
+        return None  # zero points must be explicit: the lookup takes them as inputs
+    lookup = helper.make_node("QLinearLeakyRelu", [*dequantize.input[:3], *quantize.input[1:3]], [quantize.output[0]],
+                              name=f"{relu.output[0]}_int8", domain="com.microsoft", alpha=0.0)
+    return lookup, [quantize, *([dequantize] if index.only_reader(dequantize, relu) else [])]
+
+
+def _global_mean_to_int8(index: _Index, mean: Any) -> tuple[list, list] | None:
+    """`DequantizeLinear -> ReduceMean over H, W -> [Reshape ->] QuantizeLinear` (global average
+    pooling as PyTorch exports it) as onnxruntime's `QLinearGlobalAveragePool`. onnxruntime keeps
+    the mean in float, so it turns the last feature map back to NCHW and to float first (a
+    transpose and a dequantization of 16 x 2048 x 10 x 10 values a batch); its int8 pooling reads
+    the NHWC map as it is."""
+    from onnx import helper
+
+    if mean.op_type != "ReduceMean" or not any(a.name == "keepdims" and a.i == 1 for a in mean.attribute):
+        return None
+    axes = next((list(a.ints) for a in mean.attribute if a.name == "axes"), None)  # before opset 18
+    if axes is None and len(mean.input) > 1:
+        axes = index.constant(mean.input[1])  # opset 18 on
+    dequantize, reshape = index.before(mean, "DequantizeLinear"), index.after(mean, "Reshape")
+    quantize = index.after(reshape or mean, "QuantizeLinear")
+    rank = index.ranks.get(mean.input[0])
+    if axes is None or rank != 4 or sorted(int(a) % 4 for a in axes) != [2, 3] or dequantize is None or quantize is None:
+        return None
+    if len(dequantize.input) < 3 or len(quantize.input) < 3:
+        return None
+    pooled = f"{mean.output[0]}_int8"
+    nodes = [helper.make_node("QLinearGlobalAveragePool", [*dequantize.input[:3], *quantize.input[1:3]],
+                              [pooled if reshape else quantize.output[0]], name=f"{mean.output[0]}_int8",
+                              domain="com.microsoft", channels_last=0)]
+    if reshape is not None:
+        nodes.append(helper.make_node("Reshape", [pooled, reshape.input[1]], [quantize.output[0]],
+                                      name=f"{reshape.output[0]}_int8"))
+    gone = [quantize, *([reshape] if reshape else []), *([dequantize] if index.only_reader(dequantize, mean) else [])]
+    return nodes, gone
 
 
 @functools.cache
 def int8_failure() -> str | None:
     """Why onnxruntime cannot run int8 models here, or None where it can: found by doing it, once
     per process, not from a version number. A small network of the layers Xception quantizes (a
-    convolution, a depthwise and a pointwise one, ReLUs, residual additions, max pooling) goes
-    through `quantize_onnx` (its requantized ReLU becoming the lookup), runs, and is compared with
-    its fp32 self.
+    convolution, a depthwise and a pointwise one, ReLUs, residual additions, max and global average
+    pooling) goes through `quantize_onnx` (with `int8_rewrites`), runs, and is compared with its
+    fp32 self.
 
     (NNCF's int8 ONNX fails in onnxruntime 1.32's QLinearConv; onnxruntime's own quantizer does not.)
     """
@@ -135,7 +212,8 @@ def int8_failure() -> str | None:
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
-    weights = {"stem": (8, 3, 3, 3), "depthwise": (8, 1, 3, 3), "pointwise": (8, 8, 1, 1), "next": (8, 8, 1, 1)}
+    weights = {"stem": (8, 3, 3, 3), "depthwise": (8, 1, 3, 3), "pointwise": (8, 8, 1, 1), "next": (8, 8, 1, 1),
+               "head": (4, 8, 1, 1)}
     initializers = [numpy_helper.from_array(rng.normal(0, 0.3, shape).astype(np.float32), name)
                     for name, shape in weights.items()]
     nodes = [
@@ -147,10 +225,13 @@ def int8_failure() -> str | None:
         helper.make_node("Relu", ["e"], ["f"]),  # a block's input: the sum feeds a ReLU and the skip path
         helper.make_node("Conv", ["f", "next"], ["g"]),
         helper.make_node("Add", ["g", "e"], ["h"]),
-        helper.make_node("MaxPool", ["h"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("MaxPool", ["h"], ["p"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("ReduceMean", ["p"], ["m"], axes=[2, 3], keepdims=1),  # global average pooling
+        helper.make_node("Conv", ["m", "head"], ["y"]),
     ]
     graph = helper.make_graph(nodes, "probe", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 8, 8])], initializers)
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 1, 1])],
+                              initializers)
     inputs = [rng.uniform(-1, 1, (1, 3, 16, 16)).astype(np.float32) for _ in range(4)]
 
     def run(path: Path) -> np.ndarray:
