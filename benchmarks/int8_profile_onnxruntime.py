@@ -1,5 +1,5 @@
 """Where onnxruntime's int8 spends its time, beside OpenVINO's bf16: the two fastest engines of
-`benchmarks/deploy.py` (run 4) on the same `xception` (random weights, BatchNorm statistics from a
+`benchmarks/deploy.py` on the same `xception` (random weights, BatchNorm statistics from a
 batch), 299 px, batch 16, kernel time grouped by kind of layer.
 
 Issue 22 asks why int8 stays below VNNI's ~2x of bf16. onnxruntime's profiler (`enable_profiling`)
