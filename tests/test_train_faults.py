@@ -27,7 +27,7 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 # How many times the kill -9 test kills a run: 6 in `make test`; more for a closer look, e.g.
 # XCEPTION_KILLS=30 pytest -m slow -s tests/test_train_faults.py -k kill_9_at_random
 KILLS = int(os.environ.get("XCEPTION_KILLS", "6"))
-STEPS = max(30, 5 * KILLS)  # room for every kill to land on a training attempt (3 steps a kill seen)
+STEPS = max(30, 10 * KILLS)  # room for every kill to land before the run ends (4-8 steps a kill seen)
 
 
 def _train_args(data, out, *extra: str, steps: int) -> list[str]:
