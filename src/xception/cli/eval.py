@@ -1,4 +1,4 @@
-"""`xception eval`: evaluate trained weights on a data set's validation split."""
+"""`xception eval`: evaluate trained weights on a data set's validation split, or a whole test folder."""
 
 from __future__ import annotations
 
@@ -15,13 +15,18 @@ def add_parser(subparsers) -> None:
         "eval",
         help="evaluate weights on a validation set (top-1/top-5; mAP and MAP@100; mean IoU)",
         description="Evaluate a weight file written by training on the validation split of the "
-        "data it was trained on (or another given with --dataset/--data). Under torchrun the "
+        "data it was trained on (or another given with --dataset/--data; every image of a test folder "
+        "with --data DIR --split all). Under torchrun the "
         "examples are split exactly over the processes. Published weights (--weights imagenet) are "
         "evaluated on the ImageNet validation folder given with --data (docs/weights.md).",
     )
     add_weights_options(parser)
     parser.add_argument("--dataset", choices=SOURCES)
     parser.add_argument("--data", help="the dataset's directory (default: the one in the weights' metadata)")
+    parser.add_argument("--split", choices=("val", "all"),
+                        help="val (default): the data's validation split (the held-out fraction for weights "
+                        "trained with --val-split); all: every image of the folder --data names, a test folder "
+                        "laid out as in training (class folders, or images/ and masks/)")
     parser.add_argument("--ground-truth", help="ImageNet labels file of a flat validation folder (default: found "
                         "beside it: ILSVRC2012_validation_ground_truth.txt, LOC_val_solution.csv, ...)")
     parser.add_argument("--batch-size", type=int, default=256)
@@ -54,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
                                bad_images=args.bad_images,
                                bad_image_fraction=args.bad_image_fraction, model_name=args.model,
                                ground_truth=args.ground_truth, progress=True, group_pattern=args.group_pattern,
-                               group_manifest=args.group_manifest, group_column=args.group_column)
+                               group_manifest=args.group_manifest, group_column=args.group_column,
+                               split=args.split)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:

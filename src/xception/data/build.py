@@ -1,4 +1,5 @@
-"""`build_datasets`: a `DataConfig` -> the `Datasets` of its source, cut to its subsets."""
+"""`build_datasets`: a `DataConfig` -> the `Datasets` of its source, cut to its subsets;
+`build_whole_folder`: every item of a folder, to evaluate on."""
 
 from __future__ import annotations
 
@@ -53,6 +54,23 @@ def build_source(config: DataConfig) -> Datasets:
                              "weights: use `xception eval --weights imagenet --data DIR`; train on ImageNet with "
                              "--dataset imagefolder (train/ and val/ of class folders)")
     raise ValueError(f"data source {config.source!r} has no builder yet")
+
+
+def build_whole_folder(config: DataConfig) -> Datasets:
+    """Every item of the folder at `config.path` as the validation split (the training split empty):
+    what `xception eval --split all` evaluates. For the sources that are one folder of the user's
+    files; the others come with their own test split."""
+    match config.source:
+        case "imagefolder":
+            from xception.data.imagefolder import build_whole_imagefolder
+
+            return build_whole_imagefolder(config)
+        case "segfolder":
+            from xception.data.segfolder import build_whole_segfolder
+
+            return build_whole_segfolder(config)
+    raise ValueError(f"--split all evaluates every image of a folder (--dataset imagefolder or segfolder); "
+                     f"{config.source} comes with its own validation split: leave out --split")
 
 
 def build_datasets(config: DataConfig) -> Datasets:

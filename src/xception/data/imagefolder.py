@@ -105,3 +105,19 @@ def build_split_imagefolder(config: DataConfig) -> Datasets:
         multilabel=False,
         class_weights=None,
     )
+
+
+def build_whole_imagefolder(config: DataConfig) -> Datasets:
+    """Every image of `config.path`, one folder of class folders, as the validation split and an
+    empty training split: a test folder for `xception eval --split all`."""
+    root = Path(config.path)
+    folder = open_classes(root, layout=SPLIT_LAYOUT.format(root=root), transform=photo_transforms(config).val,
+                          in_channels=config.in_channels)
+    return Datasets(
+        train=LabelledFiles([], transform=folder.transform, loader=folder.loader),
+        val=folder,
+        num_classes=len(folder.classes),
+        class_names=list(folder.classes),
+        multilabel=False,
+        class_weights=None,
+    )

@@ -165,11 +165,17 @@ def find_splits(root: Path, config: DataConfig) -> tuple[list[Pair], list[Pair],
     if config.val_split is None:
         raise ValueError(f"{root} has no validation split (no {lists[0].name}/{lists[1].name} lists, no val/ folder): "
                          "pass --val-split F to hold out a fraction of the images")
-    everything = (pairs(root, VOC.images, VOC.masks, mask_stems(root)) if layout.voc
-                  else pairs(root, layout.images, layout.masks, None))
+    everything = all_pairs(root, layout)
     # One stratum: an image has no single class, so the split is a seeded random fraction.
     train_indices, val_indices = stratified_split([0] * len(everything), fraction=config.val_split, seed=config.seed)
     return [everything[i] for i in train_indices], [everything[i] for i in val_indices], layout.voc
+
+
+def all_pairs(root: Path, layout: Layout) -> list[Pair]:
+    """Every (image, mask) of `root` in `layout` (VOC's: those of its masks), whatever its split lists say."""
+    if layout.voc:
+        return pairs(root, VOC.images, VOC.masks, mask_stems(root))
+    return pairs(root, layout.images, layout.masks, None)
 
 
 def mask_stems(root: Path) -> list[str]:
@@ -207,3 +213,20 @@ def build_segfolder(config: DataConfig) -> Datasets:
               for split, samples in (("train", train), ("val", val))}
     return Datasets(train=splits["train"], val=splits["val"], num_classes=len(names), class_names=names,
                     multilabel=False, class_weights=None)
+
+
+def build_whole_segfolder(config: DataConfig) -> Datasets:
+    """Every (image, mask) of `config.path` (`images/` and `masks/`, or VOC's layout) as the validation
+    split and an empty training split: a test folder for `xception eval --split all`."""
+    root = Path(config.path)
+    if not root.is_dir() or (root / "train" / "images").is_dir():
+        raise FileNotFoundError(f"{root} is not one folder of images and masks: --split all evaluates {root}/images/ "
+                                f"with {root}/masks/ (or VOC's JPEGImages/ with SegmentationClass/)")
+    layout = VOC if (root / VOC.images).is_dir() else SIMPLE
+    everything = all_pairs(root, layout)
+    names = class_names(root, layout.voc, everything)
+    pair = SegmentationPair(config, training=False)
+    val, train = (SegmentationFiles(samples, pair=pair, in_channels=config.in_channels, num_classes=len(names))
+                  for samples in (everything, []))
+    return Datasets(train=train, val=val, num_classes=len(names), class_names=names, multilabel=False,
+                    class_weights=None)

@@ -4,6 +4,7 @@ the fastest runtime, on one process or many, by the evaluation of its task (`xce
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from xception.data.bad_images import BadImageRecord
@@ -16,8 +17,10 @@ def evaluate_weights(
     precision: str | None, bad_images: BadImagePolicy, bad_image_fraction: float, model_name: str | None = None,
     ground_truth: str | None = None, progress: bool = False, runtime: str | None = None,
     group_pattern: str | None = None, group_manifest: str | None = None, group_column: str | None = None,
+    split: str | None = None,
 ) -> dict[str, Any]:
-    """Evaluate weights on the validation split of their data (or of `source` at `data_path`), with
+    """Evaluate weights on the validation split of their data (or of `source` at `data_path`; every
+    image of the folder `data_path` with `split="all"`, see `evaluation_split`), with
     this process's exact shard under torchrun; unreadable images stop it or are left out and counted
     (`bad_images`, see `xception.data.bad_images`). `weights` is a file from training or `xception
     convert`, or published weights by name ("imagenet", of `model_name`), whose data is the ImageNet
@@ -30,6 +33,7 @@ def evaluate_weights(
     `group_column` of `group_manifest` adds `binary`: `binary_report`'s per-image and per-group
     ROC-AUC, EER and average precision (one process)."""
     from xception.data import build_datasets
+    from xception.data.build import build_whole_folder
     from xception.data.config import recorded_data_config
     from xception.data.imagenet import open_imagenet_val
     from xception.data.loader import build_loader, default_num_workers
@@ -47,7 +51,12 @@ def evaluate_weights(
     if config.source == "imagenet":
         val, num_classes, multilabel, class_weights = open_imagenet_val(config), 1000, False, None
     else:
-        datasets = build_datasets(config)
+        whole = evaluation_split(description, data_path, split) == "all"
+        datasets = build_whole_folder(config) if whole else build_datasets(config)
+        trained_classes = list(description.class_names or datasets.class_names)
+        if whole and config.source == "imagefolder" and datasets.class_names != trained_classes:
+            raise ValueError(f"{data_path} has the class folders {datasets.class_names[:10]}, the weights the classes "
+                             f"{trained_classes[:10]}: name the test folder's classes as in training")
         val, num_classes = datasets.val, datasets.num_classes
         multilabel, class_weights = datasets.multilabel, datasets.class_weights
     if num_classes != description.num_classes:
@@ -79,3 +88,28 @@ def evaluate_weights(
     seconds = time.perf_counter() - start
     return {**metrics, "seconds": seconds, "images_per_second": metrics["examples"] / seconds,
             "runtime": f"{engine.description} ({choice.reason})"}
+
+
+def evaluation_split(description: Any, data_path: str | None, split: str | None) -> str:
+    """"val" (the validation split of the data) or "all" (every image of the folder `data_path`).
+
+    `split` None means "val", except where it would be a silent surprise: weights trained with
+    `--val-split F` on one folder and pointed at another folder. The held-out F of a folder
+    exists only for the folder it was cut from, so that case asks for --split. And "all" on the
+    training folder itself would score the training images, so that is refused."""
+    recorded = (description.data or {})
+    fraction, trained_on = recorded.get("val_split"), recorded.get("path")
+    same = data_path is None or (trained_on is not None and Path(data_path).resolve() == Path(trained_on).resolve())
+    if split == "all":
+        if data_path is None:
+            raise ValueError("--split all evaluates every image of the folder given with --data; give --data DIR")
+        if same and fraction is not None:
+            raise ValueError(f"{data_path} is the folder these weights were trained on (--val-split {fraction} held "
+                             "out the rest of it for validation): --split all would score training images; "
+                             "leave out --split to evaluate the held-out part")
+        return "all"
+    if split is None and fraction is not None and not same:
+        raise ValueError(f"these weights were trained on {trained_on} with --val-split {fraction}, and {data_path} is "
+                         f"another folder: give --split all to evaluate every image of {data_path} (a test folder), "
+                         f"or --split val to evaluate its held-out {fraction} (the same data moved)")
+    return "val"
