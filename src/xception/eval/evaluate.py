@@ -51,7 +51,7 @@ def evaluate_weights(
     if config.source == "imagenet":
         val, num_classes, multilabel, class_weights = open_imagenet_val(config), 1000, False, None
     else:
-        whole = evaluation_split(description, data_path, split) == "all"
+        whole = evaluation_split(description, config.source, data_path, split) == "all"
         datasets = build_whole_folder(config) if whole else build_datasets(config)
         trained_classes = list(description.class_names or datasets.class_names)
         if whole and config.source == "imagefolder" and datasets.class_names != trained_classes:
@@ -90,13 +90,15 @@ def evaluate_weights(
             "runtime": f"{engine.description} ({choice.reason})"}
 
 
-def evaluation_split(description: Any, data_path: str | None, split: str | None) -> str:
+def evaluation_split(description: Any, source: str, data_path: str | None, split: str | None) -> str:
     """"val" (the validation split of the data) or "all" (every image of the folder `data_path`).
 
     `split` None means "val", except where it would be a silent surprise: weights trained with
-    `--val-split F` on one folder and pointed at another folder. The held-out F of a folder
-    exists only for the folder it was cut from, so that case asks for --split. And "all" on the
-    training folder itself would score the training images, so that is refused."""
+    `--val-split F` on one folder of the user's files (`source` "imagefolder" or "segfolder") and
+    pointed at another folder. The held-out F of a folder exists only for the folder it was cut
+    from, so that case asks for --split. (The mosaics' `val_split` cuts Fashion-MNIST's training
+    items wherever its files are.) And "all" on the training folder itself would score the
+    training images, so that is refused."""
     recorded = (description.data or {})
     fraction, trained_on = recorded.get("val_split"), recorded.get("path")
     same = data_path is None or (trained_on is not None and Path(data_path).resolve() == Path(trained_on).resolve())
@@ -108,7 +110,7 @@ def evaluation_split(description: Any, data_path: str | None, split: str | None)
                              "out the rest of it for validation): --split all would score training images; "
                              "leave out --split to evaluate the held-out part")
         return "all"
-    if split is None and fraction is not None and not same:
+    if split is None and fraction is not None and not same and source in ("imagefolder", "segfolder"):
         raise ValueError(f"these weights were trained on {trained_on} with --val-split {fraction}, and {data_path} is "
                          f"another folder: give --split all to evaluate every image of {data_path} (a test folder), "
                          f"or --split val to evaluate its held-out {fraction} (the same data moved)")
