@@ -117,3 +117,15 @@ def test_split_all_scores_every_image_and_mask_of_a_segmentation_folder(tmp_path
     code, out, err = _eval(capsys, str(weights), "--data", str(test), "--split", "all")
     assert code == 0, err
     assert json.loads(out)["examples"] == 6
+
+
+def test_the_mosaics_val_split_follows_fashion_mnist_wherever_its_files_are():
+    from types import SimpleNamespace
+
+    from xception.eval.evaluate import evaluation_split
+
+    recorded = SimpleNamespace(data={"source": "mosaic_masks", "path": "/data/fashion", "val_split": 0.1})
+    assert evaluation_split(recorded, "mosaic_masks", "/elsewhere/fashion", None) == "val"
+    folder = SimpleNamespace(data={"source": "imagefolder", "path": "/data/photos", "val_split": 0.1})
+    with pytest.raises(ValueError, match="--split all"):
+        evaluation_split(folder, "imagefolder", "/elsewhere/photos", None)
