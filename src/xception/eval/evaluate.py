@@ -99,15 +99,15 @@ def evaluation_split(description: Any, source: str, data_path: str | None, split
     from, so that case asks for --split. (The mosaics' `val_split` cuts Fashion-MNIST's training
     items wherever its files are.) And "all" on the training folder itself would score the
     training images, so that is refused."""
-    recorded = (description.data or {})
+    recorded = description.data or {}
     fraction, trained_on = recorded.get("val_split"), recorded.get("path")
     same = data_path is None or (trained_on is not None and Path(data_path).resolve() == Path(trained_on).resolve())
     if split == "all":
         if data_path is None:
             raise ValueError("--split all evaluates every image of the folder given with --data; give --data DIR")
         if same and fraction is not None:
-            raise ValueError(f"{data_path} is the folder these weights were trained on (--val-split {fraction} held "
-                             "out the rest of it for validation): --split all would score training images; "
+            raise ValueError(f"{data_path} is the folder these weights were trained on (all of it but the "
+                             f"--val-split {fraction} held out): --split all would score training images; "
                              "leave out --split to evaluate the held-out part")
         return "all"
     if split is None and fraction is not None and not same and source in ("imagefolder", "segfolder"):
