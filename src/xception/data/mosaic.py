@@ -7,8 +7,9 @@ are unequally common, as JFT's are, and MAP@100 weighted by frequency (FastEval1
 plain mean. Training mosaics use Fashion-MNIST's training images, validation mosaics its test images;
 with `DataConfig.val_split` the validation mosaics tile a held-out, stratified fraction of the
 training items instead (`xception.data.split`), the training mosaics only the rest, and the test
-mosaics stay as they are for a final measurement. Everything is a function of the seed. Only the layouts (which item in which cell) are stored; the
-pixels are assembled a batch at a time, so 60000 mosaics cost a few megabytes.
+mosaics stay as they are for a final measurement. Everything is a function of the seed. Only the
+layouts (which item in which cell) are stored; the pixels are assembled a batch at a time, so 60000
+mosaics cost a few megabytes.
 
 Canvases (source "canvas") are the single-label relative: exactly one item, drawn uniformly from the
 split, in one random cell, the other cells black; the target is its class. Where the item lies is

@@ -152,7 +152,7 @@ def find_splits(root: Path, config: DataConfig) -> tuple[list[Pair], list[Pair],
         if config.val_split is not None:
             raise ValueError(f"{root} holds train/ and val/ already: leave out --val-split")
         return pairs(root / "train", "images", "masks", None), pairs(root / "val", "images", "masks", None), False
-    layout = VOC if (root / VOC.images).is_dir() else SIMPLE
+    layout = layout_of(root)
     lists = [root / name for name in layout.lists]
     if all(file.is_file() for file in lists):
         if config.val_split is not None:
@@ -169,6 +169,11 @@ def find_splits(root: Path, config: DataConfig) -> tuple[list[Pair], list[Pair],
     # One stratum: an image has no single class, so the split is a seeded random fraction.
     train_indices, val_indices = stratified_split([0] * len(everything), fraction=config.val_split, seed=config.seed)
     return [everything[i] for i in train_indices], [everything[i] for i in val_indices], layout.voc
+
+
+def layout_of(root: Path) -> Layout:
+    """VOC's layout where `root` has its JPEGImages/, else images/ + masks/."""
+    return VOC if (root / VOC.images).is_dir() else SIMPLE
 
 
 def all_pairs(root: Path, layout: Layout) -> list[Pair]:
@@ -222,7 +227,7 @@ def build_whole_segfolder(config: DataConfig) -> Datasets:
     if not root.is_dir() or (root / "train" / "images").is_dir():
         raise FileNotFoundError(f"{root} is not one folder of images and masks: --split all evaluates {root}/images/ "
                                 f"with {root}/masks/ (or VOC's JPEGImages/ with SegmentationClass/)")
-    layout = VOC if (root / VOC.images).is_dir() else SIMPLE
+    layout = layout_of(root)
     everything = all_pairs(root, layout)
     names = class_names(root, layout.voc, everything)
     pair = SegmentationPair(config, training=False)

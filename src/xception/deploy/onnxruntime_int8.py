@@ -123,7 +123,7 @@ def int8_rewrites(model: Any) -> int:
     from onnx import helper
 
     index = _Index(model.graph, onnx.shape_inference.infer_shapes(model).graph)
-    replaced: dict[int, Any] = {}  # id of a node -> the node that takes its place
+    replaced: dict[int, list] = {}  # id of a node -> the nodes that take its place
     dropped: set[int] = set()  # ids of the nodes the new ones take over
     for rewrite in (_requantized_relu_to_lookup, _global_mean_to_int8):
         for node in model.graph.node:
@@ -135,11 +135,7 @@ def int8_rewrites(model: Any) -> int:
                     dropped.update(id(other) for other in gone)
     if not replaced:
         return 0
-    nodes = []
-    for node in model.graph.node:
-        if id(node) not in dropped:
-            new = replaced.get(id(node), node)
-            nodes.extend(new if isinstance(new, list) else [new])
+    nodes = [new for node in model.graph.node if id(node) not in dropped for new in replaced.get(id(node), [node])]
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
@@ -147,7 +143,7 @@ def int8_rewrites(model: Any) -> int:
     return len(replaced)
 
 
-def _requantized_relu_to_lookup(index: _Index, relu: Any) -> tuple[Any, list] | None:
+def _requantized_relu_to_lookup(index: _Index, relu: Any) -> tuple[list, list] | None:
     """`DequantizeLinear -> Relu -> QuantizeLinear` as onnxruntime's `QLinearLeakyRelu` at alpha 0,
     the same function on uint8 (a 256-entry table of requantize(max(x, 0))).
 
@@ -165,7 +161,7 @@ def _requantized_relu_to_lookup(index: _Index, relu: Any) -> tuple[Any, list] | 
         return None  # zero points must be explicit: the lookup takes them as inputs
     lookup = helper.make_node("QLinearLeakyRelu", [*dequantize.input[:3], *quantize.input[1:3]], [quantize.output[0]],
                               name=f"{relu.output[0]}_int8", domain="com.microsoft", alpha=0.0)
-    return lookup, [quantize, *([dequantize] if index.only_reader(dequantize, relu) else [])]
+    return [lookup], [quantize, *([dequantize] if index.only_reader(dequantize, relu) else [])]
 
 
 def _global_mean_to_int8(index: _Index, mean: Any) -> tuple[list, list] | None:
