@@ -82,12 +82,12 @@ def per_round_ratio(numerator: list[float], denominator: list[float]) -> float:
 
 
 def run(args: argparse.Namespace) -> dict:
+    from xception.cpu import cpu_features_text, cpu_has_native_bf16, cpu_has_vnni, cpu_model
     from xception.deploy.build import build_engine
     from xception.deploy.choice import measured_runtime
     from xception.deploy.measure import measure_engines
     from xception.deploy.runtimes import software_versions, unavailable_reason
     from xception.deploy.timings import calibrate_runtimes
-    from xception.runtime import cpu_flags, cpu_has_native_bf16, cpu_model
 
     torch.set_num_threads(args.threads)
     name, size, batch_size = ("xception_small", 32, 2) if args.smoke else ("xception", args.image_size, args.batch_size)
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> dict:
         command=" ".join(shlex.quote(a) for a in ["python", "benchmarks/deploy.py", *args.argv]),
         date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         machine=dict(cpu=cpu_model(), logical_cpus=os.cpu_count(), threads=args.threads, native_bf16=native,
-                     vnni=any(flag in cpu_flags() for flag in ("avx512_vnni", "avx_vnni", "amx_int8")),
+                     vnni=cpu_has_vnni(), features=cpu_features_text(),
                      software=software_versions(), load_before=load_before, load_after=load_after),
         protocol=dict(model=name, image_size=size, batch_size=batch_size, rounds=len(rows[0]["seconds"]) if rows else 0),
         calibration=dict(measured_at=timings.measured_at,

@@ -109,9 +109,9 @@ def markdown(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     import os
 
+    from xception.cpu import cpu_model
     from xception.deploy.export import export_for_runtimes
     from xception.deploy.quantize import quantize_onnxruntime
-    from xception.runtime import cpu_model
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image-size", type=int, default=299)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from xception import runtime
+from xception import cpu, runtime
 
 
 def test_fastest_settings_cpu_bf16_follows_cpu_flags(monkeypatch):
-    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
     settings = runtime.fastest_settings(torch.device("cpu"), training=True)
     assert settings.precision == "bf16"
     assert settings.autocast_dtype is torch.bfloat16
@@ -17,7 +17,7 @@ def test_fastest_settings_cpu_bf16_follows_cpu_flags(monkeypatch):
 
 
 def test_fastest_settings_cpu_without_bf16_is_fp32(monkeypatch):
-    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
     settings = runtime.fastest_settings(torch.device("cpu"), training=False)
     assert settings.precision == "fp32"
     assert settings.autocast_dtype is None
@@ -107,3 +107,26 @@ def test_training_runtime_reason_names_what_was_chosen_and_what_was_configured()
     assert "(chosen): the defaults for training on a CPU" in fp32.reason  # the bf16 default explains only the chosen ones
     configured = resolve_runtime(TrainConfig(data, precision="fp32", channels_last=False, compile=False), cpu)
     assert configured.reason == "precision=fp32, channels_last=False, compile=False: as configured"
+
+
+@pytest.mark.parametrize("limit,vnni,bf16,avx512", [
+    ("AVX2", False, False, False), ("avx512_core", False, False, True), ("AVX512_CORE_VNNI", True, False, True),
+    ("AVX512_CORE_BF16", True, True, True), ("AVX2_VNNI", True, False, False), ("", True, True, True),
+])
+def test_cpu_flags_follow_onednns_isa_cap(limit, vnni, bf16, avx512, monkeypatch):
+    # A Sapphire Rapids' flags (AMX), capped as oneDNN caps them with ONEDNN_MAX_CPU_ISA: the project
+    # must decide as oneDNN computes, or it skips the 7-bit remedy that a capped oneDNN needs.
+    flags = frozenset("sse4_2 avx fma avx2 avx_vnni avx512f avx512bw avx512_vnni avx512_bf16 avx512_fp16 "
+                      "amx_bf16 amx_int8 amx_tile".split())
+    monkeypatch.setattr(cpu, "hardware_flags", lambda: flags)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", limit)
+    cpu.cpu_flags.cache_clear()
+    try:
+        assert cpu.cpu_has_vnni() is vnni
+        assert cpu.cpu_has_native_bf16() is bf16
+        assert ("avx512f" in cpu.cpu_flags()) is avx512
+        assert "avx2" in cpu.cpu_flags()
+        text = cpu.cpu_features_text()
+        assert ("no VNNI" in text) is not vnni and (f"ONEDNN_MAX_CPU_ISA={limit.upper()}" in text) is bool(limit)
+    finally:
+        cpu.cpu_flags.cache_clear()

@@ -15,11 +15,12 @@ import functools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import torch
 from torch import nn
+
+from xception.cpu import cpu_has_native_bf16
 
 # The project's one precision type. int8 is post-training quantization, for inference only
 # (`xception.deploy`); the others are what `torch.autocast` computes in (fp32: autocast off).
@@ -70,9 +71,6 @@ def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
-# CPU flags that make bf16 matrix multiplies native (oneDNN uses them for bf16 convolutions).
-_NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-
 
 @dataclass(frozen=True)
 class RuntimeSettings:
@@ -91,36 +89,6 @@ class RuntimeSettings:
     @property
     def memory_format(self) -> torch.memory_format:
         return torch.channels_last if self.channels_last else torch.contiguous_format
-
-
-@functools.cache
-def cpu_flags() -> frozenset[str]:
-    """The feature flags of the first CPU in /proc/cpuinfo (empty where there is no such file)."""
-    path = Path("/proc/cpuinfo")
-    if not path.exists():
-        return frozenset()
-    for line in path.read_text().splitlines():
-        if line.startswith("flags"):
-            return frozenset(line.split(":", 1)[1].split())
-    return frozenset()
-
-
-@functools.cache
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo, else `platform.processor()` (may be empty)."""
-    import platform
-
-    path = Path("/proc/cpuinfo")
-    if path.exists():
-        for line in path.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
-def cpu_has_native_bf16() -> bool:
-    """True where the CPU computes bf16 dot products in hardware (avx512_bf16 or AMX)."""
-    return any(flag in cpu_flags() for flag in _NATIVE_BF16_FLAGS)
 
 
 def fastest_settings(device: torch.device, *, training: bool) -> RuntimeSettings:

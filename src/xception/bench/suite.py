@@ -33,7 +33,8 @@ from xception.bench.contenders import (
 from xception.bench.memory import step_peak_memory
 from xception.bench.peak import measure_peak
 from xception.bench.steps import fixed_batch, make_step
-from xception.runtime import Precision, cpu_has_native_bf16, retain_freed_memory, synchronize
+from xception.cpu import cpu_has_native_bf16
+from xception.runtime import Precision, retain_freed_memory, synchronize
 
 log = logging.getLogger(__name__)
 

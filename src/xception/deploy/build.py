@@ -16,11 +16,14 @@ from torch import nn
 from xception.deploy.compiled import COMPILE_ERRORS, aot_torch_engine
 from xception.deploy.engines import Engine, onnxruntime_engine, openvino_engine, torch_engine
 from xception.deploy.export import export_for_runtimes
-from xception.deploy.quantize import pt2e_engine, quantize_onnxruntime, quantize_openvino, quantize_pt2e
+from xception.deploy.int8 import quantize_model
+from xception.deploy.quantize import METHOD_RUNTIMES
 from xception.deploy.runtimes import Runtime, require_runtime
 from xception.runtime import Precision
 
 log = logging.getLogger(__name__)
+# The int8 method of each runtime.
+RUNTIME_METHODS = {runtime: method for method, runtime in METHOD_RUNTIMES.items()}
 
 # How PyTorch runs fp32 and bf16: eager (BatchNorm folded, channels_last); inductor with freezing
 # compiled in this process (`torch.compile`); or its AOTInductor package, compiled once per
@@ -37,7 +40,8 @@ def build_engine(model: nn.Module, *, runtime: Runtime, precision: Precision, de
     onnxruntime and OpenVINO go through the ONNX export (written to `workdir`) and run on the CPU.
     int8 needs `calibration` images (N, C, H, W) in [-1, 1] (`xception.deploy.calibration`):
     OpenVINO quantizes with NNCF, PyTorch with PT2E (always compiled: eager PT2E is fake int8),
-    onnxruntime with its own static quantizer.
+    onnxruntime with its own static quantizer, and the int8 engine is checked against fp32 on them
+    (`xception.deploy.int8`: `Int8RefusedError` past the bound).
     `torch_path` says how PyTorch runs fp32 and bf16 (`TORCH_PATHS`); "aot" is for the CPU, and
     where its compilation fails the engine is eager PyTorch, said in one warning line.
     """
@@ -45,9 +49,10 @@ def build_engine(model: nn.Module, *, runtime: Runtime, precision: Precision, de
     require_runtime(runtime, precision, device_type=device.type)
     if precision == "int8" and calibration is None:
         raise ValueError("int8 needs calibration images (a few hundred from the training data)")
+    if precision == "int8":  # quantized, then checked against fp32 (`xception.deploy.int8`)
+        method = RUNTIME_METHODS[runtime]
+        return quantize_model(model, method, calibration, image_size=image_size, threads=threads, workdir=workdir)[1]
     if runtime == "torch":
-        if precision == "int8":
-            return pt2e_engine(quantize_pt2e(model, calibration), threads=threads)
         if torch_path == "aot" and device.type == "cpu" and precision in ("fp32", "bf16"):
             try:
                 return aot_torch_engine(model, precision=precision, image_size=image_size, threads=threads)
@@ -56,11 +61,7 @@ def build_engine(model: nn.Module, *, runtime: Runtime, precision: Precision, de
         return torch_engine(model, precision=precision, device=device, compile=torch_path == "inductor")
     onnx_path = export_for_runtimes(model, workdir, image_size=image_size)
     if runtime == "onnxruntime":
-        if precision == "int8":
-            onnx_path = quantize_onnxruntime(onnx_path, calibration, os.path.join(workdir, "int8_onnxruntime.onnx"))
         return onnxruntime_engine(onnx_path, threads=threads)
-    if precision == "int8":
-        return openvino_engine(quantize_openvino(onnx_path, calibration), precision="int8", threads=threads)
     return openvino_engine(onnx_path, precision=precision, threads=threads)
 
 

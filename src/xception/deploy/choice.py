@@ -23,11 +23,12 @@ from typing import Literal
 
 import torch
 
+from xception.cpu import cpu_has_native_bf16
 from xception.deploy.measure import Measurement
 from xception.deploy.quantize import INT8_PREFERENCE, METHOD_RUNTIMES
 from xception.deploy.runtimes import Runtime, missing_modules, require_runtime, unavailable_reason
 from xception.deploy.timings import MEASURE_HINT, Timings
-from xception.runtime import Precision, check_precision, cpu_has_native_bf16, fastest_settings
+from xception.runtime import Precision, check_precision, fastest_settings
 
 Decide = Literal["latency", "throughput"]
 

@@ -26,11 +26,11 @@ import torch
 from torch import nn
 
 from xception.atomic_write import temporary_path
+from xception.cpu import cpu_flags, cpu_model
 from xception.deploy.digest import weights_digest
 from xception.deploy.engines import Engine
 from xception.deploy.runtimes import software_versions, threads_or_torch, threads_text, torch_threads
 from xception.home import xception_home
-from xception.runtime import cpu_flags, cpu_model
 
 log = logging.getLogger(__name__)
 

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from xception.cpu import cpu_has_native_bf16
 from xception.deploy.runtimes import (
     Runtime,
     openvino_core,
@@ -31,7 +32,7 @@ from xception.deploy.runtimes import (
     threads_or_torch,
     threads_text,
 )
-from xception.runtime import Precision, compile_model, cpu_has_native_bf16
+from xception.runtime import Precision, compile_model
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from xception.runtime import cpu_flags
-
-# CPU flags with 8-bit dot products (VNNI): the int8 kernels' fast path, free of U8S8 saturation.
-VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+from xception.cpu import cpu_has_vnni
 
 
 def quantize_options() -> dict[str, Any]:
@@ -31,7 +28,7 @@ def quantize_options() -> dict[str, Any]:
     from onnxruntime.quantization import QuantFormat, QuantType
 
     return dict(quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8, reduce_range=not any(flag in cpu_flags() for flag in VNNI_FLAGS))
+                weight_type=QuantType.QInt8, reduce_range=not cpu_has_vnni())
 
 
 def quantize_onnx(source: str | os.PathLike, target: str | os.PathLike, inputs: Iterable[np.ndarray]) -> Path:

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xception.cpu import cpu_features_text, cpu_has_vnni
 from xception.deploy.engines import Engine, onnxruntime_engine, openvino_engine
 from xception.deploy.runtimes import (
     openvino_core,
@@ -36,6 +37,7 @@ from xception.deploy.runtimes import (
     threads_text,
     torch_threads,
 )
+from xception.errors import UserError
 from xception.runtime import compile_model
 
 QuantizeMethod = Literal["nncf", "pt2e", "onnxruntime"]
@@ -50,14 +52,24 @@ INT8_PREFERENCE: tuple[QuantizeMethod, ...] = ("onnxruntime", "pt2e", "nncf")
 DEFAULT_METHOD: QuantizeMethod = INT8_PREFERENCE[0]
 
 
+class Int8RefusedError(UserError, ValueError):
+    """An int8 model whose outputs are too far from fp32's (`xception.deploy.int8`), or one made for
+    a CPU whose int8 arithmetic this one lacks: never returned, written, cached or chosen."""
+
+
 def quantize_openvino(onnx_path: str | os.PathLike, calibration: torch.Tensor) -> Any:
     """The `openvino.Model` of `onnx_path` quantized to int8 by NNCF on `calibration` (N, C, H, W)."""
     require_runtime("openvino", "int8")
     import nncf
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
 
     model = openvino_core().read_model(str(onnx_path))
     items = [image[None].numpy() for image in calibration.float()]
-    return nncf.quantize(model, nncf.Dataset(items), subset_size=len(items))
+    # NNCF's own remedy for 16-bit saturation (its "overflow fix": 7-bit weights), by default on
+    # the first layer only; without VNNI every layer needs it (tests/test_int8_isa.py).
+    fix = OverflowFix.FIRST_LAYER if cpu_has_vnni() else OverflowFix.ENABLE
+    return nncf.quantize(model, nncf.Dataset(items), subset_size=len(items),
+                         advanced_parameters=AdvancedQuantizationParameters(overflow_fix=fix))
 
 
 def quantize_onnxruntime(onnx_path: str | os.PathLike, calibration: torch.Tensor, target: str | os.PathLike) -> Path:
@@ -143,7 +155,10 @@ def quantize_pt2e(model: nn.Module, calibration: torch.Tensor) -> nn.Module:
     example = calibration[:2].contiguous(memory_format=torch.channels_last)
     batch = torch.export.Dim("batch", min=1)
     graph = torch.export.export(fused, (example,), dynamic_shapes=({0: batch},)).module()
-    quantizer = _pad_propagating_quantizer_class()().set_global(x86.get_default_x86_inductor_quantization_config())
+    # Without VNNI, 7-bit activations (the X86 quantizer's `reduce_range`), so that oneDNN's 16-bit
+    # pair sums cannot saturate; with VNNI the full 8 bits, which lose less.
+    config = x86.get_default_x86_inductor_quantization_config(reduce_range=not cpu_has_vnni())
+    quantizer = _pad_propagating_quantizer_class()().set_global(config)
     prepared = prepare_pt2e(graph, quantizer)
     with torch.no_grad():
         for image in calibration:
@@ -199,6 +214,7 @@ def load_quantized(path: str | os.PathLike, *, threads: int | None = None) -> En
     inductor again, as `pt2e_engine` does), an OpenVINO IR .xml (with its .bin) or an onnxruntime
     QDQ .onnx."""
     path = str(path)
+    _refuse_if_made_for_vnni(path)
     if path.endswith(".pt2"):
         require_runtime("torch", "int8")
         import torchao.quantization.pt2e.quantize_pt2e  # noqa: F401  (registers the quantized ops the program uses)
@@ -215,3 +231,19 @@ def load_quantized(path: str | os.PathLike, *, threads: int | None = None) -> En
         return engine
     raise ValueError(f"an int8 model is a .pt2 (PT2E), .xml (OpenVINO IR) or .onnx (onnxruntime QDQ) file; "
                      f"got {path!r}")
+
+
+def _refuse_if_made_for_vnni(path: str) -> None:
+    """Refuse an int8 file that `xception quantize` made with 8-bit weights and activations on a CPU
+    with VNNI (its int8.json says so) where this CPU has none: its 16-bit sums would saturate here."""
+    import json
+
+    report = Path(path).with_name("int8.json")
+    try:
+        made_with_vnni = json.loads(report.read_text())["cpu"]["vnni"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no record (written before the record existed, or moved without it): nothing to go by
+    if made_with_vnni and not cpu_has_vnni():
+        raise Int8RefusedError(f"{path} was quantized on a CPU with VNNI ({report} says so), with 8 bits on both "
+                               f"sides; this CPU ({cpu_features_text()}) would saturate its 16-bit sums and give "
+                               f"wrong answers. Quantize again here: xception quantize --weights WEIGHTS --out DIR")

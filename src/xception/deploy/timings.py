@@ -31,12 +31,13 @@ import torch
 from torch import nn
 
 from xception.atomic_write import write_bytes_atomic
+from xception.cpu import cpu_flags, cpu_has_native_bf16, cpu_model
 from xception.deploy.build import build_engine
 from xception.deploy.digest import architecture_digest
 from xception.deploy.measure import Measurement, measure_engines
+from xception.deploy.quantize import Int8RefusedError
 from xception.deploy.runtimes import PRECISIONS, RUNTIMES, software_versions, unavailable_reason
 from xception.home import xception_home
-from xception.runtime import cpu_flags, cpu_has_native_bf16, cpu_model
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ def calibrate_runtimes(model: nn.Module, *, image_size: int, batch_size: int, th
                 engines.append(build_engine(model, runtime=runtime, precision=precision, device=torch.device("cpu"),  # type: ignore[arg-type]
                                             image_size=image_size, workdir=workdir, threads=threads, torch_path="aot",
                                             calibration=calibration if precision == "int8" else None))
-            except RuntimeError as error:
+            except (RuntimeError, Int8RefusedError) as error:  # refused int8 is never timed, so never chosen
                 log.warning("left out of the calibration: %s %s (%s)", runtime, precision, str(error).strip()[:200])
         measured_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         measurements = measure_engines(engines, images, budget_s=budget_s, progress=progress,

@@ -21,22 +21,14 @@ import torch
 from torch import nn
 
 from xception.atomic_write import write_bytes_atomic
+from xception.cpu import cpu_features_text, cpu_has_vnni, cpu_model
 from xception.deploy.build import build_engine
 from xception.deploy.calibration import DEFAULT_CALIBRATION_SIZE, calibration_images
 from xception.deploy.choice import RuntimeChoice
 from xception.deploy.cost import agreement_report, engine_logits
-from xception.deploy.engines import Engine, onnxruntime_engine, openvino_engine, torch_engine
-from xception.deploy.export import export_for_runtimes
-from xception.deploy.quantize import (
-    QUANTIZE_METHODS,
-    QUANTIZED_FILES,
-    QuantizeMethod,
-    pt2e_engine,
-    quantize_onnxruntime,
-    quantize_openvino,
-    quantize_pt2e,
-    save_quantized,
-)
+from xception.deploy.engines import Engine, torch_engine
+from xception.deploy.int8 import Int8Check, Int8RefusedError, quantize_model
+from xception.deploy.quantize import QUANTIZED_FILES, QuantizeMethod, save_quantized
 from xception.deploy.timings import Timings, calibrate_runtimes, load_timings
 
 if TYPE_CHECKING:
@@ -82,7 +74,8 @@ class Quantized:
     method: QuantizeMethod
     description: str  # the int8 engine's settings in words
     cost: dict[str, Any]  # `agreement_report` of int8 against eager fp32
-    quantize_s: float  # calibration and conversion, without the evaluation
+    quantize_s: float  # calibration, conversion and the check against fp32, without the evaluation
+    check: Int8Check  # the guard's comparison with fp32 on the calibration images
     model: Any  # an `openvino.Model` (nncf), a PT2E graph module or an `onnx.ModelProto`, for `save_quantized`
 
 
@@ -106,33 +99,22 @@ def quantize_weights(weights: str, *, methods: tuple[QuantizeMethod, ...], calib
     results = []
     for method in methods:
         start = time.perf_counter()
-        quantized, engine = quantize_model(model, method, calibration, image_size=description.image_size,
-                                           threads=threads)
+        try:
+            quantized, engine, check = quantize_model(model, method, calibration, image_size=description.image_size,
+                                                      threads=threads)
+        except Int8RefusedError as error:
+            if len(methods) == 1:
+                raise
+            log.warning("%s", error)
+            continue
         seconds = time.perf_counter() - start
         logits, _ = engine_logits(engine, validation, batch_size=batch_size)
         results.append(Quantized(method, engine.description, agreement_report(reference, logits, targets), seconds,
-                                 quantized))
+                                 check, quantized))
+    if not results:
+        raise Int8RefusedError(f"every int8 method was refused on this CPU ({cpu_features_text()}), as the "
+                               "warnings above say; use fp32 or bf16")
     return results
-
-
-def quantize_model(model: nn.Module, method: QuantizeMethod, calibration: torch.Tensor, *, image_size: int,
-                   threads: int | None = None) -> tuple[Any, Engine]:
-    """`model` quantized by `method` on `calibration` (N, C, H, W) in [-1, 1]: the int8 model (for
-    `save_quantized`) and its engine."""
-    if method == "pt2e":
-        quantized = quantize_pt2e(model, calibration)
-        return quantized, pt2e_engine(quantized, threads=threads)
-    if method not in QUANTIZE_METHODS:
-        raise ValueError(f"unknown quantization method {method!r}; valid: {', '.join(QUANTIZE_METHODS)}")
-    with tempfile.TemporaryDirectory(prefix="xception-export-") as workdir:  # the runtimes load it whole
-        onnx_path = export_for_runtimes(model, workdir, image_size=image_size)
-        if method == "nncf":
-            quantized = quantize_openvino(onnx_path, calibration)
-            return quantized, openvino_engine(quantized, precision="int8", threads=threads)
-        import onnx
-
-        path = quantize_onnxruntime(onnx_path, calibration, os.path.join(workdir, QUANTIZED_FILES[method]))
-        return onnx.load(str(path)), onnxruntime_engine(path, threads=threads)
 
 
 def best_quantized(results: list[Quantized]) -> Quantized:
@@ -157,8 +139,9 @@ def write_quantized(results: list[Quantized], directory: str | os.PathLike, *, w
         paths.append(directory / QUANTIZED_FILES[q.method])
         save_quantized(q.model, paths[-1], example=example)
     report = dict(weights=str(weights), calibration_size=calibration_size, better=best_quantized(results).method,
-                  results=[dict(method=q.method, engine=q.description, quantize_s=q.quantize_s, **q.cost)
-                           for q in results])
+                  cpu=dict(model=cpu_model(), features=cpu_features_text(), vnni=cpu_has_vnni()),
+                  results=[dict(method=q.method, engine=q.description, quantize_s=q.quantize_s, **q.cost,
+                                check=q.check.to_json()) for q in results])
     paths.append(write_bytes_atomic(directory / "int8.json", (json.dumps(report, indent=2) + "\n").encode()))
     return paths
 
