@@ -176,6 +176,10 @@ def test_bench_choose_calibrates_and_predict_and_eval_run_and_show_the_fastest(t
     assert main(["bench", "--choose", "--weights", weights, "--eval-batch-size", "8", "--budget", "3"]) == 0
     printed = capsys.readouterr().out
     assert "| runtime | precision | ms per batch | img/s | engine |" in printed and printed.count("wrote ") == 2
+    # The CPU features that decide the int8 and bf16 paths, as found.
+    from xception.cpu import cpu_features_text
+
+    assert printed.startswith("CPU: ") and cpu_features_text() in printed.splitlines()[0]
     model = tiny_model()
     timings = load_timings(model, image_size=SIZE, batch_size=1)
     assert timings is not None and len(timings.measurements) >= 1

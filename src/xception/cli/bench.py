@@ -104,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_choose(args: argparse.Namespace) -> int:
+    from xception.cpu import cpu_features_text, cpu_model
     from xception.deploy.timings import DEFAULT_BUDGET_S
     from xception.deploy.trained import calibrate_weights
 
@@ -112,6 +113,8 @@ def run_choose(args: argparse.Namespace) -> int:
     if not Path(args.weights).is_file():
         raise FileNotFoundError(f"no such weight file: {args.weights}")
     sizes = tuple(dict.fromkeys((1, args.eval_batch_size)))
+    # The features that decide which int8 and bf16 paths are right and fast here (issue 26).
+    print(f"CPU: {cpu_model()}: {cpu_features_text()}")
     for timings, path in calibrate_weights(args.weights, batch_sizes=sizes, threads=args.threads,
                                            budget_s=args.budget or DEFAULT_BUDGET_S):
         ranked = sorted(timings.measurements, key=lambda m: m.median_s)

@@ -8,10 +8,11 @@ still installed, and the figures with the time they were measured. int8 is never
 changes some answers (`xception quantize` reports how many); asked for, it is the fastest int8 measured.
 
 Without a calibration, a preference, not a measurement, and the reason says so and how to
-measure. The preference comes from `benchmarks/deploy.py` on one 2-core AMD EPYC (avx512_bf16,
-avx512_vnni) at 299 px, batch 16, where the three runtimes came within 10% of each other and their
-order changed from run to run: OpenVINO (bf16 where the CPU has it natively, else fp32), else
-PyTorch bf16 on a native-bf16 CPU, onnxruntime fp32 on the others. On a GPU: PyTorch. int8, asked
+measure. The preference follows the kind of CPU, from `benchmarks/deploy.py` at 299 px, batch 16:
+on a CPU with native bf16 (a 2-core AMD EPYC with avx512_bf16, where the three runtimes came within
+10% of each other and their order changed from run to run) OpenVINO bf16, else PyTorch bf16; on a
+CPU without it (an AVX2-only EPYC, issue 26) onnxruntime fp32, ahead of OpenVINO fp32 (8.8 against
+7.9 img/s). On a GPU: PyTorch. int8, asked
 for, runs the fastest int8 of that benchmark that is installed (`xception.deploy.quantize.INT8_PREFERENCE`).
 """
 
@@ -110,6 +111,11 @@ def preferred_runtime(device: torch.device, *, precision: Precision | None = Non
                 which = "the fastest int8" if rank == 0 else "the fastest int8 installed"
                 return RuntimeChoice(runtime, "int8", f"{runtime} int8 ({method}), {which} of benchmarks/deploy.py: "
                                      f"{preference}")  # type: ignore[arg-type]
+    if precision == "fp32" and not native and not missing_modules("onnxruntime"):
+        # An AVX2-only EPYC (issue 26, benchmarks/deploy.py at 299 px, batch 16): onnxruntime fp32
+        # 8.8 img/s, OpenVINO fp32 7.9, PyTorch AOTInductor 6.25.
+        return RuntimeChoice("onnxruntime", "fp32", f"onnxruntime fp32, the fastest fp32 on a CPU without native bf16 "
+                             f"({preference.replace('a 2-core AMD EPYC', 'an AVX2-only AMD EPYC')})")
     if not missing_modules("openvino") and precision in ("fp32", "bf16", "int8"):
         return RuntimeChoice("openvino", precision, f"OpenVINO {precision}: {preference}")
     if precision == "fp32" and not missing_modules("onnxruntime"):
