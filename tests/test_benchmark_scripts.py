@@ -95,7 +95,7 @@ def test_deploy_smoke_runs_every_engine_users_get(tmp_path, one_thread):
     assert "## The calibrated choice" in text and "the fastest measured on this machine" in text
     assert "| int8 (" in text and "Load average" in text
     # No check divides a row by itself.
-    for line in text.split("## Checks (issue 22)")[1].splitlines():
+    for line in text.split("## Checks (issues 22 and 26)")[1].splitlines():
         if line.startswith("| ") and " / " in line:
             left, right = line.split("|")[1].split(" / ")
             assert left.split("(", 1)[-1] != right.split("(", 1)[-1], line
