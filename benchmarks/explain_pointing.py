@@ -90,11 +90,11 @@ def data_config(args: argparse.Namespace):
 
 def play(args: argparse.Namespace, weights: Path) -> dict:
     from xception.data.mosaic import build_mosaic_split
-    from xception.explain.files import load_explained_model
     from xception.explain.pointing import pointing_game
     from xception.explain.sanity import randomisation_correlations
+    from xception.inference.session import InferenceSession
 
-    explained = load_explained_model(weights)
+    explained = InferenceSession.open(weights, device="cpu")
     canvases = build_mosaic_split(data_config(args), "test", augment=False)
     rows = []
     for method in METHODS_SHOWN:

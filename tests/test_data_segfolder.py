@@ -170,16 +170,16 @@ def test_mean_iou_leaves_label_255_out_like_torchmetrics(seed):
     predictions = torch.where(torch.rand(3, 16, 16, generator=generator) < 0.6, targets,
                               torch.randint(0, 5, (3, 16, 16), generator=generator))
     targets[torch.rand(3, 16, 16, generator=generator) < 0.3] = 255
-    confusion = confusion_matrix(predictions, targets, 5)
+    confusion = confusion_matrix(predictions, targets, 5, ignore_index=255)
     assert int(confusion.sum()) == int((targets != 255).sum())
     reference = torchmetrics.MulticlassJaccardIndex(num_classes=5, average="none", ignore_index=255)
     reference.update(predictions, targets)
     torch.testing.assert_close(per_class_iou(confusion).float(), reference.compute())
     # What the model predicts on ignored pixels does not matter.
     other = torch.where(targets == 255, (predictions + 1) % 5, predictions)
-    assert mean_iou(confusion_matrix(other, targets, 5)) == mean_iou(confusion)
+    assert mean_iou(confusion_matrix(other, targets, 5, ignore_index=255)) == mean_iou(confusion)
     with pytest.raises(ValueError, match=r"class indices in \[0, 5\) or 255"):
-        confusion_matrix(predictions, torch.full_like(targets, 7), 5)
+        confusion_matrix(predictions, torch.full_like(targets, 7), 5, ignore_index=255)
 
 
 @pytest.mark.parametrize("resize", ["crop", "squash"])

@@ -68,7 +68,7 @@ def test_peak_cells_names_the_cell_of_the_maximum():
 @pytest.fixture(scope="module")
 def trained_on_canvases(fashion_mnist, tmp_path_factory):
     """xception_small after 2 epochs of 3,000 canvases at 56 px (about a minute on a 2-core CPU)."""
-    from xception.explain.files import load_explained_model
+    from xception.inference.session import InferenceSession
     from xception.train.config import TrainConfig
     from xception.train.fit import fit
 
@@ -79,7 +79,7 @@ def trained_on_canvases(fashion_mnist, tmp_path_factory):
                              tensorboard=False, evaluate_during_training=False, num_workers=0))
     from xception.data.mosaic import build_mosaic_split
 
-    return load_explained_model(result.weights).model, build_mosaic_split(data, "test", augment=False)
+    return InferenceSession.open(result.weights, device="cpu").model, build_mosaic_split(data, "test", augment=False)
 
 
 @pytest.mark.slow

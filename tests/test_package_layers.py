@@ -21,7 +21,7 @@ ROOT = Path(xception.__file__).parent
 # and whatever trains, evaluates, deploys, explains, serves, measures or parses builds on the tasks.
 LOWER_LAYERS = ("models", "data", "metrics")
 TASK_LAYER = "tasks"
-UPPER_LAYERS = ("train", "eval", "deploy", "explain", "serve", "bench", "experiments", "cli")
+UPPER_LAYERS = ("train", "eval", "deploy", "inference", "explain", "serve", "bench", "experiments", "cli")
 
 
 def module_name(path: Path) -> str:
@@ -126,3 +126,47 @@ def test_deploy_backends_sit_at_the_bottom():
 def test_torchvision_conversion_lives_in_the_weights_package():
     assert not (ROOT / "models" / "weights_torchvision.py").exists()
     assert (ROOT / "models" / "weights" / "torchvision_inception_v3.py").exists()
+
+
+# The upper packages in layers of their own, from the bottom up: training and deployment stand on
+# the tasks alone; the inference session on deployment; evaluation and explanations on the session;
+# serving, benchmarks and experiments above those; the command line on everything.
+UPPER_ORDER = (("train", "deploy"), ("inference",), ("eval", "explain"), ("serve", "bench", "experiments"), ("cli",))
+
+
+def test_upper_packages_import_only_the_layers_below_them():
+    assert {name for layer in UPPER_ORDER for name in layer} == set(UPPER_LAYERS)
+    graph = import_graph()
+    for level, layer in enumerate(UPPER_ORDER):
+        not_below = tuple(name for upper in UPPER_ORDER[level:] for name in upper)
+        for package in layer:
+            reaching = [edge for edge in upward_imports(graph, package, not_below)
+                        if not edge.split(" -> ")[1].startswith(f"xception.{package}")]
+            assert reaching == [], f"{package} imports from its own layer or above: {reaching}"
+
+
+def test_lower_layers_do_not_import_each_other_upward():
+    # models, then data, then metrics, each on nothing above it: metrics are pure functions of
+    # tensors and import nothing of data (nor of models); data imports nothing of metrics.
+    graph = import_graph()
+    assert upward_imports(graph, "metrics", ("data", "models")) == []
+    assert upward_imports(graph, "data", ("metrics",)) == []
+    assert upward_imports(graph, "models", ("data", "metrics")) == []
+
+
+def test_only_the_inference_session_chooses_runtimes_and_builds_engines_for_weights():
+    # predict, eval, serve and explain run through `InferenceSession`: none of them chooses a
+    # runtime or builds an engine itself (the calibration times engines of its own; the bench builds
+    # engines of random-weight models to compare runtimes).
+    callers = {name: set() for name in ("choose_runtime(", "build_engine(", "load_timings(")}
+    for path in ROOT.rglob("*.py"):
+        for line in path.read_text().splitlines():
+            code = line.strip()
+            for name, found in callers.items():
+                if name in code and not code.startswith(("def ", "#")):
+                    found.add(module_name(path))
+    assert callers["choose_runtime("] <= {"xception.inference.session", "xception.deploy.choice"}
+    assert callers["build_engine("] <= {"xception.inference.session", "xception.deploy.build", "xception.deploy.timings",
+                                        "xception.bench.suite"}
+    assert callers["load_timings("] <= {"xception.inference.session", "xception.deploy.timings"}
+    assert "xception.inference.session" in callers["choose_runtime("] & callers["build_engine("]

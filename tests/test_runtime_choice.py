@@ -267,7 +267,7 @@ def test_compiled_package_is_keyed_by_the_weights_precision_and_size():
 def test_predict_falls_back_to_pytorch_in_one_line_when_the_chosen_runtime_fails(tmp_path, capsys, caplog,
                                                                               monkeypatch):
     import xception.deploy.build as build
-    import xception.deploy.trained as trained
+    import xception.inference.session as session
 
     real = build.build_engine
 
@@ -276,8 +276,8 @@ def test_predict_falls_back_to_pytorch_in_one_line_when_the_chosen_runtime_fails
             raise RuntimeError(f"{runtime} converter exploded\nUnsupported operation: SamePadMaxPool2d")
         return real(model, runtime=runtime, **{**options, "torch_path": "eager"})
 
-    monkeypatch.setattr(trained, "build_engine", failing)
-    monkeypatch.setattr(trained, "weights_timings", lambda *args, **kwargs: fake_timings(
+    monkeypatch.setattr(session, "build_engine", failing)
+    monkeypatch.setattr(session.InferenceSession, "timings", lambda self: fake_timings(
         tiny_model(), batch_size=1, figures={("onnxruntime", "fp32"): 0.001, ("torch", "fp32"): 0.004}))
     weights = write_weights(tmp_path / "w.safetensors")
     image = tmp_path / "item.png"

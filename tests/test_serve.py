@@ -44,20 +44,13 @@ def server(weights):
 def reference(weights: Path, photos: list[Path], runtime: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(the prepared photos (N, C, H, W), their probabilities (N, classes)), computed as `xception
     predict --runtime RUNTIME --precision fp32` computes them."""
-    from xception.data.images import load_image
-    from xception.data.prediction import prediction_transform
-    from xception.deploy.choice import choose_runtime
-    from xception.deploy.trained import trained_engine
-    from xception.models.trained import load_trained_model
+    from xception.inference.session import InferenceSession
     from xception.tasks.predict import predict
 
-    model, description = load_trained_model(str(weights))
-    engine, _ = trained_engine(model, description, choose_runtime(torch.device("cpu"), runtime=runtime,
-                                                               precision="fp32"), device=torch.device("cpu"))
-    transform = prediction_transform(description.preprocessing, in_channels=3)
-    images = torch.stack([transform(load_image(p, in_channels=3)) for p in photos])
-    names = list(description.class_names)
-    rows = predict(engine, images, class_names=names, top_k=len(names))
+    session = InferenceSession.open(str(weights), runtime=runtime, precision="fp32", device="cpu")
+    images = torch.stack([session.prepare(p) for p in photos])
+    names = list(session.class_names)
+    rows = predict(session.engine, images, class_names=names, top_k=len(names))
     probabilities = torch.tensor([[dict(row)[name] for name in names] for row in rows])
     return images, probabilities
 

@@ -84,14 +84,11 @@ def test_weights_at_a_non_default_size_predict_and_export_at_that_size(old_file,
     assert shape[1:] == [3, 36, 36]
 
 
-def test_trained_engine_runs_at_the_described_size(old_file):
-    from xception.deploy.choice import RuntimeChoice
-    from xception.deploy.trained import trained_engine
+def test_the_session_engine_runs_at_the_described_size(old_file):
+    from xception.inference.session import InferenceSession
 
-    model, description = load_trained_model(old_file)
-    engine, _ = trained_engine(model, description, RuntimeChoice("onnxruntime", "fp32", "test", requested=True),
-                            device=torch.device("cpu"))
-    assert engine(torch.zeros(2, 3, 36, 36)).shape == (2, 3)
+    session = InferenceSession.open(old_file, runtime="onnxruntime", precision="fp32", device="cpu")
+    assert session.image_size == 36 and session.engine(torch.zeros(2, 3, 36, 36)).shape == (2, 3)
 
 
 RAW_KEYS = ("class_names", "data", "preprocessing", "multilabel", "task", "recipe", "metrics", "weights", "init")

@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
 def run_choose(args: argparse.Namespace) -> int:
     from xception.cpu import cpu_features_text, cpu_model
     from xception.deploy.timings import DEFAULT_BUDGET_S
-    from xception.deploy.trained import calibrate_weights
+    from xception.inference.session import calibrate_weights
 
     if args.weights is None:
         raise ValueError("--choose needs --weights: the weight file whose runtime choice to measure")

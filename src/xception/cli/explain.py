@@ -37,14 +37,14 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from xception.distributed import pick_device
-    from xception.explain.files import explain_files, load_explained_model
+    from xception.explain.files import explain_files
+    from xception.inference.session import InferenceSession
 
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
         raise FileNotFoundError(f"no such image file: {', '.join(missing)}")
-    explained = load_explained_model(args.weights, model_name=args.model)
-    for written in explain_files(explained, args.images, classes=args.classes, method=args.method,
-                                 layer=args.layer, out=args.out, device=pick_device(args.device)):
+    session = InferenceSession.open(args.weights, model_name=args.model, device=args.device)
+    for written in explain_files(session, args.images, classes=args.classes, method=args.method,
+                                 layer=args.layer, out=args.out):
         print(written)
     return 0

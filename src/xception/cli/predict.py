@@ -50,12 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from xception.data.images import load_image
-    from xception.data.prediction import prediction_transform
-    from xception.deploy.choice import choose_runtime
-    from xception.deploy.trained import trained_engine, weights_timings
-    from xception.distributed import pick_device
-    from xception.models.trained import load_trained_model
+    from xception.inference.session import InferenceSession
     from xception.tasks import get_task
 
     missing = [p for p in args.images if not Path(p).is_file()]
@@ -63,26 +58,17 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no such image file: {', '.join(missing)}")
     if args.top_k < 1:
         raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
-    device = pick_device(args.device)
-    model, description = load_trained_model(args.weights, model_name=args.model)
-    if not description.class_names:
-        raise ValueError(f"{args.weights} records no class names: a notop file (features, not classes) or a "
-                         "foreign file whose head is not ImageNet's; fine-tune or convert it with this project")
     # One image at a time: the latency at batch 1 decides (`xception bench --choose` measures it).
-    timings = (weights_timings(model, description, batch_size=1)
-               if device.type == "cpu" and args.runtime is None else None)
-    choice = choose_runtime(device, runtime=args.runtime, precision=args.precision, timings=timings, decide="latency")
-    engine, choice = trained_engine(model, description, choice, device=device)
-    print(f"runtime: {engine.description} ({choice.reason})", file=sys.stderr)
-    channels = description.in_channels
-    transform = prediction_transform(description.preprocessing, in_channels=channels)
-    images = torch.stack([transform(load_image(p, in_channels=channels)) for p in args.images])
-    top = get_task(description.task).write_predictions(engine, images, args.images, description, top_k=args.top_k,
-                                                       out=args.out)
+    session = InferenceSession.open(args.weights, model_name=args.model, runtime=args.runtime,
+                                    precision=args.precision, device=args.device, workload="latency")
+    print(f"runtime: {session.runtime_text()}", file=sys.stderr)
+    images = torch.stack([session.prepare(p) for p in args.images])
+    top = get_task(session.task).write_predictions(session.engine, images, args.images, session.description,
+                                                   top_k=args.top_k, out=args.out)
     if args.explain:
         # The class the engine ranked first (its runtime or precision may differ from the fp32 model's);
         # None for a segmentation model: each image's most common class.
-        _write_explanations(model.to(device), images, args.images, top, description, args)
+        _write_explanations(session.model.to(session.device), images, args.images, top, session.description, args)
     return 0
 
 

@@ -19,12 +19,15 @@ def add_parser(subparsers) -> None:
         "answer as `xception predict`), a page to try it at /, and Prometheus metrics at /metrics. Requests "
         "are batched (at most --max-batch-size images, waiting at most --max-delay-ms); past --max-queue "
         "waiting images the server answers 503 with Retry-After. On SIGTERM it stops accepting, finishes "
-        "what is in flight and exits 0. The runtime and precision are chosen as `xception predict` does.",
+        "what is in flight and exits 0. On a CPU the runtime and precision are the fastest that `xception bench "
+        "--choose --weights W` measured on this machine at the batch size nearest --max-batch-size (throughput), "
+        "else a preference; the choice and its figures are logged at start.",
     )
     add_weights_options(parser)
     parser.add_argument("--name", help="the model's name in the URLs (default: its registry model, e.g. xception)")
     parser.add_argument("--runtime", choices=("torch", "onnxruntime", "openvino"),
-                        help="default: the fastest installed for the device, which is logged")
+                        help="default: the fastest measured by `xception bench --choose` at the nearest batch size "
+                        "(cached per machine), else a preference; logged with its figures")
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16", "int8"),
                         help="default: the fastest correct one for the device and runtime")
     parser.add_argument("--device", help="cpu or cuda (default: a GPU when there is one)")
@@ -61,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
                          max_delay_ms=args.max_delay_ms, max_queue=args.max_queue,
                          max_body_bytes=int(args.max_body_mb * 2**20), top_k=args.top_k)
     served = load_served_model(args.weights, model_name=args.model, name=args.name, runtime=args.runtime,
-                               precision=args.precision, device=args.device)
+                               precision=args.precision, device=args.device, max_batch_size=config.max_batch_size)
     heatmap = None
     if args.heatmap != "none":
         from xception.explain.renderer import HeatmapPNG

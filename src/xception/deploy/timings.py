@@ -22,6 +22,7 @@ import datetime
 import hashlib
 import json
 import logging
+import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,11 +94,20 @@ def timings_path(key: dict[str, Any]) -> Path:
     return xception_home() / "runtime-timings" / name
 
 
-def load_timings(model: nn.Module, *, image_size: int, batch_size: int, threads: int | None = None) -> Timings | None:
+def load_timings(model: nn.Module, *, image_size: int, batch_size: int, threads: int | None = None,
+                 nearest: bool = False) -> Timings | None:
     """The cached calibration for `model` at this size and batch on this machine and software, or
-    None: none was measured, or the file is corrupt or stale (both said in a warning)."""
+    None: none was measured, or the file is corrupt or stale (both said in a warning). `nearest`:
+    where this batch size was not measured, the measured one nearest to it (by ratio), whose batch
+    size the figures carry, so a reason built from them names the batch that was timed."""
     key = timing_key(model, image_size=image_size, batch_size=batch_size, threads=threads or torch.get_num_threads())
     path = timings_path(key)
+    if not path.exists() and nearest:
+        measured = _measured_batch_sizes(path)
+        if measured:
+            batch_size = min(measured, key=lambda size: abs(math.log(size / batch_size)))
+            key = {**key, "batch_size": batch_size}
+            path = timings_path(key)
     if not path.exists():
         return None
     try:
@@ -112,6 +122,17 @@ def load_timings(model: nn.Module, *, image_size: int, batch_size: int, threads:
                     MEASURE_HINT)
         return None
     return timings
+
+
+def _measured_batch_sizes(path: Path) -> list[int]:
+    """The batch sizes calibrated for the model and size of the cache file `path` (any batch)."""
+    stem = path.name.rsplit("-batch", 1)[0]
+    found = []
+    for other in path.parent.glob(f"{stem}-batch*.json"):
+        size = other.name[len(stem) + len("-batch"):-len(".json")]
+        if size.isdigit() and int(size) > 0:
+            found.append(int(size))
+    return sorted(found)
 
 
 def _describe_change(name: str, before: Any, now: Any) -> str:

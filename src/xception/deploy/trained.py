@@ -1,9 +1,7 @@
-"""A trained model's weight file as an `Engine` in the chosen runtime (what `predict` and `eval`
-run), and quantized to int8 with what that costs (what `xception quantize` runs).
-
-The input size comes from the weights' `WeightsDescription` (the ONNX export and the compiled package
-fix it; the batch stays dynamic), and int8 calibrates on images from the data the weights were
-trained on.
+"""A trained model's weight file quantized to int8, with what that costs on its validation split
+(what `xception quantize` runs). The input size comes from the weights' `WeightsDescription`, and
+int8 calibrates on images from the data the weights were trained on. (The engine `predict`, `eval`
+and `serve` run is built by `xception.inference.session.InferenceSession`.)
 """
 
 from __future__ import annotations
@@ -11,60 +9,25 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 
 from xception.atomic_write import write_bytes_atomic
 from xception.cpu import cpu_features_text, cpu_has_vnni, cpu_model
-from xception.deploy.build import build_engine
-from xception.deploy.calibration import DEFAULT_CALIBRATION_SIZE, calibration_images
-from xception.deploy.choice import RuntimeChoice
+from xception.deploy.calibration import calibration_images
 from xception.deploy.cost import agreement_report, engine_logits
-from xception.deploy.engines import Engine, torch_engine
+from xception.deploy.engines import torch_engine
 from xception.deploy.int8 import Int8Check, Int8RefusedError, quantize_model
 from xception.deploy.quantize import QUANTIZED_FILES, QuantizeMethod, save_quantized
-from xception.deploy.timings import Timings, calibrate_runtimes, load_timings
 
 if TYPE_CHECKING:
-    from xception.description import WeightsDescription
+    pass
 
 log = logging.getLogger(__name__)
-
-
-def trained_engine(model: nn.Module, description: WeightsDescription, choice: RuntimeChoice, *, device: torch.device,
-                   threads: int | None = None, data_path: str | None = None,
-                   calibration_size: int = DEFAULT_CALIBRATION_SIZE) -> tuple[Engine, RuntimeChoice]:
-    """`model` (from `load_trained_model`) as an `Engine` of `choice.runtime` in `choice.precision`
-    (PyTorch fp32 and bf16 on a CPU through its cached AOTInductor package, `xception.deploy.compiled`),
-    and the choice it runs: `choice`, or PyTorch where a default runtime failed on this model."""
-    image_size = description.image_size
-    calibration = None
-    if choice.precision == "int8":
-        calibration = calibration_images(description, count=calibration_size, data_path=data_path)
-    with tempfile.TemporaryDirectory(prefix="xception-export-") as workdir:  # the runtimes load it whole
-        try:
-            engine = build_engine(model, runtime=choice.runtime, precision=choice.precision, device=device,
-                                  image_size=image_size, workdir=workdir, threads=threads,
-                                  calibration=calibration, torch_path="aot")
-            return engine, choice
-        except RuntimeError as error:
-            if choice.requested or choice.runtime == "torch":
-                raise
-            # A default the user did not ask for, whose converter rejects this model: said, then
-            # PyTorch. (The one case seen, OpenVINO refusing an unpadded 3x3 pool over a 2x2 map of
-            # a 16 px model, is fixed in SamePadMaxPool2d; tests/test_deploy.py runs it.)
-            first_line = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-            log.warning("%s could not run this model (%s); using PyTorch", choice.runtime, first_line)
-            fallback = RuntimeChoice("torch", choice.precision, f"{choice.runtime} {choice.precision} failed on this "
-                                     f"model, so PyTorch; {choice.runtime} was chosen as {choice.reason}")
-            return trained_engine(model, description, fallback, device=device, threads=threads, data_path=data_path,
-                                  calibration_size=calibration_size)
 
 
 @dataclass(frozen=True)
@@ -144,22 +107,3 @@ def write_quantized(results: list[Quantized], directory: str | os.PathLike, *, w
                                 check=q.check.to_json()) for q in results])
     paths.append(write_bytes_atomic(directory / "int8.json", (json.dumps(report, indent=2) + "\n").encode()))
     return paths
-
-
-def weights_timings(model: nn.Module, description: WeightsDescription, *, batch_size: int,
-                    threads: int | None = None) -> Timings | None:
-    """The cached calibration of this machine for `model` at its engine size and `batch_size`."""
-    return load_timings(model, image_size=description.image_size, batch_size=batch_size, threads=threads)
-
-
-def calibrate_weights(weights: str, *, batch_sizes: tuple[int, ...], budget_s: float, threads: int | None = None,
-                      progress: bool = True) -> list[tuple[Timings, Path]]:
-    """Calibrate the runtimes for a weight file at each of `batch_sizes` (1: `predict`'s latency;
-    `eval`'s batch: its throughput), each for about `budget_s` seconds of timed rounds, cached."""
-    from xception.models.trained import load_trained_model
-
-    if any(size < 1 for size in batch_sizes):
-        raise ValueError(f"batch sizes must be >= 1, got {batch_sizes}")
-    model, description = load_trained_model(weights)
-    return [calibrate_runtimes(model, image_size=description.image_size, batch_size=size, threads=threads,
-                               budget_s=budget_s, progress=progress) for size in batch_sizes]

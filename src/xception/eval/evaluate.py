@@ -38,13 +38,15 @@ def evaluate_weights(
     from xception.data.imagenet import open_imagenet_val
     from xception.data.loader import build_loader, default_num_workers
     from xception.data.summary import split_size
-    from xception.deploy.choice import choose_runtime
-    from xception.deploy.trained import trained_engine, weights_timings
     from xception.distributed import init_distributed
-    from xception.models.trained import load_trained_model
+    from xception.inference.session import InferenceSession
 
     context = init_distributed(device)
-    model, description = load_trained_model(weights, model_name=model_name)
+    # Batches: the throughput at this batch size decides (`xception bench --choose` measures it).
+    session = InferenceSession.open(weights, model_name=model_name, runtime=runtime, precision=precision,
+                                    device=context.device, workload="throughput", batch_size=batch_size,
+                                    data_path=data_path, require_class_names=False)
+    description = session.description
     config = recorded_data_config(description, source=source, path=data_path, ground_truth=ground_truth)
     if config.source == "imagenet" and not config.path:
         raise ValueError(f"{weights} are evaluated on the ImageNet validation set; give its folder with --data")
@@ -61,12 +63,7 @@ def evaluate_weights(
         multilabel, class_weights = datasets.multilabel, datasets.class_weights
     if num_classes != description.num_classes:
         raise ValueError(f"{weights} has {description.num_classes} classes but the data set has {num_classes}")
-    # Batches: the throughput at this batch size decides (`xception bench --choose` measures it).
-    timings = (weights_timings(model, description, batch_size=batch_size)
-               if context.device.type == "cpu" and runtime is None else None)
-    choice = choose_runtime(context.device, runtime=runtime, precision=precision, timings=timings,
-                            decide="throughput")
-    engine, choice = trained_engine(model, description, choice, device=context.device, data_path=data_path)
+    engine = session.engine
     loader = build_loader(val, batch_size=batch_size, training=False, rank=context.rank,
                           world_size=context.world_size, seed=0, num_workers=default_num_workers(context.world_size),
                           pin_memory=context.device.type == "cuda",
@@ -87,7 +84,7 @@ def evaluate_weights(
                                           pattern=group_pattern, manifest=group_manifest, column=group_column)
     seconds = time.perf_counter() - start
     return {**metrics, "seconds": seconds, "images_per_second": metrics["examples"] / seconds,
-            "runtime": f"{engine.description} ({choice.reason})"}
+            "runtime": session.runtime_text()}
 
 
 def evaluation_split(description: Any, source: str, data_path: str | None, split: str | None) -> str:

@@ -1,51 +1,23 @@
-"""Explanations of image files with trained weights: the model and what it needs to know, loaded
-once; the maps of a batch written as overlay PNGs and raw .npy maps (`xception explain`,
-`xception predict --explain`)."""
+"""Explanations of image files with trained weights (an `InferenceSession`: the PyTorch model, its
+class names and preparation); the maps of a batch written as overlay PNGs and raw .npy maps
+(`xception explain`, `xception predict --explain`)."""
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from xception.errors import UnknownNameError
 from xception.explain.methods import Explanation, Method, explain
 from xception.explain.overlay import overlay
+from xception.inference.session import InferenceSession
 
 BATCH_SIZE = 16  # images explained together (the backward pass keeps every activation of the batch)
-
-
-@dataclass(frozen=True)
-class ExplainedModel:
-    """A trained model in eval mode with what explaining needs: its class names, whether it is
-    multi-label, its input channels and the preparation (PIL image -> (C, S, S) in [-1, 1])."""
-
-    model: nn.Module
-    class_names: list[str]
-    multilabel: bool
-    in_channels: int
-    transform: Callable
-
-
-def load_explained_model(weights: str | os.PathLike, *, model_name: str | None = None) -> ExplainedModel:
-    """The model of `weights` (a file of this project's, or published weights by name)."""
-    from xception.data.prediction import prediction_transform
-    from xception.models.trained import load_trained_model
-
-    model, description = load_trained_model(weights, model_name=model_name)
-    if not description.class_names:
-        raise ValueError(f"{weights} records no class names: a notop file (features, not classes) or a foreign "
-                         "file whose head is not ImageNet's; fine-tune or convert it with this project")
-    return ExplainedModel(model=model, class_names=list(description.class_names), multilabel=description.multilabel,
-                          in_channels=description.in_channels,
-                          transform=prediction_transform(description.preprocessing,
-                                                         in_channels=description.in_channels))
 
 
 def class_indices(names: list[str], class_names: list[str]) -> list[int]:
@@ -67,24 +39,25 @@ def class_indices(names: list[str], class_names: list[str]) -> list[int]:
     return indices
 
 
-def explain_files(explained: ExplainedModel, paths: list[str], *, classes: list[str] | None, method: Method,
-                  layer: str | None, out: str | os.PathLike | None, device: torch.device) -> list[WrittenMap]:
-    """Explain each image file in `paths` for each class name in `classes` (None: its top
-    prediction), writing the maps as `write_explanation` does; images go `BATCH_SIZE` at a time."""
-    from xception.data.images import load_image
+def explain_files(session: InferenceSession, paths: list[str], *, classes: list[str] | None, method: Method,
+                  layer: str | None, out: str | os.PathLike | None) -> list[WrittenMap]:
+    """Explain each image file in `paths` with the PyTorch model of `session` (on its device) for
+    each class name in `classes` (None: its top prediction), writing the maps as `write_explanation`
+    does; images go `BATCH_SIZE` at a time. The session's engine is never built."""
     from xception.explain.layers import resolve_layer
 
-    resolve_layer(explained.model, layer)  # a wrong name fails before any image is read
-    asked = class_indices(classes, explained.class_names) if classes else [None]
-    model = explained.model.to(device)
+    resolve_layer(session.model, layer)  # a wrong name fails before any image is read
+    class_names = list(session.class_names)
+    asked = class_indices(classes, class_names) if classes else [None]
+    model = session.model.to(session.device)
     written = []
     for start in range(0, len(paths), BATCH_SIZE):
         batch = paths[start:start + BATCH_SIZE]
-        images = torch.stack([explained.transform(load_image(p, in_channels=explained.in_channels)) for p in batch])
+        images = torch.stack([session.prepare(p) for p in batch])
         for c in asked:
             explanation = explain(model, images, None if c is None else [c] * len(batch), method=method, layer=layer)
-            written += write_explanation(explanation, images, batch, class_names=explained.class_names,
-                                         multilabel=explained.multilabel, out=out)
+            written += write_explanation(explanation, images, batch, class_names=class_names,
+                                         multilabel=session.multilabel, out=out)
     return written
 
 

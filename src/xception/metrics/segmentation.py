@@ -3,31 +3,34 @@ processes), and the mean intersection over union (PASCAL VOC's and DeepLab's mIo
 
 IoU of class c = TP / (TP + FP + FN); the mean is over the classes that occur in the targets or
 the predictions (a class absent from both has no IoU), as torchmetrics' `MeanIoU` does. Pixels
-labelled `IGNORE_INDEX` (255, PASCAL VOC's void) count nowhere: not in the confusion matrix (nor in
-the loss, `xception.tasks.loss.PixelCrossEntropy`), whatever the model predicts there
-(torchmetrics' `JaccardIndex(ignore_index=255)`).
+labelled `ignore_index` (the segmentation task passes `xception.data.config.IGNORE_INDEX`, 255, PASCAL
+VOC's void) count nowhere: not in the confusion matrix (nor in the loss,
+`xception.tasks.loss.PixelCrossEntropy`), whatever the model predicts there (torchmetrics'
+`JaccardIndex(ignore_index=255)`). Pure functions of tensors: nothing of `xception.data` here.
 """
 
 from __future__ import annotations
 
 import torch
 
-from xception.data.config import IGNORE_INDEX
 
-
-def confusion_matrix(predictions: torch.Tensor, targets: torch.Tensor, num_classes: int,
-                     ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+def confusion_matrix(predictions: torch.Tensor, targets: torch.Tensor, num_classes: int, *,
+                     ignore_index: int | None = None) -> torch.Tensor:
     """int64 (num_classes, num_classes): [true class, predicted class] pixel counts.
 
     predictions, targets: int64 tensors of the same shape with values in 0..num_classes - 1;
-    targets may also hold `ignore_index`, and those pixels are not counted.
+    targets may also hold `ignore_index` (as torchmetrics' argument: None counts every pixel), and
+    those pixels are not counted.
     """
     if predictions.shape != targets.shape:
         raise ValueError(f"predictions {tuple(predictions.shape)} and targets {tuple(targets.shape)} differ in shape")
-    kept = targets.reshape(-1) != ignore_index
-    targets, predictions = targets.reshape(-1)[kept], predictions.reshape(-1)[kept]
+    targets, predictions = targets.reshape(-1), predictions.reshape(-1)
+    if ignore_index is not None:
+        kept = targets != ignore_index
+        targets, predictions = targets[kept], predictions[kept]
     if targets.numel() and (targets.min() < 0 or targets.max() >= num_classes):
-        raise ValueError(f"targets must be class indices in [0, {num_classes}) or {ignore_index} (not labelled), "
+        unlabelled = f" or {ignore_index} (not labelled)" if ignore_index is not None else ""
+        raise ValueError(f"targets must be class indices in [0, {num_classes}){unlabelled}, "
                          f"got {int(targets.min())}..{int(targets.max())}")
     pairs = targets * num_classes + predictions
     return torch.bincount(pairs, minlength=num_classes * num_classes).view(num_classes, num_classes)

@@ -123,7 +123,7 @@ def evaluate_segmentation(
         logits = logits.float()
         loss_sum += F.cross_entropy(logits, masks, reduction="sum", ignore_index=IGNORE_INDEX).double()
         labelled += (masks != IGNORE_INDEX).sum()
-        confusion += confusion_matrix(logits.argmax(1), masks, num_classes)
+        confusion += confusion_matrix(logits.argmax(1), masks, num_classes, ignore_index=IGNORE_INDEX)
         count += images.shape[0]
     confusion, loss_sum = all_reduce_sum(confusion), all_reduce_sum(loss_sum)
     count, labelled = all_reduce_sum(count), all_reduce_sum(labelled)
