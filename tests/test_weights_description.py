@@ -18,6 +18,7 @@ from xception.description import Preprocessing, WeightsDescription
 from xception.models.trained import load_trained_model
 from xception.models.weights import save_weights
 from xception.models.weights.registry import XCEPTION_IMAGENET
+from xception.models.xception import BlockSpec
 
 # What `fit` wrote into weights.safetensors before WeightsDescription (commit 8feb92b): the whole
 # training DataConfig under "data", no "task" and no "preprocessing".
@@ -101,3 +102,25 @@ def test_weight_metadata_keys_are_read_only_by_the_description():
     pattern = re.compile(r"metadata(\[|\.get\()\s*[\"'](" + "|".join(RAW_KEYS) + r")[\"']")
     readers = sorted(str(p.relative_to(root)) for p in root.rglob("*.py") if pattern.search(p.read_text()))
     assert readers == ["data/shards.py", "description.py"]
+
+
+@pytest.mark.parametrize("name,overrides", [
+    # BlockSpec tuples (entry and exit flows), a single BlockSpec (the middle flow), tuples and numbers.
+    ("xception_small", dict(
+        entry_flow=(BlockSpec((16, 24), first_activation=False, pool=True), BlockSpec((32,) * 3, stride=2)),
+        middle_flow=BlockSpec((32, 32), sepconv_activation=True), middle_repeats=2,
+        exit_flow=(BlockSpec((40, 48), pool=True), BlockSpec((56, 64), first_activation=False, residual=False,
+                                                             end_activation=True)),
+        stem_channels=(8, 16), segments=4, mid_activation="elu", fc_layers=(24,), width=1.0, depthwise_bn=True)),
+    ("inception_v3_small", dict(width=0.1, padding="valid")),
+])
+def test_a_non_default_config_round_trips_through_a_file_with_identical_outputs(name, overrides, tmp_path):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=5, in_channels=1, **overrides).eval()
+    path = save_weights(model, tmp_path / "w.safetensors", metadata={"class_names": list("abcde")})
+    loaded, description = load_trained_model(path)
+    assert loaded.config == model.config and description.model_config is not None
+    size = 64 if name.startswith("inception") else 32
+    images = torch.rand(3, 1, size, size) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(loaded(images), model(images))

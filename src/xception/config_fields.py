@@ -75,3 +75,28 @@ def describe(annotation: Any) -> str:
         return "a list" + (f" of {describe(args[0]).removeprefix('a ').removeprefix('an ')}s"
                            if len(args) == 2 and args[1] is Ellipsis else "")
     return getattr(annotation, "__name__", str(annotation))
+
+
+def from_plain(annotation: Any, value: Any, *, names: dict[str, Any] | None = None) -> Any:
+    """`value` as JSON gave it back (lists, objects) rebuilt as `annotation` asks: a dataclass from
+    an object (fields it does not know are left out), a tuple from a list, recursively. The inverse
+    of `json.loads(json.dumps(dataclasses.asdict(x)))` for this project's frozen configs."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if value is None:
+        return None
+    if origin in (Union, types.UnionType):
+        for arg in args:
+            if arg is not type(None) and matches(value, arg):
+                return from_plain(arg, value, names=names)
+        return value
+    if dataclasses.is_dataclass(annotation) and isinstance(value, dict):
+        hints = typing.get_type_hints(annotation, localns=names)
+        known = {field.name for field in dataclasses.fields(annotation)}
+        return annotation(**{k: from_plain(hints[k], v, names=names) for k, v in value.items() if k in known})
+    if (origin is tuple or annotation is tuple) and isinstance(value, (list, tuple)):
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(from_plain(args[0], v, names=names) for v in value)
+        if args and len(args) == len(value):
+            return tuple(from_plain(arg, v, names=names) for arg, v in zip(args, value, strict=True))
+        return tuple(value)
+    return value

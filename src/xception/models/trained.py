@@ -13,7 +13,6 @@ export, quantize, serve, explain, fine-tuning) gets the typed description from h
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 from torch import nn
 
+from xception.config_fields import from_plain
 from xception.description import WeightsDescription
 from xception.models.convert import build_from_file, published_metadata
 from xception.models.describe import describe
@@ -49,11 +49,8 @@ def load_trained_model(
         raise ValueError(f"{weights} does not name its model; it was not written by xception training")
     if model_name not in (None, name):
         raise ValueError(f"{weights} holds {name!r}, not {model_name!r}; drop the model name or pick {name!r}")
-    base = json.loads(json.dumps(dataclasses.asdict(get_entry(name).config)))
-    saved = metadata.get("config") or {}
-    overrides = {k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items()
-                 if k in base and v != base[k] and not isinstance(v, dict) and not _is_spec_list(v)}
-    model = create_model(name, num_classes=metadata["num_classes"], in_channels=metadata["in_channels"], **overrides)
+    model = create_model(name, num_classes=metadata["num_classes"], in_channels=metadata["in_channels"],
+                         **_recorded_overrides(name, metadata.get("config") or {}))
     load_weights(model, weights)
     return model.eval(), describe(metadata)
 
@@ -73,5 +70,11 @@ def _our_metadata(weights: str | os.PathLike | WeightsEntry) -> dict[str, Any] |
         return None
 
 
-def _is_spec_list(value: Any) -> bool:
-    return isinstance(value, list) and any(isinstance(v, dict) for v in value)
+def _recorded_overrides(name: str, saved: dict[str, Any]) -> dict[str, Any]:
+    """The fields of the config a file recorded (`dataclasses.asdict` as JSON) that differ from the
+    registered model's, rebuilt as the config's types (BlockSpec tuples, nested specs). A field the
+    registry no longer has is left out (files of older versions)."""
+    base = get_entry(name).config
+    recorded = from_plain(type(base), saved)
+    return {field.name: getattr(recorded, field.name) for field in dataclasses.fields(base)
+            if field.name in saved and getattr(recorded, field.name) != getattr(base, field.name)}
