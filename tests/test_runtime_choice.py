@@ -288,3 +288,59 @@ def test_predict_falls_back_to_pytorch_in_one_line_when_the_chosen_runtime_fails
     assert warnings == ["onnxruntime could not run this model (Unsupported operation: SamePadMaxPool2d); "
                         "using PyTorch"]
     assert err.startswith("runtime: PyTorch") and "(onnxruntime fp32 failed on this model, so PyTorch; " in err
+
+
+def _cache(timings: Timings) -> None:
+    path = timings_path(timings.key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(timings.to_json())
+
+
+def test_load_timings_takes_the_nearest_measured_batch_only_when_asked(tmp_path, monkeypatch):
+    monkeypatch.setenv("XCEPTION_HOME", str(tmp_path))
+    model = tiny_model()
+    for batch in (1, 8):
+        _cache(fake_timings(model, batch_size=batch, figures={("torch", "fp32"): 0.01 * batch}))
+    assert load_timings(model, image_size=SIZE, batch_size=16) is None  # exactly this batch: none
+    nearest = {size: load_timings(model, image_size=SIZE, batch_size=size, nearest=True).key["batch_size"]
+               for size in (1, 2, 3, 8, 16, 256)}
+    assert nearest == {1: 1, 2: 1, 3: 8, 8: 8, 16: 8, 256: 8}  # by ratio: 3 is nearer 8 (x2.7) than 1 (x3)
+    # The figures carry their batch, so the reason names the batch that was timed.
+    picked = choose_runtime(torch.device("cpu"), timings=load_timings(model, image_size=SIZE, batch_size=16,
+                                                                     nearest=True), decide="throughput")
+    assert "(throughput, batch 8; torch fp32 100.0 img/s" in picked.reason
+
+
+def test_serve_and_predict_follow_the_calibration_and_say_so(tmp_path, monkeypatch, caplog, capsys):
+    """Before a calibration both say the choice is a preference; after one (cached timings of this
+    machine, written as `bench --choose` writes them), serve decides by throughput at the batch
+    measured nearest its largest batch and predict by latency at batch 1, each naming the figures."""
+    from xception.serve.model import load_served_model
+
+    for module in ("onnxruntime", "openvino"):
+        pytest.importorskip(module)
+    monkeypatch.setenv("XCEPTION_HOME", str(tmp_path / "home"))
+    weights = write_weights(tmp_path / "w.safetensors")
+    image = tmp_path / "item.png"
+    Image.fromarray((torch.rand(SIZE, SIZE) * 255).byte().numpy()).save(image)
+    with caplog.at_level(logging.INFO, logger="xception.serve.model"):
+        served = load_served_model(weights, device="cpu", max_batch_size=16)
+    before = served.session.choice.reason
+    assert "a preference, not a measurement" in before or "the only runtime installed" in before
+    assert f"runtime: {served.engine.description} ({before})" in caplog.text
+    assert "a preference, not a measurement" in predict_output(weights, image, capsys)
+
+    # Runtimes that need no compilation, so the test stays quick: the ONNX export only.
+    model = tiny_model()
+    _cache(fake_timings(model, batch_size=1, figures={("onnxruntime", "fp32"): 0.002, ("openvino", "fp32"): 0.004}))
+    _cache(fake_timings(model, batch_size=32, figures={("onnxruntime", "fp32"): 0.8, ("openvino", "fp32"): 0.4}))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="xception.serve.model"):
+        served = load_served_model(weights, device="cpu", max_batch_size=16)
+    after = served.session.choice.reason
+    assert after == ("openvino fp32: the fastest measured on this machine (throughput, batch 32; openvino fp32 "
+                     "80.0 img/s, onnxruntime fp32 40.0 img/s; measured 2026-12-06 00:40 UTC)")
+    assert served.engine.runtime == "openvino" and "a preference" not in caplog.text and after in caplog.text
+    # predict, one image: the latency at batch 1, where onnxruntime was the faster.
+    assert "(onnxruntime fp32: the fastest measured on this machine (latency, one image; onnxruntime fp32 2.0 ms" in \
+        predict_output(weights, image, capsys)
