@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from xception.experiments import NAMES
+    from xception.experiments.registry import NAMES
 
     parser = subparsers.add_parser(
         "experiment",

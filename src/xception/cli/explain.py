@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from xception.explain.methods import METHODS
+from xception.explain.method_names import METHODS
 
 
 def add_parser(subparsers) -> None:

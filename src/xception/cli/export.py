@@ -6,7 +6,7 @@ import argparse
 
 
 def add_parser(subparsers) -> None:
-    from xception.deploy.export import EXPORT_FORMATS
+    from xception.deploy.export_formats import EXPORT_FORMATS
 
     parser = subparsers.add_parser(
         "export",

@@ -13,8 +13,7 @@ METHOD_HELP = {
 
 
 def add_parser(subparsers) -> None:
-    from xception.deploy.calibration import DEFAULT_CALIBRATION_SIZE
-    from xception.deploy.quantize import DEFAULT_METHOD, QUANTIZE_METHODS
+    from xception.deploy.quantize_methods import DEFAULT_CALIBRATION_SIZE, DEFAULT_METHOD, QUANTIZE_METHODS
 
     parser = subparsers.add_parser(
         "quantize",
@@ -45,7 +44,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from xception.cpu import cpu_features_text, cpu_model
     from xception.deploy.int8 import MAX_RELATIVE_ERROR
-    from xception.deploy.quantize import QUANTIZE_METHODS
+    from xception.deploy.quantize_methods import QUANTIZE_METHODS
     from xception.deploy.trained import best_quantized, quantize_weights, write_quantized
 
     if not Path(args.weights).is_file():

@@ -2,6 +2,8 @@
 
 In layers, each importing only the ones below it (tests/test_package_layers.py checks it):
 
+0. `export_formats`, `quantize_methods`: the formats and int8 methods by name (and the int8 defaults),
+   importing nothing, for the command line's parser;
 1. `runtimes`: what each runtime needs and computes, the one availability check
    (`require_runtime`), the process's one OpenVINO Core, the thread count;
    `engines`: a model ready for inference in one runtime and precision (`Engine`): PyTorch,

@@ -17,7 +17,7 @@ from xception.deploy.compiled import COMPILE_ERRORS, aot_torch_engine
 from xception.deploy.engines import Engine, onnxruntime_engine, openvino_engine, torch_engine
 from xception.deploy.export import export_for_runtimes
 from xception.deploy.int8 import quantize_model
-from xception.deploy.quantize import METHOD_RUNTIMES
+from xception.deploy.quantize_methods import METHOD_RUNTIMES
 from xception.deploy.runtimes import Runtime, require_runtime
 from xception.runtime import Precision
 

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 import torch
 from torch.utils.data import IterableDataset
 
+from xception.deploy.quantize_methods import DEFAULT_CALIBRATION_SIZE
+
 if TYPE_CHECKING:
     from xception.description import WeightsDescription
-
-DEFAULT_CALIBRATION_SIZE = 300  # a few hundred: NNCF's own default subset is 300
 
 
 def calibration_images(description: WeightsDescription, *, count: int = DEFAULT_CALIBRATION_SIZE, seed: int = 0,

@@ -12,8 +12,8 @@ measure. The preference follows the kind of CPU, from `benchmarks/deploy.py` at 
 on a CPU with native bf16 (a 2-core AMD EPYC with avx512_bf16, where the three runtimes came within
 10% of each other and their order changed from run to run) OpenVINO bf16, else PyTorch bf16; on a
 CPU without it (an AVX2-only EPYC, issue 26) onnxruntime fp32, ahead of OpenVINO fp32 (8.8 against
-7.9 img/s). On a GPU: PyTorch. int8, asked
-for, runs the fastest int8 of that benchmark that is installed (`xception.deploy.quantize.INT8_PREFERENCE`).
+7.9 img/s). On a GPU: PyTorch. int8, asked for, runs the fastest int8 of that benchmark that is
+installed (`xception.deploy.quantize_methods.INT8_PREFERENCE`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch
 
 from xception.cpu import cpu_has_native_bf16
 from xception.deploy.measure import Measurement
-from xception.deploy.quantize import INT8_PREFERENCE, METHOD_RUNTIMES
+from xception.deploy.quantize_methods import INT8_PREFERENCE, METHOD_RUNTIMES
 from xception.deploy.runtimes import Runtime, missing_modules, require_runtime, unavailable_reason
 from xception.deploy.timings import MEASURE_HINT, Timings
 from xception.runtime import Precision, check_precision, fastest_settings

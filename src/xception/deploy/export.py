@@ -16,17 +16,15 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Literal
 
 import torch
 from torch import nn
 
 from xception.deploy.digest import weights_digest
 from xception.deploy.engines import onnxruntime_engine, openvino_engine
+from xception.deploy.export_formats import EXPORT_FORMATS, ExportFormat
 from xception.deploy.runtimes import require_runtime
 
-ExportFormat = Literal["onnx", "openvino", "torchscript", "torch_export"]
-EXPORT_FORMATS: tuple[ExportFormat, ...] = ("onnx", "openvino", "torchscript", "torch_export")
 _SUFFIXES = {"torch_export": (".pt2", "torch.export programs are saved as .pt2 files"),
              "openvino": (".xml", "OpenVINO IR is saved as an .xml file (and a .bin beside it)")}
 

@@ -30,15 +30,13 @@ from xception.cpu import cpu_features_text, cpu_has_vnni
 from xception.deploy.engines import Engine, onnxruntime_engine, openvino_engine
 from xception.deploy.export import export_for_runtimes
 from xception.deploy.quantize import (
-    QUANTIZE_METHODS,
-    QUANTIZED_FILES,
     Int8RefusedError,
-    QuantizeMethod,
     pt2e_engine,
     quantize_onnxruntime,
     quantize_openvino,
     quantize_pt2e,
 )
+from xception.deploy.quantize_methods import QUANTIZE_METHODS, QUANTIZED_FILES, QuantizeMethod
 
 # Past these, an int8 model is refused: logits off by half the largest logit are wrong answers, not
 # rounding; and on images whose fp32 decision is clear, int8 must take the same one.

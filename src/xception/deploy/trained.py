@@ -22,7 +22,8 @@ from xception.deploy.calibration import calibration_images
 from xception.deploy.cost import agreement_report, engine_logits
 from xception.deploy.engines import torch_engine
 from xception.deploy.int8 import Int8Check, Int8RefusedError, quantize_model
-from xception.deploy.quantize import QUANTIZED_FILES, QuantizeMethod, save_quantized
+from xception.deploy.quantize import save_quantized
+from xception.deploy.quantize_methods import QUANTIZED_FILES, QuantizeMethod
 
 if TYPE_CHECKING:
     pass

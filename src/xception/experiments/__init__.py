@@ -6,8 +6,11 @@ An experiment is data (`definition.Comparison` or `definition.SpeedTable`, one m
 the networks (`speed_table`), and writes results.json, PNG plots and report.md (`report`).
 """
 
-from xception.experiments.registry import NAMES, get_experiment
-from xception.experiments.run import run_experiment
-from xception.experiments.scales import SCALES, Scale, get_scale
+from xception.lazy_exports import lazy_exports
 
 __all__ = ["NAMES", "SCALES", "Scale", "get_experiment", "get_scale", "run_experiment"]
+# Imported on first use: the command line reads `NAMES` (torch-free) for its choices.
+__getattr__ = lazy_exports(__name__, {
+    "NAMES": "xception.experiments.registry", "get_experiment": "xception.experiments.registry",
+    "SCALES": "xception.experiments.scales", "Scale": "xception.experiments.scales",
+    "get_scale": "xception.experiments.scales", "run_experiment": "xception.experiments.run"})

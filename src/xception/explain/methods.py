@@ -25,16 +25,14 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal, get_args
 
 import numpy as np
 import torch
 from torch import nn
 
 from xception.explain.layers import default_layer, is_segmentation, resolve_layer
+from xception.explain.method_names import METHODS, Method
 
-Method = Literal["gradcam", "cam", "gradcam++", "scorecam"]
-METHODS: tuple[str, ...] = get_args(Method)
 SCORECAM_BATCH = 64  # masked copies of one image per forward pass (the library's default is 16)
 
 
