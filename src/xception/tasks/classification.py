@@ -94,7 +94,8 @@ def evaluate(
     `keep_scores` adds `scores` and `labels`, those probabilities and targets in loader order (one
     process). A loader from `build_loader` that
     skips unreadable images (`--bad-images skip`) adds `bad_images`, their number, all left out
-    of `examples` and the metrics. `progress` draws a bar over this process's batches (stderr).
+    of `examples` and the metrics. `progress` draws a bar over this process's batches on stderr
+    when it is a terminal.
     """
     if isinstance(model, nn.Module):
         model.eval()
@@ -103,7 +104,9 @@ def evaluate(
     count = torch.zeros((), dtype=torch.long, device=device)
     correct = torch.zeros(len(ks), dtype=torch.long, device=device)
     all_scores, all_targets = [], []
-    for images, targets in tqdm(loader, desc="evaluating", unit="batch", file=sys.stderr, disable=not progress):
+    # A bar only on a terminal: into a log file tqdm writes one endless line of carriage returns.
+    bar = progress and sys.stderr.isatty()
+    for images, targets in tqdm(loader, desc="evaluating", unit="batch", file=sys.stderr, disable=not bar):
         images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
         targets = targets.to(device, non_blocking=True)
         with autocast(device.type, autocast_dtype):

@@ -106,7 +106,8 @@ def evaluate_segmentation(
     (a list, NaN where undefined) of `model` (a module, or an `xception.deploy.engines.Engine`) over `loader`'s shards, combined over all processes.
 
     Items: images (N, C, H, W) in [-1, 1], masks int64 (N, H, W) (`IGNORE_INDEX` where not labelled);
-    the model gives (N, K, H, W) logits. `progress` draws a bar over this process's batches (stderr).
+    the model gives (N, K, H, W) logits. `progress` draws a bar over this process's batches on stderr
+    when it is a terminal.
     """
     if isinstance(model, nn.Module):
         model.eval()
@@ -115,7 +116,9 @@ def evaluate_segmentation(
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     count = torch.zeros((), dtype=torch.long, device=device)
     labelled = torch.zeros((), dtype=torch.long, device=device)
-    for images, masks in tqdm(loader, desc="evaluating", unit="batch", file=sys.stderr, disable=not progress):
+    # A bar only on a terminal: into a log file tqdm writes one endless line of carriage returns.
+    bar = progress and sys.stderr.isatty()
+    for images, masks in tqdm(loader, desc="evaluating", unit="batch", file=sys.stderr, disable=not bar):
         images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
         masks = masks.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):

@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import random
+import sys
 import time
 from collections.abc import Iterator
 from itertools import islice
@@ -504,8 +505,10 @@ def _diverged(loss: float, *, step: int, lr: float, run_dir: RunDirectory) -> Di
 
 
 def _progress_bar(config: TrainConfig, context: DistributedContext, total: int, initial: int):
-    if not (config.progress and context.is_main):
+    # Only on a terminal: into a log file, tqdm writes every update as one endless line of carriage
+    # returns; a log gets the evaluation lines (`log.info`) and metrics.jsonl the per-step rows.
+    if not (config.progress and context.is_main and sys.stderr.isatty()):
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, desc="train")
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, desc="train", file=sys.stderr)

@@ -1,10 +1,10 @@
 """Fetching a registered weight file into the cache, once, checked.
 
 The cache is `$XCEPTION_HOME/weights/` (default `~/.cache/xception/weights/`). A download streams into
-a temporary file in that folder with a progress bar, is checked against the entry's checksum, and only
-then is renamed into place (atomic on one file system), so the cache never holds a partial or wrong
-download; a failed download leaves nothing behind. A cached file is used without any network access,
-after checking it again (it may have been put there by hand).
+a temporary file in that folder (with a progress bar on a terminal), is checked against the entry's
+checksum, and only then is renamed into place (atomic on one file system), so the cache never holds a
+partial or wrong download; a failed download leaves nothing behind. A cached file is used without
+any network access, after checking it again (it may have been put there by hand).
 `$XCEPTION_WEIGHTS_URL` replaces the publishers' URLs by `<that base>/<file name>` (a mirror, a
 local server).
 """
@@ -99,8 +99,9 @@ def _download_checked(url: str, path: Path, checksum: Checksum, *, progress: boo
     try:
         with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response:
             expected_size = int(response.headers.get("Content-Length") or 0) or None
+            # A bar only on a terminal: into a log file tqdm writes one endless line of carriage returns.
             with tqdm(total=expected_size, unit="B", unit_scale=True, desc=path.name, file=sys.stderr,
-                      disable=not progress) as bar:
+                      disable=not (progress and sys.stderr.isatty())) as bar:
                 try:
                     while chunk := response.read(_CHUNK):
                         out.write(chunk)
