@@ -95,7 +95,13 @@ def write_cached(timings: Timings) -> None:
     path.write_text(timings.to_json())
 
 
-def test_load_timings_reads_back_what_matches_this_machine_and_software():
+@pytest.fixture
+def own_home(tmp_path, monkeypatch):
+    """A $XCEPTION_HOME of the test's own: timings cached here reach no other test's choice."""
+    monkeypatch.setenv("XCEPTION_HOME", str(tmp_path / "home"))
+
+
+def test_load_timings_reads_back_what_matches_this_machine_and_software(own_home):
     model = tiny_model()
     timings = fake_timings(model, batch_size=3, figures={("torch", "fp32"): 0.01})
     write_cached(timings)
@@ -103,7 +109,7 @@ def test_load_timings_reads_back_what_matches_this_machine_and_software():
     assert load_timings(model, image_size=SIZE, batch_size=4) is None  # another batch: not measured
 
 
-def test_load_timings_ignores_a_stale_calibration_with_a_warning(caplog):
+def test_load_timings_ignores_a_stale_calibration_with_a_warning(caplog, own_home):
     model = tiny_model()
     timings = fake_timings(model, batch_size=5, figures={("torch", "fp32"): 0.01})
     stale = Timings({**timings.key, "software": {**timings.key["software"], "torch": "2.13.0"}}, timings.measured_at,
@@ -121,7 +127,7 @@ def test_load_timings_ignores_a_stale_calibration_with_a_warning(caplog):
 
 @pytest.mark.parametrize("text", ["{not json", json.dumps({"key": {}, "measured_at": "x", "measurements": []}),
                                   json.dumps({"measurements": [{"runtime": "torch"}]})])
-def test_load_timings_ignores_a_corrupt_file_with_a_warning(text, caplog):
+def test_load_timings_ignores_a_corrupt_file_with_a_warning(text, caplog, own_home):
     model = tiny_model()
     path = timings_path(timing_key(model, image_size=SIZE, batch_size=6, threads=torch.get_num_threads()))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -290,25 +296,28 @@ def test_predict_falls_back_to_pytorch_in_one_line_when_the_chosen_runtime_fails
     assert err.startswith("runtime: PyTorch") and "(onnxruntime fp32 failed on this model, so PyTorch; " in err
 
 
-def _cache(timings: Timings) -> None:
-    path = timings_path(timings.key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(timings.to_json())
+def test_load_timings_takes_the_nearest_measured_batch_only_when_asked(own_home, tmp_path):
+    from xception.inference.session import InferenceSession
 
-
-def test_load_timings_takes_the_nearest_measured_batch_only_when_asked(tmp_path, monkeypatch):
-    monkeypatch.setenv("XCEPTION_HOME", str(tmp_path))
     model = tiny_model()
-    for batch in (1, 8):
-        _cache(fake_timings(model, batch_size=batch, figures={("torch", "fp32"): 0.01 * batch}))
+    for batch in (8, 64):
+        write_cached(fake_timings(model, batch_size=batch, figures={("torch", "fp32"): 0.01 * batch}))
     assert load_timings(model, image_size=SIZE, batch_size=16) is None  # exactly this batch: none
     nearest = {size: load_timings(model, image_size=SIZE, batch_size=size, nearest=True).key["batch_size"]
-               for size in (1, 2, 3, 8, 16, 256)}
-    assert nearest == {1: 1, 2: 1, 3: 8, 8: 8, 16: 8, 256: 8}  # by ratio: 3 is nearer 8 (x2.7) than 1 (x3)
+               for size in (2, 8, 16, 22, 23, 256)}
+    assert nearest == {2: 8, 8: 8, 16: 8, 22: 8, 23: 64, 256: 64}  # by ratio: 23 is nearer 64 (x2.78) than 8 (x2.88)
     # The figures carry their batch, so the reason names the batch that was timed.
     picked = choose_runtime(torch.device("cpu"), timings=load_timings(model, image_size=SIZE, batch_size=16,
                                                                      nearest=True), decide="throughput")
     assert "(throughput, batch 8; torch fp32 100.0 img/s" in picked.reason
+    # A session decides latency (predict) by batch 1 alone: a batch's throughput says nothing of it.
+    weights = write_weights(tmp_path / "w.safetensors")
+    assert InferenceSession.open(weights, device="cpu").timings() is None
+    throughput = InferenceSession.open(weights, device="cpu", workload="throughput", batch_size=16).timings()
+    assert throughput.key["batch_size"] == 8
+    write_cached(fake_timings(model, batch_size=1, figures={("torch", "fp32"): 0.001}))
+    assert InferenceSession.open(weights, device="cpu").timings().key["batch_size"] == 1
+    assert load_timings(model, image_size=SIZE, batch_size=2, nearest=True).key["batch_size"] == 8  # 1 is latency
 
 
 def test_serve_and_predict_follow_the_calibration_and_say_so(tmp_path, monkeypatch, caplog, capsys):
@@ -332,8 +341,8 @@ def test_serve_and_predict_follow_the_calibration_and_say_so(tmp_path, monkeypat
 
     # Runtimes that need no compilation, so the test stays quick: the ONNX export only.
     model = tiny_model()
-    _cache(fake_timings(model, batch_size=1, figures={("onnxruntime", "fp32"): 0.002, ("openvino", "fp32"): 0.004}))
-    _cache(fake_timings(model, batch_size=32, figures={("onnxruntime", "fp32"): 0.8, ("openvino", "fp32"): 0.4}))
+    write_cached(fake_timings(model, batch_size=1, figures={("onnxruntime", "fp32"): 0.002, ("openvino", "fp32"): 0.004}))
+    write_cached(fake_timings(model, batch_size=32, figures={("onnxruntime", "fp32"): 0.8, ("openvino", "fp32"): 0.4}))
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="xception.serve.model"):
         served = load_served_model(weights, device="cpu", max_batch_size=16)

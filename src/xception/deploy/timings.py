@@ -103,7 +103,7 @@ def load_timings(model: nn.Module, *, image_size: int, batch_size: int, threads:
     key = timing_key(model, image_size=image_size, batch_size=batch_size, threads=threads or torch.get_num_threads())
     path = timings_path(key)
     if not path.exists() and nearest:
-        measured = _measured_batch_sizes(path)
+        measured = [size for size in _measured_batch_sizes(path) if size > 1]  # batch 1 is latency, not throughput
         if measured:
             batch_size = min(measured, key=lambda size: abs(math.log(size / batch_size)))
             key = {**key, "batch_size": batch_size}

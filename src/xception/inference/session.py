@@ -10,7 +10,7 @@ apart (`serve` ignored the calibration that `predict` used):
 2. choose the runtime and precision (`xception.deploy.choice.choose_runtime`): named by the user, else
    the fastest that `xception bench --choose` measured on this machine for this model, at batch 1
    for `workload="latency"` (`predict`) or at the session's batch size for "throughput" (`eval`,
-   `serve`), the nearest measured batch size where that one was not measured; else a preference;
+   `serve`; the nearest batch size measured where that one was not, never batch 1); else a preference;
 3. build the engine (`xception.deploy.build.build_engine`; PyTorch where a default runtime cannot
    convert the model, said in a warning) and the transform of the weights' preparation;
 4. turn logits into probabilities (softmax, or a sigmoid per class for multi-label weights).
@@ -138,8 +138,9 @@ class InferenceSession:
         """The calibration of this machine that decides the choice (None: none, or not on a CPU)."""
         if self.device.type != "cpu":
             return None
-        size = 1 if self.workload == "latency" else self.batch_size
-        return load_timings(self.model, image_size=self.image_size, batch_size=size, threads=self.threads,
+        if self.workload == "latency":  # one image's latency: no other batch size says anything of it
+            return load_timings(self.model, image_size=self.image_size, batch_size=1, threads=self.threads)
+        return load_timings(self.model, image_size=self.image_size, batch_size=self.batch_size, threads=self.threads,
                             nearest=True)
 
     def requested_choice(self) -> RuntimeChoice:
