@@ -12,6 +12,7 @@ through the same engines (`xception.deploy.engines`) that `predict` and `eval` u
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import warnings
@@ -25,6 +26,7 @@ from xception.deploy.engines import onnxruntime_engine, openvino_engine
 from xception.deploy.export_formats import EXPORT_FORMATS, ExportFormat
 from xception.deploy.runtimes import require_runtime
 
+log = logging.getLogger(__name__)
 _SUFFIXES = {"torch_export": (".pt2", "torch.export programs are saved as .pt2 files"),
              "openvino": (".xml", "OpenVINO IR is saved as an .xml file (and a .bin beside it)")}
 
@@ -75,6 +77,9 @@ def export_model(
                 output_names=["output"],
                 dynamic_shapes=({0: batch},) if batch is not None else None,
                 dynamo=True,
+                # One self-contained file (the largest model here, DeepLabV3+ on xception65, is far under
+                # protobuf's 2 GB), which can be moved into place whole: the cache renames it.
+                external_data=False,
                 optimize=optimize_onnx,
                 verbose=False,
             )
@@ -129,14 +134,43 @@ def verify_export(
 
 
 def export_for_runtimes(model: nn.Module, directory: str | os.PathLike, *, image_size: int) -> Path:
-    """The project's ONNX export of `model` (BatchNorm folded, dynamic batch) in `directory`,
-    reused when `directory` already holds the export of the same weights at the same size (the
-    benchmark builds one model for several runtimes and precisions; an export takes a minute)."""
+    """The project's ONNX export of `model` (BatchNorm folded, dynamic batch) in `directory`.
+
+    Named by a digest of the folded weights, the input size and the exporter's versions, so that a
+    directory can serve as a cache across processes (`InferenceSession` keeps one in
+    `$XCEPTION_HOME/exports/`: a second `predict` never exports again) and nothing stale matches. The
+    file is written under a temporary name and moved into place with its sha256 beside it; an entry
+    whose checksum is missing or wrong (a killed writer, a damaged disk) is exported again with a
+    warning, never used."""
+    from xception.atomic_write import temporary_path, write_text_atomic
+    from xception.deploy.runtimes import software_versions
     from xception.models.fuse import fuse_for_inference
 
     fused = fuse_for_inference(model)
-    digest = weights_digest(fused, image_size)
+    versions = {k: v for k, v in software_versions().items() if k in ("torch", "onnx", "onnxscript", "xception")}
+    digest = weights_digest(fused, image_size, sorted(versions.items()))
     path = Path(directory) / f"{getattr(model, 'model_name', type(model).__name__)}-{digest[:16]}.onnx"
+    checksum = path.with_name(path.name + ".sha256")
     if path.exists():
-        return path
-    return export_model(fused, path, format="onnx", image_size=image_size, batch_size=2)
+        if checksum.exists() and checksum.read_text().strip() == _file_sha256(path):
+            return path
+        log.warning("the cached ONNX export %s is incomplete or corrupt (its checksum does not match); exporting "
+                    "again", path)
+    temporary = temporary_path(path)
+    try:
+        export_model(fused, temporary, format="onnx", image_size=image_size, batch_size=2)
+        write_text_atomic(checksum, _file_sha256(temporary) + "\n")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -108,16 +108,16 @@ def quantize_model(model: nn.Module, method: QuantizeMethod, calibration: torch.
         quantized = quantize_pt2e(model, calibration)
         engine = pt2e_engine(quantized, threads=threads)
         return _checked(model, method, quantized, engine, calibration)
-    with tempfile.TemporaryDirectory(prefix="xception-export-") as scratch:  # the runtimes load it whole
-        directory = workdir if workdir is not None else scratch
-        onnx_path = export_for_runtimes(model, directory, image_size=image_size)
+    with tempfile.TemporaryDirectory(prefix="xception-int8-") as scratch:  # the runtimes load it whole
+        # The fp32 export may come from (and go to) `workdir`, a cache; the int8 model is this call's own.
+        onnx_path = export_for_runtimes(model, workdir if workdir is not None else scratch, image_size=image_size)
         if method == "nncf":
             quantized = quantize_openvino(onnx_path, calibration)
             engine = openvino_engine(quantized, precision="int8", threads=threads)
             return _checked(model, method, quantized, engine, calibration)
         import onnx
 
-        path = quantize_onnxruntime(onnx_path, calibration, os.path.join(directory, QUANTIZED_FILES[method]))
+        path = quantize_onnxruntime(onnx_path, calibration, os.path.join(scratch, QUANTIZED_FILES[method]))
         engine = onnxruntime_engine(path, threads=threads)
         return _checked(model, method, onnx.load(str(path)), engine, calibration)
 

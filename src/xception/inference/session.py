@@ -25,7 +25,6 @@ import functools
 import io
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -38,6 +37,7 @@ from xception.deploy.calibration import DEFAULT_CALIBRATION_SIZE, calibration_im
 from xception.deploy.choice import RuntimeChoice, choose_runtime
 from xception.deploy.engines import Engine
 from xception.deploy.timings import Timings, calibrate_runtimes, load_timings
+from xception.home import xception_home
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -173,20 +173,21 @@ class InferenceSession:
         if choice.precision == "int8":
             calibration = calibration_images(self.description, count=DEFAULT_CALIBRATION_SIZE,
                                              data_path=self.data_path)
-        with tempfile.TemporaryDirectory(prefix="xception-export-") as workdir:  # the runtimes load it whole
-            try:
-                engine = build_engine(self.model, runtime=choice.runtime, precision=choice.precision,
-                                      device=self.device, image_size=self.image_size, workdir=workdir,
-                                      threads=self.threads, calibration=calibration, torch_path="aot")
-                return engine, choice
-            except RuntimeError as error:
-                if choice.requested or choice.runtime == "torch":
-                    raise
-                # A default the user did not ask for, whose converter rejects this model: said, then
-                # PyTorch. (The one case seen, OpenVINO refusing an unpadded 3x3 pool over a 2x2 map
-                # of a 16 px model, is fixed in SamePadMaxPool2d; tests/test_deploy.py runs it.)
-                first_line = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-                log.warning("%s could not run this model (%s); using PyTorch", choice.runtime, first_line)
+        try:
+            # The ONNX export onnxruntime and OpenVINO run is cached on disk, keyed by the weights
+            # (`export_for_runtimes`): a second process with the same weights never exports again.
+            engine = build_engine(self.model, runtime=choice.runtime, precision=choice.precision,
+                                  device=self.device, image_size=self.image_size, workdir=xception_home() / "exports",
+                                  threads=self.threads, calibration=calibration, torch_path="aot")
+            return engine, choice
+        except RuntimeError as error:
+            if choice.requested or choice.runtime == "torch":
+                raise
+            # A default the user did not ask for, whose converter rejects this model: said, then
+            # PyTorch. (The one case seen, OpenVINO refusing an unpadded 3x3 pool over a 2x2 map
+            # of a 16 px model, is fixed in SamePadMaxPool2d; tests/test_deploy.py runs it.)
+            first_line = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+            log.warning("%s could not run this model (%s); using PyTorch", choice.runtime, first_line)
         fallback = RuntimeChoice("torch", choice.precision, f"{choice.runtime} {choice.precision} failed on this "
                                  f"model, so PyTorch; {choice.runtime} was chosen as {choice.reason}")
         return self._build(fallback)
