@@ -62,7 +62,8 @@ def build_engine(model: nn.Module, *, runtime: Runtime, precision: Precision, de
     onnx_path = export_for_runtimes(model, workdir, image_size=image_size)
     if runtime == "onnxruntime":
         return onnxruntime_engine(onnx_path, threads=threads)
-    return openvino_engine(onnx_path, precision=precision, threads=threads)
+    # OpenVINO's compiled model is cached beside the export (a persistent directory for the session).
+    return openvino_engine(onnx_path, precision=precision, threads=threads, cache_dir=os.path.join(workdir, "openvino"))
 
 
 def _last_line(error: BaseException) -> str:

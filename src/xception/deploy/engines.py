@@ -111,12 +111,15 @@ def _onnx_nodes(path: str | os.PathLike) -> list[Any]:
     return list(onnx.load(str(path), load_external_data=False).graph.node)
 
 
-def openvino_engine(model: Any, *, precision: Precision, threads: int | None = None) -> Engine:
+def openvino_engine(model: Any, *, precision: Precision, threads: int | None = None,
+                    cache_dir: str | os.PathLike | None = None) -> Engine:
     """`model` (an ONNX or OpenVINO IR path, or an `openvino.Model`) compiled for OpenVINO's CPU plugin.
 
     fp32 and bf16 set INFERENCE_PRECISION_HINT (OpenVINO's default on a CPU with native bf16 is
     bf16, so fp32 must be asked for); an int8 model (from `quantize_openvino`) runs its quantized
-    layers in int8 and the others in bf16 where the CPU has it, else fp32.
+    layers in int8 and the others in bf16 where the CPU has it, else fp32. `cache_dir`: OpenVINO's
+    own model cache (CACHE_DIR), which keys each compiled model by the model, the settings, the CPU
+    and OpenVINO's version, so that a later process with the same ones loads it instead of compiling.
     """
     require_runtime("openvino")
     import openvino
@@ -129,8 +132,10 @@ def openvino_engine(model: Any, *, precision: Precision, threads: int | None = N
         raise ValueError("OpenVINO bf16 needs a CPU with native bf16 (avx512_bf16 or AMX); use fp32")
     hint = {"fp32": "f32", "bf16": "bf16", "int8": "bf16" if native_bf16 else "f32"}[precision]
     count = threads_or_torch(threads)
-    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": count,
-                                                 "PERFORMANCE_HINT": "LATENCY"})
+    settings = {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": count, "PERFORMANCE_HINT": "LATENCY"}
+    if cache_dir is not None:
+        settings["CACHE_DIR"] = str(cache_dir)
+    compiled = core.compile_model(model, "CPU", settings)
     request = compiled.create_infer_request()
 
     def run(images: torch.Tensor) -> torch.Tensor:
