@@ -15,18 +15,13 @@ import functools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import nn
 
 from xception.cpu import cpu_has_native_bf16
+from xception.precisions import Precision, TrainingPrecision  # noqa: F401  (the types' home is light)
 
-# The project's one precision type. int8 is post-training quantization, for inference only
-# (`xception.deploy`); the others are what `torch.autocast` computes in (fp32: autocast off).
-Precision = Literal["fp32", "bf16", "fp16", "int8"]
-# The precisions a model trains in: all but int8.
-TrainingPrecision = Literal["fp32", "bf16", "fp16"]
 # What `torch.autocast` computes in for each precision; fp32 is autocast off. Weights stay fp32 in all.
 AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 

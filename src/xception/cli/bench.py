@@ -7,6 +7,7 @@ from pathlib import Path
 
 
 def add_parser(subparsers) -> None:
+    from xception.precisions import PRECISIONS
     parser = subparsers.add_parser(
         "bench",
         help="measure training and inference throughput side by side",
@@ -24,7 +25,7 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--image-size", type=int, default=299)
-    parser.add_argument("--precision", nargs="+", choices=("fp32", "bf16", "fp16", "int8"), default=None,
+    parser.add_argument("--precision", nargs="+", choices=PRECISIONS, default=None,
                         help="default: fp32, bf16 and int8 on CPU, bf16 on CUDA; int8: post-training quantization "
                         "(inference; NNCF for openvino:NAME, PT2E for this project's PyTorch models)")
     parser.add_argument("--modes", nargs="+", choices=("train", "infer"), default=["train", "infer"])

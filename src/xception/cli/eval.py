@@ -10,6 +10,8 @@ from xception.data.config import SOURCES
 
 def add_parser(subparsers) -> None:
     from xception.cli.weights import add_weights_options
+    from xception.deploy.runtime_names import RUNTIMES
+    from xception.precisions import PRECISIONS
 
     parser = subparsers.add_parser(
         "eval",
@@ -31,10 +33,10 @@ def add_parser(subparsers) -> None:
                         "beside it: ILSVRC2012_validation_ground_truth.txt, LOC_val_solution.csv, ...)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", help="cpu or cuda (default: a GPU when there is one)")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16", "int8"),
+    parser.add_argument("--precision", choices=PRECISIONS,
                         help="default: the fastest for the device and runtime; int8 quantizes after calibrating "
                         "on a few hundred of the weights' training images")
-    parser.add_argument("--runtime", choices=("torch", "onnxruntime", "openvino"),
+    parser.add_argument("--runtime", choices=RUNTIMES,
                         help="default: on a CPU the highest throughput at --batch-size measured by `xception bench "
                         "--choose` (cached per machine), else a preference; printed with the metrics")
     add_bad_image_options(parser, training=False)

@@ -10,6 +10,8 @@ from xception.explain.method_names import METHODS
 
 def add_parser(subparsers) -> None:
     from xception.cli.weights import add_weights_options
+    from xception.deploy.runtime_names import RUNTIMES
+    from xception.precisions import PRECISIONS
 
     parser = subparsers.add_parser(
         "predict",
@@ -28,11 +30,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--device", help="cpu or cuda (default: a GPU when there is one)")
     parser.add_argument(
         "--precision",
-        choices=("fp32", "bf16", "fp16", "int8"),
+        choices=PRECISIONS,
         help="default: the fastest correct one for the device and runtime, which is printed; int8 quantizes "
         "after calibrating on a few hundred of the weights' training images",
     )
-    parser.add_argument("--runtime", choices=("torch", "onnxruntime", "openvino"),
+    parser.add_argument("--runtime", choices=RUNTIMES,
                         help="default: on a CPU the lowest latency measured by `xception bench --choose` (cached per "
                         "machine), else a preference; the choice and its figures are printed")
     parser.add_argument("--out", metavar="DIR", help="write the masks and --explain's overlays here (default: "

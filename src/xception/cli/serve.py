@@ -8,6 +8,8 @@ import argparse
 
 def add_parser(subparsers) -> None:
     from xception.cli.weights import add_weights_options
+    from xception.deploy.runtime_names import RUNTIMES
+    from xception.precisions import PRECISIONS
     from xception.serve.config import ServeConfig
 
     defaults = ServeConfig()
@@ -25,10 +27,10 @@ def add_parser(subparsers) -> None:
     )
     add_weights_options(parser)
     parser.add_argument("--name", help="the model's name in the URLs (default: its registry model, e.g. xception)")
-    parser.add_argument("--runtime", choices=("torch", "onnxruntime", "openvino"),
+    parser.add_argument("--runtime", choices=RUNTIMES,
                         help="default: the fastest measured by `xception bench --choose` at the nearest batch size "
                         "(cached per machine), else a preference; logged with its figures")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16", "int8"),
+    parser.add_argument("--precision", choices=PRECISIONS,
                         help="default: the fastest correct one for the device and runtime")
     parser.add_argument("--device", help="cpu or cuda (default: a GPU when there is one)")
     parser.add_argument("--host", default=defaults.host,

@@ -8,6 +8,7 @@ from xception.data.config import CLASS_WEIGHTINGS, RESIZES, SAMPLERS, SOURCES
 
 
 def add_parser(subparsers) -> None:
+    from xception.precisions import TRAINING_PRECISIONS
     parser = subparsers.add_parser(
         "train",
         help="train a model with one of the paper's recipes",
@@ -58,7 +59,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--steps", type=int, help="budget in optimizer steps (overrides --epochs)")
     parser.add_argument("--batch-size", type=int, help="global batch per optimizer step, all processes together")
     parser.add_argument("--accumulation-steps", type=int)
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="default: the fastest for the device")
+    parser.add_argument("--precision", choices=TRAINING_PRECISIONS, help="default: the fastest for the device")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: this rank's GPU when there is one)")

@@ -12,14 +12,12 @@ import contextlib
 import functools
 import importlib.util
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
+from xception.deploy.runtime_names import RUNTIMES, Runtime
 from xception.runtime import Precision, check_precision
-
-Runtime = Literal["torch", "onnxruntime", "openvino"]
-RUNTIMES: tuple[Runtime, ...] = ("torch", "onnxruntime", "openvino")
 
 # The modules each runtime needs beyond PyTorch: the ONNX exporter and the runtime itself.
 _MODULES: dict[Runtime, tuple[str, ...]] = {
