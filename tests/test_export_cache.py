@@ -79,3 +79,22 @@ def test_a_second_session_builds_from_the_cached_export(tmp_path, monkeypatch, c
         session = InferenceSession.open(weights, runtime="onnxruntime", precision="fp32", device="cpu")
         assert session.engine.runtime == "onnxruntime"
     assert len(calls) == 1 and len(list((tmp_path / "home" / "exports").glob("*.onnx"))) == 1
+
+
+def test_openvino_keeps_its_compiled_model_in_the_cache_and_answers_the_same(tmp_path, one_thread):
+    pytest.importorskip("openvino")
+    pytest.importorskip("onnxruntime")
+    from xception.deploy.engines import openvino_engine
+    from xception.deploy.export import export_for_runtimes
+
+    model = small_model()
+    path = export_for_runtimes(model, tmp_path, image_size=28)
+    images = torch.rand(2, 1, 28, 28) * 2 - 1
+    first = openvino_engine(path, precision="fp32", cache_dir=tmp_path / "openvino")(images)
+    blobs = sorted((tmp_path / "openvino").iterdir())
+    assert blobs  # OpenVINO wrote its compiled model
+    second = openvino_engine(path, precision="fp32", cache_dir=tmp_path / "openvino")(images)
+    assert sorted((tmp_path / "openvino").iterdir()) == blobs  # loaded, not compiled into a new entry
+    torch.testing.assert_close(second, first, rtol=0, atol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(first, model(images), atol=1e-4, rtol=1e-4)

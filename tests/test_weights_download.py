@@ -4,6 +4,7 @@ serves a file in the official Keras layout (random weights); no test touches the
 
 from __future__ import annotations
 
+import logging
 import socket
 
 import pytest
@@ -38,12 +39,18 @@ def cache(tmp_path, monkeypatch, server):
     return tmp_path / "home" / "weights"
 
 
-def test_fetch_weights_downloads_with_progress_checks_and_then_works_offline(official_file, server, cache, capsys):
+def test_fetch_weights_downloads_with_progress_checks_and_then_works_offline(official_file, server, cache, capsys,
+                                                                           caplog):
     entry = pointed_at(XCEPTION_IMAGENET, official_file)
-    path = fetch_weights(entry)
+    with caplog.at_level(logging.INFO, logger="xception.models.weights.download"):
+        path = fetch_weights(entry)
     assert path == cache / official_file.name
     assert path.read_bytes() == official_file.read_bytes()
-    assert "100%" in capsys.readouterr().err  # tqdm's bar on stderr
+    # stderr is no terminal here: no bar (tqdm's carriage returns would fill a log), two log lines instead.
+    assert "\r" not in capsys.readouterr().err
+    size = official_file.stat().st_size / 1e6
+    assert f"downloading {official_file.name} ({size:.1f} MB) from {server.url}" in caplog.text
+    assert f"downloaded {official_file.name}: {entry.checksum.algorithm} checked, cached as {path}" in caplog.text
     assert sorted(p.name for p in cache.iterdir()) == [official_file.name]  # no temporary file left
     server.close()  # offline from now on
     assert fetch_weights(entry) == path

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import logging
 import os
 import sys
 import tempfile
@@ -24,6 +25,8 @@ from tqdm import tqdm
 
 from xception.home import HOME_VARIABLE, xception_home
 from xception.models.weights.registry import Checksum, WeightsEntry, find_weights, list_weights
+
+log = logging.getLogger(__name__)
 
 URL_VARIABLE = "XCEPTION_WEIGHTS_URL"
 _CHUNK = 1 << 20
@@ -99,6 +102,8 @@ def _download_checked(url: str, path: Path, checksum: Checksum, *, progress: boo
     try:
         with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response:
             expected_size = int(response.headers.get("Content-Length") or 0) or None
+            size = f" ({expected_size / 1e6:.1f} MB)" if expected_size else ""
+            log.info("downloading %s%s from %s", path.name, size, url)  # what a log file gets instead of the bar
             # A bar only on a terminal: into a log file tqdm writes one endless line of carriage returns.
             with tqdm(total=expected_size, unit="B", unit_scale=True, desc=path.name, file=sys.stderr,
                       disable=not (progress and sys.stderr.isatty())) as bar:
@@ -122,6 +127,7 @@ def _download_checked(url: str, path: Path, checksum: Checksum, *, progress: boo
                 "wrong mirror: try again, or put the right file at " + str(path)
             )
         os.replace(temporary, path)
+        log.info("downloaded %s: %s checked, cached as %s", path.name, checksum.algorithm, path)
     finally:
         Path(temporary).unlink(missing_ok=True)
 
