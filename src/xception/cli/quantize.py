@@ -22,7 +22,7 @@ def add_parser(subparsers) -> None:
         description="Calibrate on a few hundred images of the data the weights were trained on, quantize "
         "to int8, and evaluate fp32 and int8 on the whole validation split: top-1 of both, the points "
         "lost, and how often their top-1 predictions agree. Writes each int8 model to --out. Every int8 model is "
-        "first compared with fp32 on the calibration images and refused, never written, where its logits are "
+        "first compared with fp32 on (up to 64 of) the calibration images and refused, never written, where its logits are "
         "off by half the largest logit or more (on a CPU without VNNI each method quantizes with 7 bits on one "
         "side, so that its 16-bit sums cannot saturate).",
     )
@@ -43,7 +43,7 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from xception.cpu import cpu_features_text, cpu_model
-    from xception.deploy.int8 import MAX_RELATIVE_ERROR
+    from xception.deploy.int8 import CHECK_IMAGES, MAX_RELATIVE_ERROR
     from xception.deploy.quantize_methods import QUANTIZE_METHODS
     from xception.deploy.trained import best_quantized, quantize_weights, write_quantized
 
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         c = q.cost
         print(f"| {q.method} | {100 * c['top1_candidate']:.2f}% | {c['points_lost']:.2f} | {100 * c['agreement']:.2f}% "
               f"| {q.check.relative_error:.3f} | {q.quantize_s:.0f} | {q.description} |")
-    print(f"(every int8 model is checked against fp32 on its calibration images first, and refused past a logit "
+    print(f"(every int8 model is checked against fp32 on up to {CHECK_IMAGES} of its calibration images first, and refused past a logit "
           f"error of {MAX_RELATIVE_ERROR} of the largest logit: docs/deploy.md)")
     best = best_quantized(results)
     if len(results) > 1:
