@@ -119,7 +119,8 @@ def test_deploy_backends_sit_at_the_bottom():
     # onnxruntime's int8 probe (which the availability check asks) sits below them, on nothing of deploy.
     graph = import_graph("deploy")
     assert graph["xception.deploy.onnxruntime_int8"] == set()
-    assert graph["xception.deploy.runtimes"] == {"xception.deploy.onnxruntime_int8"}
+    assert graph["xception.deploy.runtime_names"] == set()  # the names the command line's parser reads
+    assert graph["xception.deploy.runtimes"] == {"xception.deploy.onnxruntime_int8", "xception.deploy.runtime_names"}
     assert graph["xception.deploy.engines"] == {"xception.deploy.runtimes"}
 
 
