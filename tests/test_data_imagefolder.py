@@ -11,8 +11,8 @@ from torch.utils.data import DataLoader
 
 from xception.data import DataConfig, build_datasets
 from xception.data.images import UnreadableImageError, load_image
+from xception.data.photo_eval import PhotoEvalInput
 from xception.data.prediction import prediction_transform
-from xception.data.transforms import PhotoEvalInput
 from xception.description import Preprocessing
 
 skimage_data = pytest.importorskip("skimage.data")

@@ -185,7 +185,7 @@ def test_mean_iou_leaves_label_255_out_like_torchmetrics(seed):
 @pytest.mark.parametrize("resize", ["crop", "squash"])
 def test_segfolder_predict_prepares_images_as_validation_did(tmp_path, resize):
     from xception.data.images import load_image
-    from xception.data.transforms import PhotoEvalInput
+    from xception.data.photo_eval import PhotoEvalInput
 
     root = write_simple(tmp_path, 2, classes=["a", "b", "c"])
     data = config(root, val_split=0.5, image_size=24, resize=resize, crop_fraction=0.8)

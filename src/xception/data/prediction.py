@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-from xception.data.batch_transforms import PilToModelInput, TensorPipeline
-from xception.data.transforms import PhotoEvalInput
+from xception.data.photo_eval import PhotoEvalInput
 from xception.description import Preprocessing
 
 
@@ -17,6 +16,11 @@ def prediction_transform(preprocessing: Preprocessing | None, *, in_channels: in
         raise ValueError("the weight file records no data preparation (a foreign file whose head is not that of "
                          "published weights); convert or fine-tune it with this project")
     if preprocessing.source_size is not None:
+        from xception.data.batch_transforms import (  # torchvision: rasters only
+            PilToModelInput,
+            TensorPipeline,
+        )
+
         side = preprocessing.source_size
         pipeline = TensorPipeline(image_size=preprocessing.image_size, in_channels=in_channels, augment=False,
                                   padding=0, erase_probability=0.0)

@@ -27,7 +27,7 @@ from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as F
 
 from xception.data.config import DataConfig
-from xception.data.images import MODES
+from xception.data.photo_eval import PhotoEvalInput
 
 INCEPTION_AREA = (0.08, 1.0)
 INCEPTION_ASPECT = (3 / 4, 4 / 3)
@@ -68,20 +68,6 @@ def photo_pipeline(*, image_size: int, in_channels: int, crop_fraction: float, i
     steps = geometry(image_size=image_size, crop_fraction=crop_fraction, interpolation=interpolation, resize=resize,
                      training=training)
     return v2.Compose([v2.PILToTensor(), *steps, to_model_range(in_channels)])
-
-
-class PhotoEvalInput:
-    """A PIL image in any mode -> the evaluation input: converted to L or RGB, then the evaluation
-    steps of `resize` ("crop": resize and centre crop; "squash": resize both sides)."""
-
-    def __init__(self, *, image_size: int, in_channels: int, crop_fraction: float, interpolation: str,
-                 resize: str = "crop") -> None:
-        self.mode = MODES[in_channels]
-        self.transform = photo_pipeline(image_size=image_size, in_channels=in_channels, crop_fraction=crop_fraction,
-                                        interpolation=interpolation, resize=resize, training=False)
-
-    def __call__(self, image) -> torch.Tensor:
-        return self.transform(image.convert(self.mode))
 
 
 @dataclass(frozen=True)
