@@ -77,6 +77,15 @@ def measured_runtime(timings: Timings, *, precision: Precision | None, decide: D
     what = "latency, one image" if decide == "latency" else f"throughput, batch {best.batch_size}"
     reason = (f"{best.runtime} {best.precision}: the fastest measured on this machine ({what}; {figures}; "
               f"measured {when})")
+    if best.precision == "int8":
+        # On some CPUs a float path beats every int8 one (a Xeon with AMX: OpenVINO bf16 1.15x the
+        # fastest int8, BENCHMARKS.md); asked for int8, the user should know it buys nothing there.
+        floats = [m for m in timings.measurements if m.precision != "int8" and m.median_s < best.median_s
+                  and unavailable_reason(m.runtime, m.precision) is None]
+        if floats:
+            faster = min(floats, key=lambda m: m.median_s)
+            reason += (f"; but {_figure(faster, decide)} measured faster: int8 gains no speed on this machine, "
+                       "only its accuracy cost")
     return RuntimeChoice(best.runtime, best.precision, reason, measured=True)  # type: ignore[arg-type]
 
 
