@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from xception import create_model
+from xception.file_digest import file_sha256
 
 
 def small_model(seed: int = 0) -> torch.nn.Module:
@@ -38,7 +39,7 @@ def test_the_export_is_made_once_and_reused(tmp_path, counted_exports, one_threa
     first = export.export_for_runtimes(small_model(), tmp_path, image_size=28)
     again = export.export_for_runtimes(small_model(), tmp_path, image_size=28)
     assert first == again and len(calls) == 1
-    assert (tmp_path / (first.name + ".sha256")).read_text().strip() == export._file_sha256(first)
+    assert (tmp_path / (first.name + ".sha256")).read_text().strip() == file_sha256(first)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, first.name + ".sha256"])  # no temporary
     # Other weights or another size: another entry, never the old one.
     other = export.export_for_runtimes(small_model(seed=1), tmp_path, image_size=28)

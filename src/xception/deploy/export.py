@@ -144,6 +144,7 @@ def export_for_runtimes(model: nn.Module, directory: str | os.PathLike, *, image
     warning, never used."""
     from xception.atomic_write import temporary_path, write_text_atomic
     from xception.deploy.runtimes import software_versions
+    from xception.file_digest import file_sha256
     from xception.models.fuse import fuse_for_inference
 
     fused = fuse_for_inference(model)
@@ -152,25 +153,16 @@ def export_for_runtimes(model: nn.Module, directory: str | os.PathLike, *, image
     path = Path(directory) / f"{getattr(model, 'model_name', type(model).__name__)}-{digest[:16]}.onnx"
     checksum = path.with_name(path.name + ".sha256")
     if path.exists():
-        if checksum.exists() and checksum.read_text().strip() == _file_sha256(path):
+        if checksum.exists() and checksum.read_text().strip() == file_sha256(path):
             return path
         log.warning("the cached ONNX export %s is incomplete or corrupt (its checksum does not match); exporting "
                     "again", path)
     temporary = temporary_path(path)
     try:
         export_model(fused, temporary, format="onnx", image_size=image_size, batch_size=2)
-        write_text_atomic(checksum, _file_sha256(temporary) + "\n")
+        write_text_atomic(checksum, file_sha256(temporary) + "\n")
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
     return path
 
-
-def _file_sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -15,13 +15,13 @@ fixed (Keras' rule for fine-tuning).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
 
+from xception.file_digest import file_sha256
 from xception.models.registry import get_entry
 from xception.models.weights.assign import SourceTensor, assign_state, is_head_key
 from xception.models.weights.download import weights_file
@@ -66,7 +66,7 @@ def initialize(module: nn.Module, weights: str | os.PathLike, *, class_names: li
     fresh = tuple(prefix + key for key in target.state_dict() if key not in loaded)
     if into == "backbone":
         fresh = tuple(key for key in module.state_dict() if not key.startswith("backbone.")) + fresh
-    return Initialization(weights=str(weights), file=str(path), sha256=_sha256(path), into=into,
+    return Initialization(weights=str(weights), file=str(path), sha256=file_sha256(path), into=into,
                           loaded=len(loaded), fresh=fresh, reason=reason)
 
 
@@ -112,12 +112,6 @@ def _fresh_head_reason(file_classes: list | None, class_names: list[str], *, int
     return ""
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def head_parameters(module: nn.Module) -> set[nn.Parameter]:
