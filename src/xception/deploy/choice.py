@@ -111,8 +111,11 @@ def preferred_runtime(device: torch.device, *, precision: Precision | None = Non
         return RuntimeChoice("torch", precision or settings.precision, f"PyTorch on {device.type} ({settings.reason})")
     native = cpu_has_native_bf16()
     precision = precision or _default_precision("openvino", device)
-    preference = (f"a preference, not a measurement on this machine (the order of benchmarks/deploy.py on a "
-                  f"2-core AMD EPYC); to measure: {MEASURE_HINT}")
+    def preference_on(machine: str) -> str:
+        return (f"a preference, not a measurement on this machine (the order of benchmarks/deploy.py on "
+                f"{machine}); to measure: {MEASURE_HINT}")
+
+    preference = preference_on("a 2-core AMD EPYC")
     if precision == "int8":
         for rank, method in enumerate(INT8_PREFERENCE):
             runtime = METHOD_RUNTIMES[method]
@@ -124,7 +127,7 @@ def preferred_runtime(device: torch.device, *, precision: Precision | None = Non
         # An AVX2-only EPYC (issue 26, benchmarks/deploy.py at 299 px, batch 16): onnxruntime fp32
         # 8.8 img/s, OpenVINO fp32 7.9, PyTorch AOTInductor 6.25.
         return RuntimeChoice("onnxruntime", "fp32", f"onnxruntime fp32, the fastest fp32 on a CPU without native bf16 "
-                             f"({preference.replace('a 2-core AMD EPYC', 'an AVX2-only AMD EPYC')})")
+                             f"({preference_on('an AVX2-only AMD EPYC')})")
     if not missing_modules("openvino") and precision in ("fp32", "bf16", "int8"):
         return RuntimeChoice("openvino", precision, f"OpenVINO {precision}: {preference}")
     if precision == "fp32" and not missing_modules("onnxruntime"):
