@@ -4,7 +4,8 @@ torchvision attaches `meta` and `transforms` to its weights, timm gives every mo
 `pretrained_cfg`; here a `WeightsDescription` says, for trained and published weights alike, which
 registered model the tensors are for, its classes and their names, the task, the input channels, the
 preparation an image needs (`Preprocessing`), where the training data came from, and the provenance
-(published file, recipe, step, metrics, starting point of a fine-tuning).
+(published file, recipe, step, metrics, starting point of a fine-tuning), and the decision policy
+fitted on a validation split (`Decision`: a temperature, and a threshold with the rule that chose it).
 
 `to_metadata` is the one writer of the JSON that `save_weights` puts into a safetensors file;
 `from_metadata` the one reader, which also reads the files written before this type existed (their
@@ -23,6 +24,11 @@ ResizeMode = Literal["crop", "squash"]
 # The sources that are Fashion-MNIST rasters (28 px cells), prepared as tensors, not as photos.
 GRID_SOURCES = ("fashion_mnist", "mosaic", "mosaic_masks", "canvas")
 _CELL = 28  # Fashion-MNIST's side
+# How a decision threshold is chosen on a validation split: the equal error rate, the best F1, or
+# the lowest threshold whose false positive rate stays at most X, or the highest whose true
+# positive rate reaches X (xception.metrics.thresholds.choose_threshold).
+THRESHOLD_RULES = ("eer", "max_f1", "fpr=X", "tpr=X")
+DEFAULT_THRESHOLD_RULE = "eer"
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,70 @@ class Preprocessing:
                    source_size=_CELL * grid if source in GRID_SOURCES else None)
 
 
+def parse_threshold_rule(rule: str) -> tuple[str, float | None]:
+    """"eer" -> ("eer", None); "fpr=0.01" -> ("fpr", 0.01). ValueError, naming the rules, for anything else."""
+    kind, _, value = rule.partition("=")
+    if rule in ("eer", "max_f1"):
+        return rule, None
+    if kind in ("fpr", "tpr") and value:
+        try:
+            rate = float(value)
+        except ValueError:
+            rate = float("nan")
+        if 0 < rate < 1:
+            return kind, rate
+        raise ValueError(f"threshold rule {rule!r}: the rate must be a number between 0 and 1, e.g. {kind}=0.01")
+    raise ValueError(f"unknown threshold rule {rule!r}; one of eer, max_f1, fpr=X, tpr=X (X a rate in (0, 1))")
+
+
+_RULE_NAMES = {"eer": "EER", "max_f1": "max F1", "fpr": "FPR", "tpr": "TPR"}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How the weights' probabilities become a decision, fitted on a validation split and shipped
+    with them.
+
+    temperature: the logits are divided by it before the softmax (or the sigmoids), Guo et al. 2017,
+        "On Calibration of Modern Neural Networks", section 4.2; 1 leaves them as they are. It never
+        changes the argmax.
+    threshold: two classes: the second class (class 1 of `class_names`) is decided where its
+        probability (after the temperature) is >= threshold, else the first; multi-label: every class
+        whose probability reaches it. None: argmax (single-label), 0.5 (multi-label).
+    rule: what chose the threshold (`THRESHOLD_RULES`: "eer", "max_f1", "fpr=0.01", "tpr=0.99").
+    split, split_size: the split it was fitted on and its number of images.
+    """
+
+    temperature: float = 1.0
+    threshold: float | None = None
+    rule: str | None = None
+    split: str = "validation"
+    split_size: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.threshold is not None and not 0 <= self.threshold <= 1:
+            raise ValueError(f"threshold must be a probability in [0, 1], got {self.threshold}")
+        if (self.threshold is None) != (self.rule is None):
+            raise ValueError("a threshold needs the rule that chose it, and a rule its threshold")
+        if self.rule is not None:
+            parse_threshold_rule(self.rule)
+
+    def rule_text(self) -> str:
+        """The rule in words, e.g. "EER", "FPR 0.01"."""
+        kind, rate = parse_threshold_rule(self.rule or "")
+        return _RULE_NAMES[kind] + (f" {rate:g}" if rate is not None else "")
+
+    def reason(self) -> str:
+        """Why a decision is taken, e.g. "threshold 0.37 (EER on 40 validation images)", or, with
+        no threshold, "argmax at temperature 1.52 (fitted on 40 validation images)"."""
+        where = f"{self.split_size} {self.split} images"
+        if self.threshold is None:
+            return f"argmax at temperature {self.temperature:.3g} (fitted on {where})"
+        return f"threshold {self.threshold:.2f} ({self.rule_text()} on {where})"
+
+
 @dataclass(frozen=True)
 class WeightsDescription:
     """Everything a consumer of a weight file needs besides its tensors.
@@ -71,6 +141,8 @@ class WeightsDescription:
         split...), which `xception eval` and int8 calibration rebuild; None for published weights.
     provenance: the published file (key, url, checksum), recipe, step, metrics, git commit and the
         starting point of a fine-tuning ("init"), as recorded.
+    decision: the decision policy fitted on a validation split (`Decision`), or None: softmax (or
+        sigmoids) of the raw logits, decided by argmax (or at 0.5), as for every file without one.
     """
 
     model_name: str
@@ -84,6 +156,7 @@ class WeightsDescription:
     preprocessing: Preprocessing | None = None
     data: dict[str, Any] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    decision: Decision | None = None
 
     def to_metadata(self) -> dict[str, Any]:
         """The JSON object for `save_weights(metadata=...)`: everything but the model's identity
@@ -95,6 +168,8 @@ class WeightsDescription:
             metadata["preprocessing"] = dataclasses.asdict(self.preprocessing)
         if self.data is not None:
             metadata["data"] = dict(self.data)
+        if self.decision is not None:
+            metadata["decision"] = dataclasses.asdict(self.decision)
         return {**metadata, **self.provenance}
 
     @classmethod
@@ -104,7 +179,7 @@ class WeightsDescription:
         `task` and `default_image_size` are the registry's for the model: files written before
         this type did not record the task, and a file may record no preparation at all."""
         known = {"format_version", "model_name", "config", "num_classes", "in_channels", "task", "multilabel",
-                 "class_names", "preprocessing", "data"}
+                 "class_names", "preprocessing", "data", "decision"}
         data = metadata.get("data") or None
         if metadata.get("preprocessing"):
             preprocessing = Preprocessing(**{k: tuple(v) if k == "value_range" else v
@@ -121,5 +196,6 @@ class WeightsDescription:
             model_config=metadata.get("config"), class_names=tuple(names) if names is not None else None,
             multilabel=bool(metadata.get("multilabel")), preprocessing=preprocessing,
             data=dict(data) if data else None,
+            decision=Decision(**metadata["decision"]) if metadata.get("decision") else None,
             provenance={k: v for k, v in metadata.items() if k not in known},
         )
