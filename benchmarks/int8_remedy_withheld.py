@@ -24,14 +24,14 @@ def main(argv: list[str] | None = None) -> int:
     from xception.cpu import cpu_features_text, cpu_has_vnni
     from xception.deploy.calibration import calibration_images
     from xception.deploy.int8 import quantize_model
-    from xception.models.trained import load_trained_model
+    from xception.models.trained import open_weights
 
     print("CPU as oneDNN sees it:", cpu_features_text())
     if cpu_has_vnni():
         print("this CPU has VNNI: nothing saturates here; cap oneDNN below VNNI (ONEDNN_MAX_CPU_ISA=AVX512_CORE)")
         return 2
     quantize.cpu_has_vnni = lambda: True  # the remedy withheld: 8 bits on both sides
-    model, description = load_trained_model(args.weights)
+    model, _, description = open_weights(args.weights)
     calibration = calibration_images(description, count=args.calibration_size)
     for method in ("nncf", "pt2e"):
         try:

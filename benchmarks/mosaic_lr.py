@@ -78,11 +78,11 @@ def test_metrics(weights: Path, run_dir: Path) -> dict[str, Any]:
     from xception.data import build_datasets
     from xception.data.config import recorded_data_config
     from xception.data.loader import build_loader
-    from xception.models.trained import load_trained_model
+    from xception.models.trained import open_weights
     from xception.runtime import autocast_dtype
     from xception.tasks.segmentation import evaluate_segmentation
 
-    model, description = load_trained_model(weights)
+    model, _, description = open_weights(weights)
     data = dataclasses.replace(recorded_data_config(description), val_split=None)
     datasets = build_datasets(data)
     runtime = json.loads((run_dir / "config.json").read_text())["runtime"]

@@ -58,9 +58,9 @@ def test_split_all_scores_every_image_of_a_test_folder(fine_tuned, capsys):
     assert code == 0
     metrics = json.loads(out)
     # Independently: every PNG of test/, as x / 127.5 - 1, through the model; labels from the folder names.
-    from xception.models.trained import load_trained_model
+    from xception.models.trained import open_weights
 
-    model, _ = load_trained_model(weights)
+    model, _, _ = open_weights(weights)
     files = sorted(test.glob("*/*.png"))
     pixels = torch.stack([torch.from_numpy(np.array(Image.open(f))).float()[None] / 127.5 - 1 for f in files])
     labels = np.array([list(COUNTS).index(f.parent.name) for f in files])

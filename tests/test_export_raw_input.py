@@ -25,9 +25,9 @@ def prepared(weights, tmp_path_factory):
     """(the photos as uint8 (N, H, W, C) at the input size, PyTorch's probabilities for them)."""
     from xception.data.images import load_image
     from xception.data.prediction import prediction_transform
-    from xception.models.trained import load_trained_model
+    from xception.models.trained import open_weights
 
-    model, description = load_trained_model(str(weights))
+    model, _, description = open_weights(str(weights))
     transform = prediction_transform(description.preprocessing, in_channels=3)
     photos = write_photos(tmp_path_factory.mktemp("photos"))
     images = torch.stack([transform(load_image(p, in_channels=3)) for p in photos])

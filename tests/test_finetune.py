@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from tiny_classification import tiny_datasets
 from tiny_image_folder import starting_weights, train_argv, write_image_folder
 from xception import create_model
-from xception.models.trained import load_trained_model
+from xception.models.trained import open_weights
 from xception.models.weights import save_weights
 from xception.train import TrainConfig, fit
 from xception.train.checkpoint import load_checkpoint
@@ -183,7 +183,7 @@ def test_finetune_one_folder_split_by_val_split_then_predict_names_its_classes(t
                  "--runtime", "torch", "--precision", "fp32", "--top-k", "2"]) == 0
     printed = capsys.readouterr().out.split()
     assert {"dark", "light"} <= set(printed)
-    _, description = load_trained_model(out / "weights.safetensors")
+    _, _, description = open_weights(out / "weights.safetensors")
     assert description.preprocessing.resize == "squash" and description.provenance["init"]["weights"] == str(start)
 
 
@@ -206,7 +206,7 @@ def test_eval_scores_a_binary_model_per_image_and_per_group_as_scikit_learn(tmp_
     assert main(["eval", "--weights", str(weights), "--json", "--runtime", "torch", "--precision", "fp32",
                  "--group-pattern", pattern]) == 0
     report = json.loads(capsys.readouterr().out)
-    model, description = load_trained_model(weights)
+    model, _, description = open_weights(weights)
     prepare = prediction_transform(description.preprocessing, in_channels=1)
     paths = sorted((folder / "val").glob("*/*.png"))
     with torch.no_grad():

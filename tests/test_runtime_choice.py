@@ -246,9 +246,9 @@ def test_predict_with_pytorch_compiles_once_and_the_next_process_reuses_the_pack
         assert done.returncode == 0, done.stderr[-2000:]
         # The compiled package computes what the eager model computes (a 1-channel input, the
         # layout AOTInductor once got wrong): the printed probabilities, to their 4 decimals.
-        from xception.models.trained import load_trained_model
+        from xception.models.trained import open_weights
 
-        model, _ = load_trained_model(weights)
+        model, _, _ = open_weights(weights)
         pixels = torch.from_numpy(np.asarray(Image.open(image))).float()[None, None] / 127.5 - 1
         with torch.no_grad():
             expected = sorted(model(pixels).softmax(1)[0].tolist(), reverse=True)

@@ -109,7 +109,7 @@ def test_predict_writes_the_mask_of_each_image(tmp_path, capsys):
     from xception.cli import main
     from xception.data.mosaic_masks import SEGMENTATION_CLASSES
     from xception.models import create_model
-    from xception.models.trained import load_trained_model
+    from xception.models.trained import open_weights
     from xception.models.weights import save_weights
 
     torch.manual_seed(0)
@@ -133,7 +133,7 @@ def test_predict_writes_the_mask_of_each_image(tmp_path, capsys):
     assert printed[0] == f"{tmp_path / 'mosaic.png'} -> {tmp_path / 'masks/mosaic.mask.png'} (56x56)"
     assert sum(float(line.split()[0]) for line in printed[1:]) == pytest.approx(1.0, abs=1e-3)
     written = np.asarray(Image.open(tmp_path / "masks/mosaic.mask.png"))
-    model, _ = load_trained_model(weights)
+    model, _, _ = open_weights(weights)
     with torch.no_grad():
         expected = model(torch.from_numpy(pixels).float()[None, None] / 127.5 - 1).argmax(1)[0]
     assert written.shape == (56, 56) and np.array_equal(written, expected.numpy())
@@ -214,7 +214,7 @@ def test_train_mosaic_masks_with_val_split_validates_and_evaluates_on_held_out_i
     from xception.cli import main
     from xception.data import build_datasets
     from xception.data.config import recorded_data_config
-    from xception.models.trained import load_trained_model
+    from xception.models.trained import open_weights
 
     out = tmp_path / "run"
     assert main(["train", "--task", "segmentation", "--data", str(fashion_mnist), "--dataset", "mosaic_masks",
@@ -227,6 +227,6 @@ def test_train_mosaic_masks_with_val_split_validates_and_evaluates_on_held_out_i
     assert main(["eval", "--weights", str(out / "weights.safetensors"), "--json", "--data", str(fashion_mnist),
                  "--runtime", "torch", "--precision", "fp32"]) == 0
     assert json.loads(capsys.readouterr().out)["miou"] == pytest.approx(final["metrics"]["miou"], abs=1e-6)
-    recorded = recorded_data_config(load_trained_model(out / "weights.safetensors")[1])
+    recorded = recorded_data_config(open_weights(out / "weights.safetensors").description)
     test = build_datasets(dataclasses.replace(recorded, val_split=None)).val
     assert recorded.val_split == 0.1 and test.mosaics.source.shape[0] == 10_000  # Fashion-MNIST's test images

@@ -346,14 +346,14 @@ def test_serve_page_heatmap_is_the_grad_cam_overlay_of_the_top_class(server, wei
 
     from xception.explain import explain
     from xception.explain.overlay import overlay
-    from xception.models.trained import load_trained_model
+    from xception.models.trained import open_weights
 
     answer = httpx.post(f"{server.url}/predict?heatmap=true", content=photos[0].read_bytes(), timeout=120).json()
     png = base64.b64decode(answer["heatmap"].removeprefix("data:image/png;base64,"))
     images, probabilities = reference(weights, photos[:1], "torch")
     top = int(probabilities[0].argmax())
     assert answer["predictions"][0]["class_name"] == f"class {top}"
-    model, _ = load_trained_model(str(weights))
+    model, _, _ = open_weights(str(weights))
     expected = overlay(images[0], explain(model, images, [top], method="gradcam").maps[0])
     got = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=int)
     assert got.shape == np.asarray(expected).shape

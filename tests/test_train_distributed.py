@@ -19,7 +19,7 @@ from tiny_classification import tiny_datasets
 from xception.data import DataConfig
 from xception.data.loader import build_loader
 from xception.distributed import close_distributed, init_distributed
-from xception.models.trained import load_trained_model
+from xception.models.trained import open_weights
 from xception.tasks.classification import evaluate
 from xception.train import TrainConfig, fit
 from xception.train.checkpoint import load_checkpoint
@@ -40,7 +40,7 @@ def _config(out_dir, **changes) -> TrainConfig:
 def _evaluate_weights(weights) -> dict:
     """Evaluate the weights on the tiny validation set with this process's exact shard."""
     context = init_distributed("cpu")
-    model, _ = load_trained_model(weights)
+    model, _, _ = open_weights(weights)
     loader = build_loader(tiny_datasets().val, batch_size=4, training=False, rank=context.rank,
                           world_size=context.world_size, seed=0, num_workers=0, pin_memory=False)
     return evaluate(model, loader, device=context.device, multilabel=False)
@@ -132,7 +132,7 @@ def test_distributed_multilabel_metrics_are_those_of_the_saved_weights(tmp_path)
 
     rank0, rank1 = run_ranks(_multilabel_rank, str(tmp_path))
     assert rank0 == rank1 and rank0["examples"] == 21
-    model, _ = load_trained_model(tmp_path / "weights.safetensors")
+    model, _, _ = open_weights(tmp_path / "weights.safetensors")
     loader = build_loader(_multilabel_datasets().val, batch_size=4, training=False, rank=0, world_size=1, seed=0,
                           num_workers=0, pin_memory=False)
     alone = evaluate(model, loader, device=torch.device("cpu"), multilabel=True)

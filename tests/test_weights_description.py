@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from xception import create_model
 from xception.cli import main as cli_main
 from xception.data.prediction import prediction_transform
 from xception.description import Preprocessing, WeightsDescription
-from xception.models.trained import load_trained_model
+from xception.models.trained import open_weights
 from xception.models.weights import save_weights
 from xception.models.weights.registry import XCEPTION_IMAGENET
 from xception.models.xception import BlockSpec
@@ -43,7 +44,7 @@ def old_file(tmp_path_factory) -> Path:
 
 
 def test_description_reads_a_file_written_before_the_type(old_file):
-    model, description = load_trained_model(old_file)
+    model, _, description = open_weights(old_file)
     assert description.model_name == "xception_small" and description.task == "classification"
     assert description.class_names == ("cat", "dog", "owl") and description.num_classes == 3
     assert description.preprocessing == Preprocessing(image_size=36, crop_fraction=0.8, interpolation="bicubic")
@@ -61,7 +62,7 @@ def test_description_round_trips_through_a_file(tmp_path):
         provenance={"recipe": "mosaic_segmentation", "init": {"weights": "x", "sha256": "0" * 64}},
     )
     save_weights(model, tmp_path / "w.safetensors", metadata=written.to_metadata())
-    _, read = load_trained_model(tmp_path / "w.safetensors")
+    _, _, read = open_weights(tmp_path / "w.safetensors")
     assert read == WeightsDescription(**{**written.__dict__, "model_config": read.model_config})
     assert read.model_config["output_stride"] == model.config.output_stride
 
@@ -74,7 +75,7 @@ def test_published_weights_describe_their_preparation():
 
 def test_weights_at_a_non_default_size_predict_and_export_at_that_size(old_file, tmp_path, capsys):
     """Weights evaluated at 36 px (xception_small's default is 28) run at 36 px everywhere."""
-    _, description = load_trained_model(old_file)
+    _, _, description = open_weights(old_file)
     photo = Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8))
     assert prediction_transform(description.preprocessing, in_channels=3)(photo).shape == (3, 36, 36)
     onnx = pytest.importorskip("onnx")
@@ -118,9 +119,49 @@ def test_a_non_default_config_round_trips_through_a_file_with_identical_outputs(
     torch.manual_seed(0)
     model = create_model(name, num_classes=5, in_channels=1, **overrides).eval()
     path = save_weights(model, tmp_path / "w.safetensors", metadata={"class_names": list("abcde")})
-    loaded, description = load_trained_model(path)
+    loaded, _, description = open_weights(path)
     assert loaded.config == model.config and description.model_config is not None
     size = 64 if name.startswith("inception") else 32
     images = torch.rand(3, 1, size, size) * 2 - 1
     with torch.no_grad():
         assert torch.equal(loaded(images), model(images))
+
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.mark.parametrize("name,config", [
+    ("xception_small", dict(width=0.125, middle_repeats=1, exit_flow=(
+        BlockSpec((40, 48), pool=True), BlockSpec((56, 64), first_activation=False, residual=False, end_activation=True)))),
+    ("inception_v3_small", dict(width=0.05)),
+])
+def test_files_written_before_the_weights_contract_open_with_their_outputs(name, config):
+    """tests/data holds files (and their logits) written by the code at 9579c8d, before the one
+    `open_weights`: they open as the same model, with the same classes and bit-identical outputs."""
+    from safetensors.torch import load_file
+
+    outputs = load_file(DATA / "outputs_at_9579c8d.safetensors")
+    model, spec, description = open_weights(DATA / f"{name}_written_at_9579c8d.safetensors")
+    expected = create_model(name, num_classes=spec.num_classes, in_channels=spec.in_channels, **config)
+    assert spec.name == name and spec.config == expected.config
+    assert description.class_names == tuple(f"c{i}" for i in range(spec.num_classes))
+    assert description.provenance == {"recipe": "demo", "step": 7}
+    with torch.no_grad():
+        assert torch.equal(model(outputs[f"{name}.input"]), outputs[f"{name}.logits"])
+
+
+def test_save_trained_writes_what_open_weights_reads(tmp_path):
+    from xception.models.trained import save_trained
+
+    torch.manual_seed(0)
+    model = create_model("deeplabv3plus_small", num_classes=3, output_stride=8).eval()
+    _, spec, description = open_weights(save_weights(model, tmp_path / "a.safetensors"))
+    path = save_trained(tmp_path / "b.safetensors", model, description)
+    reopened, respec, redescription = open_weights(path)
+    assert respec == spec and respec.config.output_stride == 8 and redescription == description
+    images = torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(reopened(images), model(images))
+    other = dataclasses.replace(description, num_classes=4)
+    with pytest.raises(ValueError, match="4 classes"):
+        save_trained(tmp_path / "c.safetensors", model, other)

@@ -39,14 +39,14 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from xception.deploy.export import export_model, verify_export
     from xception.models import MODELS, create_model
-    from xception.models.trained import load_trained_model
+    from xception.models.trained import open_weights
 
     if args.raw_input:
         return _export_raw_input(args)
     if args.weights is not None and args.num_classes is None:
         # Our files carry their config, classes and channels; published weights and foreign files are
         # sized by their logistic layer.
-        model, description = load_trained_model(args.weights, model_name=args.model)
+        model, _, description = open_weights(args.weights, model_name=args.model)
         default_size = description.image_size
     elif args.model is None:
         raise ValueError("--model is required without --weights")
@@ -67,11 +67,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _export_raw_input(args: argparse.Namespace) -> int:
     from xception.deploy.raw_input import export_raw_input, verify_raw_input
-    from xception.models.trained import load_trained_model
+    from xception.models.trained import open_weights
 
     if args.weights is None:
         raise ValueError("--raw-input needs --weights (the class names and preparation come from them)")
-    model, description = load_trained_model(args.weights, model_name=args.model)
+    model, _, description = open_weights(args.weights, model_name=args.model)
     size = args.image_size or description.image_size
     path = export_raw_input(model, description, args.out, format=args.format, image_size=size)
     difference = verify_raw_input(model, description, path, image_size=size)

@@ -63,7 +63,7 @@ def raw_input_metadata(description: WeightsDescription, *, image_size: int) -> d
 
 def export_raw_input(model: nn.Module, description: WeightsDescription, path: str | os.PathLike, *,
                      format: RawInputFormat, image_size: int) -> Path:
-    """Write `model` (from `load_trained_model`, with its `description`) to `path` (.onnx, or .xml for
+    """Write `model` (from `open_weights`, with its `description`) to `path` (.onnx, or .xml for
     OpenVINO IR) as a raw-input model, BatchNorm folded, dynamic batch."""
     from xception.models.fuse import fuse_for_inference
 

@@ -51,9 +51,9 @@ def quantize_weights(weights: str, *, methods: tuple[QuantizeMethod, ...], calib
     (top-1 of both, points lost, top-1 agreement). On the CPU."""
     from xception.data import build_datasets
     from xception.data.config import recorded_data_config
-    from xception.models.trained import load_trained_model
+    from xception.models.trained import open_weights
 
-    model, description = load_trained_model(weights)
+    model, _, description = open_weights(weights)
     if description.multilabel:
         raise ValueError(f"{weights} is multi-label; the int8 cost is measured with top-1, for single-label weights")
     calibration = calibration_images(description, count=calibration_size, data_path=data_path)
@@ -91,11 +91,11 @@ def write_quantized(results: list[Quantized], directory: str | os.PathLike, *, w
     """Each int8 model of `results` in `directory` (`QUANTIZED_FILES`: int8_nncf.xml + .bin,
     int8_pt2e.pt2, int8_onnxruntime.onnx) and the measurements in int8.json (with the better
     method named); the paths written."""
-    from xception.models.describe import describe_file
+    from xception.models.trained import read_description
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    description = describe_file(weights)
+    description = read_description(weights)
     size = description.image_size
     example = torch.zeros(2, description.in_channels, size, size)
     paths = []

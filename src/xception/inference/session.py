@@ -5,7 +5,7 @@ Hugging Face's `Pipeline` (preprocess, forward, postprocess), `InferenceSession.
 `predict`, `eval`, `serve` and `explain` each did on their own before, and had already let drift
 apart (`serve` ignored the calibration that `predict` used):
 
-1. load and check the weights (`xception.models.trained.load_trained_model`; a classifier without
+1. load and check the weights (`xception.models.trained.open_weights`; a classifier without
    class names is refused here, in one message);
 2. choose the runtime and precision (`xception.deploy.choice.choose_runtime`): named by the user, else
    the fastest that `xception bench --choose` measured on this machine for this model, at batch 1
@@ -77,10 +77,10 @@ class InferenceSession:
         `batch_size`. `require_class_names`: refuse a classifier whose file names no classes (a
         notop or foreign file); `eval`, which takes the names from its data, does not."""
         from xception.distributed import pick_device
-        from xception.models.trained import load_trained_model
+        from xception.models.trained import open_weights
 
         torch_device = device if isinstance(device, torch.device) else pick_device(device)
-        model, description = load_trained_model(weights, model_name=model_name)
+        model, _, description = open_weights(weights, model_name=model_name)
         if require_class_names and description.task == "classification" and not description.class_names:
             raise ValueError(f"{weights} records no class names: a notop file (features, not classes) or a foreign "
                              "file whose head is not ImageNet's; fine-tune or convert it with this project")
@@ -214,11 +214,11 @@ def calibrate_weights(weights: str, *, batch_sizes: tuple[int, ...], budget_s: f
     """Calibrate the runtimes for a weight file at each of `batch_sizes` (1: `predict`'s latency;
     `eval`'s and `serve`'s batch: their throughput), each for about `budget_s` seconds of timed
     rounds, cached where `InferenceSession.timings` finds them."""
-    from xception.models.trained import load_trained_model
+    from xception.models.trained import open_weights
 
     if any(size < 1 for size in batch_sizes):
         raise ValueError(f"batch sizes must be >= 1, got {batch_sizes}")
-    model, description = load_trained_model(weights)
+    model, _, description = open_weights(weights)
     return [calibrate_runtimes(model, image_size=description.image_size, batch_size=size, threads=threads,
                                budget_s=budget_s, progress=progress) for size in batch_sizes]
 

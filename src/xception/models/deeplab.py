@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import nn
@@ -24,6 +24,9 @@ from torch.nn import functional as F
 
 from xception.errors import UnknownFieldError
 from xception.models.layers import SeparableConv2d
+
+if TYPE_CHECKING:
+    from xception.models.spec import ModelSpec
 
 # DeepLab's atrous rates for its two output strides (its train and eval scripts, section 4).
 DEEPLAB_RATES: dict[int, tuple[int, int, int]] = {16: (6, 12, 18), 8: (12, 24, 36)}
@@ -106,8 +109,11 @@ class DeepLabV3Plus(nn.Module):
         in_channels: int,
         drop_rate: float,
         create_backbone: Callable[..., nn.Module],
+        spec: ModelSpec | None = None,
     ) -> None:
         super().__init__()
+        # The registered name `create_model` built it as; None when constructed directly.
+        self.model_name = spec.name if spec is not None else None
         if num_classes < 1:
             raise ValueError(f"a segmentation model needs num_classes >= 1; got {num_classes}")
         try:

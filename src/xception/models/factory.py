@@ -9,7 +9,7 @@ from typing import Any
 from torch import nn
 
 from xception.models.features import FeatureExtractor
-from xception.models.registry import get_entry, resolve_config
+from xception.models.registry import get_entry, resolve_spec
 from xception.models.weights import load_weights
 from xception.models.weights.download import fetch_weights, registered_weights
 from xception.models.weights.registry import WeightsEntry
@@ -44,12 +44,12 @@ def create_model(
     if out_indices is not None and not features_only:
         raise ValueError("out_indices selects feature maps: pass features_only=True with it")
     entry = get_entry(name)
-    config = resolve_config(name, **overrides)
+    spec = resolve_spec(name, num_classes=num_classes, in_channels=in_channels, **overrides)
     # A segmentation model builds its backbone by name through this factory, handed to it here
     # (its module importing the factory would close an import cycle through the registry).
     extra = {"create_backbone": create_model} if entry.task == "segmentation" else {}
-    model = entry.build(config, num_classes=num_classes, in_channels=in_channels, drop_rate=drop_rate, **extra)
-    model.model_name = name
+    model = entry.build(spec.config, num_classes=num_classes, in_channels=in_channels, drop_rate=drop_rate,
+                        spec=spec, **extra)
     if weights is not None:
         published = registered_weights(name, weights)
         if published is None:

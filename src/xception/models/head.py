@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from xception.models.spec import ModelSpec
 
 
 class ClassifierNetwork(nn.Module, ABC):
@@ -21,10 +25,10 @@ class ClassifierNetwork(nn.Module, ABC):
     Subclasses define `min_input_size`, implement `forward_features`, and call
     `build_head` once their trunk is built (so the head's tensors come last in the state dict).
     Attribute names are the interface other code relies on: `global_pool`, `fc_layers`,
-    `head_drop`, `classifier`, `num_features`, `head_hidden_size`, `num_classes`.
+    `head_drop`, `classifier`, `num_features`, `head_hidden_size`, `num_classes`, `in_channels`, `config`, `model_name`.
     """
 
-    def __init__(self, *, num_classes: int, in_channels: int, drop_rate: float) -> None:
+    def __init__(self, *, num_classes: int, in_channels: int, drop_rate: float, spec: ModelSpec | None) -> None:
         super().__init__()
         if num_classes < 0 or in_channels < 1 or not 0.0 <= drop_rate < 1.0:
             raise ValueError(
@@ -34,6 +38,8 @@ class ClassifierNetwork(nn.Module, ABC):
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.drop_rate = drop_rate
+        # The registered name `create_model` built it as (its `spec`); None when constructed directly.
+        self.model_name = spec.name if spec is not None else None
 
     def build_head(self, channels: int, *, fc_layers: tuple[int, ...]) -> None:
         """Pooling, `fc_layers` (each Linear + ReLU), dropout and the logistic layer (none if 0 classes)."""

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import nn
 
 from xception.models.head import ClassifierNetwork
 from xception.models.layers import scale_channels
+
+if TYPE_CHECKING:
+    from xception.models.spec import ModelSpec
 
 MixedKind = Literal["A", "B", "C", "D", "E"]
 Padding = Literal["valid", "same"]
@@ -296,8 +299,9 @@ class InceptionV3(ClassifierNetwork):
         num_classes: int,
         in_channels: int,
         drop_rate: float,
+        spec: ModelSpec | None = None,
     ) -> None:
-        super().__init__(num_classes=num_classes, in_channels=in_channels, drop_rate=drop_rate)
+        super().__init__(num_classes=num_classes, in_channels=in_channels, drop_rate=drop_rate, spec=spec)
         if config.stem_stride not in (1, 2) or config.padding not in ("valid", "same"):
             raise ValueError(
                 f"need stem_stride 1 or 2 and padding 'valid' or 'same'; got "

@@ -9,10 +9,11 @@ from typing import Any, Literal
 
 from torch import nn
 
-from xception.config_fields import check_field_types
+from xception.config_fields import check_field_types, from_plain
 from xception.errors import UnknownFieldError, UnknownNameError
 from xception.models.deeplab import DeepLabV3Plus, DeepLabV3PlusConfig
 from xception.models.inception_v3 import InceptionV3, InceptionV3Config
+from xception.models.spec import ModelSpec
 from xception.models.xception import BlockSpec, Xception, XceptionConfig
 
 # The paper's two kinds of network; recipes (weight decay) and experiments (arms) differ by family.
@@ -181,3 +182,25 @@ def resolve_config(name: str, **overrides: Any) -> Any:
         raise UnknownFieldError(f"unknown override(s) {unknown} for model {name!r}; valid: {', '.join(sorted(valid))}")
     check_field_types(type(config), overrides, where="model.")
     return dataclasses.replace(config, **overrides)
+
+
+def resolve_spec(name: str, *, num_classes: int, in_channels: int, **overrides: Any) -> ModelSpec:
+    """The registered model `name` with `overrides` applied to its config (see `resolve_config`)."""
+    return ModelSpec(name, resolve_config(name, **overrides), num_classes, in_channels)
+
+
+def recorded_spec(metadata: dict[str, Any]) -> ModelSpec:
+    """The spec a weight file recorded (model_name, config as JSON, num_classes, in_channels). Fields
+    the file does not record (written before they existed) take the registered model's values;
+    fields the registry no longer has are dropped."""
+    name = metadata["model_name"]
+    base = get_entry(name).config
+    config = from_plain(type(base), {**dataclasses.asdict(base), **(metadata.get("config") or {})})
+    return ModelSpec(name, config, int(metadata["num_classes"]), int(metadata.get("in_channels") or 3))
+
+
+def spec_overrides(spec: ModelSpec) -> dict[str, Any]:
+    """The fields of `spec`'s config that differ from its registered model's (`create_model`'s overrides)."""
+    base = get_entry(spec.name).config
+    return {field.name: getattr(spec.config, field.name) for field in dataclasses.fields(base)
+            if getattr(spec.config, field.name) != getattr(base, field.name)}

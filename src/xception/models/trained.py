@@ -1,80 +1,151 @@
-"""A model and its `WeightsDescription`, rebuilt from a weight file alone.
+"""The weight-file contract, in one place: `open_weights` and `save_trained`.
 
-- A file written by this project (training, `xception convert`): its metadata names the registered
-  model, its overrides, classes, input channels, task and preparation.
-- Published weights by name ("imagenet") or a foreign file (the official Keras .h5, a timm state
-  dict): the model is sized by the file's logistic layer, and the class names and preparation come
-  from the matching registry entry (`xception.models.convert.published_metadata`).
+- `open_weights(source)` -> `OpenedWeights(model, spec, description)`: the model in eval mode, what
+  it is (`ModelSpec`: name, complete config, classes, channels) and what it is for
+  (`WeightsDescription`). `source` is any of:
+  - a file this project wrote (training, `xception convert`): its metadata records the spec, the
+    classes and the preparation; the model is built from the recorded spec as it was, not from
+    today's registry default;
+  - published weights by name ("imagenet") or a `WeightsEntry`: fetched into the cache;
+  - a foreign file (the official Keras .h5, a timm or torchvision state dict): the model is sized
+    by the file's logistic layer, and the class names and preparation come from the registry entry
+    whose head it has (`published_metadata`), else none.
+- `read_description(path)`: the description of a file of ours without reading its tensors.
+- `save_trained(path, model, description)`: the one writer (tensors, the model's spec, the
+  description), through `save_weights`.
 
-`load_trained_model` is the one reader of weight-file metadata: every consumer (predict, eval,
-export, quantize, serve, explain, fine-tuning) gets the typed description from here.
+Every reader of weights goes through here: predict, eval, serve, explain (through the inference
+session), export, quantize, convert and fine-tuning's start (`xception.train.finetune`; a training
+checkpoint `.pt` is a training state, read by `xception.train.checkpoint`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from torch import nn
 
-from xception.config_fields import from_plain
 from xception.description import WeightsDescription
-from xception.models.convert import build_from_file, published_metadata
-from xception.models.describe import describe
 from xception.models.factory import create_model
-from xception.models.registry import get_entry
-from xception.models.weights import load_weights, read_metadata
-from xception.models.weights.native import model_metadata
-from xception.models.weights.registry import WeightsEntry
+from xception.models.registry import get_entry, recorded_spec, spec_overrides
+from xception.models.spec import ModelSpec, model_spec
+from xception.models.weights.assign import assign_state
+from xception.models.weights.download import weights_file
+from xception.models.weights.load import read_state
+from xception.models.weights.native import check_metadata, model_metadata, read_metadata, save_weights
+from xception.models.weights.registry import WeightsEntry, default_weights, find_weights
 
 logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "xception"  # what a foreign file or a weights name is for when no model is named
 
+Source = str | os.PathLike | WeightsEntry
 
-def load_trained_model(
-    weights: str | os.PathLike | WeightsEntry, *, model_name: str | None = None
-) -> tuple[nn.Module, WeightsDescription]:
-    """The model in eval mode and its description (a foreign file whose head is not that of
-    published weights has no class names and no preprocessing). `model_name` picks the model of a
-    weights name or a foreign file (default "xception"); for our own files it must agree with the
-    file's, which names its model."""
-    metadata = _our_metadata(weights)
+
+class OpenedWeights(NamedTuple):
+    """A weight source opened: the model (eval mode), its spec and its description."""
+
+    model: nn.Module
+    spec: ModelSpec
+    description: WeightsDescription
+
+
+def open_weights(source: Source, *, model_name: str | None = None, num_classes: int | None = None,
+                 in_channels: int = 3) -> OpenedWeights:
+    """Open `source` (see the module docstring). `model_name` picks the model of a weights name or a
+    foreign file (default "xception"); for our own files it must agree with the file's, which names
+    its model. `num_classes` None keeps the file's classes; 0 drops its head, another count gives a
+    fresh head (`xception convert`). `in_channels` sizes the model for a foreign file."""
+    metadata = _our_metadata(source)
     if metadata is None:
-        return _foreign_model(weights, model_name or DEFAULT_MODEL)
+        return _open_foreign(source, model_name or DEFAULT_MODEL, num_classes=num_classes, in_channels=in_channels)
     name = metadata.get("model_name")
     if not name:
-        raise ValueError(f"{weights} does not name its model; it was not written by xception training")
+        raise ValueError(f"{source} does not name its model; it was not written by xception training")
     if model_name not in (None, name):
-        raise ValueError(f"{weights} holds {name!r}, not {model_name!r}; drop the model name or pick {name!r}")
-    model = create_model(name, num_classes=metadata["num_classes"], in_channels=metadata["in_channels"],
-                         **_recorded_overrides(name, metadata.get("config") or {}))
-    load_weights(model, weights)
-    return model.eval(), describe(metadata)
+        raise ValueError(f"{source} holds {name!r}, not {model_name!r}; drop the model name or pick {name!r}")
+    spec = recorded_spec(metadata)
+    model = create_model(name, num_classes=spec.num_classes if num_classes is None else num_classes,
+                         in_channels=spec.in_channels, **spec_overrides(spec))
+    state, _ = read_state(source, model)
+    check_metadata(model, metadata, origin=str(source))
+    assign_state(model, state, origin=str(source))
+    description = describe(metadata)
+    if model.num_classes != description.num_classes:  # a head of another size: its names no longer apply
+        description = describe({**metadata, "num_classes": model.num_classes, "class_names": None})
+    return OpenedWeights(model.eval(), model_spec(model), description)
 
 
-def _foreign_model(weights: str | os.PathLike | WeightsEntry, model_name: str) -> tuple[nn.Module, WeightsDescription]:
-    model, _ = build_from_file(weights, model_name=model_name)
-    return model, describe({**model_metadata(model), **(published_metadata(weights, model) or {})})
+def read_description(path: str | os.PathLike) -> WeightsDescription:
+    """The description of a file this project wrote, without reading its tensors."""
+    return describe(read_metadata(path))
 
 
-def _our_metadata(weights: str | os.PathLike | WeightsEntry) -> dict[str, Any] | None:
+def save_trained(path: str | os.PathLike, model: nn.Module, description: WeightsDescription) -> Path:
+    """Write `model` (built by `create_model`, so it knows its spec) with `description`; the path."""
+    spec = model_spec(model)
+    if spec is None:
+        raise ValueError("the model was not built by create_model, so it has no registered name to record")
+    if (spec.name, spec.num_classes, spec.in_channels) != (description.model_name, description.num_classes,
+                                                           description.in_channels):
+        raise ValueError(f"the description is for {description.model_name!r} with {description.num_classes} "
+                         f"classes and {description.in_channels} channels; the model is {spec.name!r} with "
+                         f"{spec.num_classes} and {spec.in_channels}")
+    return save_weights(model, path, metadata=description.to_metadata())
+
+
+def describe(metadata: dict[str, Any]) -> WeightsDescription:
+    """A file's metadata as a description, completed from the model registry (the task and the
+    default input size that older files do not record)."""
+    entry = get_entry(metadata["model_name"])
+    return WeightsDescription.from_metadata(metadata, task=entry.task, default_image_size=entry.input_size)
+
+
+def published_metadata(source: Source, model: nn.Module) -> dict[str, Any] | None:
+    """The class names, preparation and provenance of the published weights `source` names or, for a
+    foreign file, of the registry entry whose head fits `model` (1000 classes or none); else None."""
+    if isinstance(source, WeightsEntry):
+        return source.file_metadata()
+    named = find_weights(model.model_name, str(source))
+    if named is not None:
+        return named.file_metadata()
+    if getattr(model, "in_channels", 3) != 3:
+        return None
+    entry = default_weights(model.model_name, model.num_classes)
+    if entry is None:
+        return None
+    logger.info("%s records no class names or preparation; its head (%d classes) is that of the published "
+                "%s, whose ImageNet classes and preparation are used", source, model.num_classes, entry.key)
+    return entry.file_metadata()
+
+
+def _open_foreign(source: Source, model_name: str, *, num_classes: int | None, in_channels: int) -> OpenedWeights:
+    """A published name or another format's file, read into a model sized by its logistic layer."""
+    path = weights_file(model_name, source)
+    probe = create_model(model_name, num_classes=0, in_channels=in_channels)
+    state, _ = read_state(path, probe)
+    if num_classes is None:
+        head = state.get("classifier.weight")
+        num_classes = int(head.value.shape[0]) if head is not None else 0
+    model = create_model(model_name, num_classes=num_classes, in_channels=in_channels)
+    assign_state(model, state, origin=str(path))
+    spec = model_spec(model)
+    description = describe({**model_metadata(model), **(published_metadata(source, model) or {})})
+    return OpenedWeights(model.eval(), spec, description)
+
+
+def is_our_file(source: Source) -> bool:
+    """Whether `source` is a file this project wrote (it records its model), not a name or a foreign file."""
+    return _our_metadata(source) is not None
+
+
+def _our_metadata(source: Source) -> dict[str, Any] | None:
     """The metadata of a file this project wrote, or None for anything else (names, foreign files)."""
-    if isinstance(weights, WeightsEntry) or not Path(weights).is_file():
+    if isinstance(source, WeightsEntry) or not Path(source).is_file():
         return None
     try:
-        return read_metadata(weights)
+        return read_metadata(source)
     except ValueError:
         return None
-
-
-def _recorded_overrides(name: str, saved: dict[str, Any]) -> dict[str, Any]:
-    """The fields of the config a file recorded (`dataclasses.asdict` as JSON) that differ from the
-    registered model's, rebuilt as the config's types (BlockSpec tuples, nested specs). A field the
-    registry no longer has is left out (files of older versions)."""
-    base = get_entry(name).config
-    recorded = from_plain(type(base), saved)
-    return {field.name: getattr(recorded, field.name) for field in dataclasses.fields(base)
-            if field.name in saved and getattr(recorded, field.name) != getattr(base, field.name)}

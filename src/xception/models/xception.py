@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import nn
@@ -34,6 +34,9 @@ from xception.models.layers import (
     SeparableConv2d,
     scale_channels,
 )
+
+if TYPE_CHECKING:
+    from xception.models.spec import ModelSpec
 
 OutputStride = Literal[8, 16, 32]
 
@@ -318,8 +321,9 @@ class Xception(ClassifierNetwork):
         num_classes: int,
         in_channels: int,
         drop_rate: float,
+        spec: ModelSpec | None = None,
     ) -> None:
-        super().__init__(num_classes=num_classes, in_channels=in_channels, drop_rate=drop_rate)
+        super().__init__(num_classes=num_classes, in_channels=in_channels, drop_rate=drop_rate, spec=spec)
         self.config = config
         self.grad_checkpointing = False
 

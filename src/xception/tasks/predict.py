@@ -1,7 +1,7 @@
 """Inference: the top-k classes (names and probabilities) of a batch of prepared images, or, for a
 segmentation model, the class of every pixel.
 
-The model comes from `xception.models.trained.load_trained_model`, the preparation from
+The model comes from `xception.models.trained.open_weights`, the preparation from
 `xception.data.prediction.prediction_transform`, both rebuilt from the weight file's metadata."""
 
 from __future__ import annotations

@@ -23,10 +23,9 @@ from torch import nn
 
 from xception.file_digest import file_sha256
 from xception.models.registry import get_entry
+from xception.models.trained import is_our_file, open_weights
 from xception.models.weights.assign import SourceTensor, assign_state, is_head_key
 from xception.models.weights.download import weights_file
-from xception.models.weights.load import read_state
-from xception.models.weights.registry import find_weights
 from xception.train.checkpoint import FORMAT, NotACheckpointError, evaluated_weights, load_checkpoint
 from xception.train.recipes import Recipe
 
@@ -50,13 +49,14 @@ def initialize(module: nn.Module, weights: str | os.PathLike, *, class_names: li
     """Load `weights` into `module` (built for the data's `class_names`) in place, as the module
     docstring says. ValueError naming the first tensor when the file is for another architecture."""
     model_name = module.model_name
-    target, into = module, "model"
-    entry = get_entry(model_name)
     path = Path(weights_file(file_model(model_name), weights))
-    state, file_classes = _read(path, weights, module)
-    if entry.task == "segmentation" and not any(key.startswith("backbone.") for key in state):
+    state, file_classes, file_model_name = _read(path, weights, model_name)
+    target, into = module, "model"
+    if get_entry(model_name).task == "segmentation" and get_entry(file_model_name).task == "classification":
         target, into = module.backbone.model, "backbone"
-        state, file_classes = _read(path, weights, target)
+    expected = file_model(model_name) if into == "backbone" else model_name
+    if file_model_name != expected:
+        raise ValueError(f"{path} holds {file_model_name!r}; {model_name!r} starts from weights of {expected!r}")
     reason = _fresh_head_reason(file_classes, class_names, into=into)
     if reason:
         state = {key: value for key, value in state.items() if not is_head_key(key)}
@@ -76,9 +76,10 @@ def file_model(model_name: str) -> str:
     return entry.config.backbone if entry.task == "segmentation" else model_name
 
 
-def _read(path: Path, weights: str | os.PathLike, model: nn.Module) -> tuple[dict[str, SourceTensor], list | None]:
-    """The file's tensors under `model`'s keys, and its class names (None when it names none)."""
-    entry = find_weights(getattr(model, "model_name", ""), str(weights))
+def _read(path: Path, weights: str | os.PathLike, model_name: str) -> tuple[dict[str, SourceTensor], list | None, str]:
+    """(the tensors, the class names or None when the file has no head, the model they are for).
+    A training checkpoint gives the weights its run evaluated; any weight file is opened as every
+    reader opens one (`open_weights`: published names, foreign formats, our files)."""
     try:
         checkpoint = load_checkpoint(path) if path.suffix == ".pt" else None
     except NotACheckpointError:
@@ -86,18 +87,14 @@ def _read(path: Path, weights: str | os.PathLike, model: nn.Module) -> tuple[dic
     if isinstance(checkpoint, dict) and checkpoint.get("format") == FORMAT:
         # The weights the run evaluated (its Polyak average when it averages), as its weight files hold.
         tensors = {key: SourceTensor(value, key) for key, value in evaluated_weights(checkpoint).items()}
-        return tensors, list(checkpoint["class_names"])
-    state, metadata = read_state(path, model)
-    if metadata is not None:
-        from xception.models.describe import describe
-
-        names = describe(metadata).class_names
-        if names is not None:
-            return state, list(names)
-    elif entry is not None and entry.num_classes:
-        return state, list(entry.categories)
-    head = state.get("classifier.weight")  # classes without names: as many as the logistic layer's rows
-    return state, ([None] * int(head.value.shape[0]) if head is not None else None)
+        return tensors, list(checkpoint["class_names"]), checkpoint["config"]["model"]
+    ours = is_our_file(path)
+    model, spec, description = open_weights(path if ours else weights, model_name=None if ours else file_model(model_name))
+    tensors = {key: SourceTensor(value, key) for key, value in model.state_dict().items()}
+    if not spec.num_classes:
+        return tensors, None, spec.name
+    names = description.class_names  # classes without names: as many as the logistic layer's rows
+    return tensors, list(names) if names is not None else [None] * spec.num_classes, spec.name
 
 
 def _fresh_head_reason(file_classes: list | None, class_names: list[str], *, into: str) -> str:

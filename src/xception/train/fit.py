@@ -46,7 +46,7 @@ from xception.distributed import (
 )
 from xception.errors import UserError
 from xception.models import create_model
-from xception.models.weights import save_weights
+from xception.models.trained import save_trained
 from xception.runtime import (
     RuntimeSettings,
     check_precision,
@@ -424,7 +424,7 @@ class Run:
                         "git_commit": git_commit(),
                         **({"init": {"weights": self.init.weights, "sha256": self.init.sha256}} if self.init else {})},
         )
-        save_weights(model, self.run_dir / name, metadata=description.to_metadata())
+        save_trained(self.run_dir / name, model, description)
 
     # -- finish ---------------------------------------------------------------------------------
 
