@@ -81,9 +81,15 @@ def _join_process_group(backend: str, *, device_id: torch.device | None) -> None
     connectFullMesh failed ... Connection refused") or waited for peers that no longer exist. Under
     a prefix named by TORCHELASTIC_RESTART_COUNT, which every worker of one attempt shares (with a
     fixed number of nodes), a rank only ever meets the ranks of its own attempt.
+
+    Each node's agent counts its own restarts, so a node started again after a kill counts from 0
+    while the others count on: their workers would wait under different prefixes. Multi-node
+    launches therefore set TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 (docs/clusters.md), which also avoids
+    torch's own hang there; then rank 0 hosts a new store on a new port for every round, no old key
+    can be read and no prefix is needed (TORCHELASTIC_USE_AGENT_STORE is "False").
     """
     attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
-    if attempt is None:
+    if attempt is None or os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
         dist.init_process_group(backend=backend, device_id=device_id)
         return
     store, rank, world_size = next(dist.rendezvous("env://"))

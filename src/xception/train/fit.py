@@ -70,6 +70,7 @@ from xception.train.finetune import Phases, initialize
 from xception.train.logbook import Logbook, plot_curves
 from xception.train.mix import build_mix
 from xception.train.optimizer import build_optimizer
+from xception.train.preemption import StopSignal
 from xception.train.progress import ProcessStates, Progress
 from xception.train.provenance import environment, git_commit
 from xception.train.recipes import get_recipe
@@ -176,7 +177,9 @@ class Run:
                                        rank=context.rank, world_size=context.world_size, seed=config.seed,
                                        num_workers=self.num_workers, pin_memory=context.device.type == "cuda",
                                        bad_images=self.bad_val)
-        self.progress = Progress(self.trainer, steps_per_epoch=self.steps_per_epoch, bad_train=self.bad_train)
+        self.progress = Progress(self.trainer, steps_per_epoch=self.steps_per_epoch, bad_train=self.bad_train,
+                                 processes=context.world_size, micro_batch=self.micro_batch)
+        self.stop_signal = StopSignal()
         self.processes = ProcessStates(context.rank)
         # What a checkpoint holds, part by part (xception.train.checkpoint.capture and restore).
         self.parts = {"trainer": self.trainer, "progress": self.progress, "processes": self.processes}
@@ -284,6 +287,7 @@ class Run:
                     "schedule": dataclasses.asdict(self.trainer.schedule),
                     "num_classes": self.datasets.num_classes, "class_names": list(self.datasets.class_names),
                     "total_steps": self.total_steps, "steps_per_epoch": self.steps_per_epoch,
+                    "attempts": self.progress.attempts,  # the earlier attempts: where each was interrupted
                     "init": dataclasses.asdict(self.init) if self.init is not None else None}
         write_text_atomic(run_dir / CONFIG, json.dumps(resolved, indent=2, default=str))
         write_text_atomic(run_dir / ENVIRONMENT, json.dumps(environment(self.context.world_size), indent=2))
@@ -317,7 +321,8 @@ class Run:
 
     def over(self) -> bool:
         stop = self.config.stop_after_steps
-        return self.trainer.step >= self.total_steps or (stop is not None and self.trainer.step >= stop)
+        return (self.trainer.step >= self.total_steps or (stop is not None and self.trainer.step >= stop)
+                or self.progress.stopped_by is not None)
 
     def train_step(self, micro_batches: list) -> None:
         """One optimizer step, then what is due after it: a log row, an evaluation, a checkpoint."""
@@ -335,6 +340,9 @@ class Run:
         elif ((config.checkpoint_every_steps and trainer.step % config.checkpoint_every_steps == 0)
               or trainer.step == config.stop_after_steps):
             self.save(LATEST)
+        if trainer.step < self.total_steps and self.stop_signal.agreed():
+            self.progress.stopped_by = self.stop_signal.stopped_by
+            self.save(LATEST)  # the attempt's record names the signal, even where this step was saved above
 
     def log_step(self) -> None:
         trainer, losses = self.trainer, self.processes.losses
@@ -434,6 +442,7 @@ class Run:
         trainer, context, run_dir = self.trainer, self.context, self.run_dir
         if self.bar is not None:
             self.bar.close()
+        self.stop_signal.close()
         self.logbook.close()
         history = self.progress.history
         finished = trainer.step >= self.total_steps and bool(history)
@@ -449,8 +458,8 @@ class Run:
             plot_curves(run_dir.path)
             self.task.finish(run_dir.path, self.eval_model, self.datasets, context.device)
         if context.is_main and not finished:
-            log.info("stopped at step %d of %d; run the same command again to continue", trainer.step,
-                     self.total_steps)
+            log.info("stopped at step %d of %d%s; run the same command again to continue", trainer.step,
+                     self.total_steps, f" by {self.progress.stopped_by}" if self.progress.stopped_by else "")
         barrier()  # every process returns once rank 0 has written the run directory
         return TrainResult(
             config=self.config, metrics=dict(history[-1].metrics) if history else {},

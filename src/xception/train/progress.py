@@ -38,10 +38,16 @@ class LossWindows:
 
 class Progress:
     """How far the run is and how it got there. An attempt is one process lifetime: the first run
-    or a resume; `attempts` are the earlier ones, {"from_step", "to_step", "wall_s"} each."""
+    or a resume; `attempts` are the earlier ones, {"from_step", "to_step", "wall_s", "processes",
+    "micro_batch"} each, and "stopped_by" (a signal's name) for one that a stop signal ended.
+    `processes` and `micro_batch` change when an elastic job goes on with fewer or more nodes: the
+    global batch, and with it the data order and the learning rate, stays the same."""
 
-    def __init__(self, trainer: Trainer, *, steps_per_epoch: int, bad_train: BadImageRecord) -> None:
+    def __init__(self, trainer: Trainer, *, steps_per_epoch: int, bad_train: BadImageRecord, processes: int,
+                 micro_batch: int) -> None:
         self.trainer, self.steps_per_epoch, self.bad_train = trainer, steps_per_epoch, bad_train
+        self.processes, self.micro_batch = processes, micro_batch
+        self.stopped_by: str | None = None
         self.history: list[EvalRecord] = []
         self.best_metric = -math.inf
         self.attempts: list[dict[str, Any]] = []
@@ -58,7 +64,9 @@ class Progress:
 
     def all_attempts(self) -> list[dict[str, Any]]:
         """Earlier attempts and this one (so far): the step range each trained and its seconds."""
-        this = {"from_step": self.resumed_at, "to_step": self.trainer.step, "wall_s": time.perf_counter() - self.start}
+        this = {"from_step": self.resumed_at, "to_step": self.trainer.step, "wall_s": time.perf_counter() - self.start,
+                "processes": self.processes, "micro_batch": self.micro_batch,
+                **({"stopped_by": self.stopped_by} if self.stopped_by else {})}
         return [*self.attempts, this]
 
     def state_dict(self) -> dict[str, Any]:

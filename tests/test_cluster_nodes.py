@@ -1,0 +1,157 @@
+"""Two torchrun agents on this machine, each standing for a node (`--nnodes 2 --nproc-per-node 1`, c10d
+rendezvous on 127.0.0.1, gloo), train `xception_small` together: the command of docs/clusters.md with
+only the endpoint and the counts changed. A node's agent and worker killed with `kill -9` and started
+again rejoin the job; the rendezvous host killed ends the job, and the same command on both nodes
+(what a scheduler's restart does) continues it. Each ends bit-identical to an uninterrupted run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+
+from spawn_ranks import free_port
+from test_train_faults import _children, _environment, _logged_steps, _same_weights, _train_args
+from tiny_image_folder import write_image_folder
+
+STEPS = 40
+BIN = Path(sys.executable).parent  # torchrun and xception, installed beside this Python
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the agents' workers through /proc")]
+
+
+def node_command(port: int, nnodes: str, *train_args: str) -> list[str]:
+    """One node's launch, as docs/clusters.md gives it (there: --nproc-per-node 8, a real endpoint)."""
+    return [str(BIN / "torchrun"), "--nnodes", nnodes, "--nproc-per-node", "1", "--max-restarts", "3",
+            "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "xception-test",
+            "--no-python", str(BIN / "xception"), *train_args]
+
+
+def node_environment() -> dict[str, str]:
+    """A fresh store for every rendezvous round: without it a node started again never rejoins (docs/clusters.md)."""
+    return {**_environment(), "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+
+
+class Nodes:
+    """The agents started by one test, each in its own session (so that a kill takes a node whole),
+    all of them killed at the end, whatever happened."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir, self.agents = log_dir, []
+
+    def start(self, command: list[str]) -> subprocess.Popen:
+        log = open(self.log_dir / f"node-{len(self.agents)}.log", "w")
+        agent = subprocess.Popen(command, env=node_environment(), stdout=log, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+        log.close()
+        self.agents.append(agent)
+        return agent
+
+    def kill(self, agent: subprocess.Popen) -> None:
+        """`kill -9` of a node: its agent and every process below it (a worker outlives its agent)."""
+        doomed, todo = [], [agent.pid]
+        while todo:
+            pid = todo.pop()
+            doomed.append(pid)
+            todo.extend(_children(pid))
+        for pid in doomed:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        agent.wait()
+
+    def wait(self, *agents: subprocess.Popen, timeout: float = 300) -> list[int]:
+        deadline = time.monotonic() + timeout
+        for agent in agents:
+            agent.wait(timeout=max(1.0, deadline - time.monotonic()))
+        return [agent.returncode for agent in agents]
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n" + p.read_text()[-2500:] for p in sorted(self.log_dir.glob("node-*.log")))
+
+    def close(self) -> None:
+        for agent in self.agents:
+            if agent.poll() is None:
+                self.kill(agent)
+
+
+@pytest.fixture
+def nodes(tmp_path):
+    (tmp_path / "logs").mkdir()
+    started = Nodes(tmp_path / "logs")
+    yield started
+    started.close()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_image_folder(tmp_path_factory.mktemp("cluster") / "data", per_class={"train": 24, "val": 10})
+
+
+@pytest.fixture(scope="module")
+def two_nodes_straight(data, tmp_path_factory):
+    """An uninterrupted run on two nodes: the reference of every test here."""
+    root = tmp_path_factory.mktemp("straight")
+    (root / "logs").mkdir()
+    nodes, port, out = Nodes(root / "logs"), free_port(), root / "run"
+    try:
+        agents = [nodes.start(node_command(port, "2", *_train_args(data, out, steps=STEPS))) for _ in range(2)]
+        assert nodes.wait(*agents) == [0, 0], nodes.logs()
+    finally:
+        nodes.close()
+    return out
+
+
+def _wait_for_step(run: Path, step: int, *alive: subprocess.Popen, nodes: Nodes, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while _logged_steps(run) < step:
+        assert all(a.poll() is None for a in alive) and time.monotonic() < deadline, nodes.logs()
+        time.sleep(0.05)
+
+
+def test_two_nodes_equal_one_node_with_the_same_global_batch(two_nodes_straight, data, tmp_path):
+    """2 nodes x 1 process against 1 node x 2 processes (`--standalone`), global batch 8 in both:
+    the same ranks compute the same sums, so the averaged weights and the metrics are equal to the bit."""
+    out = tmp_path / "one_node"
+    subprocess.run([str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", "--no-python",
+                    str(BIN / "xception"), *_train_args(data, out, steps=STEPS)],
+                   env=node_environment(), check=True, capture_output=True, timeout=300)
+    assert _same_weights(two_nodes_straight / "weights.safetensors", out / "weights.safetensors")
+    two, one = (json.loads((run / "final.json").read_text()) for run in (two_nodes_straight, out))
+    assert two["metrics"] == one["metrics"] and two["total_steps"] == one["total_steps"] == STEPS
+    environments = [json.loads((run / "environment.json").read_text()) for run in (two_nodes_straight, out)]
+    assert [e["world_size"] for e in environments] == [2, 2]
+
+
+def test_a_node_killed_rejoins_and_the_host_killed_restarts_bit_identical(two_nodes_straight, data, nodes, tmp_path):
+    """Node 1 (agent and worker) killed at step 10 and started again: the surviving agent restarts
+    its worker and both continue from the last checkpoint. Then node 0, the rendezvous host, killed at
+    step 25: its store goes with it and node 1 gives up; the same command on both nodes continues."""
+    port, run = free_port(), tmp_path / "run"
+    command = node_command(port, "2", *_train_args(data, run, steps=STEPS))
+    node0 = nodes.start(command)
+    node1 = nodes.start(command)
+    _wait_for_step(run, 10, node0, node1, nodes=nodes)
+    nodes.kill(node1)
+    node1 = nodes.start(command)  # the node comes back
+    _wait_for_step(run, 25, node0, nodes=nodes)
+    nodes.kill(node0)
+    assert nodes.wait(node1, timeout=120) != [0], nodes.logs()  # no rendezvous without its host
+    assert not (run / "final.json").exists()
+    again = [nodes.start(command) for _ in range(2)]  # the whole job again, as a scheduler restarts it
+    assert nodes.wait(*again) == [0, 0], nodes.logs()
+    assert _same_weights(run / "weights.safetensors", two_nodes_straight / "weights.safetensors")
+    final = json.loads((run / "final.json").read_text())
+    assert len(final["attempts"]) == 3, final["attempts"]
+    steps = [(a["from_step"], a["to_step"]) for a in final["attempts"]]
+    assert steps[0][0] == 0 and steps[-1][1] == STEPS and all(a[1] == b[0] for a, b in pairwise(steps))
+    assert steps[1][0] >= 9 and steps[2][0] >= 24, steps  # each began at the checkpoint its kill left
+    config = json.loads((run / "config.json").read_text())
+    assert config["attempts"] == final["attempts"][:-1]  # the resumed run records the interruptions before it
