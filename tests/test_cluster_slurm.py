@@ -1,0 +1,80 @@
+"""configs/cluster/slurm/train.sbatch on a real one-node SLURM (tests/local_slurm.py): warned with
+SIGUSR1 (`scancel --signal=USR1`, what `#SBATCH --signal=USR1@120` sends before the time limit), the
+run checkpoints and stops and the script requeues the job; preempted without warning (`scontrol
+requeue`), SLURM requeues it. The requeued job continues exactly: the final weights equal an
+uninterrupted run's, and the run's files record each interruption."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from local_slurm import LocalSlurm, installed_or_skip
+from spawn_ranks import free_port
+from test_train_faults import _environment, _logged_steps, _same_weights, _train_args
+from tiny_image_folder import write_image_folder
+
+SCRIPT = Path(__file__).resolve().parents[1] / "configs" / "cluster" / "slurm" / "train.sbatch"
+BIN = Path(sys.executable).parent  # torchrun and xception, which the script calls by name
+STEPS = 40
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    installed_or_skip()
+    cluster = LocalSlurm(tmp_path_factory.mktemp("slurm")).start()
+    yield cluster
+    cluster.stop()
+
+
+def _job_environment() -> dict[str, str]:
+    """What sbatch passes on to the job (its default, --export=ALL): the tools on PATH, a free port."""
+    return {**_environment(), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+            "XCEPTION_RDZV_PORT": str(free_port())}
+
+
+def _wait_for_step(slurm: LocalSlurm, job_id: str, run: Path, step: int, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while _logged_steps(run) < step:
+        state = slurm.job(job_id)["JobState"]
+        assert state in ("PENDING", "RUNNING", "CONFIGURING", "REQUEUED") and time.monotonic() < deadline, (
+            state, slurm.logs())
+        time.sleep(0.2)
+
+
+def test_sbatch_requeued_by_sigusr1_and_by_preemption_ends_bit_identical(slurm, tmp_path):
+    data = write_image_folder(tmp_path / "data", per_class={"train": 24, "val": 10})
+    straight = tmp_path / "straight"
+    subprocess.run([str(BIN / "xception"), *_train_args(data, straight, steps=STEPS)], env=_environment(),
+                   check=True, capture_output=True, timeout=300)
+
+    run, log = tmp_path / "run", tmp_path / "job.out"
+    command, *arguments = _train_args(data, run, steps=STEPS)  # the script runs `xception train ARGUMENTS`
+    assert command == "train"
+    job_id = slurm.submit("--nodes", "1", f"--output={log}", str(SCRIPT), *arguments, env=_job_environment())
+    _wait_for_step(slurm, job_id, run, 10)
+    slurm.run("scancel", "--signal=USR1", job_id)  # the warning before a time limit or a preemption
+    while slurm.job(job_id)["Restarts"] == "0":  # the script requeues the stopped run
+        assert slurm.job(job_id)["JobState"] in ("RUNNING", "COMPLETING", "PENDING", "REQUEUED"), log.read_text()
+        time.sleep(0.2)
+    _wait_for_step(slurm, job_id, run, 25)
+    slurm.run("scontrol", "requeue", job_id)  # a preemption without warning: the job is killed and requeued
+    job = slurm.wait_until_done(job_id, timeout=400)
+    output = log.read_text()
+    assert job["JobState"] == "COMPLETED" and job["Restarts"] == "2", (job, output[-3000:])
+    assert "requeued 2 times" in output and "requeueing job" in output, output[-3000:]
+
+    assert _same_weights(run / "weights.safetensors", straight / "weights.safetensors")
+    final = json.loads((run / "final.json").read_text())
+    attempts = final["attempts"]
+    assert len(attempts) == 3 and attempts[0]["stopped_by"] == "SIGUSR1", attempts
+    assert attempts[0]["to_step"] == attempts[1]["from_step"] >= 10  # stopped after a step, checkpointed there
+    assert attempts[1]["to_step"] == attempts[2]["from_step"] >= 24 and attempts[2]["to_step"] == STEPS
+    assert "stopped_by" not in attempts[1]  # killed: its record ends at its last checkpoint
+    assert json.loads((run / "config.json").read_text())["attempts"] == attempts[:2]
