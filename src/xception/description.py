@@ -120,13 +120,14 @@ class Decision:
         kind, rate = parse_threshold_rule(self.rule or "")
         return _RULE_NAMES[kind] + (f" {rate:g}" if rate is not None else "")
 
-    def reason(self) -> str:
-        """Why a decision is taken, e.g. "threshold 0.37 (EER on 40 validation images)", or, with
-        no threshold, "argmax at temperature 1.52 (fitted on 40 validation images)"."""
+    def reason(self, decimals: int = 2) -> str:
+        """Why a decision is taken, e.g. "threshold 0.37 (EER on 40 validation images)" (the
+        threshold to `decimals` places), or, with no threshold, "argmax at temperature 1.52 (fitted
+        on 40 validation images)"."""
         where = f"{self.split_size} {self.split} images"
         if self.threshold is None:
             return f"argmax at temperature {self.temperature:.3g} (fitted on {where})"
-        return f"threshold {self.threshold:.2f} ({self.rule_text()} on {where})"
+        return f"threshold {self.threshold:.{decimals}f} ({self.rule_text()} on {where})"
 
 
 @dataclass(frozen=True)

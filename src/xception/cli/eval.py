@@ -15,12 +15,14 @@ def add_parser(subparsers) -> None:
 
     parser = subparsers.add_parser(
         "eval",
-        help="evaluate weights on a validation set (top-1/top-5; mAP and MAP@100; mean IoU)",
+        help="evaluate weights on a validation set (top-1/top-5, ROC-AUC, ECE; mAP and MAP@100; mean IoU)",
         description="Evaluate a weight file written by training on the validation split of the "
         "data it was trained on (or another given with --dataset/--data; every image of a test folder "
         "with --data DIR --split all). Under torchrun the "
         "examples are split exactly over the processes. Published weights (--weights imagenet) are "
-        "evaluated on the ImageNet validation folder given with --data (docs/weights.md).",
+        "evaluated on the ImageNet validation folder given with --data (docs/weights.md). Weights with a "
+        "decision policy (a temperature and a threshold, `xception calibrate`) are evaluated as they decide: "
+        "accuracy, precision, recall and F1 at their threshold, ECE and NLL before and after the temperature.",
     )
     add_weights_options(parser)
     parser.add_argument("--dataset", choices=SOURCES)
@@ -48,6 +50,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--group-manifest", metavar="FILE", help="group by a column of this CSV (with a header) or "
                         "JSONL manifest instead, named by --group-column; its `path` column holds the image files")
     parser.add_argument("--group-column", metavar="NAME")
+    parser.add_argument("--reliability", metavar="PNG", help="a classifier: write its reliability diagram (accuracy "
+                        "against confidence in 15 bins, before and after the weights' temperature) to this file")
     parser.set_defaults(run=run)
 
 
@@ -62,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
                                bad_image_fraction=args.bad_image_fraction, model_name=args.model,
                                ground_truth=args.ground_truth, progress=True, group_pattern=args.group_pattern,
                                group_manifest=args.group_manifest, group_column=args.group_column,
-                               split=args.split)
+                               split=args.split, reliability=args.reliability)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:

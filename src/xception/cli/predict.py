@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
                                     precision=args.precision, device=args.device, workload="latency")
     print(f"runtime: {session.runtime_text()}", file=sys.stderr)
     images = torch.stack([session.prepare(p) for p in args.images])
-    top = get_task(session.task).write_predictions(session.engine, images, args.images, session.description,
+    # The calibrated logits: the probabilities and the decision follow the weights' decision policy.
+    top = get_task(session.task).write_predictions(session.calibrated_logits, images, args.images, session.description,
                                                    top_k=args.top_k, out=args.out)
     if args.explain:
         # The class the engine ranked first (its runtime or precision may differ from the fp32 model's);

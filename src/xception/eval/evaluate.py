@@ -17,7 +17,7 @@ def evaluate_weights(
     precision: str | None, bad_images: BadImagePolicy, bad_image_fraction: float, model_name: str | None = None,
     ground_truth: str | None = None, progress: bool = False, runtime: str | None = None,
     group_pattern: str | None = None, group_manifest: str | None = None, group_column: str | None = None,
-    split: str | None = None,
+    split: str | None = None, keep_logits: bool = False, reliability: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate weights on the validation split of their data (or of `source` at `data_path`; every
     image of the folder `data_path` with `split="all"`, see `evaluation_split`), with
@@ -31,7 +31,13 @@ def evaluate_weights(
     IoU). A two-class classifier grouped by `group_pattern` (a regular
     expression on each image's path, its first group names the group, e.g. a video) or by
     `group_column` of `group_manifest` adds `binary`: `binary_report`'s per-image and per-group
-    ROC-AUC, EER and average precision (one process)."""
+    ROC-AUC, EER and average precision (one process).
+
+    A classifier's metrics include its calibration (`ece`, and with the weights' decision policy,
+    which the evaluation applies: `temperature`, `ece_calibrated`, `nll_calibrated`, a two-class
+    model's accuracy, precision, recall and F1 at its `threshold`); `reliability` names a PNG to
+    write the reliability diagram to. `keep_logits` adds `logits` (N, C) and `targets` (for
+    `xception calibrate`)."""
     from xception.data import build_datasets
     from xception.data.build import build_whole_folder
     from xception.data.config import recorded_data_config
@@ -73,9 +79,16 @@ def evaluate_weights(
     if grouped and (num_classes != 2 or context.world_size != 1):
         raise ValueError("grouped detection metrics need a two-class model, evaluated in one process")
     start = time.perf_counter()
+    classifier = description.task == "classification"
+    policy = {"decision": description.decision, "keep_logits": keep_logits} if classifier else {}
     metrics = get_task(description.task).evaluate(
         engine, loader, device=context.device, num_classes=num_classes, multilabel=multilabel,
-        class_weights=class_weights, progress=progress and context.is_main, keep_scores=grouped)
+        class_weights=class_weights, progress=progress and context.is_main, keep_scores=grouped, **policy)
+    bins = metrics.pop("calibration_bins", None)
+    if reliability is not None and bins is not None and context.is_main:
+        from xception.tasks.reliability_figure import save_reliability_diagram
+
+        save_reliability_diagram(reliability, bins, title=f"{weights}: {metrics['examples']} images")
     if grouped:
         from xception.data.split_manifest import split_files
         from xception.eval.binary_report import binary_report

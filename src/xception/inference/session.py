@@ -13,7 +13,9 @@ apart (`serve` ignored the calibration that `predict` used):
    `serve`; the nearest batch size measured where that one was not, never batch 1); else a preference;
 3. build the engine (`xception.deploy.build.build_engine`; PyTorch where a default runtime cannot
    convert the model, said in a warning) and the transform of the weights' preparation;
-4. turn logits into probabilities (softmax, or a sigmoid per class for multi-label weights).
+4. turn logits into probabilities (softmax, or a sigmoid per class for multi-label weights), through
+   the temperature of the weights' decision policy, and decide (`xception.tasks.decision`: the
+   threshold of two-class and multi-label weights, with the reason in words).
 
 The engine is built on first use, so that `explain`, which needs only the PyTorch module, the class
 names and the transform, builds none.
@@ -38,6 +40,7 @@ from xception.deploy.choice import RuntimeChoice, choose_runtime
 from xception.deploy.engines import Engine
 from xception.deploy.timings import Timings, calibrate_runtimes, load_timings
 from xception.home import xception_home
+from xception.tasks.decision import Decided, calibrated_logits, decide
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -198,10 +201,23 @@ class InferenceSession:
         """(N, C, S, S) inputs in [-1, 1] -> (N, num_classes) float32 logits (segmentation: (N, classes, S, S))."""
         return self.engine(images).float()
 
+    def calibrated_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """`logits` divided by the temperature of the weights' decision policy (the logits themselves
+        for weights without one): what the probabilities and the decision are computed from."""
+        return calibrated_logits(self.logits(images), self.description.decision)
+
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """(N, C, S, S) inputs in [-1, 1] -> (N, num_classes) float32 probabilities: softmax, or a
-        sigmoid per class for multi-label weights."""
-        return probabilities(self.logits(images), multilabel=self.multilabel)
+        sigmoid per class for multi-label weights, of the calibrated logits."""
+        return probabilities(self.calibrated_logits(images), multilabel=self.multilabel)
+
+    def decide(self, probabilities: torch.Tensor) -> list[Decided] | None:
+        """Each row's decision under the weights' decision policy (`xception.tasks.decision.decide`:
+        the class, its probability and why), or None for weights without one (argmax, as before)."""
+        decision = self.description.decision
+        if decision is None or self.task != "classification":
+            return None
+        return decide(probabilities, decision, class_names=self.class_names, multilabel=self.multilabel)
 
 
 def probabilities(logits: torch.Tensor, *, multilabel: bool) -> torch.Tensor:

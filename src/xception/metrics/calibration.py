@@ -35,6 +35,10 @@ class CalibrationBins:
     confidence: torch.Tensor
     correct: torch.Tensor
 
+    @classmethod
+    def empty(cls, bins: int = ECE_BINS, device: torch.device | str = "cpu") -> CalibrationBins:
+        return cls(*torch.zeros(3, bins, dtype=torch.float64, device=device))
+
     def __add__(self, other: CalibrationBins) -> CalibrationBins:
         return CalibrationBins(self.count + other.count, self.confidence + other.confidence,
                                self.correct + other.correct)

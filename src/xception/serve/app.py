@@ -9,8 +9,9 @@ Endpoints:
 - GET  /v2/models/{name}[/versions/{v}]/ready;
 - POST /v2/models/{name}[/versions/{v}]/infer: see `xception.serve.protocol`;
 - POST /predict[?top_k=K&heatmap=true]: an encoded image as the body -> {"model", "predictions":
-  [{"class_name", "probability"}], most probable first; "heatmap": a PNG data URL where the server
-  was given a heatmap renderer};
+  [{"class_name", "probability"}], most probable first; "decision": {"class_names", "probability",
+  "reason", "text"} where the weights carry a decision policy (the class decided at their threshold,
+  `xception.tasks.decision`); "heatmap": a PNG data URL where the server was given a heatmap renderer};
 - GET  /: the page; GET /metrics: Prometheus' text format.
 """
 
@@ -37,6 +38,7 @@ from xception.serve.config import ServeConfig
 from xception.serve.errors import RequestError
 from xception.serve.metrics import ServerMetrics
 from xception.serve.model import ServedModel
+from xception.tasks.decision import decision_text
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +197,11 @@ def create_app(served: ServedModel, config: ServeConfig, *, heatmap: HeatmapRend
         answer = {"model": served.name, "predictions": [
             {"class_name": served.class_names[i], "probability": p} for p, i in zip(values.tolist(), indices.tolist(),
                                                                                     strict=True)]}
+        decided = served.decide(probabilities[None])
+        if decided is not None:  # weights with a decision policy: the decided class (at their threshold) and why
+            answer["decision"] = {"class_names": [served.class_names[i] for i in decided[0].classes],
+                                  "probability": decided[0].probability, "reason": decided[0].reason,
+                                  "text": decision_text(decided[0], served.class_names)}
         if heatmap and heatmap_renderer is not None:
             png = await asyncio.to_thread(heatmap_renderer, image, int(indices[0]))
             answer["heatmap"] = "data:image/png;base64," + base64.b64encode(png).decode()

@@ -13,6 +13,7 @@ from torch import nn
 
 from xception.deploy.engines import Engine
 from xception.inference.session import InferenceSession
+from xception.tasks.decision import Decided
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,11 @@ class ServedModel:
         """(N, C, H, W) inputs in [-1, 1] -> (N, num_classes) float32 probabilities, as
         `InferenceSession.probabilities` (and so `xception predict`) computes them."""
         return self.session.probabilities(images)
+
+    def decide(self, probabilities: torch.Tensor) -> list[Decided] | None:
+        """Each row's decision under the weights' decision policy, or None without one
+        (`InferenceSession.decide`)."""
+        return self.session.decide(probabilities)
 
 
 def load_served_model(weights: str, *, model_name: str | None = None, name: str | None = None,

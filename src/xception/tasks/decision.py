@@ -85,12 +85,22 @@ def decide(probabilities: torch.Tensor, decision: Decision, *, class_names: Sequ
         elif decision.threshold is not None and len(row) == 2:
             positive = row[1] >= decision.threshold
             classes = (1 if positive else 0,)
-            why = f"p({class_names[1]}) {row[1]:.2f} {'>=' if positive else '<'} {decision.reason()}"
+            places = _places(row[1], decision.threshold)
+            why = f"p({class_names[1]}) {row[1]:.{places}f} {'>=' if positive else '<'} {decision.reason(places)}"
         else:
             classes = (max(range(len(row)), key=row.__getitem__),)
             why = decision.reason()
         decided.append(Decided(classes, row[classes[0]] if classes else None, why))
     return decided
+
+
+def _places(probability: float, threshold: float) -> int:
+    """The decimal places (2 to 6) that show `probability` and `threshold` apart, so that "0.55 <
+    threshold 0.55" reads "0.551 < threshold 0.552"."""
+    places = 2
+    while places < 6 and f"{probability:.{places}f}" == f"{threshold:.{places}f}":
+        places += 1
+    return places
 
 
 def decision_text(decided: Decided, class_names: Sequence[str]) -> str:

@@ -5,7 +5,8 @@ trainer), `resume` (from the checkpoint `RunDirectory.resume_source` names; what
 `xception.train.resume`),
 `train_epoch` (the rest of the current epoch, one `Trainer.train_step` per global batch),
 `evaluate_and_checkpoint` (every 1/`evals_per_epoch` epoch and at the end: the Polyak average
-when the recipe averages), and `finish`. A checkpoint is the state of the run's parts (the trainer,
+when the recipe averages; a classifier's decision policy fitted on the validation split goes into
+the weights exported, `fit_decision`), and `finish`. A checkpoint is the state of the run's parts (the trainer,
 `Progress`, `ProcessStates`), captured and restored by `xception.train.checkpoint`; the run
 directory's files are `xception.train.run_directory`'s. Every file goes through
 `xception.atomic_write`: a kill at any moment leaves no half-written file.
@@ -35,7 +36,7 @@ from xception.data.balance import loss_class_weights, sampling_weights
 from xception.data.loader import build_loader, default_num_workers
 from xception.data.split_manifest import FILE_SOURCES, split_manifest
 from xception.data.summary import split_size
-from xception.description import Preprocessing, WeightsDescription
+from xception.description import GRID_SOURCES, Decision, Preprocessing, WeightsDescription
 from xception.distributed import (
     DistributedContext,
     all_gather_objects,
@@ -45,6 +46,7 @@ from xception.distributed import (
     init_distributed,
 )
 from xception.errors import UserError
+from xception.metrics.calibration import CalibrationBins, calibration_bins
 from xception.models import create_model
 from xception.models.trained import save_trained
 from xception.runtime import (
@@ -55,6 +57,8 @@ from xception.runtime import (
     retain_freed_memory,
 )
 from xception.tasks import build_task
+from xception.tasks.decision import calibrated_logits, fit_decision
+from xception.tasks.reliability_figure import save_reliability_diagram
 from xception.train.averaging import ModelAverage
 from xception.train.checkpoint import (
     BEST,
@@ -82,6 +86,7 @@ from xception.train.run_directory import (
     ENVIRONMENT,
     FINAL,
     FINAL_WEIGHTS,
+    RELIABILITY,
     SPLIT,
     RunDirectory,
 )
@@ -184,6 +189,10 @@ class Run:
         # What a checkpoint holds, part by part (xception.train.checkpoint.capture and restore).
         self.parts = {"trainer": self.trainer, "progress": self.progress, "processes": self.processes}
         self.logbook: Logbook | None = None
+        # The decision policy fitted at the last evaluation (fit_decision), for the weights exported next.
+        self.decision: Decision | None = None
+        self.decision_refused: str | None = None
+        self.reliability_bins: dict[str, CalibrationBins] | None = None
         self.bar = None
         self.window_start = time.perf_counter()
 
@@ -373,7 +382,10 @@ class Run:
                                      num_classes=datasets.num_classes, multilabel=datasets.multilabel,
                                      class_weights=datasets.class_weights,
                                      autocast_dtype=self.settings.autocast_dtype,
-                                     channels_last=self.settings.channels_last)
+                                     channels_last=self.settings.channels_last,
+                                     **({"keep_logits": True} if self.fits_decision else {}))
+        if self.fits_decision:
+            self.fit_decision(metrics)
         losses, progress = self.processes.losses, self.progress
         train_loss = float(all_reduce_sum(torch.tensor(losses.eval_sum / max(losses.eval_steps, 1)))) / context.world_size
         losses.eval_sum, losses.eval_steps = 0.0, 0
@@ -396,6 +408,33 @@ class Run:
         if improved:
             self.save(BEST)
             self.export_weights(BEST_WEIGHTS, metrics)
+
+    @property
+    def fits_decision(self) -> bool:
+        """Whether the weights get a decision policy fitted on the evaluation split: a classifier's,
+        where that split is a validation split (`val_split`, or the data's own), not the test set
+        that Fashion-MNIST and its mosaics evaluate on."""
+        data = self.config.data
+        return self.task.name == "classification" and (data.val_split is not None or data.source not in GRID_SOURCES)
+
+    def fit_decision(self, metrics: dict[str, Any]) -> None:
+        """The decision policy of the weights just evaluated (`xception.tasks.decision.fit_decision`,
+        the threshold by the equal error rate), kept for the weights exported next, with the
+        reliability diagram's bins; a split that cannot fit one (under 20 images, one class) leaves
+        none, said once."""
+        logits, targets = metrics.pop("logits"), metrics.pop("targets")
+        try:
+            self.decision = fit_decision(logits, targets, multilabel=self.datasets.multilabel)
+        except ValueError as error:
+            if self.decision_refused is None and self.context.is_main:
+                log.warning("no decision policy stored with the weights: %s", error)
+            self.decision, self.decision_refused = None, str(error)
+            return
+        probabilities = calibrated_logits(logits, self.decision)
+        probabilities = probabilities.sigmoid() if self.datasets.multilabel else probabilities.softmax(1)
+        self.reliability_bins = {"raw": metrics["calibration_bins"]["raw"],
+                                 "calibrated": calibration_bins(probabilities, targets,
+                                                                multilabel=self.datasets.multilabel)}
 
     def checkpoint_state(self) -> dict[str, Any]:
         """What `resume` needs; a collective (every rank's RNG and loss windows): every rank builds it."""
@@ -427,6 +466,7 @@ class Run:
             model_name=self.config.model, num_classes=datasets.num_classes, in_channels=self.config.data.in_channels,
             task=self.task.name, image_size=self.config.data.image_size, class_names=tuple(datasets.class_names),
             multilabel=datasets.multilabel, preprocessing=Preprocessing.of_data(data), data=data,
+            decision=self.decision,
             provenance={"recipe": self.recipe.name, "step": self.trainer.step,
                         "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
                         "git_commit": git_commit(),
@@ -456,6 +496,9 @@ class Run:
                 write_text_atomic(run_dir / FINAL, json.dumps(final, indent=2))
         if context.is_main and history:
             plot_curves(run_dir.path)
+            if self.reliability_bins is not None:
+                save_reliability_diagram(run_dir / RELIABILITY, self.reliability_bins,
+                                         title=f"validation split, step {trainer.step}: {self.decision.reason()}")
             self.task.finish(run_dir.path, self.eval_model, self.datasets, context.device)
         if context.is_main and not finished:
             log.info("stopped at step %d of %d%s; run the same command again to continue", trainer.step,

@@ -45,8 +45,8 @@ class Logbook:
 
 
 def plot_curves(run_dir: Path) -> Path:
-    """`run_dir/curves.png`: training loss and evaluation loss against epochs (left), evaluation
-    top-1 or mAP against epochs (right), from `metrics.jsonl`."""
+    """`run_dir/curves.png`: training loss and evaluation loss against epochs (left), the evaluation's
+    key metric (ROC-AUC of two classes, top-1, or mAP) against epochs (right), from `metrics.jsonl`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -61,7 +61,10 @@ def plot_curves(run_dir: Path) -> Path:
     left.set_xlabel("epoch")
     left.set_yscale("log")
     left.legend()
-    key = next((k for k in ("top1", "map") if evals and k in evals[0]), None)
+    # The key metric, as the task picks the best checkpoint by it: ROC-AUC of two classes (NaN on a
+    # split of one class, then top-1), else top-1, or MAP for multi-label data.
+    key = next((k for k in ("roc_auc", "top1", "map")
+                if evals and k in evals[0] and not math.isnan(evals[0][k])), None)
     if key:
         right.plot([r["epoch"] for r in evals], [r[key] for r in evals], "o-", color="C2")
         best = max(r[key] for r in evals if not math.isnan(r[key]))

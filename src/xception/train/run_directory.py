@@ -30,9 +30,10 @@ FINAL = "final.json"
 FINAL_WEIGHTS = "weights.safetensors"  # the evaluated weights at the end of training
 BEST_WEIGHTS = "best.safetensors"  # those of the best evaluation
 SPLIT = "split.json"
+RELIABILITY = "reliability.png"  # the reliability diagram of the validation split, before and after the temperature
 CHECKPOINTS = "checkpoints"
 # What a run writes besides config.json and environment.json: what starting over deletes.
-OUTPUTS = (CHECKPOINTS, "tensorboard", METRICS, FINAL, FINAL_WEIGHTS, BEST_WEIGHTS, SPLIT, "curves.png")
+OUTPUTS = (CHECKPOINTS, "tensorboard", METRICS, FINAL, FINAL_WEIGHTS, BEST_WEIGHTS, SPLIT, "curves.png", RELIABILITY)
 
 
 @dataclass(frozen=True)

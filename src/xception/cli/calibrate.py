@@ -1,0 +1,62 @@
+"""`xception calibrate`: fit the decision policy (a temperature; a threshold for two classes and
+multi-label weights) of existing weights on labelled images, and write the weights with it to a new file."""
+
+from __future__ import annotations
+
+import argparse
+
+from xception.cli.train import add_bad_image_options
+from xception.description import DEFAULT_THRESHOLD_RULE
+
+
+def add_parser(subparsers) -> None:
+    from xception.cli.weights import add_weights_options
+
+    parser = subparsers.add_parser(
+        "calibrate",
+        help="fit a temperature and a decision threshold to weights on a validation split; write a new file",
+        description="Fit the decision policy of a classifier's weights (from training, `xception convert` or "
+        "published) on labelled images: a temperature that makes its probabilities mean what they say (Guo et "
+        "al. 2017: the one scalar that minimises the negative log-likelihood), and for two classes or "
+        "multi-label weights a threshold on the calibrated probability chosen by --threshold-rule. The images "
+        "are the validation split of the weights' data, or another given with --data (a whole folder with "
+        "--split all), as `xception eval` chooses them. Writes the weights with the policy to --out (never over "
+        "the input) and the reliability diagram beside it; predict, eval and serve then decide with it.",
+    )
+    add_weights_options(parser)
+    parser.add_argument("--out", required=True, metavar="FILE", help="the .safetensors file to write")
+    parser.add_argument("--threshold-rule", default=DEFAULT_THRESHOLD_RULE, metavar="RULE",
+                        help="eer (the default: false positive rate = false negative rate), max_f1, fpr=X (the "
+                        "highest true positive rate with false positive rate <= X, e.g. fpr=0.01) or tpr=X (the "
+                        "lowest false positive rate with true positive rate >= X); none: temperature only")
+    parser.add_argument("--dataset", help="the data source of --data (default: the weights' own, as `xception eval`)")
+    parser.add_argument("--data", help="the dataset's directory (default: the one in the weights' metadata)")
+    parser.add_argument("--split", choices=("val", "all"),
+                        help="val (default): the data's validation split; all: every image of the folder --data "
+                        "names (a calibration folder laid out as in training)")
+    parser.add_argument("--ground-truth", help="ImageNet labels file of a flat validation folder")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", help="cpu or cuda (default: a GPU when there is one)")
+    add_bad_image_options(parser, training=False)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from xception.description import parse_threshold_rule
+    from xception.eval.calibrate import calibrate_file
+
+    rule = None if args.threshold_rule == "none" else args.threshold_rule
+    if rule is not None:
+        parse_threshold_rule(rule)  # a misspelt rule fails before any image is read
+    result = calibrate_file(args.weights, out=args.out, rule=rule, source=args.dataset, data_path=args.data,
+                            split=args.split, batch_size=args.batch_size, device=args.device, model_name=args.model,
+                            ground_truth=args.ground_truth, bad_images=args.bad_images,
+                            bad_image_fraction=args.bad_image_fraction, progress=True)
+    decision = result.decision
+    print(f"temperature {decision.temperature:.4f} (fitted on {decision.split_size} {decision.split} images)")
+    if decision.threshold is not None:
+        print(decision.reason())
+    print(f"ECE {result.before['ece']:.4f} -> {result.after['ece']:.4f}, NLL {result.before['nll']:.4f} -> "
+          f"{result.after['nll']:.4f} (on the images fitted)")
+    print(f"wrote {result.out} and {result.reliability}")
+    return 0
