@@ -184,3 +184,18 @@ def test_decision_round_trips_through_the_description_and_old_metadata_has_none(
     assert decision.reason() == "threshold 0.37 (FPR 0.01 on 40 validation images)"
     del metadata["decision"]
     assert WeightsDescription.from_metadata(metadata, task="classification", default_image_size=32).decision is None
+
+
+def test_multilabel_decision_takes_every_class_at_one_threshold():
+    generator = torch.Generator().manual_seed(8)
+    targets = (torch.rand(60, 4, generator=generator) < 0.4).long()
+    logits = 3 * (targets * 2 - 1) + 2 * torch.randn(60, 4, generator=generator)
+    decision = fit_decision(logits, targets, multilabel=True, rule="max_f1")
+    assert decision.rule == "max_f1" and decision.split_size == 60
+    probabilities = calibrated_logits(logits, decision).sigmoid()
+    decided = decide(probabilities, decision, class_names=list("abcd"), multilabel=True)
+    for row, one in zip(probabilities.tolist(), decided, strict=True):
+        assert set(one.classes) == {i for i, p in enumerate(row) if p >= decision.threshold}
+    flat = (probabilities >= decision.threshold).reshape(-1).numpy()
+    assert f1_score(targets.reshape(-1).numpy(), flat) >= f1_score(targets.reshape(-1).numpy(),
+                                                                   (probabilities >= 0.5).reshape(-1).numpy())

@@ -111,7 +111,10 @@ def test_predict_and_eval_on_a_test_folder_decide_near_the_test_sets_own_eer_acc
     assert metrics["examples"] == 80 and "top5" not in metrics and metrics["threshold"] < 1
     assert abs(metrics["accuracy"] - reference) <= 0.05 and abs(predicted - reference) <= 0.05
     assert reference >= 0.8  # the model ranks the test images: the comparison means something
-    assert metrics["ece_calibrated"] < metrics["ece"]  # the temperature fitted on validation holds on the test set
+    # The raw softmax is over-confident (top-1 0.5 at confidences near 1); the temperature fitted on
+    # the validation split at least halves the ECE of the held-out test folder (issue 28's bar).
+    assert metrics["ece_calibrated"] <= metrics["ece"] / 2 and metrics["nll_calibrated"] < metrics["loss"]
+    assert metrics["decision"].startswith("threshold ") and "(EER on 30 validation images)" in metrics["decision"]
     assert (root / "test.reliability.png").stat().st_size > 0
 
 
@@ -167,3 +170,24 @@ def test_calibrate_refuses_a_segmentation_model(tmp_path, capsys):
     assert main(["calibrate", "--weights", str(weights), "--data", str(tmp_path), "--split", "all",
                  "--out", str(tmp_path / "new.safetensors")]) == 2
     assert "holds a segmentation model: a decision policy is for classifiers" in capsys.readouterr().err
+
+
+def test_raw_input_export_carries_the_temperature_and_the_threshold(faces_run, tmp_path):
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    from xception.deploy.raw_input import run_raw_input
+    from xception.inference.session import InferenceSession
+
+    root, run = faces_run
+    weights, out = run / "weights.safetensors", tmp_path / "raw.onnx"
+    assert main(["export", "--weights", str(weights), "--format", "onnx", "--raw-input", "--out", str(out)]) == 0
+    session = InferenceSession.open(weights, runtime="torch", precision="fp32", device="cpu")
+    files = sorted((root / "test").glob("*/*.png"))[::10]
+    images = torch.stack([session.prepare(path) for path in files])
+    pixels = ((images.permute(0, 2, 3, 1) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+    with torch.no_grad():
+        expected = (session.model(images) / session.description.decision.temperature).softmax(1).numpy()
+    np.testing.assert_allclose(run_raw_input(out, pixels), expected, atol=1e-4, rtol=0)
+    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert json.loads(props["decision"]) == read_metadata(weights)["decision"]

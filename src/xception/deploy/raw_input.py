@@ -5,8 +5,9 @@ with no code of this project (`xception export --raw-input`).
 
 The resize and centre crop stay outside: a decoder's resize is not PIL's bicubic, and the client
 knows its images (the metadata key "preparation" says what the weights were evaluated with).
-Outputs: "logits" and "probabilities" (softmax, or a sigmoid per class for multi-label weights),
-both (N, num_classes) float32. Metadata: ONNX `metadata_props`, OpenVINO `rt_info` under "xception"
+Outputs: "logits" and "probabilities" (softmax, or a sigmoid per class for multi-label weights, of
+the logits divided by the temperature of the weights' decision policy where they carry one), both
+(N, num_classes) float32; the policy's threshold and its rule are in the metadata ("decision"). Metadata: ONNX `metadata_props`, OpenVINO `rt_info` under "xception"
 (and the class names, space-free, under model_info/labels, where OpenVINO's tools look for them).
 """
 
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 
 from xception.description import WeightsDescription
+from xception.tasks.decision import calibrated_logits
 
 RawInputFormat = Literal["onnx", "openvino"]
 RAW_INPUT_FORMATS: tuple[RawInputFormat, ...] = ("onnx", "openvino")
@@ -32,23 +34,25 @@ RAW_INPUT_FORMATS: tuple[RawInputFormat, ...] = ("onnx", "openvino")
 
 class RawInputModel(nn.Module):
     """uint8 images (N, H, W, C) -> (logits, probabilities), each (N, num_classes) float32, through
-    `model`, which takes (N, C, H, W) float32 in [-1, 1]."""
+    `model`, which takes (N, C, H, W) float32 in [-1, 1]; the probabilities of logits / `temperature`."""
 
-    def __init__(self, model: nn.Module, *, multilabel: bool) -> None:
+    def __init__(self, model: nn.Module, *, multilabel: bool, temperature: float = 1.0) -> None:
         super().__init__()
-        self.model, self.multilabel = model, multilabel
+        self.model, self.multilabel, self.temperature = model, multilabel, temperature
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # The same arithmetic as the preparation's ToDtype(scale=True) then Normalize(0.5, 0.5).
         x = (images.permute(0, 3, 1, 2).float() / 255.0 - 0.5) / 0.5
         logits = self.model(x)
-        return logits, logits.sigmoid() if self.multilabel else logits.softmax(dim=1)
+        scaled = logits / self.temperature if self.temperature != 1 else logits
+        return logits, scaled.sigmoid() if self.multilabel else scaled.softmax(dim=1)
 
 
 def raw_input_metadata(description: WeightsDescription, *, image_size: int) -> dict[str, str]:
     """The entries written into the file: strings, JSON where structured."""
     channels = description.in_channels
     preparation = dataclasses.asdict(description.preprocessing) if description.preprocessing else {}
+    decision = {"decision": json.dumps(dataclasses.asdict(description.decision))} if description.decision else {}
     return {
         "model_name": description.model_name,
         "class_names": json.dumps(list(description.class_names)),
@@ -58,6 +62,7 @@ def raw_input_metadata(description: WeightsDescription, *, image_size: int) -> d
         "preparation": json.dumps({k: preparation.get(k) for k in ("image_size", "crop_fraction", "interpolation",
                                                                     "resize") if preparation.get(k) is not None}),
         "multilabel": json.dumps(description.multilabel),
+        **decision,
     }
 
 
@@ -76,7 +81,9 @@ def export_raw_input(model: nn.Module, description: WeightsDescription, path: st
         raise ValueError(f"a raw-input {format} export is a {'.onnx' if format == 'onnx' else '.xml'} file; got {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
     entries = raw_input_metadata(description, image_size=image_size)
-    wrapper = RawInputModel(fuse_for_inference(model), multilabel=description.multilabel).eval()
+    temperature = description.decision.temperature if description.decision else 1.0
+    wrapper = RawInputModel(fuse_for_inference(model), multilabel=description.multilabel,
+                            temperature=temperature).eval()
     if format == "onnx":
         _write_onnx(wrapper, path, image_size=image_size, in_channels=description.in_channels, entries=entries)
         return path
@@ -128,11 +135,13 @@ def run_raw_input(path: str | os.PathLike, images: np.ndarray) -> np.ndarray:
 def verify_raw_input(model: nn.Module, description: WeightsDescription, path: str | os.PathLike, *, image_size: int,
                      seed: int = 1) -> float:
     """The largest absolute difference between the export's probabilities on random uint8 images and
-    PyTorch's on the same images prepared as the weights were (x / 127.5 - 1)."""
+    PyTorch's on the same images prepared as the weights were (x / 127.5 - 1), through the
+    temperature of their decision policy."""
     generator = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (2, image_size, image_size, description.in_channels), dtype=torch.uint8,
                            generator=generator)
     with torch.no_grad():
         logits = model.eval()(images.permute(0, 3, 1, 2).float() / 127.5 - 1)
+    logits = calibrated_logits(logits, description.decision)
     expected = logits.sigmoid() if description.multilabel else logits.softmax(dim=1)
     return float(np.abs(run_raw_input(path, images.numpy()) - expected.double().numpy()).max())

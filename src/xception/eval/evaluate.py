@@ -34,8 +34,8 @@ def evaluate_weights(
     ROC-AUC, EER and average precision (one process).
 
     A classifier's metrics include its calibration (`ece`, and with the weights' decision policy,
-    which the evaluation applies: `temperature`, `ece_calibrated`, `nll_calibrated`, a two-class
-    model's accuracy, precision, recall and F1 at its `threshold`); `reliability` names a PNG to
+    which the evaluation applies: `decision`, the policy in words, `temperature`, `ece_calibrated`,
+    `nll_calibrated`, a two-class model's accuracy, precision, recall and F1 at its `threshold`); `reliability` names a PNG to
     write the reliability diagram to. `keep_logits` adds `logits` (N, C) and `targets` (for
     `xception calibrate`)."""
     from xception.data import build_datasets
@@ -84,6 +84,8 @@ def evaluate_weights(
     metrics = get_task(description.task).evaluate(
         engine, loader, device=context.device, num_classes=num_classes, multilabel=multilabel,
         class_weights=class_weights, progress=progress and context.is_main, keep_scores=grouped, **policy)
+    if classifier and description.decision is not None:
+        metrics["decision"] = description.decision.reason()  # e.g. "threshold 0.37 (EER on 40 validation images)"
     bins = metrics.pop("calibration_bins", None)
     if reliability is not None and bins is not None and context.is_main:
         from xception.tasks.reliability_figure import save_reliability_diagram

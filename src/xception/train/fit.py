@@ -490,6 +490,9 @@ class Run:
         wall_s = sum(a["wall_s"] for a in attempts)
         if finished:
             self.export_weights(FINAL_WEIGHTS, history[-1].metrics)
+            if context.is_main and self.decision is not None:
+                log.info("decision policy stored with the weights: temperature %.4g, %s", self.decision.temperature,
+                         self.decision.reason() if self.decision.threshold is not None else "argmax")
             if context.is_main:
                 final = {**dataclasses.asdict(history[-1]), "total_steps": self.total_steps,
                          "wall_s_all_attempts": wall_s, "attempts": attempts}
