@@ -19,7 +19,7 @@ from xception.models.weights import save_weights
     (["train", "--data", "/no/such/dir"], "data path /no/such/dir does not exist"),
     (["train", "--set", "epochz=3"], "unknown --set key 'epochz'"),
     (["train", "--set", "recipe.learning_rate=1"], "unknown recipe field(s) ['learning_rate']"),
-    (["train", "--model", "xception_small", "--set", "model.widht=2"], "unknown override(s) ['widht']"),
+    (["train", "--model", "xception_small", "--set", "model.widht=2"], "unknown model 'xception_small' field(s) ['widht']"),
     (["train", "--set", "epochs"], "--set expects key=value"),
     (["train", "--config", "/no/such.toml"], "config file /no/such.toml does not exist"),
     (["train", "--resume", "/no/such/run"], "no checkpoint at /no/such/run"),

@@ -1,19 +1,69 @@
-"""Type checks of config values that come from outside (`--set key=value`, a config file, a
-checkpoint): a wrong type fails naming the field, the value and the type it needs, instead of a
-`'<=' not supported between 'str' and 'int'` deep inside the program."""
+"""Config values that come from outside (`--set key=value`, a config file, a checkpoint), in one place:
+
+- `parse_assignment`: the one `--set` grammar, "key=value" with the value as JSON when it parses
+  (`0.1`, `true`, `null`, `[4096, 4096]`, lists becoming tuples), else the string itself;
+- `with_overrides`: the one resolver of "a named frozen config + overrides", used by the models,
+  the recipes, the experiment scales and the transfer study, and `from_values`, its twin for a
+  config given whole (the training config and its data part, from a file or a checkpoint): unknown fields
+  fail listing the valid ones, a wrong type fails naming the field, the value and the type it needs
+  (instead of a `'<=' not supported between 'str' and 'int'` deep inside the program), and
+  plain values become the config's types (tuples, nested dataclasses).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from typing import Any, Literal, Union
 
-from xception.errors import UserError
+from xception.errors import UnknownFieldError, UserError
 
 
 class FieldTypeError(UserError, TypeError):
     """A config value of the wrong type."""
+
+
+def parse_value(text: str) -> Any:
+    """JSON when it parses (numbers, booleans, null, lists become tuples), else the string itself."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    return tuple(value) if isinstance(value, list) else value
+
+
+def parse_assignment(assignment: str) -> tuple[str, Any]:
+    """"key=value" -> (key, `parse_value(value)`): the grammar of every `--set`."""
+    key, sep, text = assignment.partition("=")
+    if not sep or not key:
+        raise UserError(f"--set expects key=value (e.g. --set epochs=2), got {assignment!r}")
+    return key, parse_value(text)
+
+
+def with_overrides(base: Any, overrides: dict[str, Any], *, what: str, where: str = "",
+                   names: dict[str, Any] | None = None) -> Any:
+    """The frozen dataclass `base` with `overrides` replacing its fields (see the module docstring).
+    `what` names the config in errors ("recipe", "model 'xception'"); `where` prefixes field names
+    ("recipe."); `names` resolves annotations that the class's module imports for type checking only."""
+    return dataclasses.replace(base, **_checked(type(base), overrides, what=what, where=where, names=names))
+
+
+def from_values(cls: type, values: dict[str, Any], *, what: str, where: str = "",
+                names: dict[str, Any] | None = None) -> Any:
+    """The dataclass `cls` built from plain `values`, checked as `with_overrides` checks them."""
+    return cls(**_checked(cls, values, what=what, where=where, names=names))
+
+
+def _checked(cls: type, values: dict[str, Any], *, what: str, where: str, names: dict[str, Any] | None) -> dict:
+    valid = {field.name for field in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - valid)
+    if unknown:
+        raise UnknownFieldError(f"unknown {what} field(s) {unknown}; valid: {', '.join(sorted(valid))}")
+    check_field_types(cls, values, where=where, names=names)
+    hints = typing.get_type_hints(cls, localns=names)
+    return {key: from_plain(hints[key], value, names=names) for key, value in values.items()}
 
 
 def check_field_types(cls: type, values: dict[str, Any], *, where: str, names: dict[str, Any] | None = None) -> None:

@@ -10,7 +10,8 @@ fitted on a validation split (`Decision`: a temperature, and a threshold with th
 `to_metadata` is the one writer of the JSON that `save_weights` puts into a safetensors file;
 `from_metadata` the one reader, which also reads the files written before this type existed (their
 preparation is rebuilt from the training `DataConfig` they recorded under "data"). This module is a
-leaf: every layer (models, data, eval, deploy, the command line) may import it.
+leaf (it reads only the torch-free table of data sources): every layer (models, data, eval, deploy,
+the command line) may import it.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from xception.data.sources import FASHION_MNIST_CELL, sources_where
+
 Task = Literal["classification", "segmentation"]
 ResizeMode = Literal["crop", "squash"]
 # The sources that are Fashion-MNIST rasters (28 px cells), prepared as tensors, not as photos.
-GRID_SOURCES = ("fashion_mnist", "mosaic", "mosaic_masks", "canvas")
-_CELL = 28  # Fashion-MNIST's side
+GRID_SOURCES = sources_where("raster")
 # How a decision threshold is chosen on a validation split: the equal error rate, the best F1, or
 # the lowest threshold whose false positive rate stays at most X, or the highest whose true
 # positive rate reaches X (xception.metrics.thresholds.choose_threshold).
@@ -62,7 +64,7 @@ class Preprocessing:
         grid = int(data.get("mosaic_grid") or 2) if source in ("mosaic", "mosaic_masks", "canvas") else 1
         return cls(image_size=int(data["image_size"]), crop_fraction=float(data.get("crop_fraction") or 0.875),
                    interpolation=data.get("interpolation") or "bilinear", resize=data.get("resize") or "crop",
-                   source_size=_CELL * grid if source in GRID_SOURCES else None)
+                   source_size=FASHION_MNIST_CELL * grid if source in GRID_SOURCES else None)
 
 
 def parse_threshold_rule(rule: str) -> tuple[str, float | None]:

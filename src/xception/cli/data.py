@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from xception.data.config import SOURCES
+from xception.data.sources import SOURCES
 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:

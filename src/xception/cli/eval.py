@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from xception.cli.train import add_bad_image_options
-from xception.data.config import SOURCES
+from xception.data.sources import SOURCES
 
 
 def add_parser(subparsers) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 from pathlib import Path
 
@@ -48,16 +47,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _overrides(pairs: list[str]) -> dict:
-    values = {}
-    for pair in pairs:
-        field, sep, raw = pair.partition("=")
-        if not sep:
-            raise ValueError(f"--set takes FIELD=VALUE, got {pair!r}")
-        try:
-            values[field] = json.loads(raw)
-        except json.JSONDecodeError:
-            values[field] = raw
-    return values
+    from xception.config_fields import parse_assignment
+
+    return dict(parse_assignment(pair) for pair in pairs)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,21 +99,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_transfer(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from xception.errors import UnknownFieldError
+    from xception.config_fields import with_overrides
+    from xception.errors import UserError
     from xception.experiments.transfer import TransferStudy, run_transfer
     from xception.experiments.transfer_report import write_transfer_report
 
-    fields = {f.name for f in dataclasses.fields(TransferStudy)} - {"arms", "ablations"}
     overrides = _overrides(args.set)
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise UnknownFieldError(f"unknown transfer study field(s) {unknown}; valid: {', '.join(sorted(fields))}")
-    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    fixed = sorted(set(overrides) & {"arms", "ablations"})
+    if fixed:
+        raise UserError(f"the transfer study's {' and '.join(fixed)} are the experiment itself, not set by --set")
     if args.seeds is not None:
         overrides["seeds"] = overrides["segmentation_seeds"] = args.seeds
-    study = dataclasses.replace(TransferStudy(threads=args.threads), **overrides)
+    study = with_overrides(TransferStudy(threads=args.threads), overrides, what="transfer study")
     out_dir = Path(args.out or "reports/transfer")
     command = shlex.join(["xception", "experiment", "transfer", "--out", str(out_dir),
                           *(["--seeds", str(args.seeds)] if args.seeds is not None else []),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from xception.data.config import CLASS_WEIGHTINGS, RESIZES, SAMPLERS, SOURCES
+from xception.data.config import CLASS_WEIGHTINGS, RESIZES, SAMPLERS
+from xception.data.sources import SOURCES
 
 
 def add_parser(subparsers) -> None:

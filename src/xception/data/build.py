@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from typing import Any
 
 import torch
@@ -11,49 +12,18 @@ from torch.utils.data import Subset
 
 from xception.data.config import DataConfig
 from xception.data.datasets import Datasets
+from xception.data.sources import get_source
 
 
 def build_source(config: DataConfig) -> Datasets:
     """All of the training and validation items of `config.source` (see `DataConfig` for each).
-    A source's module is imported here, when asked for, so its dependencies load only then."""
-    match config.source:
-        case "fashion_mnist":
-            from xception.data.fashion_mnist import build_fashion_mnist
-
-            return build_fashion_mnist(config)
-        case "imagefolder":
-            from xception.data.imagefolder import build_imagefolder
-
-            return build_imagefolder(config)
-        case "multilabel":
-            from xception.data.manifest import build_multilabel
-
-            return build_multilabel(config)
-        case "mosaic":
-            from xception.data.mosaic import build_mosaic
-
-            return build_mosaic(config)
-        case "canvas":  # one item per mosaic, single-label
-            from xception.data.mosaic import build_canvas
-
-            return build_canvas(config)
-        case "mosaic_masks":  # the same mosaics with per-pixel labels, for segmentation
-            from xception.data.mosaic_masks import build_mosaic_masks
-
-            return build_mosaic_masks(config)
-        case "segfolder":  # images and the user's masks, for segmentation
-            from xception.data.segfolder import build_segfolder
-
-            return build_segfolder(config)
-        case "webdataset":
-            from xception.data.shards import build_webdataset
-
-            return build_webdataset(config)
-        case "imagenet":
-            raise ValueError("the imagenet source is the ILSVRC 2012 validation set alone, for evaluating published "
-                             "weights: use `xception eval --weights imagenet --data DIR`; train on ImageNet with "
-                             "--dataset imagefolder (train/ and val/ of class folders)")
-    raise ValueError(f"data source {config.source!r} has no builder yet")
+    A source's builder (`xception.data.sources`) is imported here, when asked for, so its
+    dependencies load only then."""
+    source = get_source(config.source)
+    if source.builder is None:
+        raise ValueError(source.refusal)
+    module, _, function = source.builder.partition(":")
+    return getattr(importlib.import_module(module), function)(config)
 
 
 def build_whole_folder(config: DataConfig) -> Datasets:

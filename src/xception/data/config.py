@@ -8,18 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
+from xception.data.sources import get_source, sources_where
+
 if TYPE_CHECKING:
     from xception.description import WeightsDescription
 
-# The data sources, the one list: the command lines offer these, `build_datasets` builds them.
-Source = Literal["fashion_mnist", "imagefolder", "multilabel", "mosaic", "mosaic_masks", "canvas", "segfolder",
-                 "webdataset", "imagenet"]
-SOURCES: tuple[str, ...] = get_args(Source)
-# Sources whose `path` is required (Fashion-MNIST and its mosaics have a lookup order instead).
-SOURCES_NEEDING_PATH: tuple[str, ...] = ("imagefolder", "multilabel", "segfolder", "webdataset", "imagenet")
-# Sources that `val_split` can cut: one folder of files, or the training items of the mosaics (the
-# others come split).
-SOURCES_WITH_VAL_SPLIT: tuple[str, ...] = ("imagefolder", "segfolder", "mosaic", "mosaic_masks", "canvas")
 Interpolation = Literal["bilinear", "bicubic"]
 # How a photo becomes a square input: "crop" keeps the aspect ratio and crops (the Inception crop,
 # the evaluation centre crop); "squash" resizes the whole image to the square, as FaceForensics++
@@ -103,7 +96,7 @@ class DataConfig:
         (N / (C n_c) from the training split's counts, scikit-learn's "balanced").
     """
 
-    source: Source
+    source: str  # a name in `xception.data.sources.DATA_SOURCES`
     path: str | None
     image_size: int
     in_channels: int = 3
@@ -128,9 +121,8 @@ class DataConfig:
     class_weighting: ClassWeighting = "none"
 
     def __post_init__(self) -> None:
-        if self.source not in SOURCES:
-            raise ValueError(f"data source {self.source!r} is unknown: use one of {', '.join(SOURCES)}")
-        if self.source in SOURCES_NEEDING_PATH and not self.path:
+        source = get_source(self.source)
+        if source.needs_path and not self.path:
             raise ValueError(f"data source {self.source!r} needs a path: pass the dataset directory")
         if self.image_size < 1:
             raise ValueError(f"image_size must be a positive number of pixels, got {self.image_size}")
@@ -160,10 +152,10 @@ class DataConfig:
         if self.val_split is not None:
             if not 0.0 < self.val_split < 1.0:
                 raise ValueError(f"val_split must be a fraction in (0, 1), got {self.val_split}")
-            if self.source not in SOURCES_WITH_VAL_SPLIT:
+            if not source.val_split:
                 raise ValueError(f"val_split cuts one folder of images or the mosaics' training items; data source "
                                  f"{self.source!r} comes with its own validation split (val_split works with "
-                                 f"{', '.join(SOURCES_WITH_VAL_SPLIT)})")
+                                 f"{', '.join(sources_where('val_split'))})")
         for name, value, valid in (("resize", self.resize, RESIZES), ("sampler", self.sampler, SAMPLERS),
                                    ("class_weighting", self.class_weighting, CLASS_WEIGHTINGS)):
             if value not in valid:

@@ -13,9 +13,10 @@ from torch.utils.data import Dataset, Subset
 from xception.data.build import build_datasets
 from xception.data.config import DataConfig
 from xception.data.datasets import Datasets
+from xception.data.sources import sources_where
 
 # The sources whose items are files under `path`.
-FILE_SOURCES = ("imagefolder", "segfolder")
+FILE_SOURCES = sources_where("files")
 
 
 def split_files(dataset: Dataset) -> list[str]:

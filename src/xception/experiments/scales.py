@@ -7,11 +7,11 @@ Every arm of an experiment gets the same scale: the same images, recipe, steps a
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from xception.errors import UnknownFieldError, UnknownNameError
+from xception.config_fields import with_overrides
+from xception.errors import UnknownNameError
 from xception.models.registry import Family
 from xception.runtime import TrainingPrecision
 
@@ -142,8 +142,4 @@ def get_scale(name: str, **overrides: Any) -> Scale:
     """The named scale with `overrides` applied (unknown names and fields list the valid ones)."""
     if name not in SCALES:
         raise UnknownNameError(f"unknown scale {name!r}; valid: {', '.join(SCALES)}")
-    valid = {f.name for f in dataclasses.fields(Scale)}
-    unknown = sorted(set(overrides) - valid)
-    if unknown:
-        raise UnknownFieldError(f"unknown scale field(s) {unknown}; valid: {', '.join(sorted(valid))}")
-    return dataclasses.replace(SCALES[name], **overrides)
+    return with_overrides(SCALES[name], overrides, what="scale")

@@ -9,8 +9,8 @@ from typing import Any, Literal
 
 from torch import nn
 
-from xception.config_fields import check_field_types, from_plain
-from xception.errors import UnknownFieldError, UnknownNameError
+from xception.config_fields import from_plain, with_overrides
+from xception.errors import UnknownNameError
 from xception.models.deeplab import DeepLabV3Plus, DeepLabV3PlusConfig
 from xception.models.inception_v3 import InceptionV3, InceptionV3Config
 from xception.models.spec import ModelSpec
@@ -175,13 +175,7 @@ def model_family(name: str) -> Family:
 
 def resolve_config(name: str, **overrides: Any) -> Any:
     """The entry's config with `overrides` applied; unknown fields fail with the valid ones listed."""
-    config = get_entry(name).config
-    valid = {f.name for f in dataclasses.fields(config)}
-    unknown = sorted(set(overrides) - valid)
-    if unknown:
-        raise UnknownFieldError(f"unknown override(s) {unknown} for model {name!r}; valid: {', '.join(sorted(valid))}")
-    check_field_types(type(config), overrides, where="model.")
-    return dataclasses.replace(config, **overrides)
+    return with_overrides(get_entry(name).config, overrides, what=f"model {name!r}", where="model.")
 
 
 def resolve_spec(name: str, *, num_classes: int, in_channels: int, **overrides: Any) -> ModelSpec:

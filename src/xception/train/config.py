@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from xception.config_fields import check_field_types
+from xception.config_fields import from_values
 from xception.data.config import BAD_IMAGE_POLICIES, DEFAULT_BAD_IMAGES, MAX_BAD_FRACTION, BadImagePolicy
-from xception.errors import UnknownFieldError
 from xception.runtime import TrainingPrecision
 
 if TYPE_CHECKING:
@@ -134,20 +133,9 @@ class TrainConfig:
         if "task" in values:  # written before the task came from the model's registry entry
             values = resolve_train_values(values)
         values = dict(values)
-        valid = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - valid)
-        if unknown:
-            raise UnknownFieldError(f"unknown training option(s) {unknown}; valid: {', '.join(sorted(valid))}")
-        data = values.pop("data")
-        check_field_types(cls, values, where="", names={"DataConfig": DataConfig})
-        if isinstance(data, dict):
-            data_valid = {f.name for f in dataclasses.fields(DataConfig)}
-            bad = sorted(set(data) - data_valid)
-            if bad:
-                raise UnknownFieldError(f"unknown data option(s) {bad}; valid: {', '.join(sorted(data_valid))}")
-            check_field_types(DataConfig, data, where="data.")
-            data = DataConfig(**data)
-        return cls(data=data, **values)
+        if isinstance(values.get("data"), dict):
+            values["data"] = from_values(DataConfig, values["data"], what="data", where="data.")
+        return from_values(cls, values, what="training", names={"DataConfig": DataConfig})
 
 
 def resolve_train_values(values: dict[str, Any], *, task: TaskName | None = None) -> dict[str, Any]:

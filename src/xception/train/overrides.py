@@ -2,8 +2,8 @@
 
 Keys are `TrainConfig` fields (`epochs`, `batch_size`), or dotted into the nested parts:
 `data.<DataConfig field>`, `model.<model config field>` (into `model_overrides`) and
-`recipe.<Recipe field>` (into `recipe_overrides`). Values are parsed as JSON when they can be
-(`0.1`, `true`, `null`, `[4096, 4096]`), else taken as strings.
+`recipe.<Recipe field>` (into `recipe_overrides`). Each "key=value" is read by the one `--set`
+grammar, `xception.config_fields.parse_assignment`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ if sys.version_info >= (3, 11):
 else:  # the same parser, as its PyPI backport (a dependency on Python 3.10)
     import tomli as tomllib
 
+from xception.config_fields import parse_assignment
 from xception.errors import UnknownNameError, UserError
 from xception.train.config import TrainConfig
 
@@ -41,31 +42,20 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     raise ValueError(f"config file {path} must end in .json or .toml")
 
 
-def parse_value(text: str) -> Any:
-    """JSON when it parses (numbers, booleans, null, lists become tuples), else the string itself."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        return text
-    return tuple(value) if isinstance(value, list) else value
-
-
 def apply_overrides(values: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
     """`values` (a `TrainConfig.to_dict()`-shaped dict) with each "key=value" applied, in order."""
     values = {**values, **{k: dict(values.get(k) or {}) for k in _NESTED.values()}}
     top = {f.name for f in dataclasses.fields(TrainConfig)}
     for assignment in assignments:
-        key, sep, text = assignment.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set expects key=value, got {assignment!r}")
+        key, value = parse_assignment(assignment)
         head, dot, rest = key.partition(".")
         if dot:
             if head not in _NESTED:
                 raise UnknownNameError(f"unknown --set group {head!r} in {key!r}; valid: {', '.join(_NESTED)} "
                                "(e.g. recipe.lr=0.01, model.width=0.5, data.crop_padding=4)")
-            values[_NESTED[head]][rest] = parse_value(text)
+            values[_NESTED[head]][rest] = value
         elif key in top and key not in _NESTED.values():
-            values[key] = parse_value(text)
+            values[key] = value
         else:
             raise UnknownNameError(f"unknown --set key {key!r}; valid: {', '.join(sorted(top - set(_NESTED.values())))} "
                            "or data.FIELD, model.FIELD, recipe.FIELD")

@@ -12,8 +12,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from xception.config_fields import check_field_types
-from xception.errors import UnknownFieldError, UnknownNameError
+from xception.config_fields import with_overrides
+from xception.errors import UnknownNameError
 
 Optimizer = Literal["sgd", "rmsprop", "adamw"]
 Schedule = Literal["staircase", "cosine"]
@@ -230,10 +230,4 @@ def get_recipe(name: str, **overrides: Any) -> Recipe:
     """The recipe `name` with `overrides` applied; unknown names and fields list the valid ones."""
     if name not in RECIPES:
         raise UnknownNameError(f"unknown recipe {name!r}; valid: {', '.join(list_recipes())}")
-    recipe = RECIPES[name]
-    valid = {f.name for f in dataclasses.fields(Recipe)}
-    unknown = sorted(set(overrides) - valid)
-    if unknown:
-        raise UnknownFieldError(f"unknown recipe field(s) {unknown}; valid: {', '.join(sorted(valid))}")
-    check_field_types(Recipe, overrides, where="recipe.")
-    return dataclasses.replace(recipe, **overrides)
+    return with_overrides(RECIPES[name], overrides, what="recipe", where="recipe.")
