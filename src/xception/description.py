@@ -61,9 +61,11 @@ class Preprocessing:
     def of_data(cls, data: dict[str, Any]) -> Preprocessing:
         """The evaluation preparation of a training `DataConfig` (as a dict, e.g. `dataclasses.asdict`)."""
         source = data.get("source")
-        grid = int(data.get("mosaic_grid") or 2) if source in ("mosaic", "mosaic_masks", "canvas") else 1
-        return cls(image_size=int(data["image_size"]), crop_fraction=float(data.get("crop_fraction") or 0.875),
-                   interpolation=data.get("interpolation") or "bilinear", resize=data.get("resize") or "crop",
+        # Every DataConfig recorded its mosaic_grid; the crop, interpolation and resize of files
+        # written before those fields existed are this class's defaults, the one home of them.
+        grid = int(data["mosaic_grid"]) if source in ("mosaic", "mosaic_masks", "canvas") else 1
+        return cls(image_size=int(data["image_size"]), crop_fraction=float(data.get("crop_fraction") or cls.crop_fraction),
+                   interpolation=data.get("interpolation") or cls.interpolation, resize=data.get("resize") or cls.resize,
                    source_size=FASHION_MNIST_CELL * grid if source in GRID_SOURCES else None)
 
 

@@ -6,12 +6,10 @@ Every default of the data layer lives here and nowhere else; the builders take r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import Any, Literal, get_args
 
 from xception.data.sources import get_source, sources_where
-
-if TYPE_CHECKING:
-    from xception.description import WeightsDescription
+from xception.description import Preprocessing, WeightsDescription
 
 Interpolation = Literal["bilinear", "bicubic"]
 # How a photo becomes a square input: "crop" keeps the aspect ratio and crops (the Inception crop,
@@ -100,8 +98,9 @@ class DataConfig:
     path: str | None
     image_size: int
     in_channels: int = 3
-    crop_fraction: float = 0.875
-    interpolation: Interpolation = "bilinear"
+    # The evaluation preparation's defaults are `Preprocessing`'s, written once there.
+    crop_fraction: float = Preprocessing.crop_fraction
+    interpolation: Interpolation = Preprocessing.interpolation
     augment: bool = True
     download: bool = False
     seed: int = 0
@@ -116,7 +115,7 @@ class DataConfig:
     val_examples: int | None = None
     ground_truth: str | None = None
     val_split: float | None = None
-    resize: Resize = "crop"
+    resize: Resize = Preprocessing.resize
     sampler: Sampler = "shuffle"
     class_weighting: ClassWeighting = "none"
 
