@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from cluster_docs import documented_launch
 from spawn_ranks import free_port
 from test_train_faults import _children, _environment, _logged_steps, _same_weights, _train_args
 from tiny_image_folder import write_image_folder
@@ -22,20 +23,32 @@ from tiny_image_folder import write_image_folder
 STEPS = 40
 BIN = Path(sys.executable).parent  # torchrun and xception, installed beside this Python
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the agents' workers through /proc")]
+NEEDS_PROC = pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the agents' workers through /proc")
 
 
 def node_command(port: int, nnodes: str, *train_args: str) -> list[str]:
-    """One node's launch, as docs/clusters.md gives it (there: --nproc-per-node 8, a real endpoint)."""
-    return [str(BIN / "torchrun"), "--nnodes", nnodes, "--nproc-per-node", "1", "--max-restarts", "3",
-            "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "xception-test",
-            "--no-python", str(BIN / "xception"), *train_args]
+    """One node's launch: docs/clusters.md's command with our endpoint, counts and id, and `train_args`
+    (which begin with "train") in place of its training arguments."""
+    options = documented_launch().with_place(nnodes=nnodes, nproc_per_node="1", rdzv_endpoint=f"127.0.0.1:{port}",
+                                             rdzv_id="xception-test")
+    return [str(BIN / "torchrun"), *options, str(BIN / "xception"), *train_args]
 
 
 def node_environment() -> dict[str, str]:
-    """A fresh store for every rendezvous round: without it a node started again never rejoins (docs/clusters.md)."""
-    return {**_environment(), "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+    """The documented command's environment (a fresh store for every rendezvous round)."""
+    return {**_environment(), **documented_launch().environment}
+
+
+def test_documented_command_launches_the_nodes():
+    """What the tests below run is the page's command: its environment and every torchrun option
+    but the endpoint, the counts and the id."""
+    launch = documented_launch()
+    assert launch.environment == {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+    command = node_command(29400, "2", "train")
+    assert command[1:-2] == launch.with_place(nnodes="2", nproc_per_node="1", rdzv_endpoint="127.0.0.1:29400",
+                                              rdzv_id="xception-test")
+    assert launch.option("--rdzv-backend") == "c10d" and launch.option("--max-restarts") == "3"
+    assert launch.option("--nnodes") == "8" and command[command.index("--nnodes") + 1] == "2"
 
 
 class Nodes:
@@ -116,6 +129,8 @@ def _wait_for_step(run: Path, step: int, *alive: subprocess.Popen, nodes: Nodes,
         time.sleep(0.05)
 
 
+@pytest.mark.slow
+@NEEDS_PROC
 def test_two_nodes_equal_one_node_with_the_same_global_batch(two_nodes_straight, data, tmp_path):
     """2 nodes x 1 process against 1 node x 2 processes (`--standalone`), global batch 8 in both:
     the same ranks compute the same sums, so the averaged weights and the metrics are equal to the bit."""
@@ -130,6 +145,8 @@ def test_two_nodes_equal_one_node_with_the_same_global_batch(two_nodes_straight,
     assert [e["world_size"] for e in environments] == [2, 2]
 
 
+@pytest.mark.slow
+@NEEDS_PROC
 def test_a_node_killed_rejoins_and_the_host_killed_restarts_bit_identical(two_nodes_straight, data, nodes, tmp_path):
     """Node 1 (agent and worker) killed at step 10 and started again: the surviving agent restarts
     its worker and both continue from the last checkpoint. Then node 0, the rendezvous host, killed at
@@ -155,3 +172,29 @@ def test_a_node_killed_rejoins_and_the_host_killed_restarts_bit_identical(two_no
     assert steps[1][0] >= 9 and steps[2][0] >= 24, steps  # each began at the checkpoint its kill left
     config = json.loads((run / "config.json").read_text())
     assert config["attempts"] == final["attempts"][:-1]  # the resumed run records the interruptions before it
+
+
+@pytest.mark.slow
+@NEEDS_PROC
+def test_elastic_job_goes_on_with_one_node_keeping_the_global_batch(two_nodes_straight, data, nodes, tmp_path):
+    """`--nnodes 1:2`: node 1 killed for good at step 10, node 0 goes on alone. The rule of
+    docs/clusters.md: the same global batch (each process computes twice as many images), so the
+    same samples and learning rate at every step; the attempts record the processes and the micro-batch."""
+    port, run = free_port(), tmp_path / "run"
+    # last_call_timeout: how long a round waits for more than the minimum of nodes (30 s by default).
+    command = node_command(port, "1:2", *_train_args(data, run, steps=STEPS))
+    command[1:1] = ["--rdzv-conf", "last_call_timeout=2"]
+    node0 = nodes.start(command)
+    node1 = nodes.start(command)
+    _wait_for_step(run, 10, node0, node1, nodes=nodes)
+    nodes.kill(node1)
+    assert nodes.wait(node0) == [0], nodes.logs()
+    final = json.loads((run / "final.json").read_text())
+    assert [(a["processes"], a["micro_batch"]) for a in final["attempts"]] == [(2, 4), (1, 8)], final["attempts"]
+    assert final["attempts"][0]["to_step"] == final["attempts"][1]["from_step"] >= 9
+    rows, straight = ([json.loads(line) for line in (r / "metrics.jsonl").read_text().splitlines()]
+                      for r in (run, two_nodes_straight))
+    steps = [[(r["step"], r["samples"], r["lr"]) for r in rs if r["kind"] == "step"] for rs in (rows, straight)]
+    assert steps[0] == steps[1] and len(steps[0]) == STEPS
+    environment = json.loads((run / "environment.json").read_text())
+    assert environment["world_size"] == 1  # written by the attempt that finished
