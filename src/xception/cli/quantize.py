@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from xception.cpu import cpu_features_text, cpu_model
     from xception.deploy.int8 import CHECK_IMAGES, MAX_RELATIVE_ERROR
     from xception.deploy.quantize_methods import QUANTIZE_METHODS
-    from xception.deploy.trained import best_quantized, quantize_weights, write_quantized
+    from xception.inference.quantize import best_quantized, quantize_weights, write_quantized
 
     if not Path(args.weights).is_file():
         raise FileNotFoundError(f"no such weight file: {args.weights}")

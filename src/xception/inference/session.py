@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import nn
 
-from xception.deploy.build import build_engine
+from xception.deploy.build import TorchPath, build_engine
 from xception.deploy.calibration import DEFAULT_CALIBRATION_SIZE, calibration_images
 from xception.deploy.choice import RuntimeChoice, choose_runtime
 from xception.deploy.engines import Engine
@@ -60,7 +60,7 @@ class InferenceSession:
     def __init__(self, weights: str | os.PathLike | WeightsEntry, model: nn.Module, description: WeightsDescription, *,
                  device: torch.device, runtime: str | None = None, precision: str | None = None,
                  workload: Workload = "latency", batch_size: int = 1, threads: int | None = None,
-                 data_path: str | None = None) -> None:
+                 data_path: str | None = None, torch_path: TorchPath = "aot") -> None:
         if workload not in ("latency", "throughput"):
             raise ValueError(f"workload must be 'latency' or 'throughput', got {workload!r}")
         if batch_size < 1:
@@ -68,17 +68,21 @@ class InferenceSession:
         self.weights, self.model, self.description, self.device = weights, model, description, device
         self.runtime, self.precision = runtime, precision
         self.workload, self.batch_size, self.threads, self.data_path = workload, batch_size, threads, data_path
+        self.torch_path = torch_path
 
     @classmethod
     def open(cls, weights: str | os.PathLike | WeightsEntry, *, model_name: str | None = None,
              runtime: str | None = None, precision: str | None = None, device: str | torch.device | None = None,
              workload: Workload = "latency", batch_size: int = 1, threads: int | None = None,
-             data_path: str | None = None, require_class_names: bool = True) -> InferenceSession:
+             data_path: str | None = None, require_class_names: bool = True,
+             torch_path: TorchPath = "aot") -> InferenceSession:
         """Load `weights` (a file from training or `xception convert`, the official .h5, a foreign
         state dict, or published weights by name) for inference on `device` (default: a GPU when
         there is one). `runtime` / `precision`: as asked, else chosen for `workload` at
         `batch_size`. `require_class_names`: refuse a classifier whose file names no classes (a
-        notop or foreign file); `eval`, which takes the names from its data, does not."""
+        notop or foreign file); `eval`, which takes the names from its data, does not. `torch_path`:
+        how the PyTorch runtime runs fp32 and bf16 on the CPU (`xception.deploy.build.TORCH_PATHS`:
+        AOTInductor by default; "eager" for a reference, as `xception quantize` measures against)."""
         from xception.distributed import pick_device
         from xception.models.trained import open_weights
 
@@ -88,7 +92,8 @@ class InferenceSession:
             raise ValueError(f"{weights} records no class names: a notop file (features, not classes) or a foreign "
                              "file whose head is not ImageNet's; fine-tune or convert it with this project")
         session = cls(weights, model, description, device=torch_device, runtime=runtime, precision=precision,
-                      workload=workload, batch_size=batch_size, threads=threads, data_path=data_path)
+                      workload=workload, batch_size=batch_size, threads=threads, data_path=data_path,
+                      torch_path=torch_path)
         if runtime is not None or precision is not None:
             session.requested_choice()  # a runtime or precision that cannot run here fails now, not at first use
         return session
@@ -181,7 +186,7 @@ class InferenceSession:
             # (`export_for_runtimes`): a second process with the same weights never exports again.
             engine = build_engine(self.model, runtime=choice.runtime, precision=choice.precision,
                                   device=self.device, image_size=self.image_size, workdir=xception_home() / "exports",
-                                  threads=self.threads, calibration=calibration, torch_path="aot")
+                                  threads=self.threads, calibration=calibration, torch_path=self.torch_path)
             return engine, choice
         except RuntimeError as error:
             if choice.requested or choice.runtime == "torch":

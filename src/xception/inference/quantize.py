@@ -1,7 +1,8 @@
 """A trained model's weight file quantized to int8, with what that costs on its validation split
-(what `xception quantize` runs). The input size comes from the weights' `WeightsDescription`, and
-int8 calibrates on images from the data the weights were trained on. (The engine `predict`, `eval`
-and `serve` run is built by `xception.inference.session.InferenceSession`.)
+(what `xception quantize` runs): a user of the inference session, which opens the weights and runs
+the eager fp32 reference; the int8 models come from the one int8 builder
+(`xception.deploy.int8.quantize_model`, with its guard), calibrated on images from the data the
+weights were trained on.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -20,13 +21,9 @@ from xception.atomic_write import write_bytes_atomic
 from xception.cpu import cpu_features_text, cpu_has_vnni, cpu_model
 from xception.deploy.calibration import calibration_images
 from xception.deploy.cost import agreement_report, engine_logits
-from xception.deploy.engines import torch_engine
 from xception.deploy.int8 import Int8Check, Int8RefusedError, quantize_model
 from xception.deploy.quantize import save_quantized
 from xception.deploy.quantize_methods import QUANTIZED_FILES, QuantizeMethod
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +48,16 @@ def quantize_weights(weights: str, *, methods: tuple[QuantizeMethod, ...], calib
     (top-1 of both, points lost, top-1 agreement). On the CPU."""
     from xception.data import build_datasets
     from xception.data.config import recorded_data_config
-    from xception.models.trained import open_weights
+    from xception.inference.session import InferenceSession
 
-    model, _, description = open_weights(weights)
+    session = InferenceSession.open(weights, runtime="torch", precision="fp32", device="cpu",
+                                    torch_path="eager")
+    model, description = session.model, session.description
     if description.multilabel:
         raise ValueError(f"{weights} is multi-label; the int8 cost is measured with top-1, for single-label weights")
     calibration = calibration_images(description, count=calibration_size, data_path=data_path)
     validation = build_datasets(recorded_data_config(description, path=data_path)).val
-    reference, targets = engine_logits(torch_engine(model, precision="fp32", device=torch.device("cpu")), validation,
-                                       batch_size=batch_size)
+    reference, targets = engine_logits(session.engine, validation, batch_size=batch_size)
     results = []
     for method in methods:
         start = time.perf_counter()
