@@ -78,3 +78,34 @@ def test_sbatch_requeued_by_sigusr1_and_by_preemption_ends_bit_identical(slurm, 
     assert attempts[1]["to_step"] == attempts[2]["from_step"] >= 24 and attempts[2]["to_step"] == STEPS
     assert "stopped_by" not in attempts[1]  # killed: its record ends at its last checkpoint
     assert json.loads((run / "config.json").read_text())["attempts"] == attempts[:2]
+
+
+@pytest.mark.usefixtures("fashion_mnist")
+def test_experiment_as_a_job_array_equals_the_sequential_command(slurm, tmp_path, monkeypatch, capsys):
+    """`xception experiment residual --launcher slurm`, two arms x two seeds of a tiny scale: four
+    array tasks and a report job that waits for them give the sequential command's results; a second
+    submission finds every run finished and submits the report alone."""
+    from test_experiments import TINY
+    from xception.cli import main
+
+    settings = [f"--set={key}={json.dumps(value)}" for key, value in TINY.items()]
+    common = ["experiment", "residual", "--seeds", "2", "--device", "cpu", "--threads", "1", *settings]
+    assert main([*common, "--out", str(tmp_path / "here"), "--runs-dir", str(tmp_path / "runs_here")]) == 0
+    for name, value in {**slurm.environment, **_job_environment()}.items():
+        monkeypatch.setenv(name, value)
+    arguments = [*common, "--out", str(tmp_path / "there"), "--runs-dir", str(tmp_path / "runs_there"),
+                 "--launcher", "slurm"]
+    capsys.readouterr()
+    assert main(arguments) == 0
+    printed = capsys.readouterr().out
+    assert "4 runs" in printed, printed
+    report_job = printed.split("report job ")[1].split(":")[0]
+    job = slurm.wait_until_done(report_job, timeout=600)
+    logs = "\n".join(p.read_text()[-1500:] for p in (tmp_path / "there" / "slurm").glob("*.out"))
+    assert job["JobState"] == "COMPLETED", (job, logs)
+    here, there = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("here", "there"))
+    assert [(r["arm"], r["seed"], r["test"]) for r in here["runs"]] == [(r["arm"], r["seed"], r["test"])
+                                                                       for r in there["runs"]]
+    assert [c["verdict"] for c in here["claims"]] == [c["verdict"] for c in there["claims"]]
+    assert main(arguments) == 0  # again: nothing left to train
+    assert "no array submitted" in capsys.readouterr().out

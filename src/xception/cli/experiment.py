@@ -35,6 +35,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--rerender", action="store_true",
                         help="write the report in --out (default reports/NAME) again from its results.json, training "
                         "nothing: for a new verdict rule or layout; the numbers, command and date stay the run's")
+    parser.add_argument("--launcher", default="local", choices=("local", "slurm"),
+                        help="local: train here, one run after another; slurm: submit every (arm, seed) not "
+                        "finished yet as a task of a job array, and the report as a job that waits for them")
+    parser.add_argument("--slurm-options", default="", metavar="OPTIONS",
+                        help="with --launcher slurm: sbatch options for every job, e.g. \"--partition gpu --time 2:00:00\"")
     imagenet = parser.add_argument_group("ImageNet scale")
     imagenet.add_argument("--data", default=None,
                           help="ImageNet-style folder (single-label experiments) or multi-label manifest directory")
@@ -73,10 +78,16 @@ def run(args: argparse.Namespace) -> int:
     if args.arm is not None:
         if args.seed is None:
             raise ValueError("--arm needs --seed")
+        if args.threads is not None:  # as run_experiment does: each task of a job array trains as the sequential command
+            import torch
+
+            torch.set_num_threads(args.threads)
         record = train_one(experiment, scale, arm=args.arm, seed=args.seed, runs_dir=runs_dir, device=args.device,
                            data_path=args.data)
         print(f"{args.arm} seed {args.seed}: {record.test} ({record.run_dir})")
         return 0
+    if args.launcher == "slurm":
+        return _submit_to_slurm(args, experiment, scale, seeds=seeds, out_dir=out_dir, runs_dir=runs_dir)
     if scale.name == "imagenet" and not args.report and args.device is None:
         if args.name != "table3" and not args.data:
             raise ValueError("--scale imagenet needs --data (an ImageNet-style folder, or a multi-label manifest "
@@ -95,6 +106,29 @@ def run(args: argparse.Namespace) -> int:
     path = run_experiment(args.name, scale=scale, seeds=seeds, out_dir=out_dir, runs_dir=runs_dir, command=command,
                           device=args.device, data_path=args.data, train=not args.report, threads=args.threads)
     print(path)
+    return 0
+
+
+def _submit_to_slurm(args: argparse.Namespace, experiment, scale, *, seeds: tuple[int, ...], out_dir: Path,
+                     runs_dir: Path) -> int:
+    from xception.experiments.definition import Comparison
+    from xception.experiments.slurm_array import submit_experiment
+
+    if not isinstance(experiment, Comparison) or scale.name == "imagenet" or args.report:
+        raise ValueError("--launcher slurm trains the (arm, seed) runs of a comparison at --scale quick or full, one "
+                         "process each; at --scale imagenet submit the printed torchrun commands (docs/clusters.md)")
+    shared = ["--scale", args.scale, "--runs-dir", str(runs_dir), "--out", str(out_dir),
+              *[f"--set={pair}" for pair in args.set], *(["--device", args.device] if args.device else []),
+              *(["--threads", str(args.threads)] if args.threads else []), *(["--data", args.data] if args.data else [])]
+    submission = submit_experiment(experiment, scale, seeds=seeds, runs_dir=runs_dir, out_dir=out_dir, arguments=shared,
+                                   device=args.device, data_path=args.data,
+                                   sbatch_options=shlex.split(args.slurm_options))
+    if submission.array_job is None:
+        print("every run has finished before: no array submitted")
+    else:
+        print(f"job array {submission.array_job}: {len(submission.tasks)} runs "
+              f"({', '.join(f'{arm} seed {seed}' for arm, seed in submission.tasks)}), script {submission.script}")
+    print(f"report job {submission.report_job}: writes {out_dir / 'report.md'} once every run has succeeded")
     return 0
 
 
