@@ -191,3 +191,19 @@ def test_raw_input_export_carries_the_temperature_and_the_threshold(faces_run, t
     np.testing.assert_allclose(run_raw_input(out, pixels), expected, atol=1e-4, rtol=0)
     props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert json.loads(props["decision"]) == read_metadata(weights)["decision"]
+
+
+def test_tta_flip_averages_the_probabilities_of_an_image_and_its_mirror(faces_run, capsys):
+    from xception.inference.session import InferenceSession
+
+    root, run = faces_run
+    weights = run / "weights.safetensors"
+    session = InferenceSession.open(weights, runtime="onnxruntime", precision="fp32", device="cpu")
+    images = torch.stack([session.prepare(path) for path in sorted((root / "test").glob("*/*.png"))[::8]])
+    expected = (session.probabilities(images) + session.probabilities(images.flip(-1))) / 2
+    torch.testing.assert_close(session.probabilities(images, tta="flip"), expected, atol=1e-6, rtol=0)
+    assert not torch.allclose(session.probabilities(images), expected, atol=1e-4)  # the mirror changes something
+    assert main(["eval", "--weights", str(weights), "--data", str(root / "test"), "--split", "all", "--device", "cpu",
+                 "--runtime", "onnxruntime", "--precision", "fp32", "--tta", "flip", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["examples"] == 80 and metrics["images_per_second"] > 0

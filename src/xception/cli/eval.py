@@ -12,6 +12,7 @@ def add_parser(subparsers) -> None:
     from xception.cli.weights import add_weights_options
     from xception.deploy.runtime_names import RUNTIMES
     from xception.precisions import PRECISIONS
+    from xception.tta_names import TTA_CHOICES
 
     parser = subparsers.add_parser(
         "eval",
@@ -38,6 +39,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--precision", choices=PRECISIONS,
                         help="default: the fastest for the device and runtime; int8 quantizes after calibrating "
                         "on a few hundred of the weights' training images")
+    parser.add_argument("--tta", choices=TTA_CHOICES, default="none",
+                        help="test-time augmentation: flip averages each image's probabilities with its mirror "
+                        "image's (twice the compute: see images_per_second)")
     parser.add_argument("--runtime", choices=RUNTIMES,
                         help="default: on a CPU the highest throughput at --batch-size measured by `xception bench "
                         "--choose` (cached per machine), else a preference; printed with the metrics")
@@ -66,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
                                bad_image_fraction=args.bad_image_fraction, model_name=args.model,
                                ground_truth=args.ground_truth, progress=True, group_pattern=args.group_pattern,
                                group_manifest=args.group_manifest, group_column=args.group_column,
-                               split=args.split, reliability=args.reliability)
+                               split=args.split, reliability=args.reliability, tta=args.tta)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:

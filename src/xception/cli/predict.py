@@ -12,6 +12,7 @@ def add_parser(subparsers) -> None:
     from xception.cli.weights import add_weights_options
     from xception.deploy.runtime_names import RUNTIMES
     from xception.precisions import PRECISIONS
+    from xception.tta_names import TTA_CHOICES
 
     parser = subparsers.add_parser(
         "predict",
@@ -34,6 +35,9 @@ def add_parser(subparsers) -> None:
         help="default: the fastest correct one for the device and runtime, which is printed; int8 quantizes "
         "after calibrating on a few hundred of the weights' training images",
     )
+    parser.add_argument("--tta", choices=TTA_CHOICES, default="none",
+                        help="test-time augmentation: flip averages each image's probabilities with its mirror "
+                        "image's (twice the compute)")
     parser.add_argument("--runtime", choices=RUNTIMES,
                         help="default: on a CPU the lowest latency measured by `xception bench --choose` (cached per "
                         "machine), else a preference; the choice and its figures are printed")
@@ -47,6 +51,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import functools
     import sys
     from pathlib import Path
 
@@ -66,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"runtime: {session.runtime_text()}", file=sys.stderr)
     images = torch.stack([session.prepare(p) for p in args.images])
     # The calibrated logits: the probabilities and the decision follow the weights' decision policy.
-    top = get_task(session.task).write_predictions(session.calibrated_logits, images, args.images, session.description,
+    calibrated = functools.partial(session.calibrated_logits, tta=args.tta)  # test-time augmentation's views
+    top = get_task(session.task).write_predictions(calibrated, images, args.images, session.description,
                                                    top_k=args.top_k, out=args.out)
     if args.explain:
         # The class the engine ranked first (its runtime or precision may differ from the fp32 model's);

@@ -11,6 +11,7 @@ def add_parser(subparsers) -> None:
     from xception.deploy.runtime_names import RUNTIMES
     from xception.precisions import PRECISIONS
     from xception.serve.config import ServeConfig
+    from xception.tta_names import TTA_CHOICES
 
     defaults = ServeConfig()
     parser = subparsers.add_parser(
@@ -27,6 +28,9 @@ def add_parser(subparsers) -> None:
     )
     add_weights_options(parser)
     parser.add_argument("--name", help="the model's name in the URLs (default: its registry model, e.g. xception)")
+    parser.add_argument("--tta", choices=TTA_CHOICES, default="none",
+                        help="test-time augmentation: flip averages each image's probabilities with its mirror "
+                        "image's (twice the compute)")
     parser.add_argument("--runtime", choices=RUNTIMES,
                         help="default: the fastest measured by `xception bench --choose` at the nearest batch size "
                         "(cached per machine), else a preference; logged with its figures")
@@ -66,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
                          max_delay_ms=args.max_delay_ms, max_queue=args.max_queue,
                          max_body_bytes=int(args.max_body_mb * 2**20), top_k=args.top_k)
     served = load_served_model(args.weights, model_name=args.model, name=args.name, runtime=args.runtime,
-                               precision=args.precision, device=args.device, max_batch_size=config.max_batch_size)
+                               precision=args.precision, device=args.device, max_batch_size=config.max_batch_size,
+                               tta=args.tta)
     heatmap = None
     if args.heatmap != "none":
         from xception.explain.renderer import HeatmapPNG

@@ -10,6 +10,7 @@ from typing import Any
 from xception.data.bad_images import BadImageRecord
 from xception.data.config import BadImagePolicy
 from xception.tasks import get_task
+from xception.tta_names import TTA
 
 
 def evaluate_weights(
@@ -17,7 +18,7 @@ def evaluate_weights(
     precision: str | None, bad_images: BadImagePolicy, bad_image_fraction: float, model_name: str | None = None,
     ground_truth: str | None = None, progress: bool = False, runtime: str | None = None,
     group_pattern: str | None = None, group_manifest: str | None = None, group_column: str | None = None,
-    split: str | None = None, keep_logits: bool = False, reliability: str | None = None,
+    split: str | None = None, keep_logits: bool = False, reliability: str | None = None, tta: TTA = "none",
 ) -> dict[str, Any]:
     """Evaluate weights on the validation split of their data (or of `source` at `data_path`; every
     image of the folder `data_path` with `split="all"`, see `evaluation_split`), with
@@ -37,7 +38,8 @@ def evaluate_weights(
     which the evaluation applies: `decision`, the policy in words, `temperature`, `ece_calibrated`,
     `nll_calibrated`, a two-class model's accuracy, precision, recall and F1 at its `threshold`); `reliability` names a PNG to
     write the reliability diagram to. `keep_logits` adds `logits` (N, C) and `targets` (for
-    `xception calibrate`)."""
+    `xception calibrate`). `tta` "flip": a classifier's probabilities are the mean of each image's
+    and its mirror image's (`xception.tasks.tta`); `images_per_second` counts images, not views."""
     from xception.data import build_datasets
     from xception.data.build import build_whole_folder
     from xception.data.config import recorded_data_config
@@ -80,7 +82,9 @@ def evaluate_weights(
         raise ValueError("grouped detection metrics need a two-class model, evaluated in one process")
     start = time.perf_counter()
     classifier = description.task == "classification"
-    policy = {"decision": description.decision, "keep_logits": keep_logits} if classifier else {}
+    policy = {"decision": description.decision, "keep_logits": keep_logits, "tta": tta} if classifier else {}
+    if tta != "none" and not classifier:
+        raise ValueError(f"--tta {tta} is for classifiers; {weights} holds a {description.task} model")
     metrics = get_task(description.task).evaluate(
         engine, loader, device=context.device, num_classes=num_classes, multilabel=multilabel,
         class_weights=class_weights, progress=progress and context.is_main, keep_scores=grouped, **policy)

@@ -41,6 +41,7 @@ from xception.deploy.engines import Engine
 from xception.deploy.timings import Timings, calibrate_runtimes, load_timings
 from xception.home import xception_home
 from xception.tasks.decision import Decided, calibrated_logits, decide
+from xception.tasks.tta import TTA, averaged_logits, tta_views
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -206,15 +207,22 @@ class InferenceSession:
         """(N, C, S, S) inputs in [-1, 1] -> (N, num_classes) float32 logits (segmentation: (N, classes, S, S))."""
         return self.engine(images).float()
 
-    def calibrated_logits(self, images: torch.Tensor) -> torch.Tensor:
+    def calibrated_logits(self, images: torch.Tensor, *, tta: TTA = "none") -> torch.Tensor:
         """`logits` divided by the temperature of the weights' decision policy (the logits themselves
-        for weights without one): what the probabilities and the decision are computed from."""
-        return calibrated_logits(self.logits(images), self.description.decision)
+        for weights without one): what the probabilities and the decision are computed from. `tta`
+        "flip": the logits of the mean calibrated probabilities of the images and their mirror
+        images (`xception.tasks.tta`)."""
+        if tta == "none":
+            return calibrated_logits(self.logits(images), self.description.decision)
+        decision = self.description.decision
+        return averaged_logits([self.logits(view) for view in tta_views(images, tta)],
+                               multilabel=self.multilabel, temperature=decision.temperature if decision else 1.0)
 
-    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+    def probabilities(self, images: torch.Tensor, *, tta: TTA = "none") -> torch.Tensor:
         """(N, C, S, S) inputs in [-1, 1] -> (N, num_classes) float32 probabilities: softmax, or a
-        sigmoid per class for multi-label weights, of the calibrated logits."""
-        return probabilities(self.calibrated_logits(images), multilabel=self.multilabel)
+        sigmoid per class for multi-label weights, of the calibrated logits (averaged over the
+        views of `tta`)."""
+        return probabilities(self.calibrated_logits(images, tta=tta), multilabel=self.multilabel)
 
     def decide(self, probabilities: torch.Tensor) -> list[Decided] | None:
         """Each row's decision under the weights' decision policy (`xception.tasks.decision.decide`:

@@ -14,6 +14,7 @@ from torch import nn
 from xception.deploy.engines import Engine
 from xception.inference.session import InferenceSession
 from xception.tasks.decision import Decided
+from xception.tta_names import TTA
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ class ServedModel:
 
     name: str
     session: InferenceSession
+    tta: TTA = "none"  # test-time augmentation of every answer (`xception.tasks.tta`)
 
     @property
     def model_name(self) -> str:  # its registry model, e.g. "xception"
@@ -63,7 +65,7 @@ class ServedModel:
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) inputs in [-1, 1] -> (N, num_classes) float32 probabilities, as
         `InferenceSession.probabilities` (and so `xception predict`) computes them."""
-        return self.session.probabilities(images)
+        return self.session.probabilities(images, tta=self.tta)
 
     def decide(self, probabilities: torch.Tensor) -> list[Decided] | None:
         """Each row's decision under the weights' decision policy, or None without one
@@ -73,14 +75,15 @@ class ServedModel:
 
 def load_served_model(weights: str, *, model_name: str | None = None, name: str | None = None,
                       runtime: str | None = None, precision: str | None = None,
-                      device: str | None = None, max_batch_size: int = 16) -> ServedModel:
+                      device: str | None = None, max_batch_size: int = 16, tta: TTA = "none") -> ServedModel:
     """The weights in `weights` (a file from training or `xception convert`, the official .h5, or a
     published name) in the runtime and precision chosen for throughput at `max_batch_size` (the
     batcher's largest batch), or as asked. `name` (default: the registry model's name) is the
-    model's name in the protocol."""
+    model's name in the protocol. `tta` "flip" answers with the mean probabilities of each image and
+    its mirror image."""
     session = InferenceSession.open(weights, model_name=model_name, runtime=runtime, precision=precision,
                                     device=device, workload="throughput", batch_size=max_batch_size)
     if session.task != "classification":
         raise ValueError(f"{weights} holds a {session.task} model; the server serves classifiers")
     log.info("runtime: %s", session.runtime_text())
-    return ServedModel(name=name or session.description.model_name, session=session)
+    return ServedModel(name=name or session.description.model_name, session=session, tta=tta)

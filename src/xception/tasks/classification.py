@@ -32,9 +32,10 @@ from xception.metrics.calibration import CalibrationBins, calibration_bins
 from xception.metrics.classification import average_precision, map_at_k, mean_average_precision, topk_correct
 from xception.metrics.thresholds import threshold_metrics
 from xception.runtime import autocast
-from xception.tasks.decision import Decided, calibrated_logits, decide, decision_text
+from xception.tasks.decision import Decided, decide, decision_text
 from xception.tasks.loss import ClassificationLoss, LossRecipe
 from xception.tasks.predict import predict
+from xception.tasks.tta import TTA, averaged_logits, tta_views
 
 
 class ClassificationTask:
@@ -111,6 +112,7 @@ def evaluate(
     keep_scores: bool = False,
     keep_logits: bool = False,
     decision: Decision | None = None,
+    tta: TTA = "none",
 ) -> dict[str, Any]:
     """Metrics of `model` (a module, switched to eval mode, or an `xception.deploy.engines.Engine`) over this process's shard of `loader`, combined
     over all processes. Images (N, C, H, W) in [-1, 1]; targets class indices (N,) or multi-hot
@@ -128,10 +130,11 @@ def evaluate(
     "calibrated" with a decision: `CalibrationBins`) for a reliability diagram.
     `keep_scores` adds `scores` and `labels`, a two-class model's probabilities of class 1 and targets
     in loader order (one process); `keep_logits` adds `logits` (N, C) and `targets`, gathered from
-    every process. A loader from `build_loader` that
-    skips unreadable images (`--bad-images skip`) adds `bad_images`, their number, all left out
-    of `examples` and the metrics. `progress` draws a bar over this process's batches on stderr
-    when it is a terminal.
+    every process. `tta` "flip" averages each image's probabilities with its mirror image's
+    (`xception.tasks.tta`; the logits kept are then those of the mean probabilities). A loader
+    from `build_loader` that skips unreadable images (`--bad-images skip`) adds `bad_images`, their
+    number, all left out of `examples` and the metrics. `progress` draws a bar over this process's
+    batches on stderr when it is a terminal.
     """
     if isinstance(model, nn.Module):
         model.eval()
@@ -147,10 +150,15 @@ def evaluate(
     for images, targets in tqdm(loader, desc="evaluating", unit="batch", file=sys.stderr, disable=not bar):
         images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
         targets = targets.to(device, non_blocking=True)
-        with autocast(device.type, autocast_dtype):
-            logits = model(images)
-        logits = logits.float().to(device)  # onnxruntime and OpenVINO engines return CPU logits
-        calibrated = calibrated_logits(logits, decision)
+        views = []
+        for view in tta_views(images, tta):
+            with autocast(device.type, autocast_dtype):
+                views.append(model(view).float().to(device))  # onnxruntime and OpenVINO engines return CPU logits
+        # One view: the logits, and those / T. More: the logits of the views' mean probabilities,
+        # before and after the temperature (`xception.tasks.tta.averaged_logits`).
+        logits = averaged_logits(views, multilabel=multilabel)
+        calibrated = (averaged_logits(views, multilabel=multilabel, temperature=decision.temperature)
+                      if decision is not None else logits)
         count += images.shape[0]
         if keep_logits:
             all_logits.append(logits.cpu())
