@@ -27,13 +27,14 @@ data: venv
 	@$(BIN)/xception data fetch || echo "make data: Fashion-MNIST unavailable; the tests that need it will skip"
 
 # Debian's chromium (the browser test of `xception serve`: Playwright cannot download its own browsers
-# here), nginx (the replicas test) and SLURM's daemons and commands (the local one-node cluster of
-# tests/test_cluster_slurm.py), installed where they are missing and apt-get is usable as root.
+# here), nginx (the replicas test), SLURM's daemons and commands (the local one-node cluster of
+# tests/test_cluster_slurm.py) and etcd (the etcd-v2 rendezvous of tests/test_cluster_nodes.py),
+# installed where they are missing and apt-get is usable as root.
 # It never fails the build: where they cannot be installed, those tests skip and name what is missing.
 system-packages:
 	@missing=""; test -x /usr/bin/chromium || missing="chromium"; test -x /usr/sbin/nginx || missing="$$missing nginx-light"; \
 	test -x /usr/sbin/slurmctld || missing="$$missing slurmctld"; test -x /usr/sbin/slurmd || missing="$$missing slurmd"; \
-	test -x /usr/bin/sbatch || missing="$$missing slurm-client"; \
+	test -x /usr/bin/sbatch || missing="$$missing slurm-client"; test -x /usr/bin/etcd || missing="$$missing etcd-server"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \

@@ -6,10 +6,12 @@ again rejoin the job; the rendezvous host killed ends the job, and the same comm
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from itertools import pairwise
 from pathlib import Path
 
@@ -198,3 +200,54 @@ def test_elastic_job_goes_on_with_one_node_keeping_the_global_batch(two_nodes_st
     assert steps[0] == steps[1] and len(steps[0]) == STEPS
     environment = json.loads((run / "environment.json").read_text())
     assert environment["world_size"] == 1  # written by the attempt that finished
+
+
+@pytest.fixture
+def etcd_endpoint(tmp_path):
+    """Debian's etcd-server on free ports, with the v2 API that torch's etcd-v2 rendezvous uses."""
+    if not shutil.which("etcd"):
+        pytest.skip("etcd is not installed (Debian's etcd-server: make system-packages installs it as root)")
+    pytest.importorskip("etcd", reason="torch's etcd-v2 rendezvous needs the python-etcd client (the test extra)")
+    client, peer = free_port(), free_port()
+    log = open(tmp_path / "etcd.log", "w")
+    server = subprocess.Popen(
+        ["etcd", "--name", "test", "--data-dir", str(tmp_path / "etcd"), "--enable-v2",
+         "--listen-client-urls", f"http://127.0.0.1:{client}", "--advertise-client-urls", f"http://127.0.0.1:{client}",
+         "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+         "--initial-cluster", f"test=http://127.0.0.1:{peer}"], stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{client}/v2/keys/", timeout=1).read()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "etcd.log").read_text()
+                time.sleep(0.2)
+        yield f"127.0.0.1:{client}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.mark.slow
+@NEEDS_PROC
+def test_with_etcd_the_first_node_killed_rejoins_bit_identical(two_nodes_straight, data, nodes, etcd_endpoint,
+                                                                tmp_path):
+    """With the rendezvous in etcd (`--rdzv-backend etcd-v2`) no node is special: node 0, the one
+    that holds c10d's store (above, its death ends the job), killed at step 10 and started again,
+    rejoins; the run ends bit-identical."""
+    run = tmp_path / "run"
+    command = node_command(0, "2", *_train_args(data, run, steps=STEPS))
+    command[command.index("--rdzv-backend") + 1] = "etcd-v2"
+    command[command.index("--rdzv-endpoint") + 1] = etcd_endpoint
+    node0 = nodes.start(command)
+    node1 = nodes.start(command)
+    _wait_for_step(run, 10, node0, node1, nodes=nodes)
+    nodes.kill(node0)
+    node0 = nodes.start(command)
+    assert nodes.wait(node0, node1) == [0, 0], nodes.logs()
+    assert _same_weights(run / "weights.safetensors", two_nodes_straight / "weights.safetensors")
+    attempts = json.loads((run / "final.json").read_text())["attempts"]
+    assert len(attempts) == 2 and attempts[1]["from_step"] >= 9, attempts
