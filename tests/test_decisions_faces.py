@@ -8,6 +8,7 @@ refits the policy of existing weights and refuses what cannot be fitted."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -15,45 +16,32 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from sklearn.metrics import roc_curve
 
 from xception.cli import main
 from xception.models.weights.native import read_metadata
 
-TRAIN_PER_CLASS = 60  # of each class's 100: 45 train and 15 validation (--val-split 0.25); the other 40 test
 
-
-def write_faces(root: Path) -> Path:
-    """root/train/{face,nonface}/ (60 each) and root/test/{face,nonface}/ (40 each): lfw_subset's
-    25 px crops (100 faces, then 100 non-faces) resized to 64 px, as issue 28 prepared them."""
-    from skimage.data import lfw_subset
-
-    images = lfw_subset()
-    rng = np.random.default_rng(0)
-    for label, block in (("face", images[:100]), ("nonface", images[100:])):
-        order = rng.permutation(100)
-        for split, chosen in (("train", order[:TRAIN_PER_CLASS]), ("test", order[TRAIN_PER_CLASS:])):
-            (root / split / label).mkdir(parents=True, exist_ok=True)
-            for i in chosen:
-                pixels = (block[i] * 255).round().astype(np.uint8)
-                Image.fromarray(pixels).resize((64, 64), Image.BILINEAR).save(root / split / label / f"{i:03d}.png")
-    return root
+def _benchmark():
+    """benchmarks/decisions_faces.py, which writes the folders and runs the same training for the docs' figures."""
+    spec = importlib.util.spec_from_file_location("benchmarks_decisions_faces",
+                                                  Path(__file__).resolve().parents[1] / "benchmarks" / "decisions_faces.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
 def faces_run(tmp_path_factory):
-    root = write_faces(tmp_path_factory.mktemp("faces"))
+    benchmark = _benchmark()
+    root = benchmark.write_faces(tmp_path_factory.mktemp("faces"))
     run = root / "run"
-    # Channels-last is off: PyTorch's CPU backward of this 1-channel model crashed with it on the Xeon
-    # where this test was written (a segmentation fault inside autograd, not an error of this project).
-    # One intra-op thread: on a shared 2-core machine two threads wait on each other (tests/conftest.py).
+    # One intra-op thread (--threads 1): on a shared 2-core machine two threads wait on each other
+    # (tests/conftest.py). Channels-last is off (--no-channels-last): PyTorch's CPU backward of this
+    # 1-channel model crashed with it on the Xeon where this test was written (a segmentation fault
+    # inside autograd, not an error of this project).
     threads = torch.get_num_threads()
-    assert main(["train", "--threads", "1", "--model", "xception_small", "--set", "model.width=0.125", "--set", "model.middle_repeats=1",
-                 "--data", str(root / "train"), "--val-split", "0.25", "--image-size", "32", "--in-channels", "1",
-                 "--recipe", "finetune_whole", "--epochs", "6", "--batch-size", "15", "--precision", "fp32",
-                 "--no-channels-last", "--device", "cpu", "--workers", "0", "--no-progress",
-                 "--set", "tensorboard=false", "--out", str(run)]) == 0
+    assert main(benchmark.train_argv(root / "train", run)) == 0
     torch.set_num_threads(threads)
     return root, run
 

@@ -94,7 +94,7 @@ def evaluate_weights(
     if reliability is not None and bins is not None and context.is_main:
         from xception.tasks.reliability_figure import save_reliability_diagram
 
-        save_reliability_diagram(reliability, bins, title=f"{weights}: {metrics['examples']} images")
+        save_reliability_diagram(reliability, bins, title=f"{Path(str(weights)).name}: {metrics['examples']} images")
     if grouped:
         from xception.data.split_manifest import split_files
         from xception.eval.binary_report import binary_report
