@@ -9,6 +9,7 @@ from xception.explain.method_names import METHODS
 
 
 def add_parser(subparsers) -> None:
+    from xception.cli.video import add_video_options
     from xception.cli.weights import add_weights_options
     from xception.deploy.runtime_names import RUNTIMES
     from xception.precisions import PRECISIONS
@@ -23,9 +24,10 @@ def add_parser(subparsers) -> None:
         "downloaded once into the cache, see docs/weights.md). With a segmentation model (`xception train "
         "--task segmentation`) it writes each IMAGE's mask as NAME.mask.png beside it (or in --out): a palette "
         "PNG whose pixel values are the class indices, at the model's input size, and prints the share of "
-        "pixels in each class found.",
+        "pixels in each class found. VIDEO files (or folders of them) are scored frame by frame, or face by "
+        "face with --crop faces, and get one verdict each (docs/video.md).",
     )
-    parser.add_argument("images", nargs="+", metavar="IMAGE")
+    parser.add_argument("images", nargs="+", metavar="IMAGE|VIDEO")
     add_weights_options(parser)
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--device", help="cpu or cuda (default: a GPU when there is one)")
@@ -42,11 +44,13 @@ def add_parser(subparsers) -> None:
                         help="default: on a CPU the lowest latency measured by `xception bench --choose` (cached per "
                         "machine), else a preference; the choice and its figures are printed")
     parser.add_argument("--out", metavar="DIR", help="write the masks and --explain's overlays here (default: "
-                        "beside each image)")
+                        "beside each image); videos: each one's per-frame table (VIDEO.frames.csv) and verdict "
+                        "(VIDEO.verdict.json)")
     parser.add_argument("--explain", nargs="?", const="gradcam", choices=METHODS, metavar="METHOD",
                         help="also write the class activation map of each image's top prediction (segmentation: "
                         "of its most common class) as NAME.CLASS.METHOD.png and .npy (METHOD: gradcam when not "
                         "given; see `xception explain`)")
+    add_video_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -57,9 +61,12 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
+    from xception.cli.video import is_video_run, predict_videos
     from xception.inference.session import InferenceSession
     from xception.tasks import get_task
 
+    if is_video_run(args.images):
+        return predict_videos(args)
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
         raise FileNotFoundError(f"no such image file: {', '.join(missing)}")

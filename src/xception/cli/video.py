@@ -1,0 +1,126 @@
+"""The video options of `xception predict` (and `xception data frames`), and predict's video run:
+parse, open the session, call `xception.inference.video`, print. Torch-free at import: `--help`
+reads only `xception.video_names`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from xception.video_names import (
+    AGGREGATES,
+    CROPS,
+    DEFAULT_AGGREGATE,
+    DEFAULT_CROP,
+    DEFAULT_FACE,
+    DEFAULT_FRAMES,
+    DEFAULT_MAX_READ,
+    FACE_CHOICES,
+    VIDEO_SUFFIXES,
+)
+
+
+def add_sampling_options(parser: argparse.ArgumentParser) -> None:
+    """--frames / --every, --max-read, --crop and --face: which frames of a video, and what of them."""
+    sampling = parser.add_mutually_exclusive_group()
+    sampling.add_argument("--frames", type=int, metavar="N",
+                          help=f"videos: N frames evenly spaced over the video (default {DEFAULT_FRAMES}, "
+                          "DeepfakeBench's)")
+    sampling.add_argument("--every", type=int, metavar="K", help="videos: every K-th frame from the first instead "
+                          "(FaceForensics++ scores every frame: --every 1)")
+    parser.add_argument("--max-read", type=int, default=DEFAULT_MAX_READ, metavar="M",
+                        help="videos: decode at most the first M frames of each (default %(default)s)")
+    parser.add_argument("--crop", choices=CROPS, default=DEFAULT_CROP,
+                        help="videos: none scores the whole frame; faces crops each face found by dlib's frontal "
+                        "face detector with FaceForensics++'s box (1.3x, square); a frame without a face is "
+                        "recorded, not scored")
+    parser.add_argument("--face", choices=FACE_CHOICES, default=DEFAULT_FACE,
+                        help="with --crop faces: the largest face of each frame, or every face")
+
+
+def add_video_options(parser: argparse.ArgumentParser) -> None:
+    """`predict`'s video options: the sampling's and --aggregate."""
+    add_sampling_options(parser)
+    parser.add_argument("--aggregate", choices=AGGREGATES, default=DEFAULT_AGGREGATE,
+                        help="videos: how the frames' probabilities make the video's: mean (DeepfakeBench), median, "
+                        "max, or confident (the DFDC winner's strategy, two classes); see docs/video.md")
+
+
+def sampling_of(args: argparse.Namespace):
+    from xception.data.video import Sampling
+
+    if args.every is not None:
+        return Sampling(frames=None, every=args.every, max_read=args.max_read)
+    return Sampling(frames=args.frames if args.frames is not None else DEFAULT_FRAMES, max_read=args.max_read)
+
+
+def is_video_run(paths: list[str]) -> bool:
+    """Whether `predict`'s inputs are videos (or folders of them)."""
+    return any(Path(p).is_dir() or Path(p).suffix.lower() in VIDEO_SUFFIXES for p in paths)
+
+
+def expand_videos(paths: list[str]) -> list[str]:
+    """Each path, a folder standing for its video files (sorted, in sub-folders too); an image among
+    videos, or a folder without one, is an error."""
+    videos = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(str(p) for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+            if not found:
+                raise FileNotFoundError(f"{path} holds no video file (any of {', '.join(VIDEO_SUFFIXES)})")
+            videos += found
+        elif not path.is_file():
+            raise FileNotFoundError(f"no such video file: {path}")
+        elif path.suffix.lower() not in VIDEO_SUFFIXES:
+            raise ValueError(f"{path} is not a video file (by its name): give videos or images, not both")
+        else:
+            videos.append(str(path))
+    return videos
+
+
+def predict_videos(args: argparse.Namespace) -> int:
+    """Score each video of `args.images` and print its verdict (and write its tables to --out).
+    A file that fails is named in one line and the run goes on; the status is 1 when a video failed
+    or got no verdict (no face), else 0."""
+    from tqdm import tqdm
+
+    from xception.data.video import VideoError
+    from xception.errors import user_message
+    from xception.inference.session import InferenceSession
+    from xception.inference.video import BATCH_SIZE, answer_video, write_answer
+
+    if args.explain:
+        raise ValueError("--explain on videos is not built; use --crop faces --out DIR and `xception explain` "
+                         "on the crops that `xception data frames` writes")
+    videos = expand_videos(args.images)
+    sampling = sampling_of(args)
+    # A video's frames are scored in batches: the throughput at that batch decides the runtime.
+    session = InferenceSession.open(args.weights, model_name=args.model, runtime=args.runtime,
+                                    precision=args.precision, device=args.device, workload="throughput",
+                                    batch_size=BATCH_SIZE)
+    print(f"runtime: {session.runtime_text()}", file=sys.stderr)
+    status = 0
+    for video in tqdm(videos, desc="videos", unit="video", file=sys.stderr,
+                      disable=len(videos) < 2 or not sys.stderr.isatty()):
+        try:
+            answer = answer_video(session, video, sampling=sampling, crop=args.crop, face=args.face,
+                                  aggregate=args.aggregate, tta=args.tta)
+        except (VideoError, FileNotFoundError) as error:
+            print(f"xception predict: error: {user_message(error) or error}", file=sys.stderr)
+            status = 1
+            continue
+        print(video)
+        print(f"  verdict: {answer.reason}" if answer.label is not None else f"  {answer.reason}")
+        if answer.probabilities is not None:
+            ranked = sorted(zip(answer.probabilities, session.class_names, strict=True), reverse=True)
+            for probability, name in ranked[:args.top_k]:
+                print(f"  {probability:7.4f}  {name}")
+        unscored = len(answer.frames) - answer.scored
+        print(f"  frames: {len({f.index for f in answer.frames})} read, {answer.scored} scored"
+              + (f", {unscored} without a face" if unscored else ""))
+        if args.out:
+            table, verdict = write_answer(answer, args.out, class_names=session.class_names)
+            print(f"  wrote: {table}, {verdict}")
+        status = status or (1 if answer.label is None else 0)
+    return status
