@@ -11,8 +11,8 @@ from xception.errors import user_message
 
 # Each name is a module of this package with `add_parser(subparsers)`; the parser it adds sets
 # `run`, a function of the parsed arguments that returns an exit status.
-COMMANDS = ("models", "weights", "bench", "convert", "export", "quantize", "train", "eval", "calibrate", "predict",
-            "explain", "serve", "demo", "data", "experiment")
+COMMANDS = ("models", "weights", "bench", "convert", "export", "push", "quantize", "train", "eval", "calibrate",
+            "predict", "explain", "serve", "demo", "data", "experiment")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,5 @@
-"""`xception export`: a model (optionally with weights) to ONNX, OpenVINO IR, TorchScript or torch.export, verified."""
+"""`xception export`: a model (optionally with weights) to ONNX, OpenVINO IR, TorchScript or torch.export,
+verified; or trained weights as a Hugging Face Hub folder (`--format hub`) with its model card."""
 
 from __future__ import annotations
 
@@ -10,9 +11,13 @@ def add_parser(subparsers) -> None:
 
     parser = subparsers.add_parser(
         "export",
-        help="export a model to ONNX / OpenVINO / TorchScript / torch.export and check it against PyTorch",
+        help="export a model to ONNX / OpenVINO / TorchScript / torch.export (checked against PyTorch), or "
+        "weights as a Hugging Face Hub folder",
         description="Export a registered model and run the exported file (ONNX in onnxruntime, OpenVINO IR "
-        "in OpenVINO fp32) on a random batch, printing the largest absolute difference from PyTorch's output.",
+        "in OpenVINO fp32) on a random batch, printing the largest absolute difference from PyTorch's output. "
+        "--format hub --weights W --out DIR writes model.safetensors, config.json (timm's keys) and README.md "
+        "(the model card, from the weights' description): a folder `xception push` uploads, that "
+        "`--weights hf-hub:ORG/NAME` loads back, and that timm loads where it has the architecture.",
     )
     parser.add_argument(
         "--model",
@@ -21,8 +26,12 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--weights", default=None, help="weight file in any format `xception convert` reads, or "
                         "published weights by name (imagenet)")
-    parser.add_argument("--format", required=True, choices=EXPORT_FORMATS)
-    parser.add_argument("--out", required=True, help="file to write (.onnx, .xml for openvino, .pt, or .pt2 for torch_export)")
+    parser.add_argument("--format", required=True, choices=(*EXPORT_FORMATS, "hub"))
+    parser.add_argument("--out", required=True, help="file to write (.onnx, .xml for openvino, .pt, or .pt2 for "
+                        "torch_export), or the folder for hub")
+    parser.add_argument("--repo", default="ORG/NAME", help="hub: the Hub id the model card's examples load it by")
+    parser.add_argument("--license", default="other", help="hub: the license in the model card's metadata "
+                        "(a Hub license id, e.g. apache-2.0, mit, cc-by-4.0)")
     parser.add_argument(
         "--num-classes", type=int, default=None, help="classes of the head (0: none; default: the weights' or 1000)"
     )
@@ -41,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
     from xception.models import MODELS, create_model
     from xception.models.trained import open_weights
 
+    if args.format == "hub":
+        return _export_hub(args)
     if args.raw_input:
         return _export_raw_input(args)
     if args.weights is not None and args.num_classes is None:
@@ -80,4 +91,18 @@ def _export_raw_input(args: argparse.Namespace) -> int:
     if difference > args.tolerance:
         print(f"error: the exported model differs from PyTorch by more than --tolerance {args.tolerance}")
         return 1
+    return 0
+
+
+def _export_hub(args: argparse.Namespace) -> int:
+    from xception.models.hub_folder import write_hub_folder
+
+    if args.weights is None:
+        raise ValueError("--format hub needs --weights (the model card is written from their description)")
+    folder = write_hub_folder(args.weights, args.out, repo_id=args.repo, license=args.license)
+    print(f"wrote {folder.directory}: {', '.join(path.name for path in folder.files)}")
+    if folder.timm.architecture is None:
+        print(f"timm cannot load it ({folder.timm.reason}): this project's format only")
+    else:
+        print(f"timm loads it as {folder.timm.architecture}" + ("" if folder.timm.exact else f" ({folder.timm.reason})"))
     return 0

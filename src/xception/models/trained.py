@@ -7,6 +7,8 @@
     classes and the preparation; the model is built from the recorded spec as it was, not from
     today's registry default;
   - published weights by name ("imagenet") or a `WeightsEntry`: fetched into the cache;
+  - a Hugging Face Hub id, `hf-hub:ORG/NAME[@REVISION]` (`xception.models.weights.hub`): its
+    model.safetensors through huggingface_hub's cache, then opened as a file;
   - a foreign file (the official Keras .h5, a timm or torchvision state dict): the model is sized
     by the file's logistic layer, and the class names and preparation come from the registry entry
     whose head it has (`published_metadata`), else none.
@@ -34,6 +36,7 @@ from xception.models.registry import get_entry, recorded_spec, spec_overrides
 from xception.models.spec import ModelSpec, model_spec
 from xception.models.weights.assign import assign_state
 from xception.models.weights.download import weights_file
+from xception.models.weights.hub import hub_weights_file, is_hub_id
 from xception.models.weights.load import read_state
 from xception.models.weights.native import check_metadata, model_metadata, read_metadata, save_weights
 from xception.models.weights.registry import WeightsEntry, default_weights, find_weights
@@ -58,6 +61,8 @@ def open_weights(source: Source, *, model_name: str | None = None, num_classes: 
     foreign file (default "xception"); for our own files it must agree with the file's, which names
     its model. `num_classes` None keeps the file's classes; 0 drops its head, another count gives a
     fresh head (`xception convert`). `in_channels` sizes the model for a foreign file."""
+    if is_hub_id(source):
+        source = hub_weights_file(source)
     metadata = _our_metadata(source)
     if metadata is None:
         return _open_foreign(source, model_name or DEFAULT_MODEL, num_classes=num_classes, in_channels=in_channels)

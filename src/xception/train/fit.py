@@ -470,6 +470,7 @@ class Run:
             provenance={"recipe": self.recipe.name, "step": self.trainer.step,
                         "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
                         "git_commit": git_commit(),
+                        "split_sizes": {"train": split_size(datasets.train), "val": split_size(datasets.val)},
                         **({"init": {"weights": self.init.weights, "sha256": self.init.sha256}} if self.init else {})},
         )
         save_trained(self.run_dir / name, model, description)

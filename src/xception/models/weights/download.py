@@ -24,6 +24,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from xception.home import HOME_VARIABLE, xception_home
+from xception.models.weights.hub import hub_weights_file, is_hub_id
 from xception.models.weights.registry import Checksum, WeightsEntry, find_weights, list_weights
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,10 @@ def registered_weights(model_name: str, weights: str | os.PathLike | WeightsEntr
 
 def weights_file(model_name: str, weights: str | os.PathLike | WeightsEntry) -> str | os.PathLike:
     """The file to load for `create_model(model_name, weights=weights)`: registered weights are fetched
-    into the cache; a path is returned as it is."""
+    into the cache, a Hub id (`hf-hub:ORG/NAME[@REVISION]`) through huggingface_hub's; a path is
+    returned as it is."""
+    if is_hub_id(weights):
+        return hub_weights_file(weights)
     entry = registered_weights(model_name, weights)
     return weights if entry is None else fetch_weights(entry)
 
