@@ -6,6 +6,7 @@ uninterrupted run's, and the run's files record each interruption."""
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from cluster_docs import PLACE, documented_launch
 from local_slurm import LocalSlurm, installed_or_skip
 from spawn_ranks import free_port
 from test_train_faults import _environment, _logged_steps, _same_weights, _train_args
@@ -46,6 +48,26 @@ def _wait_for_step(slurm: LocalSlurm, job_id: str, run: Path, step: int, timeout
         assert state in ("PENDING", "RUNNING", "CONFIGURING", "REQUEUED") and time.monotonic() < deadline, (
             state, slurm.logs())
         time.sleep(0.2)
+
+
+def test_sbatch_runs_the_documented_command():
+    """train.sbatch's torchrun is docs/clusters.md's, with SLURM's values in the place options."""
+    lines = SCRIPT.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("srun "))
+    end = next(i for i in range(start, len(lines)) if not lines[i].endswith("\\"))
+    words = shlex.split(" ".join(line.rstrip("\\") for line in lines[start:end + 1]))
+    torchrun = words[words.index("torchrun", words.index("torchrun") + 1) + 1:]  # after `bash -c '...' torchrun`
+    options = torchrun[:torchrun.index("--no-python") + 1]
+    assert torchrun[len(options):] == ["xception", "train", "$@"]
+    launch = documented_launch()
+    assert options[::2] == launch.torchrun[::2]  # the same options in the same order (each takes one value)
+    values, documented = dict(zip(options, options[1:], strict=False)), dict(zip(launch.torchrun, launch.torchrun[1:],
+                                                                                  strict=False))
+    assert {k: v for k, v in values.items() if k in PLACE} == {
+        "--nnodes": "$SLURM_NNODES", "--nproc-per-node": "$nproc_per_node",
+        "--rdzv-endpoint": "$head_node_ip:${XCEPTION_RDZV_PORT:-29500}", "--rdzv-id": "$SLURM_JOB_ID"}
+    assert all(values[k] == documented[k] for k in options[::2] if k not in PLACE and k != "--no-python")
+    assert all(f"export {name}={value}" in lines for name, value in launch.environment.items())
 
 
 def test_sbatch_requeued_by_sigusr1_and_by_preemption_ends_bit_identical(slurm, tmp_path):

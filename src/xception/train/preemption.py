@@ -16,7 +16,7 @@ from types import FrameType
 
 import torch
 
-from xception.distributed import all_reduce_sum
+from xception.distributed import all_gather_objects, all_reduce_sum
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,8 @@ class StopSignal:
         """Whether any process has received a stop signal: True on every process, at the same step."""
         if self.stopped_by is None:
             anyone = all_reduce_sum(torch.tensor([int(self.received is not None)]))
-            if int(anyone.item()):
-                self.stopped_by = self.received or "a signal to another process"
+            if int(anyone.item()):  # once: the signal's name, from whichever process received it
+                self.stopped_by = next(name for name in all_gather_objects(self.received) if name is not None)
         return self.stopped_by is not None
 
     def close(self) -> None:

@@ -1,0 +1,73 @@
+"""SIGUSR1 (what SLURM sends before a time limit or a preemption) stops a run after a step that every
+process agrees on, with a checkpoint there; the same command continues it bit-identically. Without
+SLURM: the signal sent by hand, to one process and to one of two torchrun workers."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from test_train_faults import _children, _environment, _logged_steps, _same_weights, _train_args
+from tiny_image_folder import write_image_folder
+from xception.train.checkpoint import load_checkpoint, read_summary
+
+STEPS = 24
+COMMAND = [sys.executable, "-m", "xception.cli"]
+
+pytestmark = pytest.mark.slow
+
+
+def _signal_at(process: subprocess.Popen, run, step: int, pid: int | None = None) -> None:
+    while _logged_steps(run) < step:
+        assert process.poll() is None, process.communicate()[0][-3000:]
+        time.sleep(0.02)
+    os.kill(pid or process.pid, signal.SIGUSR1)
+
+
+def test_sigusr1_stops_after_a_step_with_a_checkpoint_and_the_run_continues_bit_identical(tmp_path):
+    data = write_image_folder(tmp_path / "data", per_class={"train": 24, "val": 10})
+    straight, run = tmp_path / "straight", tmp_path / "run"
+    subprocess.run([*COMMAND, *_train_args(data, straight, steps=STEPS)], env=_environment(), check=True,
+                   capture_output=True)
+    process = subprocess.Popen([*COMMAND, *_train_args(data, run, steps=STEPS)], env=_environment(),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _signal_at(process, run, 5)
+    output = process.communicate(timeout=300)[0]
+    assert process.returncode == 0 and "by SIGUSR1" in output, output[-3000:]
+    stopped = read_summary(run / "checkpoints" / "latest.pt")["step"]
+    assert 5 <= stopped < STEPS and _logged_steps(run) == stopped  # no step after the one it saved
+    assert f"stopped at step {stopped} of {STEPS}" in output and not (run / "final.json").exists()
+    subprocess.run([*COMMAND, *_train_args(data, run, steps=STEPS)], env=_environment(), check=True,
+                   capture_output=True)
+    assert _same_weights(run / "weights.safetensors", straight / "weights.safetensors")
+    attempts = json.loads((run / "final.json").read_text())["attempts"]
+    assert attempts[0] == {**attempts[0], "to_step": stopped, "stopped_by": "SIGUSR1", "processes": 1}
+    assert "stopped_by" not in attempts[1] and attempts[1]["from_step"] == stopped
+
+
+def test_sigusr1_to_one_of_two_workers_stops_both_after_the_same_step(tmp_path):
+    """The signal reaches rank 1 only: the flag is all-reduced after every step, so rank 0 stops after
+    the same step (else it would wait in the next step's all-reduce for ever)."""
+    data = write_image_folder(tmp_path / "data", per_class={"train": 24, "val": 10})
+    run = tmp_path / "run"
+    agent = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                              "-m", "xception.cli", *_train_args(data, run, steps=STEPS)],
+                             env=_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    while len(_children(agent.pid)) < 2:
+        assert agent.poll() is None, agent.communicate()[0][-3000:]
+        time.sleep(0.02)
+    workers = sorted(_children(agent.pid))
+    ranks = {int(dict(line.split("=", 1) for line in open(f"/proc/{pid}/environ").read().split("\0") if "=" in line)
+                  ["RANK"]): pid for pid in workers}
+    _signal_at(agent, run, 5, pid=ranks[1])
+    output = agent.communicate(timeout=300)[0]
+    assert agent.returncode == 0, output[-3000:]
+    summary = read_summary(run / "checkpoints" / "latest.pt")
+    assert 5 <= summary["step"] < STEPS and _logged_steps(run) == summary["step"], output[-3000:]
+    assert f"stopped at step {summary['step']} of {STEPS}" in output
+    (attempt,) = load_checkpoint(run / "checkpoints" / "latest.pt")["progress"]["attempts"]
+    assert attempt["stopped_by"] == "SIGUSR1" and attempt["processes"] == 2  # rank 0 names rank 1's signal
