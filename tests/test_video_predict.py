@@ -9,30 +9,25 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from video_files import encode_video, lfw_faces, pasted
+from video_files import detector_weights, encode_video, lfw_faces, pasted, use_eager_torch
 from xception.cli import main
 from xception.data.video import read_frames
-from xception.description import Decision, Preprocessing, WeightsDescription
 from xception.inference.session import InferenceSession
-from xception.models import create_model
-from xception.models.trained import save_trained
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-DECISION = Decision(temperature=1.5, threshold=0.45, rule="eer", split_size=40)
+
+
+@pytest.fixture(autouse=True)
+def eager(monkeypatch):
+    use_eager_torch(monkeypatch)
+THRESHOLD = 0.45
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    """An untrained two-class (real, fake) xception_small on 32 px squashed crops, with a decision policy."""
-    torch.manual_seed(0)
-    model = create_model("xception_small", num_classes=2, width=0.25, middle_repeats=1).eval()
-    description = WeightsDescription(model_name="xception_small", num_classes=2, in_channels=3,
-                                     task="classification", image_size=32, class_names=("real", "fake"),
-                                     preprocessing=Preprocessing(image_size=32, resize="squash"), decision=DECISION)
-    return save_trained(tmp_path_factory.mktemp("weights") / "w.safetensors", model, description)
+    return detector_weights(tmp_path_factory.mktemp("weights") / "w.safetensors", threshold=THRESHOLD)
 
 
 @pytest.fixture(scope="module")
@@ -73,12 +68,12 @@ def test_predict_video_scores_faces_and_decides_the_video(weights, videos, tmp_p
         Image.fromarray(decoded[int(row["frame"])][y:y + size, x:x + size]).save(png)
         expected = session.probabilities(session.prepare(png)[None])[0].double()
         assert [float(row["p(real)"]), float(row["p(fake)"])] == pytest.approx(expected.tolist(), abs=1e-6)
-        assert row["class"] == ("fake" if expected[1] >= DECISION.threshold else "real")
+        assert row["class"] == ("fake" if expected[1] >= THRESHOLD else "real")
     # The video's score: the mean of its frames', decided at the weights' threshold.
     verdict = json.loads((out / "faces.mp4.verdict.json").read_text())
     fake = np.mean([float(r["p(fake)"]) for r in scored])
     assert verdict["probabilities"]["fake"] == pytest.approx(fake, abs=1e-6)
-    assert verdict["class"] == ("fake" if fake >= DECISION.threshold else "real")
+    assert verdict["class"] == ("fake" if fake >= THRESHOLD else "real")
     assert verdict["scored"] == len(scored) and verdict["frames_read"] == 10 and verdict["aggregate"] == "mean"
     printed = capsys.readouterr().out
     assert f"verdict: {verdict['class']}" in printed and f"{len(faceless)} without a face" in printed

@@ -77,3 +77,37 @@ def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, floa
     h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = w * h
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def detector_weights(path: Path, *, threshold: float | None = 0.45) -> Path:
+    """An untrained two-class (real, fake) xception_small on 32 px squashed crops, saved at `path`
+    with a decision policy (temperature 1.5, the threshold `threshold`) as training writes one."""
+    import torch
+
+    from xception.description import Decision, Preprocessing, WeightsDescription
+    from xception.models import create_model
+    from xception.models.trained import save_trained
+
+    torch.manual_seed(0)
+    model = create_model("xception_small", num_classes=2, width=0.25, middle_repeats=1).eval()
+    decision = Decision(temperature=1.5, threshold=threshold, rule="eer" if threshold is not None else None,
+                        split_size=40)
+    description = WeightsDescription(model_name="xception_small", num_classes=2, in_channels=3,
+                                     task="classification", image_size=32, class_names=("real", "fake"),
+                                     preprocessing=Preprocessing(image_size=32, resize="squash"), decision=decision)
+    return save_trained(path, model, description)
+
+
+def use_eager_torch(monkeypatch) -> None:
+    """Sessions opened in the test run PyTorch eagerly (`torch_path="eager"`) unless told otherwise:
+    the video path is what these tests check, and compiling the AOTInductor package (or exporting
+    ONNX) of each new model costs 30 to 100 s on two busy cores."""
+    from xception.inference.session import InferenceSession
+
+    original = InferenceSession.open.__func__
+
+    def open_eager(cls, weights, **options):
+        options.setdefault("torch_path", "eager")
+        return original(cls, weights, **options)
+
+    monkeypatch.setattr(InferenceSession, "open", classmethod(open_eager))

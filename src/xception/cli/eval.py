@@ -9,6 +9,7 @@ from xception.data.sources import SOURCES
 
 
 def add_parser(subparsers) -> None:
+    from xception.cli.video import add_video_eval_options
     from xception.cli.weights import add_weights_options
     from xception.deploy.runtime_names import RUNTIMES
     from xception.precisions import PRECISIONS
@@ -56,21 +57,26 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--group-column", metavar="NAME")
     parser.add_argument("--reliability", metavar="PNG", help="a classifier: write its reliability diagram (accuracy "
                         "against confidence in 15 bins, before and after the weights' temperature) to this file")
+    add_video_eval_options(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import json
 
+    from xception.cli.video import evaluate_videos_of
     from xception.eval.evaluate import evaluate_weights
 
-    metrics = evaluate_weights(args.weights, source=args.dataset, data_path=args.data, batch_size=args.batch_size,
-                               device=args.device, precision=args.precision, runtime=args.runtime,
-                               bad_images=args.bad_images,
-                               bad_image_fraction=args.bad_image_fraction, model_name=args.model,
-                               ground_truth=args.ground_truth, progress=True, group_pattern=args.group_pattern,
-                               group_manifest=args.group_manifest, group_column=args.group_column,
-                               split=args.split, reliability=args.reliability, tta=args.tta)
+    if args.videos:  # scored as `predict` scores them: frames, faces, one score per video
+        metrics = evaluate_videos_of(args)
+    else:
+        metrics = evaluate_weights(args.weights, source=args.dataset, data_path=args.data, batch_size=args.batch_size,
+                                   device=args.device, precision=args.precision, runtime=args.runtime,
+                                   bad_images=args.bad_images,
+                                   bad_image_fraction=args.bad_image_fraction, model_name=args.model,
+                                   ground_truth=args.ground_truth, progress=True, group_pattern=args.group_pattern,
+                                   group_manifest=args.group_manifest, group_column=args.group_column,
+                                   split=args.split, reliability=args.reliability, tta=args.tta)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:

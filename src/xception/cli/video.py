@@ -96,7 +96,7 @@ def predict_videos(args: argparse.Namespace) -> int:
     videos = expand_videos(args.images)
     sampling = sampling_of(args)
     # A video's frames are scored in batches: the throughput at that batch decides the runtime.
-    session = InferenceSession.open(args.weights, model_name=args.model, runtime=args.runtime,
+    session = InferenceSession.open(_one_weights(args.weights), model_name=args.model, runtime=args.runtime,
                                     precision=args.precision, device=args.device, workload="throughput",
                                     batch_size=BATCH_SIZE)
     print(f"runtime: {session.runtime_text()}", file=sys.stderr)
@@ -124,3 +124,35 @@ def predict_videos(args: argparse.Namespace) -> int:
             print(f"  wrote: {table}, {verdict}")
         status = status or (1 if answer.label is None else 0)
     return status
+
+
+def add_video_eval_options(parser: argparse.ArgumentParser) -> None:
+    """`eval`'s --videos DIR, with the sampling's options and --aggregate."""
+    parser.add_argument("--videos", metavar="DIR", help="evaluate a two-class detector on the videos of DIR/<class>/ "
+                        "(class folders named as the weights' classes): ROC-AUC, EER, AP per frame and per video "
+                        "(docs/video.md); the options below say which frames, what of them, and how they make the "
+                        "video's score")
+    add_video_options(parser)
+
+
+def evaluate_videos_of(args: argparse.Namespace) -> dict:
+    """`xception eval --videos DIR`'s metrics (`xception.eval.video.evaluate_videos`)."""
+    from xception.eval.video import evaluate_videos
+    from xception.inference.session import InferenceSession
+    from xception.inference.video import BATCH_SIZE
+
+    session = InferenceSession.open(_one_weights(args.weights), model_name=args.model, runtime=args.runtime,
+                                    precision=args.precision, device=args.device, workload="throughput",
+                                    batch_size=BATCH_SIZE)
+    print(f"runtime: {session.runtime_text()}", file=sys.stderr)
+    return evaluate_videos(session, args.videos, sampling=sampling_of(args), crop=args.crop, face=args.face,
+                           aggregate=args.aggregate, tta=args.tta)
+
+
+def _one_weights(weights: str | list[str]) -> str:
+    """The one --weights of a video run (a list where the command also takes ensembles)."""
+    if isinstance(weights, str):
+        return weights
+    if len(weights) != 1:
+        raise ValueError("videos are scored with one --weights; ensembles of videos are not built")
+    return weights[0]
