@@ -76,7 +76,7 @@ def test_the_segmentation_preset_is_the_run_the_readme_reports():
     config = build_config(build_parser().parse_args(["train", "--config", str(SHIPPED_CONFIGS[0].with_name("mosaic_segmentation.toml"))]))
     recipe = get_recipe(config.recipe, **config.recipe_overrides)
     epochs = config.epochs if config.epochs is not None else recipe.epochs
-    # README: "6,000 training mosaics x 2 epochs (750 steps of 16)", lr 6.4 (chosen on validation mosaics).
+    # docs/segmentation.md: "6,000 training mosaics x 2 epochs (750 steps of 16)", lr 6.4 (chosen on validation mosaics).
     assert (config.data.mosaic_train_size, epochs, config.batch_size, recipe.lr) == (6000, 2, 16, 6.4)
     assert config.data.mosaic_train_size * epochs // config.batch_size == 750
 

@@ -3,15 +3,15 @@
 - `open_weights(source)` -> `OpenedWeights(model, spec, description)`: the model in eval mode, what
   it is (`ModelSpec`: name, complete config, classes, channels) and what it is for
   (`WeightsDescription`). `source` is any of:
-  - a file this project wrote (training, `xception convert`): its metadata records the spec, the
-    classes and the preparation; the model is built from the recorded spec as it was, not from
-    today's registry default;
-  - published weights by name ("imagenet") or a `WeightsEntry`: fetched into the cache;
-  - a Hugging Face Hub id, `hf-hub:ORG/NAME[@REVISION]` (`xception.models.weights.hub`): its
-    model.safetensors through huggingface_hub's cache, then opened as a file;
-  - a foreign file (the official Keras .h5, a timm or torchvision state dict): the model is sized
-    by the file's logistic layer, and the class names and preparation come from the registry entry
-    whose head it has (`published_metadata`), else none.
+    - a file this project wrote (training, `xception convert`): its metadata records the spec, the
+      classes and the preparation; the model is built from the recorded spec as it was, not from
+      today's registry default;
+    - published weights by name ("imagenet") or a `WeightsEntry`: fetched into the cache;
+    - a Hugging Face Hub id, `hf-hub:ORG/NAME[@REVISION]` (`xception.models.weights.hub`): its
+      model.safetensors through huggingface_hub's cache, then opened as a file;
+    - a foreign file (the official Keras .h5, a timm or torchvision state dict): the model is sized
+      by the file's logistic layer, and the class names and preparation come from the registry entry
+      whose head it has (`published_metadata`), else none.
 - `read_description(path)`: the description of a file of ours without reading its tensors.
 - `save_trained(path, model, description)`: the one writer (tensors, the model's spec, the
   description), through `save_weights`.
