@@ -28,7 +28,7 @@ def add_parser(subparsers) -> None:
         "face with --crop faces, and get one verdict each (docs/video.md).",
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE|VIDEO")
-    add_weights_options(parser)
+    add_weights_options(parser, ensemble=True)
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--device", help="cpu or cuda (default: a GPU when there is one)")
     parser.add_argument(
@@ -65,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
     from xception.inference.session import InferenceSession
     from xception.tasks import get_task
 
+    if len(args.weights) > 1:
+        return _predict_ensemble(args)
+    args.weights = args.weights[0]  # one file: what every other path reads
     if is_video_run(args.images):
         return predict_videos(args)
     missing = [p for p in args.images if not Path(p).is_file()]
@@ -85,6 +88,39 @@ def run(args: argparse.Namespace) -> int:
         # The class the engine ranked first (its runtime or precision may differ from the fp32 model's);
         # None for a segmentation model: each image's most common class.
         _write_explanations(session.model.to(session.device), images, args.images, top, session.description, args)
+    return 0
+
+
+def _predict_ensemble(args: argparse.Namespace) -> int:
+    """The top-k of the mean of the members' calibrated probabilities, each member preparing the
+    images as its weights were evaluated; decided by argmax (`xception.inference.ensemble`)."""
+    import dataclasses
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    from xception.inference.ensemble import Ensemble
+    from xception.tasks import get_task
+
+    if args.explain:
+        raise ValueError("--explain shows what one model looks at; give one --weights to explain")
+    missing = [p for p in args.images if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(f"no such image file: {', '.join(missing)}")
+    if args.top_k < 1:
+        raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
+    ensemble = Ensemble.open(args.weights, model_name=args.model, runtime=args.runtime, precision=args.precision,
+                             device=args.device, workload="latency")
+    for member in ensemble.members:
+        print(f"runtime of {member.weights}: {member.runtime_text()}", file=sys.stderr)
+    print(f"ensemble of {len(ensemble.members)}: the mean of the members' calibrated probabilities, decided by "
+          "argmax", file=sys.stderr)
+    inputs = [torch.stack(batch) for batch in zip(*(ensemble.prepare(p) for p in args.images), strict=True)]
+    logits = ensemble.calibrated_logits(inputs, tta=args.tta)
+    description = dataclasses.replace(ensemble.members[0].description, decision=None)
+    get_task(description.task).write_predictions(lambda _: logits, inputs[0], args.images, description,
+                                                 top_k=args.top_k, out=args.out)
     return 0
 
 

@@ -6,10 +6,14 @@ import argparse
 import json
 
 
-def add_weights_options(parser: argparse.ArgumentParser) -> None:
-    """--weights and --model, as every command that runs trained or published weights takes them."""
-    parser.add_argument("--weights", required=True, help="a .safetensors file from training or `xception convert`, "
-                        "the official .h5, or published weights by name (imagenet; see docs/weights.md)")
+def add_weights_options(parser: argparse.ArgumentParser, *, ensemble: bool = False) -> None:
+    """--weights and --model, as every command that runs trained or published weights takes them.
+    `ensemble`: --weights may be given several times (a list; the mean of their calibrated probabilities)."""
+    parser.add_argument("--weights", required=True, action="append" if ensemble else "store",
+                        help="a .safetensors file from training or `xception convert`, the official .h5, or "
+                        "published weights by name (imagenet; see docs/weights.md)"
+                        + ("; several --weights: an ensemble, the mean of their calibrated probabilities (the same "
+                           "class names)" if ensemble else ""))
     parser.add_argument("--model", help="the model of published weights or of a foreign file (default: xception)")
 
 

@@ -3,18 +3,25 @@ the fastest runtime, on one process or many, by the evaluation of its task (`xce
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xception.data.bad_images import BadImageRecord
 from xception.data.config import BadImagePolicy
 from xception.tasks import get_task
 from xception.tta_names import TTA
 
+if TYPE_CHECKING:
+    import torch
+
+    from xception.inference.ensemble import Ensemble
+
 
 def evaluate_weights(
-    weights: str, *, source: str | None, data_path: str | None, batch_size: int, device: str | None,
+    weights: str | Sequence[str], *, source: str | None, data_path: str | None, batch_size: int, device: str | None,
     precision: str | None, bad_images: BadImagePolicy, bad_image_fraction: float, model_name: str | None = None,
     ground_truth: str | None = None, progress: bool = False, runtime: str | None = None,
     group_pattern: str | None = None, group_manifest: str | None = None, group_column: str | None = None,
@@ -38,8 +45,11 @@ def evaluate_weights(
     which the evaluation applies: `decision`, the policy in words, `temperature`, `ece_calibrated`,
     `nll_calibrated`, a two-class model's accuracy, precision, recall and F1 at its `threshold`); `reliability` names a PNG to
     write the reliability diagram to. `keep_logits` adds `logits` (N, C) and `targets` (for
-    `xception calibrate`). `tta` "flip": a classifier's probabilities are the mean of each image's
-    and its mirror image's (`xception.tasks.tta`); `images_per_second` counts images, not views."""
+    `xception calibrate`). Several `weights` are an ensemble (`xception.inference.ensemble`): the
+    mean of the members' calibrated probabilities, which must name the same classes and prepare
+    images alike; it decides by argmax. `tta` "flip": a classifier's probabilities are the mean of
+    each image's and its mirror image's (`xception.tasks.tta`); `images_per_second` counts images,
+    not views."""
     from xception.data import build_datasets
     from xception.data.build import build_whole_folder
     from xception.data.config import recorded_data_config
@@ -50,10 +60,16 @@ def evaluate_weights(
     from xception.inference.session import InferenceSession
 
     context = init_distributed(device)
+    members = [weights] if isinstance(weights, str) else list(weights)
     # Batches: the throughput at this batch size decides (`xception bench --choose` measures it).
-    session = InferenceSession.open(weights, model_name=model_name, runtime=runtime, precision=precision,
-                                    device=context.device, workload="throughput", batch_size=batch_size,
-                                    data_path=data_path, require_class_names=False)
+    options = dict(model_name=model_name, runtime=runtime, precision=precision, device=context.device,
+                   workload="throughput", batch_size=batch_size, data_path=data_path)
+    ensemble = None
+    if len(members) > 1:
+        ensemble = _open_ensemble(members, **options)
+        session, weights = ensemble.members[0], members[0]
+    else:
+        session, weights = InferenceSession.open(members[0], require_class_names=False, **options), members[0]
     description = session.description
     config = recorded_data_config(description, source=source, path=data_path, ground_truth=ground_truth)
     if config.source == "imagenet" and not config.path:
@@ -71,7 +87,7 @@ def evaluate_weights(
         multilabel, class_weights = datasets.multilabel, datasets.class_weights
     if num_classes != description.num_classes:
         raise ValueError(f"{weights} has {description.num_classes} classes but the data set has {num_classes}")
-    engine = session.engine
+    engine = session.engine if ensemble is None else functools.partial(_ensemble_logits, ensemble, tta=tta)
     loader = build_loader(val, batch_size=batch_size, training=False, rank=context.rank,
                           world_size=context.world_size, seed=0, num_workers=default_num_workers(context.world_size),
                           pin_memory=context.device.type == "cuda",
@@ -83,12 +99,14 @@ def evaluate_weights(
     start = time.perf_counter()
     classifier = description.task == "classification"
     policy = {"decision": description.decision, "keep_logits": keep_logits, "tta": tta} if classifier else {}
+    if ensemble is not None:  # calibrated and augmented inside: its probabilities are the members' mean
+        policy.update(decision=None, tta="none")
     if tta != "none" and not classifier:
         raise ValueError(f"--tta {tta} is for classifiers; {weights} holds a {description.task} model")
     metrics = get_task(description.task).evaluate(
         engine, loader, device=context.device, num_classes=num_classes, multilabel=multilabel,
         class_weights=class_weights, progress=progress and context.is_main, keep_scores=grouped, **policy)
-    if classifier and description.decision is not None:
+    if classifier and description.decision is not None and ensemble is None:
         metrics["decision"] = description.decision.reason()  # e.g. "threshold 0.37 (EER on 40 validation images)"
     bins = metrics.pop("calibration_bins", None)
     if reliability is not None and bins is not None and context.is_main:
@@ -102,8 +120,24 @@ def evaluate_weights(
         metrics["binary"] = binary_report(metrics.pop("scores"), metrics.pop("labels"), split_files(val),
                                           pattern=group_pattern, manifest=group_manifest, column=group_column)
     seconds = time.perf_counter() - start
+    runtime_text = (session.runtime_text() if ensemble is None else f"ensemble of {len(members)}: "
+                    + "; ".join(f"{m.weights}: {m.runtime_text()}" for m in ensemble.members))
     return {**metrics, "seconds": seconds, "images_per_second": metrics["examples"] / seconds,
-            "runtime": session.runtime_text()}
+            "runtime": runtime_text}
+
+
+def _open_ensemble(members: list[str], **options: Any) -> Ensemble:
+    from xception.inference.ensemble import Ensemble, EnsembleError
+
+    ensemble = Ensemble.open(members, **options)
+    if not ensemble.same_preparation():
+        raise EnsembleError("eval reads the images once for every member: the members of an ensemble must prepare "
+                            "them alike (image size, crop, channels); predict takes members that differ")
+    return ensemble
+
+
+def _ensemble_logits(ensemble: Ensemble, images: torch.Tensor, *, tta: str) -> torch.Tensor:
+    return ensemble.calibrated_logits([images] * len(ensemble.members), tta=tta)
 
 
 def evaluation_split(description: Any, source: str, data_path: str | None, split: str | None) -> str:

@@ -1,0 +1,109 @@
+"""Ensembles (`xception.inference.ensemble`): the mean of the members' calibrated probabilities. One
+member is the model; two copies of a model are the model; two models are the mean of their
+probabilities (to 1e-6 on the same runtime); members whose classes differ are refused by name."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from xception import create_model
+from xception.cli import main
+from xception.description import Decision, Preprocessing, WeightsDescription
+from xception.inference.ensemble import Ensemble, EnsembleError
+from xception.inference.session import InferenceSession
+from xception.models.weights import save_weights
+
+NAMES = ("ant", "bee", "cat")
+OPTIONS = dict(runtime="onnxruntime", precision="fp32", device="cpu")
+
+
+def write_weights(path, *, seed: int, names=NAMES, decision: Decision | None = None):
+    torch.manual_seed(seed)
+    model = create_model("xception_small", num_classes=3, in_channels=1, width=0.125, middle_repeats=1)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = None  # one batch sets the statistics: activations of a useful size
+    with torch.no_grad():
+        model.train()(torch.rand(16, 1, 16, 16) * 2 - 1)
+        model.classifier.weight *= 20  # probabilities away from 1/3, so that members differ visibly
+    description = WeightsDescription(model_name="xception_small", num_classes=3, in_channels=1, task="classification",
+                                     image_size=16, class_names=names, preprocessing=Preprocessing(image_size=16),
+                                     data={"source": "imagefolder", "path": None, "image_size": 16, "in_channels": 1},
+                                     decision=decision)
+    return save_weights(model.eval(), path, metadata=description.to_metadata())
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory):
+    pytest.importorskip("onnxruntime")
+    root = tmp_path_factory.mktemp("ensemble")
+    first = write_weights(root / "a.safetensors", seed=0)
+    copy = shutil.copy(first, root / "a_copy.safetensors")
+    other = write_weights(root / "b.safetensors", seed=1, decision=Decision(temperature=2.0))
+    images = torch.rand(5, 1, 16, 16, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    return root, first, copy, other, images
+
+
+def test_an_ensemble_of_one_is_the_model(members):
+    _, first, _, _, images = members
+    alone = InferenceSession.open(first, **OPTIONS).probabilities(images)
+    assert torch.equal(Ensemble.open([first], **OPTIONS).probabilities([images]), alone)
+
+
+def test_an_ensemble_of_two_copies_is_the_model(members):
+    _, first, copy, _, images = members
+    alone = InferenceSession.open(first, **OPTIONS).probabilities(images)
+    torch.testing.assert_close(Ensemble.open([first, copy], **OPTIONS).probabilities([images, images]), alone,
+                               atol=1e-6, rtol=0)
+
+
+def test_an_ensemble_of_two_models_is_the_mean_of_their_calibrated_probabilities(members):
+    _, first, _, other, images = members
+    a, b = (InferenceSession.open(w, **OPTIONS) for w in (first, other))
+    with torch.no_grad():
+        b_calibrated = (b.model(images) / 2.0).softmax(1)  # b's temperature 2 applies to b alone
+    torch.testing.assert_close(b.probabilities(images), b_calibrated, atol=1e-5, rtol=0)
+    expected = (a.probabilities(images) + b.probabilities(images)) / 2
+    assert (a.probabilities(images) - b.probabilities(images)).abs().max() > 1e-2  # the members differ
+    torch.testing.assert_close(Ensemble.open([first, other], **OPTIONS).probabilities([images, images]), expected,
+                               atol=1e-6, rtol=0)
+
+
+def test_members_with_other_class_names_are_refused_naming_both_lists(members, tmp_path):
+    _, first, _, _, _ = members
+    swapped = write_weights(tmp_path / "swapped.safetensors", seed=3, names=("ant", "cat", "bee"))
+    with pytest.raises(EnsembleError, match=re.escape("has ['ant', 'bee', 'cat'], ") + ".*" +
+                       re.escape("has ['ant', 'cat', 'bee']")):
+        Ensemble.open([first, swapped], **OPTIONS)
+
+
+def test_predict_and_eval_take_several_weights(members, tmp_path, capsys):
+    root, first, _, other, _ = members
+    folder = tmp_path / "photos"
+    rng = np.random.default_rng(0)
+    for name in NAMES:
+        (folder / name).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 255, (20, 20), dtype=np.uint8)).save(folder / name / f"{i}.png")
+    files = sorted(str(p) for p in folder.glob("*/*.png"))
+    weights = ["--weights", str(first), "--weights", str(other)]
+    assert main(["predict", *files, *weights, "--runtime", "onnxruntime", "--precision", "fp32", "--device", "cpu",
+                 "--top-k", "3"]) == 0
+    captured = capsys.readouterr()
+    assert "ensemble of 2" in captured.err
+    ensemble = Ensemble.open([first, other], **OPTIONS)
+    inputs = [torch.stack(batch) for batch in zip(*(ensemble.prepare(f) for f in files), strict=True)]
+    expected = ensemble.probabilities(inputs)
+    printed = [[float(line.split()[0]) for line in block.splitlines()[1:]]
+               for block in re.split(r"\n(?=\S)", captured.out.strip())]
+    assert np.allclose([sorted(row, reverse=True) for row in printed],
+                       expected.sort(1, descending=True).values.numpy(), atol=1e-4)
+    assert main(["eval", *weights, "--data", str(folder), "--split", "all", "--runtime", "onnxruntime",
+                 "--precision", "fp32", "--device", "cpu", "--json"]) == 0
+    assert '"examples": 6' in capsys.readouterr().out
