@@ -72,16 +72,23 @@ def test_docs_site_includes_benchmarks_md(site):
         assert re.sub(r"\s+", "", heading.replace("`", "")) in benchmarks, heading
 
 
-def test_docs_site_strict_build_fails_on_a_broken_link(tmp_path):
-    # The project's own configuration (its validation settings) on one page with a broken link.
+@pytest.mark.parametrize(("pages", "named"), [
+    ({"index.md": "# Home\n\nSee [the missing page](missing.md).\n"}, "missing.md"),
+    ({"index.md": "# Home\n\nSee [a section](other.md#no-such-section).\n", "other.md": "# Other\n"}, "no-such-section"),
+    ({"index.md": "# Home\n", "other.md": "# Other\n", "left_out.md": "# Left out\n"}, "left_out.md"),
+], ids=["broken-link", "broken-anchor", "page-not-in-nav"])
+def test_docs_site_strict_build_fails_on(pages, named, tmp_path):
+    # The project's own configuration (its validation settings) on pages with one fault each.
     docs = tmp_path / "docs"
     docs.mkdir()
-    (docs / "index.md").write_text("# Home\n\nSee [the missing page](missing.md).\n")
+    for name, text in pages.items():
+        (docs / name).write_text(text)
+    nav = "".join(f"  - {name}\n" for name in ("index.md", "other.md") if name in pages)
     config = tmp_path / "mkdocs.yml"
-    config.write_text(f"INHERIT: {ROOT / 'mkdocs.yml'}\ndocs_dir: {docs}\nnav:\n  - Home: index.md\nplugins: []\n")
+    config.write_text(f"INHERIT: {ROOT / 'mkdocs.yml'}\ndocs_dir: {docs}\nnav:\n{nav}plugins: []\n")
     result = build(config, tmp_path / "site")
     assert result.returncode != 0
-    assert "missing.md" in result.stdout + result.stderr
+    assert named in result.stdout + result.stderr
 
 
 def test_readme_is_a_short_front_door_linking_every_page():
