@@ -79,9 +79,11 @@ def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, floa
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
-def detector_weights(path: Path, *, threshold: float | None = 0.45) -> Path:
-    """An untrained two-class (real, fake) xception_small on 32 px squashed crops, saved at `path`
-    with a decision policy (temperature 1.5, the threshold `threshold`) as training writes one."""
+def detector_weights(path: Path, *, threshold: float | None = 0.45,
+                     class_names: tuple[str, str] = ("real", "fake")) -> Path:
+    """An untrained two-class xception_small (`class_names`, the positive second) on 32 px squashed
+    crops, saved at `path` with a decision policy (temperature 1.5, the threshold `threshold`) as
+    training writes one."""
     import torch
 
     from xception.description import Decision, Preprocessing, WeightsDescription
@@ -93,8 +95,9 @@ def detector_weights(path: Path, *, threshold: float | None = 0.45) -> Path:
     decision = Decision(temperature=1.5, threshold=threshold, rule="eer" if threshold is not None else None,
                         split_size=40)
     description = WeightsDescription(model_name="xception_small", num_classes=2, in_channels=3,
-                                     task="classification", image_size=32, class_names=("real", "fake"),
-                                     preprocessing=Preprocessing(image_size=32, resize="squash"), decision=decision)
+                                     task="classification", image_size=32, class_names=class_names,
+                                     preprocessing=Preprocessing(image_size=32, resize="squash"), decision=decision,
+                                     data={"source": "imagefolder", "path": None, "image_size": 32, "resize": "squash"})
     return save_trained(path, model, description)
 
 
@@ -111,3 +114,26 @@ def use_eager_torch(monkeypatch) -> None:
         return original(cls, weights, **options)
 
     monkeypatch.setattr(InferenceSession, "open", classmethod(open_eager))
+
+
+FOLDER_CLASSES = ("0_real", "1_fake")  # sorted, real first: an image folder's class 1 is the fake one
+
+
+def face_video_folder(root: Path, *, videos_per_class: int = 3, frames: int = 4) -> Path:
+    """root/0_real/ and root/1_fake/ (`FOLDER_CLASSES`), `videos_per_class` videos of `frames` frames each: LFW faces moving
+    on grey; the fakes' faces tinted and noisy (so that even an untrained model scores them apart
+    a little). Returns root."""
+    faces = lfw_faces(24)
+    rng = np.random.default_rng(0)
+    background = np.full((160, 200, 3), 128, np.uint8)
+    for label in FOLDER_CLASSES:
+        (root / label).mkdir(parents=True)
+        for number in range(videos_per_class):
+            pictures = []
+            for i in range(frames):
+                face = faces[(number * frames + i + (12 if label == "1_fake" else 0)) % len(faces)].astype(int)
+                if label == "1_fake":
+                    face = face + [40, -20, 10] + rng.integers(-25, 25, face.shape)
+                pictures.append(pasted(background, face.clip(0, 255).astype(np.uint8), x=20 + 15 * i, y=10 + 8 * i))
+            encode_video(root / label / f"{label[2:]}{number}.mp4", pictures, rate=5)
+    return root

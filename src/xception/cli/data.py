@@ -40,6 +40,8 @@ def data_config(args: argparse.Namespace, **fixed):
 
 
 def add_parser(subparsers) -> None:
+    from xception.cli.video import add_frames_action
+
     parser = subparsers.add_parser(
         "data",
         help="inspect a data source, or write it as a manifest or WebDataset shards",
@@ -66,6 +68,7 @@ def add_parser(subparsers) -> None:
     export.add_argument("--format", choices=("jsonl", "csv", "shards"), required=True)
     export.add_argument("--shard-size", type=int, default=1000, help="samples per shard (--format shards)")
     export.set_defaults(run=run_export)
+    add_frames_action(actions)
 
 
 def run_fetch(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from xception.data.sources import SOURCES
 
 
 def add_parser(subparsers) -> None:
+    from xception.cli.video import add_video_eval_options
     from xception.cli.weights import add_weights_options
     from xception.deploy.runtime_names import RUNTIMES
     from xception.precisions import PRECISIONS
@@ -54,26 +55,38 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--group-manifest", metavar="FILE", help="group by a column of this CSV (with a header) or "
                         "JSONL manifest instead, named by --group-column; its `path` column holds the image files")
     parser.add_argument("--group-column", metavar="NAME")
+    parser.add_argument("--group", metavar="COLUMN", help="the same with the manifest `xception data frames` wrote in "
+                        "--data: --group video scores each video (DATA/frames.csv's COLUMN)")
     parser.add_argument("--reliability", metavar="PNG", help="a classifier: write its reliability diagram (accuracy "
                         "against confidence in 15 bins, before and after the weights' temperature) to this file")
+    add_video_eval_options(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import json
+    from pathlib import Path
 
     # Several --weights: an ensemble (evaluate_weights takes the list); one: the file, as every path reads it.
     args.weights = args.weights[0] if len(args.weights) == 1 else args.weights
 
+    from xception.cli.video import evaluate_videos_of
     from xception.eval.evaluate import evaluate_weights
 
-    metrics = evaluate_weights(args.weights, source=args.dataset, data_path=args.data, batch_size=args.batch_size,
-                               device=args.device, precision=args.precision, runtime=args.runtime,
-                               bad_images=args.bad_images,
-                               bad_image_fraction=args.bad_image_fraction, model_name=args.model,
-                               ground_truth=args.ground_truth, progress=True, group_pattern=args.group_pattern,
-                               group_manifest=args.group_manifest, group_column=args.group_column,
-                               split=args.split, reliability=args.reliability, tta=args.tta)
+    if args.group:  # the manifest of `xception data frames` in --data
+        if not args.data:
+            raise ValueError("--group reads DATA/frames.csv: give --data, the folder `xception data frames` wrote")
+        args.group_manifest, args.group_column = str(Path(args.data) / "frames.csv"), args.group
+    if args.videos:  # scored as `predict` scores them: frames, faces, one score per video
+        metrics = evaluate_videos_of(args)
+    else:
+        metrics = evaluate_weights(args.weights, source=args.dataset, data_path=args.data, batch_size=args.batch_size,
+                                   device=args.device, precision=args.precision, runtime=args.runtime,
+                                   bad_images=args.bad_images,
+                                   bad_image_fraction=args.bad_image_fraction, model_name=args.model,
+                                   ground_truth=args.ground_truth, progress=True, group_pattern=args.group_pattern,
+                                   group_manifest=args.group_manifest, group_column=args.group_column,
+                                   split=args.split, reliability=args.reliability, tta=args.tta)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:

@@ -49,6 +49,9 @@ def add_parser(subparsers) -> None:
                         help="hold out this fraction of each class of --data (one folder of class folders, or a "
                         "segfolder without split lists) for validation, seeded by --seed; for the mosaic sources, of "
                         "Fashion-MNIST's training items (the validation mosaics tile those, not the test images)")
+    parser.add_argument("--group", metavar="COLUMN", help="with --val-split on an image folder: hold out whole groups, "
+                        "the group of each image being its COLUMN in DATA/frames.csv (`xception data frames` writes "
+                        "it: --group video keeps each video's frames on one side)")
     parser.add_argument("--resize", choices=RESIZES,
                         help="crop (the Inception crop; the default) or squash (the whole image to the square, "
                         "aspect ratio not kept, as FaceForensics++ prepares faces)")
@@ -124,7 +127,8 @@ def build_config(args: argparse.Namespace):
     elif args.data and "source" not in data:
         data["source"] = "imagefolder"
     for field, value in (("path", args.data), ("image_size", args.image_size), ("in_channels", args.in_channels),
-                         ("val_split", args.val_split), ("resize", args.resize), ("sampler", args.sampler),
+                         ("val_split", args.val_split), ("val_group", args.group), ("resize", args.resize),
+                         ("sampler", args.sampler),
                          ("class_weighting", args.class_weighting)):
         if value is not None:
             data[field] = value

@@ -156,3 +156,36 @@ def _one_weights(weights: str | list[str]) -> str:
     if len(weights) != 1:
         raise ValueError("videos are scored with one --weights; ensembles of videos are not built")
     return weights[0]
+
+
+def add_frames_action(actions) -> None:
+    """`xception data frames VIDEOS --out DIR`: training data from videos."""
+    frames = actions.add_parser(
+        "frames", help="write the frames (or faces) of VIDEOS/<class>/ videos as an image folder with a manifest",
+        description="Sample the frames of every video of VIDEOS/<class>/ (the class from its folder, e.g. real/ and "
+        "fake/), whole or their faces (--crop faces: dlib, FaceForensics++'s box), and write them as "
+        "OUT/<class>/<video>_<frame>.png with OUT/frames.csv (path, video, class, frame, time, face, box), so that "
+        "`xception train --data OUT --val-split F --group video` holds out whole videos and `xception eval "
+        "--group-manifest OUT/frames.csv --group-column video` scores each video. Resumes where a killed run "
+        "stopped (docs/video.md).")
+    frames.add_argument("videos", metavar="VIDEOS")
+    frames.add_argument("--out", required=True, metavar="DIR")
+    add_sampling_options(frames)
+    frames.add_argument("--workers", type=int, default=1, help="videos extracted at once, one process each "
+                        "(decoding and face detection are the slow part)")
+    frames.set_defaults(run=run_frames)
+
+
+def run_frames(args: argparse.Namespace) -> int:
+    from xception.data.video_frames import FrameJob, write_frames
+
+    if args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    summary = write_frames(args.videos, args.out, FrameJob(sampling_of(args), args.crop, args.face),
+                           workers=args.workers)
+    for key, reason in summary["unreadable"]:
+        print(f"xception data frames: left out {key}: {reason}", file=sys.stderr)
+    resumed = f" ({summary['done_before']} done before)" if summary["done_before"] else ""
+    print(f"{summary['videos']} videos{resumed}: {summary['crops']} crops written, {summary['no_face']} frames "
+          f"without a face; manifest {summary['manifest']}")
+    return 1 if summary["unreadable"] else 0

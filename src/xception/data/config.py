@@ -85,6 +85,10 @@ class DataConfig:
         training items, the same way; the validation mosaics tile only those, the training mosaics
         only the rest, and the test-image mosaics are left for a final measurement (evaluate them
         with val_split None).
+    val_group: "imagefolder" with `val_split`: hold out whole groups instead of images, the group of
+        an image being its `val_group` column in the folder's `frames.csv` (`xception data frames`
+        writes it; "video": no video has frames on both sides), stratified by class as the images
+        are (`xception.data.split.grouped_split`).
     resize: photo sources: "crop" (the Inception crop for training, resize and centre crop for
         evaluation) or "squash" (the whole image resized to the square, aspect ratio not kept;
         training adds only the horizontal flip). See `xception.data.transforms`.
@@ -115,6 +119,7 @@ class DataConfig:
     val_examples: int | None = None
     ground_truth: str | None = None
     val_split: float | None = None
+    val_group: str | None = None
     resize: Resize = Preprocessing.resize
     sampler: Sampler = "shuffle"
     class_weighting: ClassWeighting = "none"
@@ -155,6 +160,9 @@ class DataConfig:
                 raise ValueError(f"val_split cuts one folder of images or the mosaics' training items; data source "
                                  f"{self.source!r} comes with its own validation split (val_split works with "
                                  f"{', '.join(sources_where('val_split'))})")
+        if self.val_group is not None and (self.val_split is None or self.source != "imagefolder"):
+            raise ValueError("val_group (--group) holds out whole groups of an image folder: it needs the "
+                             "imagefolder source and val_split (--val-split)")
         for name, value, valid in (("resize", self.resize, RESIZES), ("sampler", self.sampler, SAMPLERS),
                                    ("class_weighting", self.class_weighting, CLASS_WEIGHTINGS)):
             if value not in valid:

@@ -13,9 +13,11 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from xception.data.config import DataConfig
 from xception.data.datasets import Datasets
+from xception.data.groups import groups_from_manifest
 from xception.data.images import ImageLoader
-from xception.data.split import stratified_split
+from xception.data.split import grouped_split, stratified_split
 from xception.data.transforms import photo_transforms
+from xception.data.video_frames import MANIFEST as GROUP_MANIFEST  # the groups of `val_group`
 
 LAYOUT = (
     "{root}/train/<class>/<image> and {root}/val/<class>/<image> (one folder per class, same names in both), "
@@ -87,15 +89,21 @@ def build_imagefolder(config: DataConfig) -> Datasets:
 
 def build_split_imagefolder(config: DataConfig) -> Datasets:
     """One folder of class folders, `config.val_split` of each class held out for validation
-    (`stratified_split` with `config.seed`)."""
+    (`stratified_split` with `config.seed`; of whole groups with `config.val_group`, read from the
+    folder's `GROUP_MANIFEST`)."""
     root = Path(config.path)
     if (root / "train").is_dir() and (root / "val").is_dir():
         raise ValueError(f"{root} holds train/ and val/ already: leave out --val-split to use them, or point "
                          "--data at one folder of class folders")
     transforms = photo_transforms(config)
     folder = open_classes(root, layout=SPLIT_LAYOUT.format(root=root), transform=None, in_channels=config.in_channels)
-    train_indices, val_indices = stratified_split(folder.targets, fraction=config.val_split, seed=config.seed,
-                                                  names=folder.classes)
+    if config.val_group is None:
+        train_indices, val_indices = stratified_split(folder.targets, fraction=config.val_split, seed=config.seed,
+                                                      names=folder.classes)
+    else:
+        groups = groups_from_manifest([path for path, _ in folder.samples], root / GROUP_MANIFEST, config.val_group)
+        train_indices, val_indices = grouped_split(folder.targets, groups, fraction=config.val_split,
+                                                   seed=config.seed, names=folder.classes)
     train, val = ([folder.samples[i] for i in indices] for indices in (train_indices, val_indices))
     return Datasets(
         train=LabelledFiles(train, transform=transforms.train, loader=folder.loader),

@@ -55,3 +55,25 @@ def stratified_split(labels: Sequence[int], *, fraction: float, seed: int,
     held_out = np.zeros(len(labels), dtype=bool)
     held_out[np.concatenate(validation)] = True
     return np.flatnonzero(~held_out).tolist(), np.flatnonzero(held_out).tolist()
+
+
+def grouped_split(labels: Sequence[int], groups: Sequence[str], *, fraction: float, seed: int,
+                  names: Sequence[str] | None = None) -> tuple[list[int], list[int]]:
+    """`stratified_split` of whole groups (the frames of one video): each group is one item, of its
+    items' class, so that no group has items on both sides. Returns (training indices, validation
+    indices) into `labels`, each ascending; ValueError naming a group whose items differ in class.
+
+    labels, groups: the class index and the group of each item, in the sorted order of the files."""
+    if len(labels) != len(groups):
+        raise ValueError(f"{len(labels)} labels for {len(groups)} groups")
+    order = sorted(set(groups))  # the groups' order, and so the split, follows their names alone
+    group_label: dict[str, int] = {}
+    for label, group in zip(labels, groups, strict=True):
+        if group_label.setdefault(group, int(label)) != int(label):
+            raise ValueError(f"group {group!r} holds items of two classes: a video's frames share its class")
+    train_groups, val_groups = stratified_split([group_label[g] for g in order], fraction=fraction, seed=seed,
+                                                names=names)
+    held_out = {order[i] for i in val_groups}
+    train = [i for i, group in enumerate(groups) if group not in held_out]
+    val = [i for i, group in enumerate(groups) if group in held_out]
+    return train, val
