@@ -195,3 +195,24 @@ def test_tta_flip_averages_the_probabilities_of_an_image_and_its_mirror(faces_ru
                  "--runtime", "onnxruntime", "--precision", "fp32", "--tta", "flip", "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["examples"] == 80 and metrics["images_per_second"] > 0
+
+
+def test_serve_answers_with_the_decision_and_its_reason(faces_run):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from xception.serve.app import create_app
+    from xception.serve.config import ServeConfig
+    from xception.serve.model import load_served_model
+
+    root, run = faces_run
+    served = load_served_model(str(run / "weights.safetensors"), runtime="onnxruntime", precision="fp32", device="cpu")
+    photo = sorted((root / "test" / "nonface").glob("*.png"))[0]
+    probabilities = served.probabilities(served.prepare(photo.read_bytes())[None])
+    threshold = read_metadata(run / "weights.safetensors")["decision"]["threshold"]
+    with TestClient(create_app(served, ServeConfig())) as client:
+        answer = client.post("/predict", content=photo.read_bytes()).json()
+    decided = "nonface" if float(probabilities[0, 1]) >= threshold else "face"
+    assert answer["decision"]["class_names"] == [decided]
+    assert answer["decision"]["text"].startswith(decided + ", probability ")
+    assert answer["decision"]["reason"].endswith("(EER on 30 validation images)")

@@ -107,3 +107,24 @@ def test_predict_and_eval_take_several_weights(members, tmp_path, capsys):
     assert main(["eval", *weights, "--data", str(folder), "--split", "all", "--runtime", "onnxruntime",
                  "--precision", "fp32", "--device", "cpu", "--json"]) == 0
     assert '"examples": 6' in capsys.readouterr().out
+
+
+def test_serve_answers_with_the_ensembles_probabilities(members, tmp_path):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from xception.serve.app import create_app
+    from xception.serve.config import ServeConfig
+    from xception.serve.model import load_served_model
+
+    _, first, _, other, _ = members
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (20, 20), dtype=np.uint8)).save(photo)
+    served = load_served_model([str(first), str(other)], **OPTIONS)
+    ensemble = Ensemble.open([first, other], **OPTIONS)
+    expected = ensemble.probabilities([prepared[None] for prepared in ensemble.prepare(photo)])[0]
+    with TestClient(create_app(served, ServeConfig())) as client:
+        answer = client.post("/predict?top_k=3", content=photo.read_bytes()).json()
+    assert "decision" not in answer  # an ensemble decides by argmax: the first prediction
+    got = {row["class_name"]: row["probability"] for row in answer["predictions"]}
+    assert got == pytest.approx(dict(zip(NAMES, expected.tolist(), strict=True)), abs=1e-6)

@@ -26,7 +26,7 @@ def add_parser(subparsers) -> None:
         "--choose --weights W` measured on this machine at the batch size nearest --max-batch-size (throughput), "
         "else a preference; the choice and its figures are logged at start.",
     )
-    add_weights_options(parser)
+    add_weights_options(parser, ensemble=True)
     parser.add_argument("--name", help="the model's name in the URLs (default: its registry model, e.g. xception)")
     parser.add_argument("--tta", choices=TTA_CHOICES, default="none",
                         help="test-time augmentation: flip averages each image's probabilities with its mirror "
@@ -69,11 +69,16 @@ def run(args: argparse.Namespace) -> int:
     config = ServeConfig(host=args.host, port=args.port, max_batch_size=args.max_batch_size,
                          max_delay_ms=args.max_delay_ms, max_queue=args.max_queue,
                          max_body_bytes=int(args.max_body_mb * 2**20), top_k=args.top_k)
-    served = load_served_model(args.weights, model_name=args.model, name=args.name, runtime=args.runtime,
+    weights = args.weights[0] if len(args.weights) == 1 else args.weights  # several: an ensemble
+    served = load_served_model(weights, model_name=args.model, name=args.name, runtime=args.runtime,
                                precision=args.precision, device=args.device, max_batch_size=config.max_batch_size,
                                tta=args.tta)
     heatmap = None
-    if args.heatmap != "none":
+    if served.ensemble is not None and args.heatmap != "none":
+        import logging
+
+        logging.getLogger(__name__).info("no class activation maps for an ensemble (a map is one model's)")
+    elif args.heatmap != "none":
         from xception.explain.renderer import HeatmapPNG
 
         heatmap = HeatmapPNG(served.model, method=args.heatmap)

@@ -6,12 +6,14 @@ does, where `predict` decides by latency at batch 1."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from xception.deploy.engines import Engine
+from xception.inference.ensemble import Ensemble, EnsembleError
 from xception.inference.session import InferenceSession
 from xception.tasks.decision import Decided
 from xception.tta_names import TTA
@@ -28,6 +30,9 @@ class ServedModel:
     name: str
     session: InferenceSession
     tta: TTA = "none"  # test-time augmentation of every answer (`xception.tasks.tta`)
+    # Several weight files: their mean calibrated probabilities (`session` is the first member's,
+    # which prepares the images for all: the members must prepare them alike).
+    ensemble: Ensemble | None = None
 
     @property
     def model_name(self) -> str:  # its registry model, e.g. "xception"
@@ -65,25 +70,38 @@ class ServedModel:
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) inputs in [-1, 1] -> (N, num_classes) float32 probabilities, as
         `InferenceSession.probabilities` (and so `xception predict`) computes them."""
+        if self.ensemble is not None:
+            return self.ensemble.probabilities([images] * len(self.ensemble.members), tta=self.tta)
         return self.session.probabilities(images, tta=self.tta)
 
     def decide(self, probabilities: torch.Tensor) -> list[Decided] | None:
         """Each row's decision under the weights' decision policy, or None without one
-        (`InferenceSession.decide`)."""
-        return self.session.decide(probabilities)
+        (`InferenceSession.decide`); an ensemble decides by argmax, as `predict` says (None here)."""
+        return self.session.decide(probabilities) if self.ensemble is None else None
 
 
-def load_served_model(weights: str, *, model_name: str | None = None, name: str | None = None,
+def load_served_model(weights: str | Sequence[str], *, model_name: str | None = None, name: str | None = None,
                       runtime: str | None = None, precision: str | None = None,
                       device: str | None = None, max_batch_size: int = 16, tta: TTA = "none") -> ServedModel:
     """The weights in `weights` (a file from training or `xception convert`, the official .h5, or a
     published name) in the runtime and precision chosen for throughput at `max_batch_size` (the
     batcher's largest batch), or as asked. `name` (default: the registry model's name) is the
-    model's name in the protocol. `tta` "flip" answers with the mean probabilities of each image and
-    its mirror image."""
-    session = InferenceSession.open(weights, model_name=model_name, runtime=runtime, precision=precision,
-                                    device=device, workload="throughput", batch_size=max_batch_size)
+    model's name in the protocol. Several `weights`: an ensemble (the mean of their calibrated
+    probabilities; they must prepare images alike). `tta` "flip" answers with the mean
+    probabilities of each image and its mirror image."""
+    options = dict(model_name=model_name, runtime=runtime, precision=precision, device=device, workload="throughput",
+                   batch_size=max_batch_size)
+    members = [weights] if isinstance(weights, str) else list(weights)
+    ensemble = None
+    if len(members) > 1:
+        ensemble = Ensemble.open(members, **options)
+        if not ensemble.same_preparation():
+            raise EnsembleError("the server prepares each image once for every member: the members of an ensemble "
+                                "must prepare images alike (image size, crop, channels)")
+        session = ensemble.members[0]
+    else:
+        session = InferenceSession.open(members[0], **options)
     if session.task != "classification":
         raise ValueError(f"{weights} holds a {session.task} model; the server serves classifiers")
     log.info("runtime: %s", session.runtime_text())
-    return ServedModel(name=name or session.description.model_name, session=session, tta=tta)
+    return ServedModel(name=name or session.description.model_name, session=session, tta=tta, ensemble=ensemble)
