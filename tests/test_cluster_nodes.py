@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -67,6 +68,20 @@ class Nodes:
         log.close()
         self.agents.append(agent)
         return agent
+
+    def start_host(self, command: list[str], port: int) -> subprocess.Popen:
+        """Node 0, the rendezvous host: started first and waited for until its c10d store listens on
+        `port`. On a cluster the endpoint's hostname decides which node hosts the store; here every
+        agent is on 127.0.0.1 and the first one to bind the port does."""
+        agent = self.start(command)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return agent
+            except OSError:
+                assert agent.poll() is None and time.monotonic() < deadline, self.logs()
+                time.sleep(0.1)
 
     def kill(self, agent: subprocess.Popen) -> None:
         """`kill -9` of a node: its agent and every process below it (a worker outlives its agent)."""
@@ -155,7 +170,7 @@ def test_a_node_killed_rejoins_and_the_host_killed_restarts_bit_identical(two_no
     step 25: its store goes with it and node 1 gives up; the same command on both nodes continues."""
     port, run = free_port(), tmp_path / "run"
     command = node_command(port, "2", *_train_args(data, run, steps=STEPS))
-    node0 = nodes.start(command)
+    node0 = nodes.start_host(command, port)
     node1 = nodes.start(command)
     _wait_for_step(run, 10, node0, node1, nodes=nodes)
     nodes.kill(node1)
@@ -164,7 +179,7 @@ def test_a_node_killed_rejoins_and_the_host_killed_restarts_bit_identical(two_no
     nodes.kill(node0)
     assert nodes.wait(node1, timeout=120) != [0], nodes.logs()  # no rendezvous without its host
     assert not (run / "final.json").exists()
-    again = [nodes.start(command) for _ in range(2)]  # the whole job again, as a scheduler restarts it
+    again = [nodes.start_host(command, port), nodes.start(command)]  # the whole job again, as a scheduler restarts it
     assert nodes.wait(*again) == [0, 0], nodes.logs()
     assert _same_weights(run / "weights.safetensors", two_nodes_straight / "weights.safetensors")
     final = json.loads((run / "final.json").read_text())
@@ -186,7 +201,7 @@ def test_elastic_job_goes_on_with_one_node_keeping_the_global_batch(two_nodes_st
     # last_call_timeout: how long a round waits for more than the minimum of nodes (30 s by default).
     command = node_command(port, "1:2", *_train_args(data, run, steps=STEPS))
     command[1:1] = ["--rdzv-conf", "last_call_timeout=2"]
-    node0 = nodes.start(command)
+    node0 = nodes.start_host(command, port)
     node1 = nodes.start(command)
     _wait_for_step(run, 10, node0, node1, nodes=nodes)
     nodes.kill(node1)

@@ -28,6 +28,23 @@ def _signal_at(process: subprocess.Popen, run, step: int, pid: int | None = None
     os.kill(pid or process.pid, signal.SIGUSR1)
 
 
+def _worker_ranks(agent: subprocess.Popen) -> dict[int, int]:
+    """{rank: pid} of the agent's workers, once both have started (their environment names the rank)."""
+    while True:
+        assert agent.poll() is None, agent.communicate()[0][-3000:]
+        ranks = {}
+        for pid in _children(agent.pid):
+            try:
+                variables = dict(v.split("=", 1) for v in open(f"/proc/{pid}/environ").read().split("\0") if "=" in v)
+            except OSError:  # gone already
+                continue
+            if "RANK" in variables:  # a forked child that has not exec'd the worker yet has none
+                ranks[int(variables["RANK"])] = pid
+        if len(ranks) == 2:
+            return ranks
+        time.sleep(0.02)
+
+
 def test_sigusr1_stops_after_a_step_with_a_checkpoint_and_the_run_continues_bit_identical(tmp_path):
     data = write_image_folder(tmp_path / "data", per_class={"train": 24, "val": 10})
     straight, run = tmp_path / "straight", tmp_path / "run"
@@ -57,12 +74,7 @@ def test_sigusr1_to_one_of_two_workers_stops_both_after_the_same_step(tmp_path):
     agent = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                               "-m", "xception.cli", *_train_args(data, run, steps=STEPS)],
                              env=_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    while len(_children(agent.pid)) < 2:
-        assert agent.poll() is None, agent.communicate()[0][-3000:]
-        time.sleep(0.02)
-    workers = sorted(_children(agent.pid))
-    ranks = {int(dict(line.split("=", 1) for line in open(f"/proc/{pid}/environ").read().split("\0") if "=" in line)
-                  ["RANK"]): pid for pid in workers}
+    ranks = _worker_ranks(agent)
     _signal_at(agent, run, 5, pid=ranks[1])
     output = agent.communicate(timeout=300)[0]
     assert agent.returncode == 0, output[-3000:]
