@@ -85,3 +85,13 @@ def test_face_all_gives_every_face_largest_first(tmp_path, faces):
     assert iou(undone(crops[1].box), (20, 20, 80, 80)) >= 0.5
     _, largest = video_crops(path, Sampling(frames=1), crop="faces", face="largest")
     assert [c.box for c in largest] == [crops[0].box]
+
+
+def test_detection_on_two_processes_finds_what_one_finds(tmp_path, faces):
+    frames = [pasted(np.full((200, 240, 3), 128, np.uint8), face, x=10 * i, y=5 * i) for i, face in enumerate(faces)]
+    path = encode_video(tmp_path / "faces.mp4", frames + [frames[0][:, ::-1]] * 3)
+    _, one = video_crops(path, Sampling(frames=9), crop="faces", face="all")
+    _, two = video_crops(path, Sampling(frames=9), crop="faces", face="all", workers=2)
+    one, two = list(one), list(two)
+    assert [(c.index, c.face, c.box) for c in two] == [(c.index, c.face, c.box) for c in one]
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(one, two, strict=True))

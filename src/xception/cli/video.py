@@ -40,8 +40,10 @@ def add_sampling_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_video_options(parser: argparse.ArgumentParser) -> None:
-    """`predict`'s video options: the sampling's and --aggregate."""
+    """`predict`'s video options: the sampling's, --workers and --aggregate."""
     add_sampling_options(parser)
+    parser.add_argument("--workers", type=int, default=1, help="videos with --crop faces: detect the faces on this "
+                        "many processes (detection is the slowest stage: see docs/video.md)")
     parser.add_argument("--aggregate", choices=AGGREGATES, default=DEFAULT_AGGREGATE,
                         help="videos: how the frames' probabilities make the video's: mean (DeepfakeBench), median, "
                         "max, or confident (the DFDC winner's strategy, two classes); see docs/video.md")
@@ -105,7 +107,7 @@ def predict_videos(args: argparse.Namespace) -> int:
                       disable=len(videos) < 2 or not sys.stderr.isatty()):
         try:
             answer = answer_video(session, video, sampling=sampling, crop=args.crop, face=args.face,
-                                  aggregate=args.aggregate, tta=args.tta)
+                                  aggregate=args.aggregate, tta=args.tta, workers=args.workers)
         except (VideoError, FileNotFoundError) as error:
             print(f"xception predict: error: {user_message(error) or error}", file=sys.stderr)
             status = 1
@@ -146,7 +148,7 @@ def evaluate_videos_of(args: argparse.Namespace) -> dict:
                                     batch_size=BATCH_SIZE)
     print(f"runtime: {session.runtime_text()}", file=sys.stderr)
     return evaluate_videos(session, args.videos, sampling=sampling_of(args), crop=args.crop, face=args.face,
-                           aggregate=args.aggregate, tta=args.tta)
+                           aggregate=args.aggregate, tta=args.tta, workers=args.workers)
 
 
 def _one_weights(weights: str | list[str]) -> str:

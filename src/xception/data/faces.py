@@ -80,11 +80,35 @@ def detect_faces(image: np.ndarray) -> list[Detection]:
     return [Detection(r.left(), r.top(), r.right(), r.bottom()) for r in _detector()(gray, UPSAMPLE)]
 
 
-def face_boxes(image: np.ndarray, *, face: FaceChoice) -> list[tuple[Detection, FaceBox]]:
+def detection_pool(workers: int):
+    """A pool of `workers` processes for `detect_faces` (dlib's detector holds the interpreter while
+    it runs, so threads would not help). spawn, not fork: the parent may hold PyTorch's thread pools,
+    which a forked child must not inherit."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def detect_faces_parallel(images: list[np.ndarray], *, workers: int, pool=None) -> list[list[Detection]]:
+    """`detect_faces` of each image, on `workers` processes (of `pool`, else of a pool made for the
+    call): face detection is the slowest stage of the video path."""
+    if pool is None and (workers <= 1 or len(images) <= 1):
+        return [detect_faces(image) for image in images]
+    if pool is None:
+        with detection_pool(workers) as own:
+            return detect_faces_parallel(images, workers=workers, pool=own)
+    return list(pool.map(detect_faces, images, chunksize=max(1, len(images) // (2 * workers))))
+
+
+def face_boxes(image: np.ndarray, *, face: FaceChoice,
+               detections: list[Detection] | None = None) -> list[tuple[Detection, FaceBox]]:
     """The faces of an (H, W, 3) frame with their boxes: the largest detection ("largest", none for a
-    frame without a face) or every detection, largest first ("all")."""
+    frame without a face) or every detection, largest first ("all"). `detections`: the frame's, when
+    already found (else `detect_faces`)."""
     height, width = image.shape[:2]
-    detections = sorted(detect_faces(image), key=lambda d: d.area, reverse=True)
+    found = detect_faces(image) if detections is None else detections
+    detections = sorted(found, key=lambda d: d.area, reverse=True)
     if face == "largest":
         detections = detections[:1]
     elif face != "all":

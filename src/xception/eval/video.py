@@ -49,9 +49,11 @@ def labelled_videos(root: str | os.PathLike, class_names: tuple[str, ...]) -> li
 
 
 def evaluate_videos(session: InferenceSession, root: str | os.PathLike, *, sampling: Sampling, crop: Crop,
-                    face: FaceChoice, aggregate: Aggregate, tta: TTA = "none", progress: bool = True) -> dict[str, Any]:
+                    face: FaceChoice, aggregate: Aggregate, tta: TTA = "none", workers: int = 1,
+                    progress: bool = True) -> dict[str, Any]:
     """{"videos", "frames", "aggregate", "binary": {"frame", "group", "grouped_by"}, "verdict_accuracy",
-    "no_verdict", "unreadable"} of the weights on the videos of `root` (see the module)."""
+    "no_verdict", "unreadable"} of the weights on the videos of `root` (see the module); faces
+    detected on `workers` processes."""
     if session.multilabel or len(session.class_names) != 2:
         raise ValueError(f"video evaluation measures two-class detectors; these weights have "
                          f"{len(session.class_names)} classes{' (multi-label)' if session.multilabel else ''}")
@@ -61,7 +63,8 @@ def evaluate_videos(session: InferenceSession, root: str | os.PathLike, *, sampl
     for path, target in tqdm(videos, desc="videos", unit="video", file=sys.stderr,
                              disable=not (progress and sys.stderr.isatty())):
         try:
-            answer = answer_video(session, path, sampling=sampling, crop=crop, face=face, aggregate=aggregate, tta=tta)
+            answer = answer_video(session, path, sampling=sampling, crop=crop, face=face, aggregate=aggregate, tta=tta,
+                                  workers=workers)
         except VideoError as error:
             log.warning("%s", error)
             unreadable.append(path)

@@ -63,15 +63,16 @@ class VideoAnswer:
 
 
 def answer_video(session: InferenceSession, path: str | os.PathLike, *, sampling: Sampling, crop: Crop,
-                 face: FaceChoice, aggregate: Aggregate, tta: TTA = "none") -> VideoAnswer:
-    """Score the frames `sampling` picks of the video at `path` (whole, or their faces) and decide the
-    video; raises `VideoError` for a file that is not a video or has no frame."""
+                 face: FaceChoice, aggregate: Aggregate, tta: TTA = "none", workers: int = 1) -> VideoAnswer:
+    """Score the frames `sampling` picks of the video at `path` (whole, or their faces, detected on
+    `workers` processes) and decide the video; raises `VideoError` for a file that is not a video or
+    has no frame."""
     if session.task != "classification":
         raise VideoError("videos are scored by classifiers; these weights are for segmentation")
     if aggregate == "confident" and (session.multilabel or len(session.class_names) != 2):
         raise VideoError("--aggregate confident scores two classes (real, fake); these weights have "
                          f"{len(session.class_names)}{' (multi-label)' if session.multilabel else ''}")
-    info, crops = video_crops(path, sampling, crop=crop, face=face)
+    info, crops = video_crops(path, sampling, crop=crop, face=face, workers=workers)
     frames = list(_score(session, crops, tta=tta))
     scored = [frame.probabilities for frame in frames if frame.probabilities is not None]
     if not scored:
