@@ -9,7 +9,7 @@ does not depend on them) and times each stage:
 
 - decode: PyAV, every frame up to the last sampled one decoded, the sampled ones converted to RGB;
 - detect: dlib's frontal face detector on each sampled frame (FaceForensics++: grayscale, upsampled
-  once), on one process, then on --workers processes (`xception.data.faces.detect_faces_parallel`);
+  once), on one thread, then on --workers threads (`xception.data.faces.detect_faces_parallel`);
 - crop + prepare: FaceForensics++'s box, the crop, the weights' preparation to 299 x 299;
 - score: the session's probabilities in batches of 32, PyTorch eager fp32 (`torch_path="eager"`:
   no compile in the timing; the runtime `xception predict` chooses is at least as fast).
@@ -53,7 +53,7 @@ def encode_clip(path: Path, *, width: int, height: int, length: int) -> Path:
 
 
 class Stage:
-    """Wall-clock and CPU seconds of a block (CPU: this process's threads and its finished children):
+    """Wall-clock and CPU seconds of a block (CPU: this process's threads):
     on a machine shared with other work the CPU time is what the stage costs, the wall time what it
     took there."""
 
@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=32)
     parser.add_argument("--length", type=int, default=250, help="frames in the clip (10 s at 25 fps)")
     parser.add_argument("--size", default="1280x720")
-    parser.add_argument("--workers", type=int, default=2, help="processes of the parallel face detection")
+    parser.add_argument("--workers", type=int, default=2, help="threads of the parallel face detection")
     args = parser.parse_args()
     width, height = map(int, args.size.split("x"))
 
@@ -125,7 +125,7 @@ def main() -> None:
                 session.probabilities(chunk)
 
     count = len(frames)
-    stages = {"decode": decode, "detect (1 process)": detect, f"detect ({args.workers} processes)": detect_parallel,
+    stages = {"decode": decode, "detect (1 thread)": detect, f"detect ({args.workers} threads)": detect_parallel,
               "crop + prepare": crop, "score": score}
     fps = {name: count / stage.wall for name, stage in stages.items()}
     total = decode.wall + detect_parallel.wall + crop.wall + score.wall
@@ -145,7 +145,7 @@ def main() -> None:
              f"({results['cores']} threads; load average {load} at the end)", "",
              "| stage | wall s | CPU s | frames/s (wall) | share of wall |", "|---|---:|---:|---:|---:|"]
     for name, stage in stages.items():
-        share = "" if name == "detect (1 process)" else f"{100 * stage.wall / total:.0f} %"
+        share = "" if name == "detect (1 thread)" else f"{100 * stage.wall / total:.0f} %"
         lines.append(f"| {name} | {stage.wall:.2f} | {stage.cpu:.2f} | {fps[name]:.1f} | {share} |")
     lines.append(f"| whole (parallel detection) | {total:.2f} | | {count / total:.1f} | 100 % |")
     (args.out / "results.md").write_text("\n".join(lines) + "\n")

@@ -87,7 +87,7 @@ def test_face_all_gives_every_face_largest_first(tmp_path, faces):
     assert [c.box for c in largest] == [crops[0].box]
 
 
-def test_detection_on_two_processes_finds_what_one_finds(tmp_path, faces):
+def test_detection_on_two_threads_finds_what_one_finds(tmp_path, faces):
     frames = [pasted(np.full((200, 240, 3), 128, np.uint8), face, x=10 * i, y=5 * i) for i, face in enumerate(faces)]
     path = encode_video(tmp_path / "faces.mp4", frames + [frames[0][:, ::-1]] * 3)
     _, one = video_crops(path, Sampling(frames=9), crop="faces", face="all")

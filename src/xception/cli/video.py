@@ -43,7 +43,7 @@ def add_video_options(parser: argparse.ArgumentParser) -> None:
     """`predict`'s video options: the sampling's, --workers and --aggregate."""
     add_sampling_options(parser)
     parser.add_argument("--workers", type=int, default=1, help="videos with --crop faces: detect the faces on this "
-                        "many processes (detection is the slowest stage: see docs/video.md)")
+                        "many threads (detection is the slowest stage: see docs/video.md)")
     parser.add_argument("--aggregate", choices=AGGREGATES, default=DEFAULT_AGGREGATE,
                         help="videos: how the frames' probabilities make the video's: mean (DeepfakeBench), median, "
                         "max, or confident (the DFDC winner's strategy, two classes); see docs/video.md")

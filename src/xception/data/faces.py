@@ -14,7 +14,7 @@ size: the weights' preparation resizes it (FaceForensics++: 299 px, "squash", no
 
 from __future__ import annotations
 
-import functools
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,14 +61,19 @@ def face_box(detection: Detection, *, width: int, height: int, scale: float = FA
     return FaceBox(x=x, y=y, size=size)
 
 
-@functools.cache
-def _detector():
-    try:
-        import dlib
-    except ImportError:
-        raise UserError("--crop faces needs dlib: pip install 'xception[video]' (dlib-bin's wheels)") from None
+_local = threading.local()
 
-    return dlib.get_frontal_face_detector()
+
+def _detector():
+    """This thread's dlib detector (one per thread: the detector keeps its scanner's state between
+    calls, so threads must not share one)."""
+    if not hasattr(_local, "detector"):
+        try:
+            import dlib
+        except ImportError:
+            raise UserError("--crop faces needs dlib: pip install 'xception[video]' (dlib-bin's wheels)") from None
+        _local.detector = dlib.get_frontal_face_detector()
+    return _local.detector
 
 
 def detect_faces(image: np.ndarray) -> list[Detection]:
@@ -81,24 +86,23 @@ def detect_faces(image: np.ndarray) -> list[Detection]:
 
 
 def detection_pool(workers: int):
-    """A pool of `workers` processes for `detect_faces` (dlib's detector holds the interpreter while
-    it runs, so threads would not help). spawn, not fork: the parent may hold PyTorch's thread pools,
-    which a forked child must not inherit."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    """A pool of `workers` threads for `detect_faces`: dlib's detector releases the interpreter lock
+    while it scans (a Python thread runs beside it), so threads run detections at once without
+    copying the frames to other processes."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="faces")
 
 
 def detect_faces_parallel(images: list[np.ndarray], *, workers: int, pool=None) -> list[list[Detection]]:
-    """`detect_faces` of each image, on `workers` processes (of `pool`, else of a pool made for the
+    """`detect_faces` of each image, on `workers` threads (of `pool`, else of a pool made for the
     call): face detection is the slowest stage of the video path."""
     if pool is None and (workers <= 1 or len(images) <= 1):
         return [detect_faces(image) for image in images]
     if pool is None:
         with detection_pool(workers) as own:
             return detect_faces_parallel(images, workers=workers, pool=own)
-    return list(pool.map(detect_faces, images, chunksize=max(1, len(images) // (2 * workers))))
+    return list(pool.map(detect_faces, images))
 
 
 def face_boxes(image: np.ndarray, *, face: FaceChoice,

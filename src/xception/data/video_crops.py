@@ -15,7 +15,7 @@ from xception.data.faces import Detection, FaceBox, detect_faces_parallel, detec
 from xception.data.video import Sampling, VideoInfo, sample_frames
 from xception.video_names import Crop, FaceChoice
 
-DETECTION_CHUNK = 4  # frames per detection process held in memory at a time
+DETECTION_CHUNK = 4  # frames per detection thread held in memory at a time
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class FrameCrop:
 def video_crops(path: str | os.PathLike, sampling: Sampling, *, crop: Crop, face: FaceChoice,
                 workers: int = 1) -> tuple[VideoInfo, Iterator[FrameCrop]]:
     """The video's `VideoInfo` and its crops, frame by frame in index order (see `FrameCrop`).
-    `workers` > 1: faces are detected on that many processes, `DETECTION_CHUNK` frames per worker
+    `workers` > 1: faces are detected on that many threads, `DETECTION_CHUNK` frames per thread
     held at a time."""
     if crop not in ("none", "faces"):
         raise ValueError(f"crop must be 'none' or 'faces', got {crop!r}")

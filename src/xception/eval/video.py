@@ -53,7 +53,7 @@ def evaluate_videos(session: InferenceSession, root: str | os.PathLike, *, sampl
                     progress: bool = True) -> dict[str, Any]:
     """{"videos", "frames", "aggregate", "binary": {"frame", "group", "grouped_by"}, "verdict_accuracy",
     "no_verdict", "unreadable"} of the weights on the videos of `root` (see the module); faces
-    detected on `workers` processes."""
+    detected on `workers` threads."""
     if session.multilabel or len(session.class_names) != 2:
         raise ValueError(f"video evaluation measures two-class detectors; these weights have "
                          f"{len(session.class_names)} classes{' (multi-label)' if session.multilabel else ''}")

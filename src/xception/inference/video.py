@@ -65,7 +65,7 @@ class VideoAnswer:
 def answer_video(session: InferenceSession, path: str | os.PathLike, *, sampling: Sampling, crop: Crop,
                  face: FaceChoice, aggregate: Aggregate, tta: TTA = "none", workers: int = 1) -> VideoAnswer:
     """Score the frames `sampling` picks of the video at `path` (whole, or their faces, detected on
-    `workers` processes) and decide the video; raises `VideoError` for a file that is not a video or
+    `workers` threads) and decide the video; raises `VideoError` for a file that is not a video or
     has no frame."""
     if session.task != "classification":
         raise VideoError("videos are scored by classifiers; these weights are for segmentation")
