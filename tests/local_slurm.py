@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -149,3 +150,17 @@ class LocalSlurm:
                 except subprocess.TimeoutExpired:
                     daemon.kill()
                     daemon.wait()
+        self._kill_leftovers()
+
+    def _kill_leftovers(self) -> None:
+        """Whatever still runs with this cluster's SLURM_CONF in its environment (a job's slurmstepd,
+        its script, torchrun and the training processes, if a daemon died before it could end them)."""
+        mark = f"SLURM_CONF={self.root / 'slurm.conf'}".encode()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) in (os.getpid(), os.getppid()):
+                continue
+            try:
+                if mark in (entry / "environ").read_bytes().split(b"\0"):
+                    os.kill(int(entry.name), signal.SIGKILL)
+            except OSError:
+                continue  # gone, or not ours to read
