@@ -22,6 +22,7 @@ from cluster_docs import documented_launch
 from spawn_ranks import free_port
 from test_train_faults import _children, _environment, _logged_steps, _same_weights, _train_args
 from tiny_image_folder import write_image_folder
+from xception.distributed import shared_store_warning
 
 STEPS = 40
 BIN = Path(sys.executable).parent  # torchrun and xception, installed beside this Python
@@ -52,6 +53,14 @@ def test_documented_command_launches_the_nodes():
                                               rdzv_id="xception-test")
     assert launch.option("--rdzv-backend") == "c10d" and launch.option("--max-restarts") == "3"
     assert launch.option("--nnodes") == "8" and command[command.index("--nnodes") + 1] == "2"
+
+
+def test_a_multi_node_job_sharing_its_rendezvous_store_is_warned():
+    """Without the variable a node cannot rejoin: rank 0 says so, naming the variable."""
+    shared = {"GROUP_WORLD_SIZE": "2", "TORCHELASTIC_USE_AGENT_STORE": "True"}
+    assert "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1" in shared_store_warning(shared)
+    assert shared_store_warning({**shared, "TORCHELASTIC_USE_AGENT_STORE": "False"}) is None  # the variable set
+    assert shared_store_warning({**shared, "GROUP_WORLD_SIZE": "1"}) is None  # one node: restarts are torchrun's own
 
 
 class Nodes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -92,9 +93,23 @@ def _join_process_group(backend: str, *, device_id: torch.device | None) -> None
     if attempt is None or os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
         dist.init_process_group(backend=backend, device_id=device_id)
         return
+    warning = shared_store_warning(os.environ)
+    if warning and os.environ.get("RANK") == "0":
+        log.warning(warning)
     store, rank, world_size = next(dist.rendezvous("env://"))
     store = dist.PrefixStore(f"xception/attempt-{attempt}", store)
     dist.init_process_group(backend=backend, store=store, rank=rank, world_size=world_size, device_id=device_id)
+
+
+def shared_store_warning(environ: Mapping[str, str]) -> str | None:
+    """What to tell a multi-node job whose torchrun shares its rendezvous store with the training
+    processes (no TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1): a node killed there cannot come back
+    (measured in docs/clusters.md). None for one node, or when every round has a store of its own."""
+    if int(environ.get("GROUP_WORLD_SIZE", "1")) > 1 and environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        return ("torchrun shares its rendezvous store with the training processes: a node that fails cannot "
+                "rejoin this job (its agent times out with DistStoreError); set TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 "
+                "where torchrun starts on every node (docs/clusters.md)")
+    return None
 
 
 def process_group_backend(device: torch.device) -> str:
