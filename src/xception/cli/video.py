@@ -93,8 +93,8 @@ def predict_videos(args: argparse.Namespace) -> int:
     from xception.inference.video import BATCH_SIZE, answer_video, write_answer
 
     if args.explain:
-        raise ValueError("--explain on videos is not built; use --crop faces --out DIR and `xception explain` "
-                         "on the crops that `xception data frames` writes")
+        raise ValueError("predict --explain takes images; for videos run `xception explain VIDEO` (a sheet of "
+                         "the frames' maps)")
     videos = expand_videos(args.images)
     sampling = sampling_of(args)
     # A video's frames are scored in batches: the throughput at that batch decides the runtime.
@@ -191,3 +191,26 @@ def run_frames(args: argparse.Namespace) -> int:
     print(f"{summary['videos']} videos{resumed}: {summary['crops']} crops written, {summary['no_face']} frames "
           f"without a face; manifest {summary['manifest']}")
     return 1 if summary["unreadable"] else 0
+
+
+def explain_videos(args: argparse.Namespace) -> int:
+    """`xception explain VIDEO...`: one contact sheet of maps per video (`xception.explain.video`);
+    a file that fails is named in one line and the run goes on (status 1)."""
+    from xception.data.video import VideoError
+    from xception.explain.video import explain_video
+    from xception.inference.session import InferenceSession
+
+    if args.classes and len(args.classes) > 1:
+        raise ValueError("a video is explained for one --class (its sheet shows that class's map in every frame)")
+    videos = expand_videos(args.images)
+    session = InferenceSession.open(_one_weights(args.weights), model_name=args.model, device=args.device)
+    status = 0
+    for video in videos:
+        try:
+            print(explain_video(session, video, sampling=sampling_of(args), crop=args.crop, face=args.face,
+                                method=args.method, layer=args.layer,
+                                class_name=args.classes[0] if args.classes else None, out=args.out))
+        except (VideoError, FileNotFoundError) as error:
+            print(f"xception explain: error: {error}", file=sys.stderr)
+            status = 1
+    return status
