@@ -121,3 +121,23 @@ def test_frames_resumes_after_kill_9_to_what_an_uninterrupted_run_writes(videos,
             assert (killed / row["path"]).read_bytes() == (whole / row["path"]).read_bytes()
     refused = subprocess.run([*command[:-4], "--frames", "3", "--out", str(killed)], capture_output=True, text=True)
     assert refused.returncode == 2 and "was written with other settings" in refused.stderr
+
+
+def test_frames_takes_the_classes_from_a_csv_list(videos, tmp_path):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for video in sorted(videos.rglob("*.mp4"))[:3]:
+        (flat / video.name).write_bytes(video.read_bytes())
+    names = sorted(p.name for p in flat.iterdir())
+    labels = tmp_path / "labels.csv"
+    labels.write_text("video,class\n" + "".join(f"{n},{'1_fake' if n.startswith('fake') else '0_real'}\n"
+                                                 for n in names[:2]))
+    out = tmp_path / "frames"
+    assert main(["data", "frames", str(flat), "--out", str(out), "--frames", "2", "--labels", str(labels)]) == 2
+    labels.write_text(labels.read_text() + f"{names[2]},{'1_fake' if names[2].startswith('fake') else '0_real'}\n")
+    assert main(["data", "frames", str(flat), "--out", str(out), "--frames", "2", "--labels", str(labels)]) == 0
+    rows = read_manifest(out / "frames.csv")
+    assert {(r["video"], r["class"]) for r in rows} == {
+        (f"{'1_fake' if n.startswith('fake') else '0_real'}/{n[:-4]}", "1_fake" if n.startswith("fake") else "0_real")
+        for n in names}
+    assert all((out / r["path"]).is_file() and r["path"].startswith(r["class"] + "/") for r in rows)

@@ -172,6 +172,8 @@ def add_frames_action(actions) -> None:
         "stopped (docs/video.md).")
     frames.add_argument("videos", metavar="VIDEOS")
     frames.add_argument("--out", required=True, metavar="DIR")
+    frames.add_argument("--labels", metavar="CSV", help="the classes from this CSV (columns video,class; video: the "
+                        "path in VIDEOS) instead of from the folders")
     add_sampling_options(frames)
     frames.add_argument("--workers", type=int, default=1, help="videos extracted at once, one process each "
                         "(decoding and face detection are the slow part)")
@@ -184,7 +186,7 @@ def run_frames(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
     summary = write_frames(args.videos, args.out, FrameJob(sampling_of(args), args.crop, args.face),
-                           workers=args.workers)
+                           workers=args.workers, labels=args.labels)
     for key, reason in summary["unreadable"]:
         print(f"xception data frames: left out {key}: {reason}", file=sys.stderr)
     resumed = f" ({summary['done_before']} done before)" if summary["done_before"] else ""

@@ -1,5 +1,5 @@
 """Training data from videos (`xception data frames`): the sampled frames of every video of
-`VIDEOS/<class>/`, whole or their faces cropped as FaceForensics++ crops them, written as
+`VIDEOS/<class>/` (or of `VIDEOS`, the classes from a CSV list), whole or their faces cropped as FaceForensics++ crops them, written as
 `OUT/<class>/<video>_<frame>.png` (`..._<frame>_<face>.png` with every face), an image folder that
 `xception train` and `eval` read as any other, and a manifest `OUT/frames.csv` with one row per
 crop: path (relative to OUT), video (`<class>/<video>`, the group of its frames), class, frame,
@@ -53,25 +53,55 @@ class FrameJob:
     face: FaceChoice
 
 
-def labelled_videos(root: str | os.PathLike) -> list[tuple[Path, str]]:
-    """(video file, class) of every video under `root`/<class>/ (sub-folders too), sorted; the class
-    is the first folder below `root`."""
+def labelled_videos(root: str | os.PathLike, labels: str | os.PathLike | None = None) -> list[tuple[Path, str]]:
+    """(video file, class) of every video under `root` (sub-folders too), sorted. The class is the
+    first folder below `root`, or, with `labels`, the `class` column of that CSV file's row whose
+    `video` column is the video's path relative to `root` (every video listed, every row a video)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no such folder of videos: {root}")
-    videos = [(path, path.relative_to(root).parts[0]) for path in sorted(root.rglob("*"))
-              if path.is_file() and is_video_path(path) and len(path.relative_to(root).parts) > 1]
+    found = [path for path in sorted(root.rglob("*")) if path.is_file() and is_video_path(path)]
+    if labels is not None:
+        listed = read_labels(labels)
+        relative = {path.relative_to(root).as_posix(): path for path in found}
+        unlisted = sorted(set(relative) - set(listed))
+        missing = sorted(set(listed) - set(relative))
+        if unlisted or missing:
+            raise UserError(f"{labels} must list every video of {root} by its path in it: "
+                            + (f"{len(unlisted)} not listed ({', '.join(unlisted[:3])})" if unlisted else "")
+                            + ("; " if unlisted and missing else "")
+                            + (f"{len(missing)} listed but not there ({', '.join(missing[:3])})" if missing else ""))
+        return [(relative[name], listed[name]) for name in sorted(relative)]
+    videos = [(path, path.relative_to(root).parts[0]) for path in found if len(path.relative_to(root).parts) > 1]
     if not videos:
         raise UserError(f"{root} holds no video in class folders: lay it out as {root}/<class>/<video>, "
-                        "e.g. real/ and fake/")
+                        "e.g. 0_real/ and 1_fake/, or give --labels CSV")
     return videos
 
 
+def read_labels(path: str | os.PathLike) -> dict[str, str]:
+    """{video path: class} of a CSV file with the header `video,class`."""
+    with open(path, newline="") as file:
+        reader = csv.DictReader(file)
+        if reader.fieldnames is None or not {"video", "class"} <= set(reader.fieldnames):
+            raise UserError(f"{path}: a labels file is a CSV with the columns video,class; its header is "
+                            f"{reader.fieldnames}")
+        rows = list(reader)
+    labels = {}
+    for number, row in enumerate(rows, start=2):
+        if not row["video"] or not row["class"] or "/" in row["class"]:
+            raise UserError(f"{path}:{number}: a video path and a class name (without '/') are needed, got {row}")
+        labels[Path(row["video"]).as_posix()] = row["class"]
+    return labels
+
+
 def video_key(path: Path, root: Path, label: str) -> str:
-    """`<class>/<name>`: the video's group, its file name without the suffix, sub-folders joined by '__'
-    (two videos of a class with the same name in different sub-folders stay apart)."""
-    inside = path.relative_to(root / label).with_suffix("")
-    return f"{label}/{'__'.join(inside.parts)}"
+    """`<class>/<name>`: the video's group, its path in `root` without the suffix (and without its
+    class folder), sub-folders joined by '__' (two videos of a class with one name stay apart)."""
+    inside = path.relative_to(root).with_suffix("").parts
+    if len(inside) > 1 and inside[0] == label:
+        inside = inside[1:]
+    return f"{label}/{'__'.join(inside)}"
 
 
 def extract_video(path: Path, key: str, out: Path, job: FrameJob) -> list[dict[str, Any]]:
@@ -138,8 +168,10 @@ def _append(out: Path, key: str, rows: list[dict[str, Any]]) -> None:
         os.fsync(file.fileno())
 
 
-def _check_settings(out: Path, job: FrameJob, root: Path) -> None:
+def _check_settings(out: Path, job: FrameJob, root: Path, labels: str | os.PathLike | None) -> None:
     settings = {"videos": str(root.resolve()), **asdict(job)}
+    if labels is not None:
+        settings["labels"] = str(Path(labels).resolve())
     path = out / SETTINGS
     if path.is_file():
         recorded = json.loads(path.read_text())
@@ -151,20 +183,20 @@ def _check_settings(out: Path, job: FrameJob, root: Path) -> None:
 
 
 def write_frames(root: str | os.PathLike, out: str | os.PathLike, job: FrameJob, *, workers: int = 1,
-                 progress: bool = True) -> dict[str, Any]:
-    """Extract every video of `root` into `out` (see the module), on `workers` processes; resumes
-    what an earlier run into `out` left. Returns {"videos", "done_before", "crops", "no_face",
+                 labels: str | os.PathLike | None = None, progress: bool = True) -> dict[str, Any]:
+    """Extract every video of `root` into `out` (see the module), on `workers` processes, the classes
+    from the folders or from `labels` (`labelled_videos`); resumes what an earlier run into `out` left. Returns {"videos", "done_before", "crops", "no_face",
     "unreadable": [(file, reason)], "manifest"}."""
     from tqdm import tqdm
 
     root, out = Path(root), Path(out)
-    videos = labelled_videos(root)
+    videos = labelled_videos(root, labels)
     keys = [video_key(path, root, label) for path, label in videos]
     twice = sorted({k for k in keys if keys.count(k) > 1})
     if twice:
         raise UserError(f"two videos of {root} make the same name {twice[0]!r} (one name, two suffixes?): rename one")
     out.mkdir(parents=True, exist_ok=True)
-    _check_settings(out, job, root)
+    _check_settings(out, job, root, labels)
     done = read_journal(out)
     todo = [(path, key, out, job) for (path, _), key in zip(videos, keys, strict=True) if key not in done]
     unreadable = [(key, rows) for key, rows in done.items() if isinstance(rows, str)]
