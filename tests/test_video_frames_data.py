@@ -88,6 +88,15 @@ def test_group_video_in_eval_and_in_the_training_split(videos, tmp_path, capsys)
         assert grouped[level]["roc_auc"] == pytest.approx(from_videos[level]["roc_auc"], abs=1e-9)
 
 
+def test_group_split_reads_the_manifest_of_a_folder_named_relatively(videos, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["data", "frames", str(videos), "--out", "frames", "--frames", "2"]) == 0
+    config = DataConfig(source="imagefolder", path="frames", image_size=32, val_split=0.34, val_group="video",
+                        augment=False)
+    datasets = build_datasets(config)
+    assert len(datasets.train.samples) + len(datasets.val.samples) == 12 and len(datasets.val.samples) == 4
+
+
 def test_grouped_split_keeps_groups_whole_and_refuses_mixed_groups():
     labels = [0, 0, 0, 1, 1, 1, 1, 0, 0]
     groups = ["a", "a", "b", "c", "c", "d", "d", "e", "e"]

@@ -54,7 +54,9 @@ def read_group_column(manifest: str | os.PathLike, column: str) -> dict[str, str
     for number, row in enumerate(rows, start=1):
         if not isinstance(row, dict) or "path" not in row or column not in row:
             raise ValueError(f"{manifest}: row {number} has no 'path' and {column!r} columns")
-        mapping[absolute(row["path"], manifest.parent)] = str(row[column])
+        # The manifest's folder made absolute as the caller's paths are (`groups_from_manifest`), so
+        # that a manifest named by a relative path matches them.
+        mapping[absolute(row["path"], Path(os.path.abspath(manifest.parent)))] = str(row[column])
     return mapping
 
 
