@@ -99,3 +99,34 @@ def test_a_video_without_frames_is_refused(tmp_path, suffix):
         container.start_encoding()
     with pytest.raises(VideoError, match=f"empty{suffix}"):
         sample_frames(path, Sampling(frames=4))
+
+
+READ_PEAK = """
+import resource, sys
+from xception.data.video import Sampling, sample_frames
+_, frames = sample_frames(sys.argv[1], Sampling(frames=int(sys.argv[2])))
+assert sum(1 for _ in frames) == int(sys.argv[2])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def test_memory_does_not_grow_with_the_frames_read_of_a_4k_video(tmp_path):
+    import subprocess
+    import sys
+
+    import av
+
+    path = tmp_path / "4k.mp4"
+    noise = np.random.default_rng(0).integers(0, 255, (2160, 3840, 3), dtype=np.uint8)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt, stream.bit_rate = 3840, 2160, "yuv420p", 2_000_000
+        for i in range(24):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.roll(noise, 8 * i, axis=1), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    peak = {n: int(subprocess.run([sys.executable, "-c", READ_PEAK, str(path), str(n)], check=True,
+                                  capture_output=True, text=True).stdout) for n in (2, 24)}
+    # 22 more 4K frames held would be 22 x 25 MB; read one at a time, the peak stays (ru_maxrss in KiB).
+    assert peak[24] - peak[2] < 50 * 1024

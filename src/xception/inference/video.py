@@ -13,6 +13,7 @@ frames applies to the aggregated probability as to a frame's), else by argmax.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 from collections.abc import Iterator
@@ -86,26 +87,27 @@ def answer_video(session: InferenceSession, path: str | os.PathLike, *, sampling
 
 
 def _score(session: InferenceSession, crops: Iterator[FrameCrop], *, tta: TTA) -> Iterator[ScoredFrame]:
-    """The crops' `ScoredFrame`s in order, scored `BATCH_SIZE` at a time."""
+    """The crops' `ScoredFrame`s in order, scored `BATCH_SIZE` at a time. Each crop is prepared as it
+    arrives and its pixels dropped, so a batch holds model inputs, not frames (a 4K frame is 25 MB)."""
     from PIL import Image
 
-    pending: list[FrameCrop] = []
+    pending: list[tuple[FrameCrop, torch.Tensor | None]] = []
 
     def flush() -> Iterator[ScoredFrame]:
-        inputs = [crop for crop in pending if crop.has_input]
+        inputs = [prepared for _, prepared in pending if prepared is not None]
         if inputs:
-            images = torch.stack([session.prepare(Image.fromarray(crop.image)) for crop in inputs])
-            probabilities = session.probabilities(images.to(session.device), tta=tta).double()
+            probabilities = session.probabilities(torch.stack(inputs).to(session.device), tta=tta).double()
             rows = iter(zip(probabilities.tolist(), _decided(session, probabilities), strict=True))
-        for crop in pending:
+        for crop, prepared in pending:
             box = (crop.box.x, crop.box.y, crop.box.size) if crop.box is not None else None
-            row, (label, _) = next(rows) if crop.has_input else (None, (None, None))
+            row, (label, _) = next(rows) if prepared is not None else (None, (None, None))
             yield ScoredFrame(crop.index, crop.time, crop.face, box, None if row is None else tuple(row), label)
         pending.clear()
 
     for crop in crops:
-        pending.append(crop)
-        if sum(c.has_input for c in pending) == BATCH_SIZE:
+        prepared = session.prepare(Image.fromarray(crop.image)) if crop.has_input else None
+        pending.append((dataclasses.replace(crop, image=None), prepared))
+        if sum(p is not None for _, p in pending) == BATCH_SIZE:
             yield from flush()
     yield from flush()
 
