@@ -128,3 +128,12 @@ def test_serve_answers_with_the_ensembles_probabilities(members, tmp_path):
     assert "decision" not in answer  # an ensemble decides by argmax: the first prediction
     got = {row["class_name"]: row["probability"] for row in answer["predictions"]}
     assert got == pytest.approx(dict(zip(NAMES, expected.tolist(), strict=True)), abs=1e-6)
+
+
+def test_weights_without_a_policy_answer_as_before(members):
+    _, first, _, _, images = members
+    session = InferenceSession.open(first, **OPTIONS)
+    assert session.description.decision is None
+    probabilities = session.probabilities(images)
+    assert torch.equal(probabilities, session.logits(images).softmax(dim=1))  # no temperature, bit for bit
+    assert session.decide(probabilities) is None  # argmax, and no decision line in predict's output
