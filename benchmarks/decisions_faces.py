@@ -56,7 +56,7 @@ def train_argv(data: Path, out: Path) -> list[str]:
             "--set", "model.middle_repeats=1", "--data", str(data), "--val-split", "0.25", "--image-size", "32",
             "--in-channels", "1", "--recipe", "finetune_whole", "--epochs", "6", "--batch-size", "15",
             "--precision", "fp32", "--no-channels-last", "--device", "cpu", "--workers", "0", "--no-progress",
-            "--set", "tensorboard=false", "--out", str(out)]
+            "--set", "trackers=[]", "--out", str(out)]
 
 
 def cli(argv: list[str]) -> str:

@@ -71,7 +71,7 @@ def train_classifier(args: argparse.Namespace, run_dir: Path) -> tuple[Path, dic
     config = TrainConfig(
         data=data_config(args),
         model="xception_small", recipe="fashion_mnist_demo", epochs=args.epochs, batch_size=128,
-        out_dir=str(run_dir), restart=True, evaluate_during_training=False, progress=False, tensorboard=False,
+        out_dir=str(run_dir), restart=True, evaluate_during_training=False, progress=False, trackers=(),
         cpu_threads=args.threads, num_workers=0, seed=args.seed,
     )
     assert isinstance(config.data, DataConfig)

@@ -66,7 +66,7 @@ def train_config(args: argparse.Namespace, *, lr: float, seed: int):
         data["mosaic_val_size"] = args.val_size
     values.update(data=data, recipe_overrides={**values.get("recipe_overrides", {}), "lr": lr}, seed=seed,
                   out_dir=str(Path(args.run_dir) / f"lr{lr:g}_seed{seed}"), restart=args.restart,
-                  tensorboard=False)
+                  trackers=())
     if args.epochs is not None:
         values["epochs"] = args.epochs
     return TrainConfig.from_dict(resolve_train_values(values))

@@ -76,7 +76,7 @@ def trained_on_canvases(fashion_mnist, tmp_path_factory):
                       mosaic_train_size=3000, mosaic_val_size=200)
     result = fit(TrainConfig(data=data, model="xception_small", recipe="fashion_mnist_demo", epochs=2,
                              batch_size=128, out_dir=str(tmp_path_factory.mktemp("run")), progress=False,
-                             tensorboard=False, evaluate_during_training=False, num_workers=0))
+                             trackers=(), evaluate_during_training=False, num_workers=0))
     from xception.data.mosaic import build_mosaic_split
 
     return InferenceSession.open(result.weights, device="cpu").model, build_mosaic_split(data, "test", augment=False)

@@ -34,7 +34,7 @@ def config(tmp_path: Path, start: Path, **recipe) -> TrainConfig:
     return TrainConfig(data=DataConfig(source="fashion_mnist", path=None, image_size=16, in_channels=1),
                        model="xception_small", model_overrides=SMALL, init_weights=str(start), recipe="finetune",
                        recipe_overrides=recipe, steps=6, batch_size=8, precision="fp32", channels_last=False,
-                       compile=False, device="cpu", num_workers=0, progress=False, tensorboard=False,
+                       compile=False, device="cpu", num_workers=0, progress=False, trackers=(),
                        out_dir=str(tmp_path / "run"))
 
 
@@ -125,7 +125,7 @@ def test_finetune_from_the_official_keras_h5_on_a_three_class_folder(official_xc
     assert main(["train", "--model", "xception", "--weights", str(h5_path), "--recipe", "finetune", "--data",
                  str(keras_folder), "--image-size", "71", "--steps", "2", "--batch-size", "3", "--freeze-epochs",
                  "100", "--device", "cpu", "--precision", "fp32", "--workers", "0", "--no-progress",
-                 "--set", "tensorboard=false", "--out", str(out)]) == 0
+                 "--set", "trackers=[]", "--out", str(out)]) == 0
     weights = load_file(out / "weights.safetensors")
     assert weights["classifier.weight"].shape == (3, 2048)
     with h5py.File(h5_path) as f:  # the file's own tensors, read without this project's reader
@@ -155,7 +155,7 @@ def test_deeplab_starts_its_backbone_from_classification_weights(tmp_path, fashi
                       mosaic_train_size=8, mosaic_val_size=4)
     result = fit(TrainConfig(data=data, model="deeplabv3plus_small", init_weights=str(start), steps=1,
                              batch_size=4, recipe_overrides={"lr": 0.0, "head_epochs": 1e9}, num_workers=0,
-                             progress=False, tensorboard=False, out_dir=str(tmp_path / "seg")))
+                             progress=False, trackers=(), out_dir=str(tmp_path / "seg")))
     after, before = load_file(result.weights), load_file(start)
     backbone = {k.removeprefix("backbone.model."): v for k, v in after.items() if k.startswith("backbone.model.")}
     assert set(backbone) == {k for k in before if not k.startswith("classifier.")}

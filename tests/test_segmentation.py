@@ -175,7 +175,7 @@ def test_fit_trains_a_segmentation_model_from_python_with_no_task_field(tmp_path
     data = DataConfig(source="mosaic_masks", path=str(fashion_mnist), image_size=56, in_channels=1,
                       mosaic_train_size=16, mosaic_val_size=8)
     result = fit(TrainConfig(data=data, model="deeplabv3plus_small", recipe="mosaic_segmentation", steps=2,
-                             batch_size=4, num_workers=0, progress=False, tensorboard=False,
+                             batch_size=4, num_workers=0, progress=False, trackers=(),
                              out_dir=str(tmp_path / "run")))
     assert result.finished and 0.0 <= result.metrics["miou"] <= 1.0
     assert (tmp_path / "run" / "masks.png").is_file()

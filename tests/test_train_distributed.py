@@ -32,7 +32,7 @@ def _config(out_dir, **changes) -> TrainConfig:
         data=DataConfig(source="fashion_mnist", path=None, image_size=16, in_channels=1),
         model="xception_small", model_overrides={"width": 0.125, "middle_repeats": 1},
         recipe="fashion_mnist_demo", steps=8, batch_size=16, precision="fp32", channels_last=False,
-        compile=False, device="cpu", num_workers=0, progress=False, tensorboard=False, out_dir=str(out_dir),
+        compile=False, device="cpu", num_workers=0, progress=False, trackers=(), out_dir=str(out_dir),
         **changes,
     )
 

@@ -25,7 +25,7 @@ def _config(out_dir, **changes) -> TrainConfig:
         # dropout and Polyak averaging on, so that RNG and average state must be restored too
         recipe="fashion_mnist_demo", recipe_overrides={"drop_rate": 0.3},
         steps=7, batch_size=16, precision="fp32", channels_last=False, compile=False, device="cpu",
-        num_workers=0, progress=False, tensorboard=False, out_dir=str(out_dir), log_every_steps=1,
+        num_workers=0, progress=False, trackers=(), out_dir=str(out_dir), log_every_steps=1,
     )
     return dataclasses.replace(config, **changes)
 
@@ -119,7 +119,7 @@ def test_a_new_run_refuses_to_overwrite_outputs_without_a_checkpoint(tmp_path):
 def test_every_file_of_a_run_has_the_umask_mode(tmp_path):
     previous = os.umask(0o022)
     try:
-        fit(_config(tmp_path, steps=2, tensorboard=True), datasets=tiny_datasets())
+        fit(_config(tmp_path, steps=2, trackers=("tensorboard",)), datasets=tiny_datasets())
     finally:
         os.umask(previous)
     modes = {p.relative_to(tmp_path).as_posix(): p.stat().st_mode & 0o777 for p in tmp_path.rglob("*") if p.is_file()}

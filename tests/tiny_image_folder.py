@@ -48,7 +48,7 @@ def train_argv(folder: Path, out: Path, *extra: str) -> list[str]:
     return ["train", "--model", "xception_small", "--set", "model.width=0.125", "--set", "model.middle_repeats=1",
             "--dataset", "imagefolder", "--data", str(folder), "--image-size", "16", "--in-channels", "1",
             "--recipe", "fashion_mnist_demo", "--steps", "6", "--batch-size", "4", "--precision", "fp32",
-            "--device", "cpu", "--workers", "1", "--no-progress", "--set", "tensorboard=false", "--out", str(out),
+            "--device", "cpu", "--workers", "1", "--no-progress", "--set", "trackers=[]", "--out", str(out),
             *extra]
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from xception.cli.train import add_tracker_option
     from xception.experiments.registry import NAMES
 
     parser = subparsers.add_parser(
@@ -32,6 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="torch CPU threads (default: torch's; 1 is fastest on a busy 2-core machine)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a field of the scale, VALUE as JSON (e.g. --set epochs=1 --set train_examples=512)")
+    add_tracker_option(parser, default="none")
     parser.add_argument("--rerender", action="store_true",
                         help="write the report in --out (default reports/NAME) again from its results.json, training "
                         "nothing: for a new verdict rule or layout; the numbers, command and date stay the run's")
@@ -55,6 +57,16 @@ def _overrides(pairs: list[str]) -> dict:
     from xception.config_fields import parse_assignment
 
     return dict(parse_assignment(pair) for pair in pairs)
+
+
+def _trackers(args: argparse.Namespace) -> tuple[str, ...]:
+    """The --tracker flags (none by default: an experiment's many runs log to their run directories),
+    checked before any training."""
+    from xception.train.trackers import check_trackers
+
+    trackers = tuple(args.trackers or ())
+    check_trackers(trackers, fresh=True)
+    return trackers
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
             torch.set_num_threads(args.threads)
         record = train_one(experiment, scale, arm=args.arm, seed=args.seed, runs_dir=runs_dir, device=args.device,
-                           data_path=args.data)
+                           data_path=args.data, trackers=_trackers(args))
         print(f"{args.arm} seed {args.seed}: {record.test} ({record.run_dir})")
         return 0
     if args.launcher == "slurm":
@@ -104,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
                           *(["--threads", str(args.threads)] if args.threads else []),
                           *(["--data", args.data] if args.data else []), *(["--report"] if args.report else [])])
     path = run_experiment(args.name, scale=scale, seeds=seeds, out_dir=out_dir, runs_dir=runs_dir, command=command,
-                          device=args.device, data_path=args.data, train=not args.report, threads=args.threads)
+                          device=args.device, data_path=args.data, train=not args.report, threads=args.threads,
+                          trackers=() if args.report else _trackers(args))
     print(path)
     return 0
 
@@ -119,7 +132,8 @@ def _submit_to_slurm(args: argparse.Namespace, experiment, scale, *, seeds: tupl
                          "process each; at --scale imagenet submit the printed torchrun commands (docs/clusters.md)")
     shared = ["--scale", args.scale, "--runs-dir", str(runs_dir), "--out", str(out_dir),
               *[f"--set={pair}" for pair in args.set], *(["--device", args.device] if args.device else []),
-              *(["--threads", str(args.threads)] if args.threads else []), *(["--data", args.data] if args.data else [])]
+              *(["--threads", str(args.threads)] if args.threads else []), *(["--data", args.data] if args.data else []),
+              *[f"--tracker={name}" for name in _trackers(args)]]
     submission = submit_experiment(experiment, scale, seeds=seeds, runs_dir=runs_dir, out_dir=out_dir, arguments=shared,
                                    device=args.device, data_path=args.data,
                                    sbatch_options=shlex.split(args.slurm_options))
@@ -150,6 +164,7 @@ def _run_transfer(args: argparse.Namespace) -> int:
                           *(["--seeds", str(args.seeds)] if args.seeds is not None else []),
                           *[f"--set={pair}" for pair in args.set],
                           *(["--threads", str(args.threads)] if args.threads else [])])
-    results = run_transfer(study, data_path=args.data, runs=Path(args.runs_dir or "runs/transfer"))
+    results = run_transfer(study, data_path=args.data, runs=Path(args.runs_dir or "runs/transfer"),
+                           trackers=_trackers(args))
     print(write_transfer_report(results, out_dir, command=command))
     return 0

@@ -6,6 +6,7 @@ import argparse
 
 from xception.data.config import CLASS_WEIGHTINGS, RESIZES, SAMPLERS
 from xception.data.sources import SOURCES
+from xception.tracker_names import TRACKERS
 
 
 def add_parser(subparsers) -> None:
@@ -79,10 +80,19 @@ def add_parser(subparsers) -> None:
                         help="start over in --out: delete the checkpoints, metrics and weights already there")
     parser.add_argument("--evals-per-epoch", type=int)
     parser.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    add_tracker_option(parser)
     add_bad_image_options(parser, training=True)
     parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
                         help="override any field: epochs=3, recipe.lr=0.01, model.width=0.5, data.seed=1")
     parser.set_defaults(run=run)
+
+
+def add_tracker_option(parser: argparse.ArgumentParser, *, default: str = "tensorboard") -> None:
+    """--tracker, repeatable; unset, a config file or the checkpoint being resumed decides (`default`)."""
+    parser.add_argument("--tracker", dest="trackers", action="append", choices=TRACKERS, default=None,
+                        help=f"where each run is logged besides metrics.jsonl, once per tracker (default {default}; "
+                        "mlflow: MLFLOW_TRACKING_URI, wandb: WANDB_MODE/WANDB_PROJECT; pip install 'xception[track]'). "
+                        "A continued run continues the same tracker runs (docs/training.md, Tracking)")
 
 
 def add_bad_image_options(parser: argparse.ArgumentParser, *, training: bool) -> None:
@@ -99,7 +109,7 @@ def add_bad_image_options(parser: argparse.ArgumentParser, *, training: bool) ->
 
 _FLAGS = ("model", "init_weights", "recipe", "epochs", "steps", "batch_size", "accumulation_steps", "precision", "channels_last",
           "compile", "device", "cpu_threads", "sync_batchnorm", "seed", "num_workers", "out_dir", "evals_per_epoch", "progress",
-          "bad_images", "bad_image_fraction", "restart")
+          "bad_images", "bad_image_fraction", "restart", "trackers")
 
 
 def build_config(args: argparse.Namespace):

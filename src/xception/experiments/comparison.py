@@ -25,6 +25,7 @@ from xception.experiments.speed import TrainingSpeed, measure_training_speed
 from xception.models import create_model
 from xception.models.complexity import count_macs
 from xception.tasks.classification import evaluate
+from xception.tracker_names import TrackerName
 from xception.train import TrainConfig, fit
 from xception.train.checkpoint import evaluated_weights, load_checkpoint
 from xception.train.run_directory import CONFIG
@@ -94,7 +95,7 @@ def train_config(comparison: Comparison, scale: Scale, arm: ResolvedArm, *, seed
         evals_per_epoch=scale.evals_per_epoch,
         log_every_steps=10,
         progress=False,
-        tensorboard=False,
+        trackers=(),  # what a run is tracked by is not part of it: run_arm adds the experiment's
     )
 
 
@@ -149,8 +150,10 @@ def previous_record(comparison: Comparison, scale: Scale, arm: ResolvedArm, *, s
 
 
 def run_arm(comparison: Comparison, scale: Scale, data: ComparisonData, arm: ResolvedArm, *, seed: int,
-            runs_dir: Path, device: str | None, data_path: str | None = None) -> RunRecord:
-    """Train `arm` with `seed` on `data` (or reuse the record of an identical earlier run) and score it.
+            runs_dir: Path, device: str | None, data_path: str | None = None,
+            trackers: tuple[TrackerName, ...] = ()) -> RunRecord:
+    """Train `arm` with `seed` on `data` (or reuse the record of an identical earlier run) and score it,
+    the training logged to `trackers` (which leave the run's identity and record as they are).
     Under torchrun every process trains; the first one scores and writes the record."""
     config = run_config(comparison, scale, arm, seed=seed, runs_dir=runs_dir, device=device, data_path=data_path)
     run_dir = Path(config.out_dir)
@@ -159,7 +162,7 @@ def run_arm(comparison: Comparison, scale: Scale, data: ComparisonData, arm: Res
         log.info("%s seed %d: reusing %s", arm.label, seed, run_dir)
         return earlier
     log.info("%s seed %d: training %s (%s parameters)", arm.label, seed, arm.model, f"{arm.parameters:,}")
-    result = fit(config, datasets=data.datasets)
+    result = fit(dataclasses.replace(config, trackers=trackers), datasets=data.datasets)
     train_metrics: dict[str, Any] = {}
     if data.train_eval is not None and _is_main_process():
         model = _final_weights(arm, result.checkpoint, num_classes=data.datasets.num_classes,
@@ -214,7 +217,8 @@ class ComparisonRun:
 
 
 def run_comparison(comparison: Comparison, scale: Scale, *, seeds: tuple[int, ...], runs_dir: Path,
-                   device: str | None = None, data_path: str | None = None, train: bool = True) -> ComparisonRun:
+                   device: str | None = None, data_path: str | None = None, train: bool = True,
+                   trackers: tuple[TrackerName, ...] = ()) -> ComparisonRun:
     """All arms x all seeds (seed-major, so that a stopped run has every arm at the first seeds).
 
     With `train` False nothing is trained: every record must exist already (the ImageNet-scale
@@ -234,7 +238,8 @@ def run_comparison(comparison: Comparison, scale: Scale, *, seeds: tuple[int, ..
         if missing:
             raise FileNotFoundError(f"no finished runs under {runs_dir} for: {', '.join(missing)}")
     speeds = {arm.label: measure_arm_speed(arm, scale, data, device=device) for arm in arms} if comparison.measure_speed else {}
-    records = [run_arm(comparison, scale, data, arm, seed=seed, runs_dir=runs_dir, device=device, data_path=data_path)
+    records = [run_arm(comparison, scale, data, arm, seed=seed, runs_dir=runs_dir, device=device, data_path=data_path,
+                       trackers=trackers)
                for seed in seeds for arm in arms]
     macs = {arm.label: count_macs(create_model(arm.model, num_classes=data.datasets.num_classes,
                                                in_channels=data.config.in_channels, **arm.overrides),
@@ -244,10 +249,12 @@ def run_comparison(comparison: Comparison, scale: Scale, *, seeds: tuple[int, ..
 
 
 def train_one(comparison: Comparison, scale: Scale, *, arm: str, seed: int, runs_dir: Path,
-              device: str | None = None, data_path: str | None = None) -> RunRecord:
+              device: str | None = None, data_path: str | None = None,
+              trackers: tuple[TrackerName, ...] = ()) -> RunRecord:
     """One arm with one seed (what each torchrun command of an ImageNet-scale experiment runs)."""
     comparison.arm(arm)  # an unknown label fails here, listing the valid ones
     data = build_comparison_data(comparison, scale, data_path=data_path)
     arms = resolve_arms(comparison, scale, num_classes=data.datasets.num_classes, in_channels=data.config.in_channels)
     chosen = next(a for a in arms if a.label == arm)
-    return run_arm(comparison, scale, data, chosen, seed=seed, runs_dir=runs_dir, device=device, data_path=data_path)
+    return run_arm(comparison, scale, data, chosen, seed=seed, runs_dir=runs_dir, device=device, data_path=data_path,
+                   trackers=trackers)

@@ -32,6 +32,7 @@ from xception.data.datasets import Datasets
 from xception.data.fashion_mnist import CLASSES, ensure_fashion_mnist, load_fashion_mnist
 from xception.data.in_memory import InMemoryImages
 from xception.experiments.statistics import compare, summarize
+from xception.tracker_names import TrackerName
 from xception.train import TrainConfig, fit
 from xception.train.config import resolve_train_values
 from xception.train.run_directory import FINAL_WEIGHTS, RunDirectory
@@ -112,11 +113,12 @@ def _datasets(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor
 
 
 def _config(study: TransferStudy, out: Path, *, recipe: str, steps: int, seed: int, batch_size: int,
-            init: Path | None = None, recipe_overrides: dict[str, Any] | None = None) -> TrainConfig:
+            init: Path | None = None, recipe_overrides: dict[str, Any] | None = None,
+            trackers: tuple[TrackerName, ...] = ()) -> TrainConfig:
     data = DataConfig(source="fashion_mnist", path=None, image_size=28, in_channels=1)
     return TrainConfig(data=data, model="xception_small", recipe=recipe, recipe_overrides=recipe_overrides or {},
                        init_weights=str(init) if init else None, steps=steps, batch_size=batch_size, seed=seed,
-                       num_workers=0, progress=False, tensorboard=False, evaluate_during_training=False,
+                       num_workers=0, progress=False, trackers=trackers, evaluate_during_training=False,
                        cpu_threads=study.threads, out_dir=str(out))
 
 
@@ -125,7 +127,8 @@ def _finished(out: Path) -> dict[str, Any] | None:
     return RunDirectory(out).final_metrics()
 
 
-def pretrain(study: TransferStudy, directory: Path, runs: Path) -> tuple[Path, dict[str, Any]]:
+def pretrain(study: TransferStudy, directory: Path, runs: Path,
+             trackers: tuple[TrackerName, ...] = ()) -> tuple[Path, dict[str, Any]]:
     """xception_small trained on the source classes: (its weights, its test metrics)."""
     train = _subset(*load_fashion_mnist(directory, "train"), study.source_classes, per_class=None, seed=0)
     keep = torch.randperm(len(train[0]), generator=torch.Generator().manual_seed(0))[:study.pretrain_examples]
@@ -134,16 +137,18 @@ def pretrain(study: TransferStudy, directory: Path, runs: Path) -> tuple[Path, d
     out = runs / "pretrain"
     steps = int(study.pretrain_epochs * len(train[0]) // 64)
     metrics = _finished(out) or fit(_config(study, out, recipe="fashion_mnist_demo", steps=steps, seed=0,
-                                            batch_size=64), datasets=_datasets(train, test,
+                                            batch_size=64, trackers=trackers), datasets=_datasets(train, test,
                                                                                study.source_classes)).metrics
     return out / FINAL_WEIGHTS, metrics
 
 
-def run_transfer(study: TransferStudy, *, data_path: str | None, runs: Path) -> dict[str, Any]:
-    """Train every arm at every shot count and seed; returns the results (plain data for results.json)."""
+def run_transfer(study: TransferStudy, *, data_path: str | None, runs: Path,
+                 trackers: tuple[TrackerName, ...] = ()) -> dict[str, Any]:
+    """Train every arm at every shot count and seed, each run logged to `trackers`; returns the
+    results (plain data for results.json)."""
     start = time.perf_counter()
     directory = ensure_fashion_mnist(data_path, download=False)
-    weights, pretrain_metrics = pretrain(study, directory, runs)
+    weights, pretrain_metrics = pretrain(study, directory, runs, trackers)
     images, labels = load_fashion_mnist(directory, "train")
     test = _subset(*load_fashion_mnist(directory, "test"), study.target_classes, per_class=None, seed=0)
     rows = []
@@ -158,16 +163,17 @@ def run_transfer(study: TransferStudy, *, data_path: str | None, runs: Path) -> 
                          epoch_steps, **dict(arm.recipe_overrides)}
             config = _config(study, out, recipe="finetune", steps=study.finetune_steps, seed=seed,
                              batch_size=study.batch_size, init=weights if arm.pretrained else None,
-                             recipe_overrides=overrides)
+                             recipe_overrides=overrides, trackers=trackers)
             metrics = _finished(out) or fit(config, datasets=_datasets(train, test, study.target_classes)).metrics
             rows.append({"shots": shots, "arm": arm.label, "seed": seed, "top1": metrics["top1"]})
             log.info("%d shots, %s, seed %d: top-1 %.4f", shots, arm.label, seed, metrics["top1"])
-    segmentation = run_segmentation(study, weights, data_path=str(directory), runs=runs)
+    segmentation = run_segmentation(study, weights, data_path=str(directory), runs=runs, trackers=trackers)
     return {"study": dataclasses.asdict(study), "pretrain": {"weights": str(weights), "metrics": pretrain_metrics},
             "rows": rows, "segmentation": segmentation, "wall_s": time.perf_counter() - start}
 
 
-def run_segmentation(study: TransferStudy, weights: Path, *, data_path: str, runs: Path) -> list[dict[str, Any]]:
+def run_segmentation(study: TransferStudy, weights: Path, *, data_path: str, runs: Path,
+                     trackers: tuple[TrackerName, ...] = ()) -> list[dict[str, Any]]:
     """The mosaic segmentation preset at a smaller budget, backbone from `weights` or from scratch."""
     rows = []
     for pretrained in (True, False):
@@ -180,7 +186,7 @@ def run_segmentation(study: TransferStudy, weights: Path, *, data_path: str, run
             config = TrainConfig.from_dict(resolve_train_values({
                 "data": data, "model": "deeplabv3plus_small", "batch_size": 16, "recipe_overrides": {"lr": 0.8},
                 "init_weights": str(weights) if pretrained else None, "seed": seed, "num_workers": 0,
-                "progress": False, "tensorboard": False, "evaluate_during_training": False,
+                "progress": False, "trackers": trackers, "evaluate_during_training": False,
                 "cpu_threads": study.threads, "out_dir": str(out)}))
             metrics = _finished(out) or fit(config).metrics
             rows.append({"arm": "backbone pretrained" if pretrained else "from scratch", "seed": seed,

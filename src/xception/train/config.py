@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from xception.config_fields import from_values
 from xception.data.config import BAD_IMAGE_POLICIES, DEFAULT_BAD_IMAGES, MAX_BAD_FRACTION, BadImagePolicy
 from xception.runtime import TrainingPrecision
+from xception.tracker_names import DEFAULT_TRACKERS, TrackerName
 
 if TYPE_CHECKING:
     from xception.data import DataConfig
@@ -68,7 +69,8 @@ class TrainConfig:
     checkpoint_every_steps: int | None = None  # besides the end of each evaluation
     log_every_steps: int = 20
     progress: bool = True
-    tensorboard: bool = True
+    # Where the run's record goes besides metrics.jsonl (xception.train.trackers); () for none.
+    trackers: tuple[TrackerName, ...] = DEFAULT_TRACKERS
     bad_images: BadImagePolicy = DEFAULT_BAD_IMAGES  # "skip": leave unreadable images out (xception.data.bad_images)
     bad_image_fraction: float = MAX_BAD_FRACTION  # "skip" stops when more of a split than this is unreadable
 
@@ -120,6 +122,11 @@ class TrainConfig:
                                         f"that name; give a weight file or one of {', '.join(list_weights())}")
         if self.resume is not None and not Path(self.resume).exists():
             raise FileNotFoundError(f"--resume {self.resume} does not exist; give a checkpoint file or a run directory")
+        from xception.train.run_directory import RunDirectory
+        from xception.train.trackers import check_trackers
+
+        fresh = RunDirectory(Path(self.out_dir)).resume_source(resume=self.resume, restart=self.restart) is None
+        check_trackers(self.trackers, fresh=fresh)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (str, int, float, bool, None, lists, dicts) for JSON and checkpoints."""
@@ -133,6 +140,8 @@ class TrainConfig:
         if "task" in values:  # written before the task came from the model's registry entry
             values = resolve_train_values(values)
         values = dict(values)
+        if "tensorboard" in values:  # written before the trackers: TensorBoard on or off
+            values.setdefault("trackers", DEFAULT_TRACKERS if values.pop("tensorboard") else ())
         if isinstance(values.get("data"), dict):
             values["data"] = from_values(DataConfig, values["data"], what="data", where="data.")
         return from_values(cls, values, what="training", names={"DataConfig": DataConfig})

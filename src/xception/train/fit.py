@@ -92,6 +92,7 @@ from xception.train.run_directory import (
 )
 from xception.train.schedule import build_schedule
 from xception.train.step import Trainer
+from xception.train.trackers import Trackers, open_trackers
 
 log = logging.getLogger(__name__)
 
@@ -258,11 +259,9 @@ class Run:
             run_dir.check_fresh_start()
         if source is not None:
             changes = self._load(load_training_checkpoint(source), source)
-        if context.is_main:
-            self._open_run_dir(source)
+        trackers = self._open_run_dir(source) if context.is_main else None
         barrier()  # no rank starts before rank 0 has cleaned the run directory
-        self.logbook = Logbook(run_dir.path, active=context.is_main, tensorboard=config.tensorboard,
-                               purge_step=self.trainer.step + 1 if source is not None else None)
+        self.logbook = Logbook(run_dir.path, active=context.is_main, trackers=trackers)
         if changes:
             self.logbook.write("resume", {"step": self.trainer.step, "from": str(source), "changed": changes})
         self.bar = _progress_bar(config, context, self.total_steps, self.trainer.step)
@@ -281,10 +280,14 @@ class Run:
                 log.warning("resume at step %d changes %s: %r -> %r", self.trainer.step, name, before, now)
         return changes
 
-    def _open_run_dir(self, source: Path | None) -> None:
+    def _open_run_dir(self, source: Path | None) -> Trackers:
+        """Prepare the run directory and open the trackers (continuing their runs where this run
+        continues its own directory); config.json records both."""
         run_dir, config = self.run_dir, self.config
         run_dir.path.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(run_dir.path)
+        continued_here = source is not None and RunDirectory.of(source).path.resolve() == run_dir.path.resolve()
+        earlier_tracking = run_dir.tracking() if continued_here else None
         if source is None:
             run_dir.clear_outputs()  # a fresh start: nothing of an earlier run may mix with this one
         else:
@@ -298,12 +301,16 @@ class Run:
                     "total_steps": self.total_steps, "steps_per_epoch": self.steps_per_epoch,
                     "attempts": self.progress.attempts,  # the earlier attempts: where each was interrupted
                     "init": dataclasses.asdict(self.init) if self.init is not None else None}
+        trackers = open_trackers(config.trackers, run_dir.path, params=json.loads(json.dumps(resolved, default=str)),
+                                 earlier=earlier_tracking, first_step=self.trainer.step + 1 if source else None)
+        resolved["tracking"] = trackers.state()
         write_text_atomic(run_dir / CONFIG, json.dumps(resolved, indent=2, default=str))
         write_text_atomic(run_dir / ENVIRONMENT, json.dumps(environment(self.context.world_size), indent=2))
         # Which files each split holds, to check and reproduce the cut (the mosaics' cut of Fashion-MNIST
         # items is a pure function of data.seed and data.val_split, both in config.json).
         if config.data.val_split is not None and config.data.source in FILE_SOURCES:
             write_text_atomic(run_dir / SPLIT, json.dumps(split_manifest(config.data, self.datasets), indent=2))
+        return trackers
 
     # -- train ----------------------------------------------------------------------------------
 
@@ -484,13 +491,13 @@ class Run:
         if self.bar is not None:
             self.bar.close()
         self.stop_signal.close()
-        self.logbook.close()
         history = self.progress.history
         finished = trainer.step >= self.total_steps and bool(history)
         attempts = self.progress.all_attempts()
         wall_s = sum(a["wall_s"] for a in attempts)
         if finished:
             self.export_weights(FINAL_WEIGHTS, history[-1].metrics)
+            self.logbook.log_file(run_dir / FINAL_WEIGHTS)
             if context.is_main and self.decision is not None:
                 log.info("decision policy stored with the weights: temperature %.4g, %s", self.decision.temperature,
                          self.decision.reason() if self.decision.threshold is not None else "argmax")
@@ -499,7 +506,7 @@ class Run:
                          "wall_s_all_attempts": wall_s, "attempts": attempts}
                 write_text_atomic(run_dir / FINAL, json.dumps(final, indent=2))
         if context.is_main and history:
-            plot_curves(run_dir.path)
+            self.logbook.log_image(plot_curves(run_dir.path), trainer.step)
             if self.reliability_bins is not None:
                 save_reliability_diagram(run_dir / RELIABILITY, self.reliability_bins,
                                          title=f"validation split, step {trainer.step}: {self.decision.reason()}")
@@ -507,6 +514,7 @@ class Run:
         if context.is_main and not finished:
             log.info("stopped at step %d of %d%s; run the same command again to continue", trainer.step,
                      self.total_steps, f" by {self.progress.stopped_by}" if self.progress.stopped_by else "")
+        self.logbook.close()  # waits for the trackers' queued calls (bounded: xception.train.trackers.guarded)
         barrier()  # every process returns once rank 0 has written the run directory
         return TrainResult(
             config=self.config, metrics=dict(history[-1].metrics) if history else {},

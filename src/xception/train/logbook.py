@@ -1,47 +1,56 @@
-"""The run's record on rank 0: per-step and per-evaluation metrics as JSON lines and TensorBoard
-scalars, plus the training-curve figure at the end."""
+"""The run's record on rank 0: per-step and per-evaluation metrics as JSON lines, the same numbers
+to the run's trackers (TensorBoard, MLflow, W&B: `xception.train.trackers`), plus the
+training-curve figure at the end."""
 
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xception.atomic_write import save_figure_atomic
+
+if TYPE_CHECKING:
+    from xception.train.trackers import Trackers
 
 METRICS = "metrics.jsonl"
 CURVES = "curves.png"
 
 
 class Logbook:
-    """Appends to `run_dir/metrics.jsonl` (one JSON object a line, `kind` "step" or "eval") and,
-    when `tensorboard`, to TensorBoard event files in `run_dir/tensorboard`. Inactive (writes
-    nothing) on ranks other than 0."""
+    """Appends to `run_dir/metrics.jsonl` (one JSON object a line, `kind` "step", "eval" or
+    "resume") and hands each row's numbers to `trackers` as "KIND/NAME" at the row's step. Inactive
+    (writes nothing) on ranks other than 0."""
 
-    def __init__(self, run_dir: Path, *, active: bool, tensorboard: bool, purge_step: int | None = None) -> None:
-        """`purge_step`: a resumed run's first step; TensorBoard hides the events an earlier attempt
-        logged from that step on, which this run logs again."""
-        self.run_dir, self.active = run_dir, active
-        self.writer = None
-        if active and tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
+    # Columns that are the row's position, not a measurement: the trackers get them as the step.
+    POSITION = ("step", "epoch", "samples")
 
-            self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=purge_step)
+    def __init__(self, run_dir: Path, *, active: bool, trackers: Trackers | None = None) -> None:
+        self.run_dir, self.active, self.trackers = run_dir, active, trackers
 
     def write(self, kind: str, values: dict[str, Any]) -> None:
         if not self.active:
             return
         with open(self.run_dir / METRICS, "a") as f:
             f.write(json.dumps({"kind": kind, **values}) + "\n")
-        if self.writer is not None:
-            for key, value in values.items():
-                if isinstance(value, (int, float)) and key not in ("step", "epoch", "samples"):
-                    self.writer.add_scalar(f"{kind}/{key}", value, values["step"])
+        if self.trackers is not None:
+            numbers = {f"{kind}/{key}": float(value) for key, value in values.items()
+                       if isinstance(value, (int, float)) and key not in self.POSITION}
+            if numbers:
+                self.trackers.log_metrics(numbers, values["step"])
+
+    def log_image(self, path: Path, step: int) -> None:
+        if self.active and self.trackers is not None:
+            self.trackers.log_image(path, step)
+
+    def log_file(self, path: Path) -> None:
+        if self.active and self.trackers is not None:
+            self.trackers.log_file(path)
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        if self.trackers is not None:
+            self.trackers.close()
 
 
 def plot_curves(run_dir: Path) -> Path:

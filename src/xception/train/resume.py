@@ -21,7 +21,7 @@ REFUSED = ("model", "init_weights", "model_overrides", "batch_size", "seed", "da
 # The recipe fields whose change makes the saved optimizer or average state meaningless.
 REFUSED_RECIPE = ("optimizer", "loss")
 # Fields that say where a run writes and how it shows progress, not what it computes.
-UNCHECKED = ("out_dir", "resume", "restart", "progress", "tensorboard", "stop_after_steps", "num_workers",
+UNCHECKED = ("out_dir", "resume", "restart", "progress", "trackers", "stop_after_steps", "num_workers",
              "cpu_threads", "device", "log_every_steps", "checkpoint_every_steps")
 # A data set may move (another mount point) or be downloaded again: the same data.
 UNCHECKED_DATA = ("path", "download")

@@ -105,6 +105,11 @@ class RunDirectory:
                 if row is not None and row.get("step", 0) <= step]
         write_text_atomic(self.path / METRICS, "".join(json.dumps(row) + "\n" for row in kept))
 
+    def tracking(self) -> dict[str, Any] | None:
+        """config.json's "tracking" section (each tracker's run, to continue it), or None."""
+        config = self.path / CONFIG
+        return json.loads(config.read_text()).get("tracking") if config.is_file() else None
+
     def final_metrics(self) -> dict[str, Any] | None:
         """The last evaluation of a finished run, or None when it has not finished."""
         final = self.path / FINAL

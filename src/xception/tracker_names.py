@@ -1,0 +1,16 @@
+"""The names of the experiment trackers (`xception.train.trackers`), for the command line's choices
+and the training config: torch-free, so that `xception --help` stays quick."""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+TrackerName = Literal["tensorboard", "mlflow", "wandb"]
+TRACKERS: tuple[TrackerName, ...] = get_args(TrackerName)
+DEFAULT_TRACKERS: tuple[TrackerName, ...] = ("tensorboard",)
+# The package each tracker logs through, and the extra of this project that installs it.
+PACKAGES: dict[TrackerName, tuple[str, str]] = {
+    "tensorboard": ("tensorboard", "the base install"),
+    "mlflow": ("mlflow", "pip install 'xception[track]'"),
+    "wandb": ("wandb", "pip install 'xception[track]'"),
+}
