@@ -150,3 +150,24 @@ def test_frames_takes_the_classes_from_a_csv_list(videos, tmp_path):
         (f"{'1_fake' if n.startswith('fake') else '0_real'}/{n[:-4]}", "1_fake" if n.startswith("fake") else "0_real")
         for n in names}
     assert all((out / r["path"]).is_file() and r["path"].startswith(r["class"] + "/") for r in rows)
+
+
+def test_frames_with_every_face_writes_one_png_per_face(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from video_files import encode_video, lfw_faces, pasted
+
+    faces = lfw_faces(2)
+    small = np.asarray(Image.fromarray(faces[1]).resize((60, 60), Image.BICUBIC))
+    large = np.asarray(Image.fromarray(faces[0]).resize((130, 130), Image.BICUBIC))
+    frame = pasted(pasted(np.full((240, 320, 3), 128, np.uint8), small, x=20, y=20), large, x=180, y=100)
+    (tmp_path / "videos" / "0_real").mkdir(parents=True)
+    encode_video(tmp_path / "videos" / "0_real" / "two.mp4", [frame] * 2)
+    out = tmp_path / "frames"
+    assert main(["data", "frames", str(tmp_path / "videos"), "--out", str(out), "--frames", "1", "--crop", "faces",
+                 "--face", "all"]) == 0
+    rows = read_manifest(out / "frames.csv")
+    assert [(r["path"], r["face"]) for r in rows] == [("0_real/two_000000_0.png", "0"), ("0_real/two_000000_1.png", "1")]
+    sizes = [Image.open(out / r["path"]).size[0] for r in rows]
+    assert sizes == [int(r["box_size"]) for r in rows] and sizes[0] > sizes[1]
