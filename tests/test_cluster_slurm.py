@@ -23,6 +23,8 @@ from tiny_image_folder import write_image_folder
 SCRIPT = Path(__file__).resolve().parents[1] / "configs" / "cluster" / "slurm" / "train.sbatch"
 BIN = Path(sys.executable).parent  # torchrun and xception, which the script calls by name
 STEPS = 40
+# A job's states until it ends; COMPLETING also between an attempt's end and its requeue.
+ALIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED")
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +47,7 @@ def _wait_for_step(slurm: LocalSlurm, job_id: str, run: Path, step: int, timeout
     deadline = time.monotonic() + timeout
     while _logged_steps(run) < step:
         state = slurm.job(job_id)["JobState"]
-        assert state in ("PENDING", "RUNNING", "CONFIGURING", "REQUEUED") and time.monotonic() < deadline, (
+        assert state in ALIVE and time.monotonic() < deadline, (
             state, slurm.logs())
         time.sleep(0.2)
 
@@ -83,7 +85,7 @@ def test_sbatch_requeued_by_sigusr1_and_by_preemption_ends_bit_identical(slurm, 
     _wait_for_step(slurm, job_id, run, 10)
     slurm.run("scancel", "--signal=USR1", job_id)  # the warning before a time limit or a preemption
     while slurm.job(job_id)["Restarts"] == "0":  # the script requeues the stopped run
-        assert slurm.job(job_id)["JobState"] in ("RUNNING", "COMPLETING", "PENDING", "REQUEUED"), log.read_text()
+        assert slurm.job(job_id)["JobState"] in ALIVE, log.read_text()
         time.sleep(0.2)
     _wait_for_step(slurm, job_id, run, 25)
     slurm.run("scontrol", "requeue", job_id)  # a preemption without warning: the job is killed and requeued
