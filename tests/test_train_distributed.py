@@ -55,12 +55,18 @@ def _worker(rank: int, port: int, out_dir: str, queue) -> None:
     try:
         result = fit(_config(out_dir), datasets=tiny_datasets())
         shared = _evaluate_weights(result.weights)  # the same weights file for both ranks
-        queue.put((rank, result.metrics, shared))
+        # Numbers only: tensors (the calibration bins) would travel as file descriptors that die
+        # with this process.
+        queue.put((rank, _numbers(result.metrics), _numbers(shared)))
     except BaseException as error:  # report instead of leaving the parent waiting
         queue.put((rank, repr(error), None))
         raise
     finally:
         close_distributed()
+
+
+def _numbers(metrics: dict) -> dict:
+    return {key: value for key, value in metrics.items() if isinstance(value, int | float)}
 
 
 def _free_port() -> int:
