@@ -170,13 +170,25 @@ def test_a_continued_run_continues_its_mlflow_run(folder, mlflow_server, tmp_pat
     argv = _argv(folder, out, "--tracker", "mlflow", "--set", "log_every_steps=1")
     assert main([*argv, "--set", "stop_after_steps=3"]) == 0
     first = _tracking(out)["mlflow"]["run_id"]
+    client = MlflowClient(tracking_uri=mlflow_server.uri)
+    assert client.get_run(first).info.status == "KILLED"  # stopped, to be continued
     assert main(argv) == 0
     assert _tracking(out)["mlflow"]["run_id"] == first
-    client = MlflowClient(tracking_uri=mlflow_server.uri)
     runs = client.search_runs([_tracking(out)["mlflow"]["experiment_id"]])
     assert [r.info.run_id for r in runs] == [first] and runs[0].info.status == "FINISHED"
     steps = sorted({m.step for m in client.get_metric_history(first, "step/loss")})
     assert steps == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.slow
+def test_a_run_that_fails_marks_its_mlflow_run_failed(folder, mlflow_server, tmp_path, capsys):
+    from mlflow import MlflowClient
+
+    out = tmp_path / "run"
+    assert main(_argv(folder, out, "--tracker", "mlflow", "--set", "recipe.lr=1e30")) == 2  # diverges
+    assert "the training loss became" in capsys.readouterr().err
+    run = MlflowClient(tracking_uri=mlflow_server.uri).get_run(_tracking(out)["mlflow"]["run_id"])
+    assert run.info.status == "FAILED"
 
 
 @pytest.mark.slow

@@ -121,10 +121,15 @@ def fit(config: TrainConfig, *, datasets: Any | None = None) -> TrainResult:
     A run directory that holds a checkpoint is continued (see `xception.train.resume`).
     """
     run = Run(config, datasets=datasets)
-    run.resume()
-    while run.train_epoch():
-        pass
-    return run.finish()
+    try:
+        run.resume()
+        while run.train_epoch():
+            pass
+        return run.finish()
+    except BaseException:
+        if run.logbook is not None:
+            run.logbook.close("failed")  # the trackers' runs say so (a later attempt may continue them)
+        raise
 
 
 class Run:
@@ -514,7 +519,8 @@ class Run:
         if context.is_main and not finished:
             log.info("stopped at step %d of %d%s; run the same command again to continue", trainer.step,
                      self.total_steps, f" by {self.progress.stopped_by}" if self.progress.stopped_by else "")
-        self.logbook.close()  # waits for the trackers' queued calls (bounded: xception.train.trackers.guarded)
+        # Waits for the trackers' queued calls (bounded: xception.train.trackers.guarded).
+        self.logbook.close("finished" if finished else "stopped")
         barrier()  # every process returns once rank 0 has written the run directory
         return TrainResult(
             config=self.config, metrics=dict(history[-1].metrics) if history else {},

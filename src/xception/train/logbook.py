@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from xception.atomic_write import save_figure_atomic
 
 if TYPE_CHECKING:
+    from xception.tracker_names import Outcome
     from xception.train.trackers import Trackers
 
 METRICS = "metrics.jsonl"
@@ -48,9 +49,11 @@ class Logbook:
         if self.active and self.trackers is not None:
             self.trackers.log_file(path)
 
-    def close(self) -> None:
+    def close(self, outcome: Outcome) -> None:
+        """Close the trackers, once: `outcome` is how this attempt ended."""
         if self.trackers is not None:
-            self.trackers.close()
+            self.trackers, trackers = None, self.trackers
+            trackers.close(outcome)
 
 
 def plot_curves(run_dir: Path) -> Path:

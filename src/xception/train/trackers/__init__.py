@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from xception.errors import UserError
-from xception.tracker_names import PACKAGES, TRACKERS, TrackerName
+from xception.tracker_names import PACKAGES, TRACKERS, Outcome, TrackerName
 
 # The class of each tracker, "module:Class" under this package, imported only when asked for.
 _REGISTRY: dict[TrackerName, str] = {
@@ -80,7 +80,8 @@ class Tracker(ABC):
         """A file to keep with the run (the final weights)."""
 
     @abstractmethod
-    def close(self) -> None: ...
+    def close(self, outcome: Outcome) -> None:
+        """End this attempt's logging; a "stopped" or "failed" run may be continued by a later `open`."""
 
 
 def tracker_class(name: TrackerName) -> type[Tracker]:
@@ -145,9 +146,9 @@ class Trackers:
         for tracker in self.trackers:
             tracker.log_file(path)
 
-    def close(self) -> None:
+    def close(self, outcome: Outcome) -> None:
         for tracker in self.trackers:
-            tracker.close()
+            tracker.close(outcome)
 
 
 def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -56,12 +56,12 @@ class GuardedTracker:
     def log_file(self, path: Path) -> None:
         self._queue("log_file", path)
 
-    def close(self) -> None:
+    def close(self, outcome: str) -> None:
         """Queue the tracker's own close, then wait for the queue, at most FLUSH_TIMEOUT_S. A failed
         tracker is not waited for (its thread may still be inside the call that failed it)."""
         if self.failed:
             return
-        self._queue("close")
+        self._queue("close", outcome)
         self.thread.join(FLUSH_TIMEOUT_S)
         if self.thread.is_alive():
             self._fail(f"still busy after {FLUSH_TIMEOUT_S:.0f} s at the end of training; not waiting for it")

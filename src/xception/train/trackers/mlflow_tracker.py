@@ -18,6 +18,8 @@ from xception.train.trackers import Tracker
 PARAM_LENGTH = 6000  # MLflow's limit on a parameter's value (longer lists of class names are cut)
 BATCH = 100  # MLflow's limit on parameters in one log_batch call
 PROBE_TIMEOUT_S = 5.0
+# MLflow's run status for each outcome: a stopped run (to be continued) is KILLED until it goes on.
+STATUS = {"finished": "FINISHED", "stopped": "KILLED", "failed": "FAILED"}
 
 
 class MlflowTracker(Tracker):
@@ -79,8 +81,8 @@ class MlflowTracker(Tracker):
     def log_file(self, path: Path) -> None:
         self.client.log_artifact(self.run_id, str(path))
 
-    def close(self) -> None:
-        self.client.set_terminated(self.run_id)
+    def close(self, outcome: str) -> None:
+        self.client.set_terminated(self.run_id, status=STATUS[outcome])
 
 
 def unreachable(uri: str) -> str | None:

@@ -52,5 +52,5 @@ class TensorBoardTracker(Tracker):
     def log_file(self, path: Path) -> None:
         """TensorBoard keeps no files: the weights stay in the run directory beside the event files."""
 
-    def close(self) -> None:
+    def close(self, outcome: str) -> None:
         self.writer.close()

@@ -61,5 +61,5 @@ class WandbTracker(Tracker):
         shutil.copyfile(path, kept)
         self.run.save(str(kept), base_path=self.run.dir, policy="now")
 
-    def close(self) -> None:
-        self.run.finish()
+    def close(self, outcome: str) -> None:
+        self.run.finish(exit_code=1 if outcome == "failed" else 0)
