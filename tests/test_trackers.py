@@ -20,7 +20,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from spawn_ranks import free_port
+from spawn_ranks import free_port, run_ranks
 from tiny_image_folder import train_argv, write_image_folder
 from xception.cli import main
 from xception.train.logbook import Logbook
@@ -189,6 +189,33 @@ def test_a_run_that_fails_marks_its_mlflow_run_failed(folder, mlflow_server, tmp
     assert "the training loss became" in capsys.readouterr().err
     run = MlflowClient(tracking_uri=mlflow_server.uri).get_run(_tracking(out)["mlflow"]["run_id"])
     assert run.info.status == "FAILED"
+
+
+def _fit_tracked(rank: int, out_dir: str) -> int:
+    """One rank of a two-process run logging to MLflow (run by spawn_ranks.run_ranks)."""
+    from tiny_classification import tiny_datasets
+    from xception.data import DataConfig
+    from xception.train import TrainConfig, fit
+
+    config = TrainConfig(
+        data=DataConfig(source="fashion_mnist", path=None, image_size=16, in_channels=1), model="xception_small",
+        model_overrides={"width": 0.125, "middle_repeats": 1}, recipe="fashion_mnist_demo", steps=4, batch_size=16,
+        precision="fp32", channels_last=False, compile=False, device="cpu", num_workers=0, progress=False,
+        trackers=("mlflow",), out_dir=out_dir, log_every_steps=1)
+    return fit(config, datasets=tiny_datasets()).steps
+
+
+@pytest.mark.slow
+def test_only_rank_0_of_a_distributed_run_logs(mlflow_server, tmp_path):
+    from mlflow import MlflowClient
+
+    out = tmp_path / "run"
+    assert run_ranks(_fit_tracked, str(out)) == [4, 4]
+    client = MlflowClient(tracking_uri=mlflow_server.uri)
+    (run,) = client.search_runs([_tracking(out)["mlflow"]["experiment_id"]])  # one run, not one per rank
+    assert run.info.run_id == _tracking(out)["mlflow"]["run_id"] and run.info.status == "FINISHED"
+    losses = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "step/loss"))
+    assert losses == [(r["step"], r["loss"]) for r in _rows(out) if r["kind"] == "step"]
 
 
 @pytest.mark.slow
