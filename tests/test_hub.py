@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.tiny_image_folder import train_argv, write_image_folder
+from tiny_image_folder import train_argv, write_image_folder
 from xception import create_model
 from xception.cli import main
 from xception.models.trained import open_weights
