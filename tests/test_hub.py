@@ -160,6 +160,9 @@ def test_a_revision_pins_the_weights(tmp_path, offline_hub):
     latest = open_weights("hf-hub:me/pinned").model.state_dict()
     key = "classifier.weight"
     assert torch.equal(first[key], by_commit[key]) and not torch.equal(first[key], latest[key])
+    built = create_model("xception_small", num_classes=2, in_channels=1, width=0.125, middle_repeats=1,
+                         weights="hf-hub:me/pinned@v1")
+    assert torch.equal(built.state_dict()[key], first[key])
 
 
 def test_an_id_missing_from_the_offline_cache_names_the_id_and_the_cache(offline_hub, tmp_path, capsys):

@@ -12,6 +12,7 @@ from xception.models.features import FeatureExtractor
 from xception.models.registry import get_entry, resolve_spec
 from xception.models.weights import load_weights
 from xception.models.weights.download import fetch_weights, registered_weights
+from xception.models.weights.hub import hub_weights_file, is_hub_id
 from xception.models.weights.registry import WeightsEntry
 
 
@@ -34,6 +35,7 @@ def create_model(
     project's safetensors); the head is kept when its shape fits `num_classes`. It may also name
     published weights of the model (`"imagenet"`, `"imagenet_notop"`, see `list_weights()`) or be a
     `WeightsEntry`: the file is downloaded into the cache on first use and checked (docs/weights.md);
+    or a Hugging Face Hub id, ``"hf-hub:ORG/NAME[@REVISION]"``, fetched through huggingface_hub's cache;
     with another `num_classes` than theirs, their body is loaded under a fresh head (fine-tuning).
     The paper's dropout (0.5) belongs to the training recipe, so the default here is 0.
 
@@ -50,6 +52,8 @@ def create_model(
     extra = {"create_backbone": create_model} if entry.task == "segmentation" else {}
     model = entry.build(spec.config, num_classes=num_classes, in_channels=in_channels, drop_rate=drop_rate,
                         spec=spec, **extra)
+    if is_hub_id(weights):
+        weights = hub_weights_file(weights)
     if weights is not None:
         published = registered_weights(name, weights)
         if published is None:
