@@ -31,6 +31,10 @@ def installed_or_skip() -> None:
     """SLURM's daemons and commands, installed with apt-get where they are missing and this is root."""
     if os.geteuid() != 0:
         pytest.skip("a local SLURM needs root: slurmd starts every job as its user")
+    # Debian puts the daemons in /usr/sbin, which root's usual PATH has and a bare environment
+    # (env -i, some CI runners) may not: without it they look missing and apt-get itself fails.
+    path = os.environ.get("PATH", "").split(os.pathsep)
+    os.environ["PATH"] = os.pathsep.join([*path, *(d for d in ("/usr/local/sbin", "/usr/sbin", "/sbin") if d not in path)])
     if all(shutil.which(c) for c in COMMANDS):
         return
     if not shutil.which("apt-get"):
