@@ -7,6 +7,7 @@ refits the policy of existing weights and refuses what cannot be fitted."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import importlib.util
 import json
@@ -20,6 +21,7 @@ from sklearn.metrics import roc_curve
 
 from xception.cli import main
 from xception.models.weights.native import read_metadata
+from xception.tasks.tta import five_crops
 
 
 def _benchmark():
@@ -181,7 +183,7 @@ def test_raw_input_export_carries_the_temperature_and_the_threshold(faces_run, t
     assert json.loads(props["decision"]) == read_metadata(weights)["decision"]
 
 
-def test_tta_flip_averages_the_probabilities_of_an_image_and_its_mirror(faces_run, capsys):
+def test_tta_averages_the_probabilities_of_an_image_and_its_views(faces_run, capsys):
     from xception.inference.session import InferenceSession
 
     root, run = faces_run
@@ -191,10 +193,22 @@ def test_tta_flip_averages_the_probabilities_of_an_image_and_its_mirror(faces_ru
     expected = (session.probabilities(images) + session.probabilities(images.flip(-1))) / 2
     torch.testing.assert_close(session.probabilities(images, tta="flip"), expected, atol=1e-6, rtol=0)
     assert not torch.allclose(session.probabilities(images), expected, atol=1e-4)  # the mirror changes something
-    assert main(["eval", "--weights", str(weights), "--data", str(root / "test"), "--split", "all", "--device", "cpu",
-                 "--runtime", "onnxruntime", "--precision", "fp32", "--tta", "flip", "--json"]) == 0
-    metrics = json.loads(capsys.readouterr().out)
-    assert metrics["examples"] == 80 and metrics["images_per_second"] > 0
+    # Ten crops: the mean of the probabilities of the five crops and their mirrors, each resized back.
+    views = five_crops(images) + five_crops(images.flip(-1))
+    assert len(views) == 10 and all(view.shape == images.shape for view in views)
+    ten = torch.stack([session.probabilities(view) for view in views]).mean(0)
+    torch.testing.assert_close(session.probabilities(images, tta="flip+5crop"), ten, atol=1e-6, rtol=0)
+    for tta in ("flip", "flip+5crop"):
+        assert main(["eval", "--weights", str(weights), "--data", str(root / "test"), "--split", "all", "--device",
+                     "cpu", "--runtime", "onnxruntime", "--precision", "fp32", "--tta", tta, "--json"]) == 0
+        metrics = json.loads(capsys.readouterr().out)
+        assert metrics["examples"] == 80 and metrics["images_per_second"] > 0 and metrics["roc_auc"] > 0.8
+    photo = sorted((root / "test").glob("*/*.png"))[0]
+    assert main(["predict", str(photo), "--weights", str(weights), "--device", "cpu", "--runtime", "onnxruntime",
+                 "--precision", "fp32", "--tta", "flip+5crop", "--top-k", "2"]) == 0
+    printed = capsys.readouterr().out
+    answer = session.probabilities(session.prepare(photo)[None], tta="flip+5crop")[0]
+    assert f"{answer.max():.4f}" in printed
 
 
 def test_serve_answers_with_the_decision_and_its_reason(faces_run):
@@ -216,3 +230,18 @@ def test_serve_answers_with_the_decision_and_its_reason(faces_run):
     assert answer["decision"]["class_names"] == [decided]
     assert answer["decision"]["text"].startswith(decided + ", probability ")
     assert answer["decision"]["reason"].endswith("(EER on 30 validation images)")
+    # The Open Inference Protocol's answer carries the same decisions, read by the protocol's own client.
+    tritonclient = pytest.importorskip("tritonclient.http")
+    photos = [sorted((root / "test" / label).glob("*.png"))[0] for label in ("face", "nonface")]
+    request = {"inputs": [{"name": "image", "shape": [2], "datatype": "BYTES",
+                           "data": [base64.b64encode(p.read_bytes()).decode() for p in photos]}]}
+    with TestClient(create_app(served, ServeConfig())) as client:
+        outputs = [o["name"] for o in client.get(f"/v2/models/{served.name}").json()["outputs"]]
+        body = client.post(f"/v2/models/{served.name}/infer", json=request).content
+    assert outputs[-2:] == ["decided", "decision"]
+    result = tritonclient.InferResult.from_response_body(body)
+    scores = result.as_numpy("probabilities")[:, 1]
+    expected = np.stack([scores < threshold, scores >= threshold], axis=1)  # [face, nonface] decided
+    assert result.as_numpy("decided").dtype == bool and (result.as_numpy("decided") == expected).all()
+    texts = [t.decode() if isinstance(t, bytes) else str(t) for t in result.as_numpy("decision")]
+    assert texts[1] == answer["decision"]["text"]

@@ -180,6 +180,9 @@ BAD_REQUESTS = {  # name: (method, path, body or JSON, status, words the error m
     "unknown_output": (f"/v2/models/{NAME}/infer", {"inputs": [
         {"name": "input", "shape": [1, 3, 32, 32], "datatype": "FP32", "data": [0.0] * 3072}],
         "outputs": [{"name": "logits"}]}, 400, "unknown outputs ['logits']"),
+    "decision_without_a_policy": (f"/v2/models/{NAME}/infer", {"inputs": [
+        {"name": "input", "shape": [1, 3, 32, 32], "datatype": "FP32", "data": [0.0] * 3072}],
+        "outputs": [{"name": "decided"}]}, 400, "these weights carry none (argmax); fit one with `xception calibrate`"),
     "binary_size_past_the_body": (f"/v2/models/{NAME}/infer", "binary", 400, "does not fit"),
 }
 

@@ -60,3 +60,29 @@ def test_averaged_logits_are_the_logits_of_the_mean_probabilities():
     assert torch.equal(averaged_logits(views[:1], multilabel=False, temperature=2), views[0] / 2)
     assert torch.isfinite(averaged_logits(views, multilabel=True)).all()
     assert F.cross_entropy(averaged_logits(views, multilabel=False), torch.zeros(5, dtype=torch.long)).isfinite()
+
+
+def test_five_crops_are_torchvisions_five_crops_resized_back():
+    from torchvision.transforms.v2 import functional as TF
+
+    from xception.tasks.tta import crop_side, five_crops
+
+    for height, width in ((37, 37), (299, 299), (32, 48)):
+        images = torch.rand(2, 3, height, width, generator=torch.Generator().manual_seed(height)) * 2 - 1
+        size = [crop_side(height), crop_side(width)]
+        expected = [TF.resize(crop, [height, width], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+                    for crop in TF.five_crop(images, size)]
+        for ours, theirs in zip(five_crops(images), expected, strict=True):
+            torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=0)
+    assert crop_side(299) == 261 and crop_side(37) == 33  # about 7/8, less an even margin
+
+
+def test_flip_and_five_crops_of_a_model_and_of_its_mirrored_twin_give_identical_probabilities():
+    model, twin = model_and_twin()
+    images = torch.randn(6, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
+    ten = evaluated_probabilities(model, images, "flip+5crop")
+    torch.testing.assert_close(ten, evaluated_probabilities(twin, images, "flip+5crop"), atol=1e-6, rtol=0)
+    # The five crops alone are not closed under mirroring: there the twin answers otherwise.
+    assert (evaluated_probabilities(model, images, "5crop") - evaluated_probabilities(twin, images, "5crop")
+            ).abs().max() > 1e-3
+    assert (ten - evaluated_probabilities(model, images, "flip")).abs().max() > 1e-3  # the crops are seen

@@ -13,7 +13,7 @@ def add_parser(subparsers) -> None:
     from xception.cli.weights import add_weights_options
     from xception.deploy.runtime_names import RUNTIMES
     from xception.precisions import PRECISIONS
-    from xception.tta_names import TTA_CHOICES
+    from xception.tta_names import TTA_CHOICES, TTA_HELP
 
     parser = subparsers.add_parser(
         "eval",
@@ -41,8 +41,7 @@ def add_parser(subparsers) -> None:
                         help="default: the fastest for the device and runtime; int8 quantizes after calibrating "
                         "on a few hundred of the weights' training images")
     parser.add_argument("--tta", choices=TTA_CHOICES, default="none",
-                        help="test-time augmentation: flip averages each image's probabilities with its mirror "
-                        "image's (twice the compute: see images_per_second)")
+                        help=TTA_HELP)
     parser.add_argument("--runtime", choices=RUNTIMES,
                         help="default: on a CPU the highest throughput at --batch-size measured by `xception bench "
                         "--choose` (cached per machine), else a preference; printed with the metrics")

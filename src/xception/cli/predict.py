@@ -13,7 +13,7 @@ def add_parser(subparsers) -> None:
     from xception.cli.weights import add_weights_options
     from xception.deploy.runtime_names import RUNTIMES
     from xception.precisions import PRECISIONS
-    from xception.tta_names import TTA_CHOICES
+    from xception.tta_names import TTA_CHOICES, TTA_HELP
 
     parser = subparsers.add_parser(
         "predict",
@@ -38,8 +38,7 @@ def add_parser(subparsers) -> None:
         "after calibrating on a few hundred of the weights' training images",
     )
     parser.add_argument("--tta", choices=TTA_CHOICES, default="none",
-                        help="test-time augmentation: flip averages each image's probabilities with its mirror "
-                        "image's (twice the compute)")
+                        help=TTA_HELP)
     parser.add_argument("--runtime", choices=RUNTIMES,
                         help="default: on a CPU the lowest latency measured by `xception bench --choose` (cached per "
                         "machine), else a preference; the choice and its figures are printed")

@@ -11,7 +11,7 @@ def add_parser(subparsers) -> None:
     from xception.deploy.runtime_names import RUNTIMES
     from xception.precisions import PRECISIONS
     from xception.serve.config import ServeConfig
-    from xception.tta_names import TTA_CHOICES
+    from xception.tta_names import TTA_CHOICES, TTA_HELP
 
     defaults = ServeConfig()
     parser = subparsers.add_parser(
@@ -29,8 +29,7 @@ def add_parser(subparsers) -> None:
     add_weights_options(parser, ensemble=True)
     parser.add_argument("--name", help="the model's name in the URLs (default: its registry model, e.g. xception)")
     parser.add_argument("--tta", choices=TTA_CHOICES, default="none",
-                        help="test-time augmentation: flip averages each image's probabilities with its mirror "
-                        "image's (twice the compute)")
+                        help=TTA_HELP)
     parser.add_argument("--runtime", choices=RUNTIMES,
                         help="default: the fastest measured by `xception bench --choose` at the nearest batch size "
                         "(cached per machine), else a preference; logged with its figures")

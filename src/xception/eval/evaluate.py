@@ -47,8 +47,8 @@ def evaluate_weights(
     write the reliability diagram to. `keep_logits` adds `logits` (N, C) and `targets` (for
     `xception calibrate`). Several `weights` are an ensemble (`xception.inference.ensemble`): the
     mean of the members' calibrated probabilities, which must name the same classes and prepare
-    images alike; it decides by argmax. `tta` "flip": a classifier's probabilities are the mean of
-    each image's and its mirror image's (`xception.tasks.tta`); `images_per_second` counts images,
+    images alike; it decides by argmax. `tta`: a classifier's probabilities are the mean of each
+    image's views' (`xception.tasks.tta`); `images_per_second` counts images,
     not views."""
     from xception.data import build_datasets
     from xception.data.build import build_whole_folder

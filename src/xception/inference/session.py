@@ -210,8 +210,8 @@ class InferenceSession:
     def calibrated_logits(self, images: torch.Tensor, *, tta: TTA = "none") -> torch.Tensor:
         """`logits` divided by the temperature of the weights' decision policy (the logits themselves
         for weights without one): what the probabilities and the decision are computed from. `tta`
-        "flip": the logits of the mean calibrated probabilities of the images and their mirror
-        images (`xception.tasks.tta`)."""
+        other than "none": the logits of the mean calibrated probabilities of the images' views
+        (`xception.tasks.tta`: their mirror images, five crops, or both)."""
         if tta == "none":
             return calibrated_logits(self.logits(images), self.description.decision)
         decision = self.description.decision

@@ -140,6 +140,9 @@ def create_app(served: ServedModel, config: ServeConfig, *, heatmap: HeatmapRend
         outputs = [protocol.TensorMetadata(name="probabilities", datatype="FP32", shape=[-1, k]),
                    protocol.TensorMetadata(name="top_classes", datatype="BYTES", shape=[-1, -1]),
                    protocol.TensorMetadata(name="top_probabilities", datatype="FP32", shape=[-1, -1])]
+        if served.decides:
+            outputs += [protocol.TensorMetadata(name="decided", datatype="BOOL", shape=[-1, k]),
+                        protocol.TensorMetadata(name="decision", datatype="BYTES", shape=[-1])]
         return {"name": served.name, "versions": [], "platform": f"xception_{served.engine.runtime}",
                 "inputs": [t.model_dump() for t in tensors], "outputs": [t.model_dump() for t in outputs],
                 "parameters": {"model": served.model_name, "runtime": served.engine.description,
@@ -162,7 +165,8 @@ def create_app(served: ServedModel, config: ServeConfig, *, heatmap: HeatmapRend
         body = await _read_body(request, config.max_body_bytes)
         parsed, binary = protocol.parse_request(body, request.headers.get(protocol.BINARY_HEADER))
         tensor = protocol.the_input(parsed)
-        outputs = protocol.wanted_outputs(parsed)
+        decides = served.decides
+        outputs = protocol.wanted_outputs(parsed, decides=decides)
         top_k = protocol.requested_top_k(parsed, config.top_k, len(served.class_names))
         if tensor.name == protocol.IMAGE_INPUT:
             encoded = protocol.decode_images(tensor, binary.get(tensor.name))
@@ -175,7 +179,8 @@ def create_app(served: ServedModel, config: ServeConfig, *, heatmap: HeatmapRend
         probabilities = await infer(images)
         answer = protocol.InferenceResponse(
             model_name=served.name, id=parsed.id,
-            outputs=protocol.response_outputs(probabilities, served.class_names, top_k=top_k, names=outputs))
+            outputs=protocol.response_outputs(probabilities, served.class_names, top_k=top_k, names=outputs,
+                                              decided=served.decide(probabilities) if decides else None))
         return answer.model_dump(exclude_none=True)
 
     @app.post("/predict")

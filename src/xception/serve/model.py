@@ -74,6 +74,12 @@ class ServedModel:
             return self.ensemble.probabilities([images] * len(self.ensemble.members), tta=self.tta)
         return self.session.probabilities(images, tta=self.tta)
 
+    @property
+    def decides(self) -> bool:
+        """Whether the answers carry a decision under the weights' policy (not an ensemble's: argmax)."""
+        return (self.ensemble is None and self.session.description.decision is not None
+                and self.session.task == "classification")
+
     def decide(self, probabilities: torch.Tensor) -> list[Decided] | None:
         """Each row's decision under the weights' decision policy, or None without one
         (`InferenceSession.decide`); an ensemble decides by argmax, as `predict` says (None here)."""
@@ -87,8 +93,8 @@ def load_served_model(weights: str | Sequence[str], *, model_name: str | None = 
     published name) in the runtime and precision chosen for throughput at `max_batch_size` (the
     batcher's largest batch), or as asked. `name` (default: the registry model's name) is the
     model's name in the protocol. Several `weights`: an ensemble (the mean of their calibrated
-    probabilities; they must prepare images alike). `tta` "flip" answers with the mean
-    probabilities of each image and its mirror image."""
+    probabilities; they must prepare images alike). `tta` (`xception.tasks.tta`) answers with
+    the mean probabilities of each image's views."""
     options = dict(model_name=model_name, runtime=runtime, precision=precision, device=device, workload="throughput",
                    batch_size=max_batch_size)
     members = [weights] if isinstance(weights, str) else list(weights)

@@ -11,6 +11,11 @@ Inputs, of which a request names exactly one:
 Outputs (all by default, or those named in "outputs"):
 - "probabilities", FP32 [N, num_classes]; "top_classes", BYTES [N, k], the class names most probable
   first; "top_probabilities", FP32 [N, k]. k is the request parameter "top_k" (default: the server's).
+- Where the weights carry a decision policy (`xception calibrate`, or training with a validation
+  split): "decided", BOOL [N, num_classes], the classes decided at the policy's threshold (one per
+  row for single-label weights, any number for multi-label ones); "decision", BYTES [N], each
+  decision in words ("face, probability 0.83 (p(face) 0.83 >= threshold 0.37 (EER on 40 validation
+  images))"). Asking for them from weights without a policy is a 400 that says so.
 Answers are always JSON.
 """
 
@@ -27,9 +32,11 @@ import torch
 from pydantic import BaseModel, ValidationError
 
 from xception.serve.errors import RequestError
+from xception.tasks.decision import Decided, decision_text
 
 IMAGE_INPUT, TENSOR_INPUT = "image", "input"
 OUTPUTS = ("probabilities", "top_classes", "top_probabilities")
+DECISION_OUTPUTS = ("decided", "decision")  # only where the weights carry a decision policy
 # Triton's binary tensor data extension: the JSON header's length when binary data follows it.
 BINARY_HEADER = "inference-header-content-length"
 
@@ -210,14 +217,20 @@ def _flatten(data: list[Any]) -> list[Any]:
     return flat
 
 
-def wanted_outputs(request: InferenceRequest) -> tuple[str, ...]:
-    """The outputs the request names (all when it names none)."""
+def wanted_outputs(request: InferenceRequest, *, decides: bool) -> tuple[str, ...]:
+    """The outputs the request names (all when it names none); `decides`: the weights carry a
+    decision policy, so the decision outputs exist."""
+    valid = OUTPUTS + DECISION_OUTPUTS if decides else OUTPUTS
     if not request.outputs:
-        return OUTPUTS
-    unknown = [o.name for o in request.outputs if o.name not in OUTPUTS]
+        return valid
+    names = [o.name for o in request.outputs]
+    if not decides and any(name in DECISION_OUTPUTS for name in names):
+        raise RequestError(400, f"outputs {[n for n in names if n in DECISION_OUTPUTS]} need a decision policy, and "
+                                "these weights carry none (argmax); fit one with `xception calibrate`")
+    unknown = [name for name in names if name not in valid]
     if unknown:
-        raise RequestError(400, f"unknown outputs {unknown}; valid: {', '.join(OUTPUTS)}")
-    return tuple(o.name for o in request.outputs)
+        raise RequestError(400, f"unknown outputs {unknown}; valid: {', '.join(valid)}")
+    return tuple(names)
 
 
 def requested_top_k(request: InferenceRequest, default: int, num_classes: int) -> int:
@@ -228,10 +241,19 @@ def requested_top_k(request: InferenceRequest, default: int, num_classes: int) -
 
 
 def response_outputs(probabilities: torch.Tensor, class_names: tuple[str, ...], *, top_k: int,
-                     names: tuple[str, ...]) -> list[ResponseOutput]:
-    """The outputs `names` for (N, num_classes) `probabilities`."""
+                     names: tuple[str, ...], decided: list[Decided] | None = None) -> list[ResponseOutput]:
+    """The outputs `names` for (N, num_classes) `probabilities`, and the `decided` rows' decision
+    outputs where the weights carry a policy."""
     values, indices = probabilities.topk(top_k, dim=1)
     count = len(probabilities)
+    if decided is not None:
+        chosen = [[i in row.classes for i in range(len(class_names))] for row in decided]
+        decision_outputs = {
+            "decided": ResponseOutput(name="decided", shape=[count, len(class_names)], datatype="BOOL",
+                                      data=[flag for row in chosen for flag in row]),
+            "decision": ResponseOutput(name="decision", shape=[count], datatype="BYTES",
+                                       data=[decision_text(row, class_names) for row in decided]),
+        }
     available = {
         "probabilities": lambda: ResponseOutput(name="probabilities", shape=list(probabilities.shape), datatype="FP32",
                                                 data=probabilities.flatten().tolist()),
@@ -240,4 +262,6 @@ def response_outputs(probabilities: torch.Tensor, class_names: tuple[str, ...], 
         "top_probabilities": lambda: ResponseOutput(name="top_probabilities", shape=[count, top_k], datatype="FP32",
                                                     data=values.flatten().tolist()),
     }
+    if decided is not None:
+        available.update({name: (lambda output=output: output) for name, output in decision_outputs.items()})
     return [available[name]() for name in names]

@@ -130,8 +130,8 @@ def evaluate(
     "calibrated" with a decision: `CalibrationBins`) for a reliability diagram.
     `keep_scores` adds `scores` and `labels`, a two-class model's probabilities of class 1 and targets
     in loader order (one process); `keep_logits` adds `logits` (N, C) and `targets`, gathered from
-    every process. `tta` "flip" averages each image's probabilities with its mirror image's
-    (`xception.tasks.tta`; the logits kept are then those of the mean probabilities). A loader
+    every process. `tta` ("flip", "5crop", "flip+5crop") averages each image's probabilities over its
+    views (`xception.tasks.tta`; the logits kept are then those of the mean probabilities). A loader
     from `build_loader` that skips unreadable images (`--bad-images skip`) adds `bad_images`, their
     number, all left out of `examples` and the metrics. `progress` draws a bar over this process's
     batches on stderr when it is a terminal.
