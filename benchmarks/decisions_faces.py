@@ -97,6 +97,7 @@ def main() -> None:
         files = [sorted((root / "test" / label).glob("*.png"))[0] for label in ("face", "nonface")]
         predicted = cli(["predict", *map(str, files), "--weights", weights, "--device", "cpu", "--runtime",
                          "onnxruntime", "--precision", "fp32", "--top-k", "2"]).replace(str(root) + "/", "")
+        refit, ensemble = _calibrate_refit_and_ensemble(root, run)
         shutil.copy(run / "reliability.png", args.out / "validation_reliability.png")
         shutil.copy(run / "curves.png", args.out / "curves.png")
     results = {
@@ -109,10 +110,29 @@ def main() -> None:
         "test_tta": {tta: {k: metrics[k] for k in ("top1", "roc_auc", "accuracy", "ece", "ece_calibrated",
                                                    "images_per_second")} for tta, metrics in augmented.items()},
         "predict": predicted,
+        "refit_on_test": refit,
+        "ensemble_on_test": ensemble,
     }
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     (args.out / "results.md").write_text(_table(results))
     print(_table(results))
+
+
+def _calibrate_refit_and_ensemble(root: Path, run: Path) -> tuple[dict, dict]:
+    """`xception calibrate` of the weights on the test folder (max F1), then of the ensemble of the
+    weights and that refit (an ensemble file): each one's decision and in-sample ECE and NLL."""
+    from xception.eval.calibrate import calibrate_file
+
+    def summary(result) -> dict:
+        return {"decision": result.decision.reason(), "temperature": result.decision.temperature,
+                "ece": [result.before["ece"], result.after["ece"]], "nll": [result.before["nll"], result.after["nll"]]}
+
+    test, weights = str(root / "test"), str(run / "weights.safetensors")
+    refit = calibrate_file(weights, out=root / "refit.safetensors", rule="max_f1", data_path=test, split="all",
+                           device="cpu")
+    ensemble = calibrate_file([weights, str(refit.out)], out=root / "ensemble.json", rule="eer", data_path=test,
+                              split="all", device="cpu")
+    return summary(refit), summary(ensemble)
 
 
 def _table(results: dict) -> str:
@@ -120,6 +140,8 @@ def _table(results: dict) -> str:
     rows = [
         ("decision", "argmax (0.5)", f"{results['decision']}"),
         ("accuracy", f"{t['top1']:.3f}", f"{t['accuracy']:.3f}"),
+        ("mean confidence (top-1 0.5: over-confident above it)", f"{t['confidence']:.3f}",
+         f"{t['confidence_calibrated']:.3f}"),
         ("ECE (15 bins)", f"{t['ece']:.3f}", f"{t['ece_calibrated']:.3f}"),
         ("NLL", f"{t['loss']:.3f}", f"{t['nll_calibrated']:.3f}"),
     ]
@@ -129,7 +151,11 @@ def _table(results: dict) -> str:
              *(f"| {a} | {b} | {c} |" for a, b, c in rows), "",
              *(f"--tta {tta}: accuracy {f['accuracy']:.3f}, ECE {f['ece_calibrated']:.3f}, "
                f"{f['images_per_second']:.0f} images/s against {t['images_per_second']:.0f} without"
-               for tta, f in results["test_tta"].items()), ""]
+               for tta, f in results["test_tta"].items()),
+             *(f"calibrate {what} on the test folder: {r['decision']}, temperature {r['temperature']:.3g}, "
+               f"ECE {r['ece'][0]:.3f} -> {r['ece'][1]:.3f}, NLL {r['nll'][0]:.4f} -> {r['nll'][1]:.4f}"
+               for what, r in (("the weights", results["refit_on_test"]),
+                               ("the ensemble of the weights and that refit", results["ensemble_on_test"]))), ""]
     return "\n".join(lines)
 
 

@@ -4,6 +4,7 @@ probabilities (to 1e-6 on the same runtime); members whose classes differ are re
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 
@@ -137,3 +138,40 @@ def test_weights_without_a_policy_answer_as_before(members):
     probabilities = session.probabilities(images)
     assert torch.equal(probabilities, session.logits(images).softmax(dim=1))  # no temperature, bit for bit
     assert session.decide(probabilities) is None  # argmax, and no decision line in predict's output
+
+
+def test_an_ensemble_file_weighs_its_members_and_applies_its_own_temperature(members, tmp_path):
+    from xception.inference.ensemble import EnsembleFile
+
+    root, first, _, other, images = members
+    a, b = (InferenceSession.open(w, **OPTIONS).probabilities(images) for w in (first, other))
+    folder = tmp_path / "ensembles"
+    folder.mkdir()
+    file = EnsembleFile((str(first), str(other)), (2.0, 1.0), Decision(temperature=1.7)).write(folder / "e.json")
+    written = json.loads(file.read_text())
+    assert [m["weights"] for m in written["members"]] == ["../../" + root.name + "/a.safetensors",
+                                                           "../../" + root.name + "/b.safetensors"]
+    ensemble = Ensemble.open([file], **OPTIONS)
+    assert ensemble.weights == pytest.approx((2 / 3, 1 / 3)) and ensemble.decision.temperature == 1.7
+    mean = (2 * a + b) / 3  # the weighted mean of the members' calibrated probabilities
+    torch.testing.assert_close(ensemble.mean_logits([images, images]).softmax(1), mean, atol=1e-6, rtol=0)
+    expected = (mean.double().log() / 1.7).softmax(1).float()  # then the ensemble's temperature
+    torch.testing.assert_close(ensemble.probabilities([images, images]), expected, atol=1e-6, rtol=0)
+    assert "ensemble of 2 (weights 0.67, 0.33)" in ensemble.describe()
+
+
+@pytest.mark.parametrize("content, message", [
+    ("not json", "is not an ensemble file (JSON)"),
+    ('{"members": [{"weights": "a.safetensors"}]}', '"format": "xception-ensemble/1"'),
+    ('{"format": "xception-ensemble/1", "members": [{"weights": "a.safetensors", "weight": -1}]}',
+     'member 0 must be {"weights": FILE, "weight": W > 0}'),
+    ('{"format": "xception-ensemble/1", "members": [{"weights": "a.safetensors"}], "decision": {"temperature": 0}}',
+     "its decision is not a decision policy: temperature must be > 0"),
+])
+def test_a_bad_ensemble_file_is_refused_by_name(content, message, tmp_path):
+    file = tmp_path / "bad.json"
+    file.write_text(content)
+    with pytest.raises(EnsembleError, match=re.escape(message)):
+        Ensemble.open([file], **OPTIONS)
+    with pytest.raises(FileNotFoundError, match="no such ensemble file"):
+        Ensemble.open([tmp_path / "missing.json"], **OPTIONS)

@@ -21,10 +21,14 @@ def add_parser(subparsers) -> None:
         "multi-label weights a threshold on the calibrated probability chosen by --threshold-rule. The images "
         "are the validation split of the weights' data, or another given with --data (a whole folder with "
         "--split all), as `xception eval` chooses them. Writes the weights with the policy to --out (never over "
-        "the input) and the reliability diagram beside it; predict, eval and serve then decide with it.",
+        "the input) and the reliability diagram beside it; predict, eval and serve then decide with it. Several "
+        "--weights (or an ensemble file): the ensemble's policy, fitted on the mean of the members' calibrated "
+        "probabilities and written with the members' list to the ensemble file --out (NAME.json).",
     )
-    add_weights_options(parser)
-    parser.add_argument("--out", required=True, metavar="FILE", help="the .safetensors file to write")
+    add_weights_options(parser, ensemble=True)
+    parser.add_argument("--out", required=True, metavar="FILE",
+                        help="the .safetensors file to write; for an ensemble, the ensemble file (.json) that lists "
+                        "the members and carries the ensemble's policy")
     parser.add_argument("--threshold-rule", default=DEFAULT_THRESHOLD_RULE, metavar="RULE",
                         help="eer (the default: false positive rate = false negative rate), max_f1, fpr=X (the "
                         "highest true positive rate with false positive rate <= X, e.g. fpr=0.01) or tpr=X (the "

@@ -61,10 +61,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from xception.cli.video import is_video_run, predict_videos
+    from xception.inference.ensemble import is_ensemble_file
     from xception.inference.session import InferenceSession
     from xception.tasks import get_task
 
-    if len(args.weights) > 1:
+    if len(args.weights) > 1 or is_ensemble_file(args.weights[0]):
         return _predict_ensemble(args)
     args.weights = args.weights[0]  # one file: what every other path reads
     if is_video_run(args.images):
@@ -92,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _predict_ensemble(args: argparse.Namespace) -> int:
     """The top-k of the mean of the members' calibrated probabilities, each member preparing the
-    images as its weights were evaluated; decided by argmax (`xception.inference.ensemble`)."""
+    images as its weights were evaluated; decided by the ensemble file's policy, else by argmax
+    (`xception.inference.ensemble`)."""
     import dataclasses
     import sys
     from pathlib import Path
@@ -113,11 +115,10 @@ def _predict_ensemble(args: argparse.Namespace) -> int:
                              device=args.device, workload="latency")
     for member in ensemble.members:
         print(f"runtime of {member.weights}: {member.runtime_text()}", file=sys.stderr)
-    print(f"ensemble of {len(ensemble.members)}: the mean of the members' calibrated probabilities, decided by "
-          "argmax", file=sys.stderr)
+    print(ensemble.describe(), file=sys.stderr)
     inputs = [torch.stack(batch) for batch in zip(*(ensemble.prepare(p) for p in args.images), strict=True)]
     logits = ensemble.calibrated_logits(inputs, tta=args.tta)
-    description = dataclasses.replace(ensemble.members[0].description, decision=None)
+    description = dataclasses.replace(ensemble.members[0].description, decision=ensemble.decision)
     get_task(description.task).write_predictions(lambda _: logits, inputs[0], args.images, description,
                                                  top_k=args.top_k, out=args.out)
     return 0

@@ -12,8 +12,9 @@ def add_weights_options(parser: argparse.ArgumentParser, *, ensemble: bool = Fal
     parser.add_argument("--weights", required=True, action="append" if ensemble else "store",
                         help="a .safetensors file from training or `xception convert`, the official .h5, or "
                         "published weights by name (imagenet; see docs/weights.md)"
-                        + ("; several --weights: an ensemble, the mean of their calibrated probabilities (the same "
-                           "class names)" if ensemble else ""))
+                        + ("; several --weights, or one ensemble file (.json, written by `xception calibrate "
+                           "--weights A --weights B --out E.json`): an ensemble, the mean of their calibrated "
+                           "probabilities (the same class names)" if ensemble else ""))
     parser.add_argument("--model", help="the model of published weights or of a foreign file (default: xception)")
 
 

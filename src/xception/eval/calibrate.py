@@ -5,12 +5,17 @@ The policy (`xception.description.Decision`: a temperature, and for two-class an
 weights a threshold chosen by a rule) is fitted on the raw logits of the split, as training fits it
 at its end (`xception.tasks.decision.fit_decision`). The input is never written over; segmentation
 models (no per-image decision), splits of one class and splits under `MIN_IMAGES` images are refused.
+
+An ensemble (several weights, or an ensemble file) is fitted the same way on the logits of its
+members' mean calibrated probabilities, and written as an ensemble file (`xception.inference.ensemble`)
+that lists the members and carries the ensemble's policy; the members' files are left as they are.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,14 +30,14 @@ class Calibrated:
     """What `calibrate_file` wrote: the new file, its decision, the reliability diagram, and the
     split's ECE and NLL before and after the temperature (in-sample: the split the policy was fitted on)."""
 
-    out: Path
+    out: Path  # the weights with their policy, or an ensemble file
     decision: Decision
     reliability: Path
     before: dict[str, float]
     after: dict[str, float]
 
 
-def calibrate_file(weights: str, *, out: str | os.PathLike, rule: str | None, source: str | None = None,
+def calibrate_file(weights: str | Sequence[str], *, out: str | os.PathLike, rule: str | None, source: str | None = None,
                    data_path: str | None = None, split: str | None = None, batch_size: int = 64,
                    device: str | None = None, model_name: str | None = None, ground_truth: str | None = None,
                    bad_images: BadImagePolicy = "error", bad_image_fraction: float = 0.1,
@@ -40,8 +45,10 @@ def calibrate_file(weights: str, *, out: str | os.PathLike, rule: str | None, so
     """Fit the decision of `weights` on the validation split of their data (or `source` at
     `data_path`; every image of the folder `data_path` with `split="all"`, as `xception eval`
     chooses it) with the threshold `rule` (None: temperature only), and write the weights with it to
-    `out`, the reliability diagram beside it (NAME.reliability.png)."""
+    `out`, the reliability diagram beside it (NAME.reliability.png). Several `weights`, or an
+    ensemble file: the ensemble's policy, written with its members to the ensemble file `out` (.json)."""
     from xception.eval.evaluate import evaluate_weights, evaluation_split
+    from xception.inference.ensemble import Ensemble, EnsembleFile, is_ensemble_file
     from xception.inference.session import InferenceSession
     from xception.metrics.calibration import calibration_bins, negative_log_likelihood
     from xception.models.weights import save_weights
@@ -49,15 +56,22 @@ def calibrate_file(weights: str, *, out: str | os.PathLike, rule: str | None, so
     from xception.tasks.reliability_figure import save_reliability_diagram
 
     out = Path(out)
-    if out.exists() and Path(weights).exists() and out.resolve() == Path(weights).resolve():
+    members = [weights] if isinstance(weights, (str, os.PathLike)) else list(weights)
+    ensemble = len(members) > 1 or is_ensemble_file(members[0])
+    if any(out.exists() and Path(m).exists() and out.resolve() == Path(m).resolve() for m in members):
         raise UserError(f"--out {out} is the input file; calibrate writes a new file and never over its input")
-    session = InferenceSession.open(weights, model_name=model_name, device="cpu")
+    if ensemble != is_ensemble_file(out):
+        raise UserError(f"--out {out}: " + ("an ensemble's policy is written to an ensemble file; name it NAME.json"
+                                            if ensemble else "one model's policy is written with its weights; name "
+                                            "a .safetensors file (a .json file is an ensemble file)"))
+    opened = Ensemble.open(members, model_name=model_name, device="cpu") if ensemble else None
+    session = opened.members[0] if opened else InferenceSession.open(members[0], model_name=model_name, device="cpu")
     description = session.description
     if description.task != "classification":
         raise UserError(f"{weights} holds a {description.task} model: a decision policy is for classifiers "
                         "(one decision per image)")
     # fp32 logits: the policy belongs to the weights, whichever runtime and precision later run them.
-    metrics = evaluate_weights(weights, source=source, data_path=data_path, batch_size=batch_size, device=device,
+    metrics = evaluate_weights(members, source=source, data_path=data_path, batch_size=batch_size, device=device,
                                precision="fp32", bad_images=bad_images,
                                bad_image_fraction=bad_image_fraction, model_name=model_name,
                                ground_truth=ground_truth, progress=progress, split=split, keep_logits=True)
@@ -75,9 +89,14 @@ def calibrate_file(weights: str, *, out: str | os.PathLike, rule: str | None, so
                 "nll": negative_log_likelihood(scaled, targets, multilabel=description.multilabel)}
 
     before, after = scores(logits), scores(calibrated)
-    written = save_weights(session.model, out,
-                           metadata=dataclasses.replace(description, decision=decision).to_metadata())
+    if opened is not None:
+        listed = EnsembleFile.read(members[0]) if len(members) == 1 else EnsembleFile(tuple(map(str, members)),
+                                                                                      (1.0,) * len(members))
+        written = dataclasses.replace(listed, decision=decision).write(out)
+    else:
+        written = save_weights(session.model, out,
+                               metadata=dataclasses.replace(description, decision=decision).to_metadata())
     reliability = save_reliability_diagram(
         out.with_name(out.stem + ".reliability.png"), {"raw": before.pop("bins"), "calibrated": after.pop("bins")},
-        title=f"{Path(str(weights)).name}: {decision.reason()}")
+        title=f"{out.stem if opened else Path(str(members[0])).name}: {decision.reason()}")
     return Calibrated(written, decision, reliability, before, after)

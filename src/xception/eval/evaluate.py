@@ -57,6 +57,7 @@ def evaluate_weights(
     from xception.data.loader import build_loader, default_num_workers
     from xception.data.summary import split_size
     from xception.distributed import init_distributed
+    from xception.inference.ensemble import is_ensemble_file
     from xception.inference.session import InferenceSession
 
     context = init_distributed(device)
@@ -65,7 +66,7 @@ def evaluate_weights(
     options = dict(model_name=model_name, runtime=runtime, precision=precision, device=context.device,
                    workload="throughput", batch_size=batch_size, data_path=data_path)
     ensemble = None
-    if len(members) > 1:
+    if len(members) > 1 or is_ensemble_file(members[0]):
         ensemble = _open_ensemble(members, **options)
         session, weights = ensemble.members[0], members[0]
     else:
@@ -87,7 +88,10 @@ def evaluate_weights(
         multilabel, class_weights = datasets.multilabel, datasets.class_weights
     if num_classes != description.num_classes:
         raise ValueError(f"{weights} has {description.num_classes} classes but the data set has {num_classes}")
+    # An ensemble's logits are those of its members' mean calibrated probabilities (their own temperatures and
+    # views inside), before the ensemble's temperature, which `evaluate` applies as a model's.
     engine = session.engine if ensemble is None else functools.partial(_ensemble_logits, ensemble, tta=tta)
+    decision = description.decision if ensemble is None else ensemble.decision
     loader = build_loader(val, batch_size=batch_size, training=False, rank=context.rank,
                           world_size=context.world_size, seed=0, num_workers=default_num_workers(context.world_size),
                           pin_memory=context.device.type == "cuda",
@@ -98,16 +102,16 @@ def evaluate_weights(
         raise ValueError("grouped detection metrics need a two-class model, evaluated in one process")
     start = time.perf_counter()
     classifier = description.task == "classification"
-    policy = {"decision": description.decision, "keep_logits": keep_logits, "tta": tta} if classifier else {}
-    if ensemble is not None:  # calibrated and augmented inside: its probabilities are the members' mean
-        policy.update(decision=None, tta="none")
+    policy = {"decision": decision, "keep_logits": keep_logits, "tta": tta} if classifier else {}
+    if ensemble is not None:  # the members' views are taken inside
+        policy.update(tta="none")
     if tta != "none" and not classifier:
         raise ValueError(f"--tta {tta} is for classifiers; {weights} holds a {description.task} model")
     metrics = get_task(description.task).evaluate(
         engine, loader, device=context.device, num_classes=num_classes, multilabel=multilabel,
         class_weights=class_weights, progress=progress and context.is_main, keep_scores=grouped, **policy)
-    if classifier and description.decision is not None and ensemble is None:
-        metrics["decision"] = description.decision.reason()  # e.g. "threshold 0.37 (EER on 40 validation images)"
+    if classifier and decision is not None:
+        metrics["decision"] = decision.reason()  # e.g. "threshold 0.37 (EER on 40 validation images)"
     bins = metrics.pop("calibration_bins", None)
     if reliability is not None and bins is not None and context.is_main:
         from xception.tasks.reliability_figure import save_reliability_diagram
@@ -120,7 +124,7 @@ def evaluate_weights(
         metrics["binary"] = binary_report(metrics.pop("scores"), metrics.pop("labels"), split_files(val),
                                           pattern=group_pattern, manifest=group_manifest, column=group_column)
     seconds = time.perf_counter() - start
-    runtime_text = (session.runtime_text() if ensemble is None else f"ensemble of {len(members)}: "
+    runtime_text = (session.runtime_text() if ensemble is None else f"{ensemble.describe()}; "
                     + "; ".join(f"{m.weights}: {m.runtime_text()}" for m in ensemble.members))
     return {**metrics, "seconds": seconds, "images_per_second": metrics["examples"] / seconds,
             "runtime": runtime_text}
@@ -137,7 +141,7 @@ def _open_ensemble(members: list[str], **options: Any) -> Ensemble:
 
 
 def _ensemble_logits(ensemble: Ensemble, images: torch.Tensor, *, tta: str) -> torch.Tensor:
-    return ensemble.calibrated_logits([images] * len(ensemble.members), tta=tta)
+    return ensemble.mean_logits([images] * len(ensemble.members), tta=tta)
 
 
 def evaluation_split(description: Any, source: str, data_path: str | None, split: str | None) -> str:

@@ -66,6 +66,11 @@ class CalibrationBins:
     def mean_confidence(self) -> torch.Tensor:
         return self.confidence / self.count.where(self.count > 0, torch.nan)
 
+    def overall_confidence(self) -> float:
+        """The mean confidence of every prediction (beside the accuracy: above it, over-confident); NaN for none."""
+        total = self.count.sum()
+        return float(self.confidence.sum() / total) if total > 0 else float("nan")
+
 
 def calibration_bins(probabilities: torch.Tensor, targets: torch.Tensor, *, multilabel: bool = False,
                      bins: int = ECE_BINS) -> CalibrationBins:

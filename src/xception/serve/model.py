@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from xception.deploy.engines import Engine
-from xception.inference.ensemble import Ensemble, EnsembleError
+from xception.inference.ensemble import Ensemble, EnsembleError, is_ensemble_file
 from xception.inference.session import InferenceSession
 from xception.tasks.decision import Decided
 from xception.tta_names import TTA
@@ -76,14 +76,16 @@ class ServedModel:
 
     @property
     def decides(self) -> bool:
-        """Whether the answers carry a decision under the weights' policy (not an ensemble's: argmax)."""
-        return (self.ensemble is None and self.session.description.decision is not None
-                and self.session.task == "classification")
+        """Whether the answers carry a decision under a policy: the weights', or an ensemble file's
+        (an ensemble without one decides by argmax, as `predict` says)."""
+        if self.ensemble is not None:
+            return self.ensemble.decision is not None
+        return self.session.description.decision is not None and self.session.task == "classification"
 
     def decide(self, probabilities: torch.Tensor) -> list[Decided] | None:
-        """Each row's decision under the weights' decision policy, or None without one
-        (`InferenceSession.decide`); an ensemble decides by argmax, as `predict` says (None here)."""
-        return self.session.decide(probabilities) if self.ensemble is None else None
+        """Each row's decision under that policy, or None without one (`InferenceSession.decide`,
+        `Ensemble.decide`)."""
+        return self.session.decide(probabilities) if self.ensemble is None else self.ensemble.decide(probabilities)
 
 
 def load_served_model(weights: str | Sequence[str], *, model_name: str | None = None, name: str | None = None,
@@ -92,14 +94,14 @@ def load_served_model(weights: str | Sequence[str], *, model_name: str | None = 
     """The weights in `weights` (a file from training or `xception convert`, the official .h5, or a
     published name) in the runtime and precision chosen for throughput at `max_batch_size` (the
     batcher's largest batch), or as asked. `name` (default: the registry model's name) is the
-    model's name in the protocol. Several `weights`: an ensemble (the mean of their calibrated
-    probabilities; they must prepare images alike). `tta` (`xception.tasks.tta`) answers with
+    model's name in the protocol. Several `weights`, or an ensemble file: an ensemble (the mean of
+    their calibrated probabilities; they must prepare images alike). `tta` (`xception.tasks.tta`) answers with
     the mean probabilities of each image's views."""
     options = dict(model_name=model_name, runtime=runtime, precision=precision, device=device, workload="throughput",
                    batch_size=max_batch_size)
     members = [weights] if isinstance(weights, str) else list(weights)
     ensemble = None
-    if len(members) > 1:
+    if len(members) > 1 or is_ensemble_file(members[0]):
         ensemble = Ensemble.open(members, **options)
         if not ensemble.same_preparation():
             raise EnsembleError("the server prepares each image once for every member: the members of an ensemble "
@@ -110,4 +112,6 @@ def load_served_model(weights: str | Sequence[str], *, model_name: str | None = 
     if session.task != "classification":
         raise ValueError(f"{weights} holds a {session.task} model; the server serves classifiers")
     log.info("runtime: %s", session.runtime_text())
+    if ensemble is not None:
+        log.info("%s", ensemble.describe())
     return ServedModel(name=name or session.description.model_name, session=session, tta=tta, ensemble=ensemble)

@@ -119,12 +119,13 @@ def evaluate(
     (N, num_classes).
 
     Returns `examples` (the total count, every example once), `loss` (mean cross-entropy, softmax
-    or sigmoid), `ece` (`xception.metrics.calibration`, 15 bins) and either `top1`, `top5` (`ks`;
+    or sigmoid), `ece` (`xception.metrics.calibration`, 15 bins), `confidence` (the mean confidence
+    of the predictions the ECE bins: above the accuracy, over-confident) and either `top1`, `top5` (`ks`;
     fractions in [0, 1]) or `map`, `map_at_100`,
     `per_class_ap` (a list; NaN for classes without positives). Two classes add the detection
     metrics of class 1's probability (`xception.metrics.binary`): `roc_auc`, `eer`, `average_precision`,
     and `accuracy`, `precision`, `recall`, `f1` of deciding class 1 at `threshold` (the decision's,
-    else 0.5). A `decision` (the weights' policy) adds `temperature`, `ece_calibrated` and
+    else 0.5). A `decision` (the weights' policy) adds `temperature`, `ece_calibrated`, `confidence_calibrated` and
     `nll_calibrated` (after the temperature; `loss` is the NLL before it), and the probabilities
     above are the calibrated ones. `calibration_bins` holds the ECE's bins ("raw", and
     "calibrated" with a decision: `CalibrationBins`) for a reliability diagram.
@@ -194,8 +195,10 @@ def evaluate(
         result["logits"] = all_gather_rows(torch.cat(all_logits).to(device)).cpu()
     bins = {name: CalibrationBins.of_stacked(all_reduce_sum(b.stacked()).cpu()) for name, b in bins.items()}
     result["ece"] = bins["raw"].expected_calibration_error()
+    result["confidence"] = bins["raw"].overall_confidence()
     if "calibrated" in bins:
         result["ece_calibrated"] = bins["calibrated"].expected_calibration_error()
+        result["confidence_calibrated"] = bins["calibrated"].overall_confidence()
     result["calibration_bins"] = bins
     if not multilabel:
         correct = all_reduce_sum(correct)

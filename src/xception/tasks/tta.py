@@ -30,6 +30,7 @@ else; the price is that the crops are seen 8/7 larger than training saw them. Th
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -71,17 +72,22 @@ def five_crops(images: torch.Tensor) -> list[torch.Tensor]:
                           align_corners=False, antialias=True) for y, x in corners]
 
 
-def averaged_logits(logits: list[torch.Tensor], *, multilabel: bool, temperature: float = 1.0) -> torch.Tensor:
+def averaged_logits(logits: list[torch.Tensor], *, multilabel: bool, temperature: float = 1.0,
+                    weights: Sequence[float] | None = None) -> torch.Tensor:
     """Logits (N, C) whose softmax (sigmoids, `multilabel`) is the mean over the views' (N, C)
-    `logits` of softmax(logits / temperature) (sigmoids)."""
+    `logits` of softmax(logits / temperature) (sigmoids); `weights`: a weighted mean (they sum to 1)."""
     scaled = [view / temperature if temperature != 1 else view for view in logits]
     if len(scaled) == 1:
         return scaled[0]
-    log_views = math.log(len(scaled))
+    if weights is None:
+        log_weights = torch.full((len(scaled), 1, 1), -math.log(len(scaled)), dtype=torch.float64)
+    else:
+        log_weights = torch.tensor(weights, dtype=torch.float64).log().view(-1, 1, 1)
     stacked = torch.stack(scaled).double()
+    log_weights = log_weights.to(stacked.device)
     if not multilabel:
-        return (torch.logsumexp(stacked.log_softmax(-1), dim=0) - log_views).float()
-    log_p = torch.logsumexp(F.logsigmoid(stacked), dim=0) - log_views
-    log_not_p = torch.logsumexp(F.logsigmoid(-stacked), dim=0) - log_views
+        return torch.logsumexp(stacked.log_softmax(-1) + log_weights, dim=0).float()
+    log_p = torch.logsumexp(F.logsigmoid(stacked) + log_weights, dim=0)
+    log_not_p = torch.logsumexp(F.logsigmoid(-stacked) + log_weights, dim=0)
     return (log_p - log_not_p).float()
 
