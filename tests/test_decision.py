@@ -4,6 +4,8 @@ policy's round trip through the weights' description."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -199,3 +201,60 @@ def test_multilabel_decision_takes_every_class_at_one_threshold():
     flat = (probabilities >= decision.threshold).reshape(-1).numpy()
     assert f1_score(targets.reshape(-1).numpy(), flat) >= f1_score(targets.reshape(-1).numpy(),
                                                                    (probabilities >= 0.5).reshape(-1).numpy())
+
+
+def multilabel_split(seed: int = 9) -> tuple[torch.Tensor, torch.Tensor]:
+    """80 images, 4 labels: each label's logits shifted its own way (so that their best thresholds
+    differ), and label 3 with no positive at all."""
+    generator = torch.Generator().manual_seed(seed)
+    targets = (torch.rand(80, 4, generator=generator) < torch.tensor([0.5, 0.3, 0.6, 0.0])).long()
+    logits = 2 * (targets * 2 - 1) + 1.5 * torch.randn(80, 4, generator=generator) + torch.tensor([-2.0, 0.0, 2.5, 0])
+    return logits, targets
+
+
+def test_per_class_thresholds_are_each_columns_own_and_the_pooled_one_where_a_column_cannot_meet_the_rule():
+    logits, targets = multilabel_split()
+    decision = fit_decision(logits, targets, multilabel=True, rule="max_f1", per_class=True)
+    probabilities = calibrated_logits(logits, decision).sigmoid()
+    pooled = choose_threshold(probabilities.reshape(-1), targets.reshape(-1), "max_f1")
+    assert decision.threshold == pytest.approx(pooled)
+    for c in range(3):  # each measurable label: its own max-F1 threshold, at least as good as the pooled one there
+        own = decision.class_thresholds[c]
+        assert own == pytest.approx(choose_threshold(probabilities[:, c], targets[:, c], "max_f1"))
+        assert f1_score(targets[:, c], probabilities[:, c] >= own) >= f1_score(targets[:, c], probabilities[:, c] >= pooled)
+    assert decision.class_thresholds[3] is None and decision.thresholds(4)[3] == decision.threshold
+    assert len({round(t, 3) for t in decision.class_thresholds[:3]}) == 3  # they differ
+    assert "per-class thresholds (max F1 on 80 validation images; 3 of 4 classes their own, the other 1 at " \
+        in decision.reason()
+    decided = decide(probabilities, decision, class_names=list("abcd"), multilabel=True)
+    thresholds = decision.thresholds(4)
+    for row, one in zip(probabilities.tolist(), decided, strict=True):
+        assert set(one.classes) == {i for i, p in enumerate(row) if p >= thresholds[i]}
+        assert one.reason.startswith("each >= its per-class thresholds")
+    metadata = WeightsDescription(model_name="xception_small", num_classes=4, in_channels=1, task="classification",
+                                  image_size=32, multilabel=True, decision=decision).to_metadata()
+    metadata.update(model_name="xception_small", num_classes=4)  # as the weights file's header adds them
+    again = WeightsDescription.from_metadata(json.loads(json.dumps(metadata)), task="classification",
+                                             default_image_size=32)
+    assert again.decision == decision  # through JSON: the list comes back a tuple, None stays None
+    with pytest.raises(DecisionError, match="per-class thresholds are for multi-label weights"):
+        fit_decision(*overconfident(60, 2, seed=1), multilabel=False, per_class=True)
+
+
+def test_multilabel_evaluation_reports_micro_metrics_at_the_per_class_thresholds_as_scikit_learn():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from xception.tasks.classification import evaluate
+
+    logits, targets = multilabel_split(seed=10)
+    decision = fit_decision(logits, targets, multilabel=True, rule="eer", per_class=True)
+    loader = DataLoader(TensorDataset(logits, targets), batch_size=32)
+    metrics = evaluate(lambda x: x, loader, device=torch.device("cpu"), multilabel=True, decision=decision)
+    decided = (calibrated_logits(logits, decision).sigmoid() >= torch.tensor(decision.thresholds(4))).numpy()
+    truth = targets.numpy()
+    assert metrics["threshold"] == decision.threshold
+    assert metrics["precision"] == pytest.approx(precision_score(truth, decided, average="micro"), abs=1e-12)
+    assert metrics["recall"] == pytest.approx(recall_score(truth, decided, average="micro"), abs=1e-12)
+    assert metrics["f1"] == pytest.approx(f1_score(truth, decided, average="micro"), abs=1e-12)
+    assert metrics["accuracy"] == pytest.approx((truth == decided).mean(), abs=1e-12)  # per label
+    assert "accuracy" not in evaluate(lambda x: x, loader, device=torch.device("cpu"), multilabel=True)

@@ -131,6 +131,7 @@ def test_calibrate_refits_existing_weights_into_a_new_file(faces_run, capsys):
     ("input", "is the input file; calibrate writes a new file and never over its input"),
     ("few", "a decision is fitted on at least 20 images; the calibration split has 16"),
     ("rate", "threshold rule tpr=0.99 needs at least 100 positive images to measure that rate"),
+    ("per_class", "per-class thresholds are for multi-label weights"),
 ])
 def test_calibrate_refuses_clearly(faces_run, case, message, tmp_path, capsys):
     root, run = faces_run
@@ -146,8 +147,9 @@ def test_calibrate_refuses_clearly(faces_run, case, message, tmp_path, capsys):
             (data / path.parent.name / path.name).write_bytes(path.read_bytes())
     if case == "rate":
         rule = "tpr=0.99"
+    extra = ["--per-class-thresholds"] if case == "per_class" else []
     assert main(["calibrate", "--weights", str(weights), "--data", str(data), "--split", "all", "--device", "cpu",
-                 "--threshold-rule", rule, "--out", str(out)]) == 2
+                 "--threshold-rule", rule, "--out", str(out), *extra]) == 2
     assert message in capsys.readouterr().err
     assert digest(weights) == before and (case == "input" or not out.exists())
 

@@ -101,6 +101,10 @@ class Decision:
         whose probability reaches it. None: argmax (single-label), 0.5 (multi-label).
     rule: what chose the threshold (`THRESHOLD_RULES`: "eer", "max_f1", "fpr=0.01", "tpr=0.99").
     split, split_size: the split it was fitted on and its number of images.
+    class_thresholds: multi-label weights with a threshold per class (`xception calibrate
+        --per-class-thresholds`): each class's own, chosen by `rule` on that class's column, or None
+        for a class the split cannot measure (no positive or no negative, too few for the rate),
+        which is decided at the pooled `threshold`. None: `threshold` for every class.
     """
 
     temperature: float = 1.0
@@ -108,6 +112,7 @@ class Decision:
     rule: str | None = None
     split: str = "validation"
     split_size: int = 0
+    class_thresholds: tuple[float | None, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:
@@ -118,6 +123,21 @@ class Decision:
             raise ValueError("a threshold needs the rule that chose it, and a rule its threshold")
         if self.rule is not None:
             parse_threshold_rule(self.rule)
+        if self.class_thresholds is not None:
+            object.__setattr__(self, "class_thresholds", tuple(self.class_thresholds))  # a list, from JSON
+            if self.threshold is None:
+                raise ValueError("per-class thresholds need the pooled threshold, for the classes they leave out")
+            if any(t is not None and not 0 <= t <= 1 for t in self.class_thresholds):
+                raise ValueError(f"class thresholds must be probabilities in [0, 1], got {self.class_thresholds}")
+
+    def thresholds(self, num_classes: int) -> list[float]:
+        """The threshold of each class of multi-label weights (0.5 without a threshold)."""
+        pooled = 0.5 if self.threshold is None else self.threshold
+        if self.class_thresholds is None:
+            return [pooled] * num_classes
+        if len(self.class_thresholds) != num_classes:
+            raise ValueError(f"{len(self.class_thresholds)} class thresholds for {num_classes} classes")
+        return [pooled if t is None else t for t in self.class_thresholds]
 
     def rule_text(self) -> str:
         """The rule in words, e.g. "EER", "FPR 0.01"."""
@@ -131,6 +151,12 @@ class Decision:
         where = f"{self.split_size} {self.split} images"
         if self.threshold is None:
             return f"argmax at temperature {self.temperature:.3g} (fitted on {where})"
+        if self.class_thresholds is not None:
+            own = sum(t is not None for t in self.class_thresholds)
+            rest = ("" if own == len(self.class_thresholds)
+                    else f", the other {len(self.class_thresholds) - own} at {self.threshold:.{decimals}f}")
+            return (f"per-class thresholds ({self.rule_text()} on {where}; {own} of {len(self.class_thresholds)} "
+                    f"classes their own{rest})")
         return f"threshold {self.threshold:.{decimals}f} ({self.rule_text()} on {where})"
 
 

@@ -33,6 +33,10 @@ def add_parser(subparsers) -> None:
                         help="eer (the default: false positive rate = false negative rate), max_f1, fpr=X (the "
                         "highest true positive rate with false positive rate <= X, e.g. fpr=0.01) or tpr=X (the "
                         "lowest false positive rate with true positive rate >= X); none: temperature only")
+    parser.add_argument("--per-class-thresholds", action="store_true",
+                        help="multi-label weights: also a threshold per class, chosen by the rule on that class's "
+                        "images (a class they cannot measure, e.g. without a positive, keeps the pooled one, and the "
+                        "decision's reason counts them)")
     parser.add_argument("--dataset", help="the data source of --data (default: the weights' own, as `xception eval`)")
     parser.add_argument("--data", help="the dataset's directory (default: the one in the weights' metadata)")
     parser.add_argument("--split", choices=("val", "all"),
@@ -55,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     result = calibrate_file(args.weights, out=args.out, rule=rule, source=args.dataset, data_path=args.data,
                             split=args.split, batch_size=args.batch_size, device=args.device, model_name=args.model,
                             ground_truth=args.ground_truth, bad_images=args.bad_images,
-                            bad_image_fraction=args.bad_image_fraction, progress=True)
+                            bad_image_fraction=args.bad_image_fraction, per_class=args.per_class_thresholds,
+                            progress=True)
     decision = result.decision
     print(f"temperature {decision.temperature:.4f} (fitted on {decision.split_size} {decision.split} images)")
     if decision.threshold is not None:

@@ -41,11 +41,12 @@ def calibrate_file(weights: str | Sequence[str], *, out: str | os.PathLike, rule
                    data_path: str | None = None, split: str | None = None, batch_size: int = 64,
                    device: str | None = None, model_name: str | None = None, ground_truth: str | None = None,
                    bad_images: BadImagePolicy = "error", bad_image_fraction: float = 0.1,
-                   progress: bool = False) -> Calibrated:
+                   per_class: bool = False, progress: bool = False) -> Calibrated:
     """Fit the decision of `weights` on the validation split of their data (or `source` at
     `data_path`; every image of the folder `data_path` with `split="all"`, as `xception eval`
     chooses it) with the threshold `rule` (None: temperature only), and write the weights with it to
-    `out`, the reliability diagram beside it (NAME.reliability.png). Several `weights`, or an
+    `out`, the reliability diagram beside it (NAME.reliability.png). `per_class`: multi-label weights
+    get a threshold per class too (`fit_decision`). Several `weights`, or an
     ensemble file: the ensemble's policy, written with its members to the ensemble file `out` (.json)."""
     from xception.eval.evaluate import evaluate_weights, evaluation_split
     from xception.inference.ensemble import Ensemble, EnsembleFile, is_ensemble_file
@@ -78,7 +79,7 @@ def calibrate_file(weights: str | Sequence[str], *, out: str | os.PathLike, rule
     logits, targets = metrics["logits"], metrics["targets"]
     recorded_source = source or (description.data or {}).get("source") or "imagenet"
     chosen = evaluation_split(description, recorded_source, data_path, split)
-    decision = fit_decision(logits, targets, multilabel=description.multilabel, rule=rule,
+    decision = fit_decision(logits, targets, multilabel=description.multilabel, rule=rule, per_class=per_class,
                             split="validation" if chosen == "val" else "calibration")
     calibrated = calibrated_logits(logits, decision)
 

@@ -75,9 +75,16 @@ def threshold_metrics(scores: torch.Tensor, targets: torch.Tensor, threshold: fl
     against `targets` (N,) 0/1; precision, recall and F1 of the positive class, 0 where undefined
     (scikit-learn's `zero_division=0`)."""
     check_binary(scores, targets)
-    if len(scores) == 0:
+    return decision_metrics(scores >= threshold, targets)
+
+
+def decision_metrics(decided: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+    """`threshold_metrics` of (N,) bool decisions against (N,) 0/1 `targets`; flattened (image,
+    class) pairs of a multi-label split give the micro-averaged metrics (scikit-learn's
+    `average="micro"`; accuracy is then per label, not per image)."""
+    if len(decided) == 0:
         raise ValueError("metrics at a threshold of zero images are undefined")
-    decided, truth = scores >= threshold, targets.bool()
+    truth = targets.bool()
     true_positives = int((decided & truth).sum())
     called, actual = int(decided.sum()), int(truth.sum())
     precision = true_positives / called if called else 0.0

@@ -30,7 +30,7 @@ from xception.distributed import all_gather_rows, all_reduce_sum
 from xception.metrics.binary import binary_metrics
 from xception.metrics.calibration import CalibrationBins, calibration_bins
 from xception.metrics.classification import average_precision, map_at_k, mean_average_precision, topk_correct
-from xception.metrics.thresholds import threshold_metrics
+from xception.metrics.thresholds import decision_metrics, threshold_metrics
 from xception.runtime import autocast
 from xception.tasks.decision import Decided, decide, decision_text
 from xception.tasks.loss import ClassificationLoss, LossRecipe
@@ -120,13 +120,15 @@ def evaluate(
 
     Returns `examples` (the total count, every example once), `loss` (mean cross-entropy, softmax
     or sigmoid), `ece` (`xception.metrics.calibration`, 15 bins), `confidence` (the mean confidence
-    of the predictions the ECE bins: above the accuracy, over-confident) and either `top1`, `top5` (`ks`;
-    fractions in [0, 1]) or `map`, `map_at_100`,
-    `per_class_ap` (a list; NaN for classes without positives). Two classes add the detection
+    of the predictions the ECE bins: above the accuracy, over-confident) and either `top1`, `top5`
+    (`ks`; fractions in [0, 1]) or `map`, `map_at_100`, `per_class_ap` (a list; NaN for classes
+    without positives). Two classes add the detection
     metrics of class 1's probability (`xception.metrics.binary`): `roc_auc`, `eer`, `average_precision`,
     and `accuracy`, `precision`, `recall`, `f1` of deciding class 1 at `threshold` (the decision's,
-    else 0.5). A `decision` (the weights' policy) adds `temperature`, `ece_calibrated`, `confidence_calibrated` and
-    `nll_calibrated` (after the temperature; `loss` is the NLL before it), and the probabilities
+    else 0.5); multi-label weights with a threshold add the same four, micro-averaged over every
+    (image, class) pair decided at the decision's thresholds (per class where it has them). A
+    `decision` (the weights' policy) adds `temperature`, `ece_calibrated`, `confidence_calibrated`
+    and `nll_calibrated` (after the temperature; `loss` is the NLL before it), and the probabilities
     above are the calibrated ones. `calibration_bins` holds the ECE's bins ("raw", and
     "calibrated" with a decision: `CalibrationBins`) for a reliability diagram.
     `keep_scores` adds `scores` and `labels`, a two-class model's probabilities of class 1 and targets
@@ -225,6 +227,10 @@ def evaluate(
     targets = all_gather_rows(torch.cat(all_targets).to(device) if all_targets else torch.zeros(0, num_classes, device=device)).cpu()
     if keep_logits:
         result["targets"] = targets
+    if decision is not None and decision.threshold is not None:  # the decisions at the stored thresholds
+        thresholds = torch.tensor(decision.thresholds(num_classes), dtype=scores.dtype)
+        result.update(threshold=decision.threshold,
+                      **decision_metrics((scores >= thresholds).reshape(-1), targets.reshape(-1)))
     result["map"] = float(mean_average_precision(scores, targets))
     result["map_at_100"] = float(map_at_k(scores, targets, k=100, class_weights=class_weights))
     result["per_class_ap"] = [float(x) for x in average_precision(scores, targets)]
