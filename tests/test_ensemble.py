@@ -24,20 +24,30 @@ NAMES = ("ant", "bee", "cat")
 OPTIONS = dict(runtime="onnxruntime", precision="fp32", device="cpu")
 
 
-def write_weights(path, *, seed: int, names=NAMES, decision: Decision | None = None):
+def write_weights(path, *, seed: int, names=NAMES, decision: Decision | None = None, size: int = 16):
     torch.manual_seed(seed)
     model = create_model("xception_small", num_classes=3, in_channels=1, width=0.125, middle_repeats=1)
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.momentum = None  # one batch sets the statistics: activations of a useful size
     with torch.no_grad():
-        model.train()(torch.rand(16, 1, 16, 16) * 2 - 1)
+        model.train()(torch.rand(16, 1, size, size) * 2 - 1)
         model.classifier.weight *= 20  # probabilities away from 1/3, so that members differ visibly
     description = WeightsDescription(model_name="xception_small", num_classes=3, in_channels=1, task="classification",
-                                     image_size=16, class_names=names, preprocessing=Preprocessing(image_size=16),
-                                     data={"source": "imagefolder", "path": None, "image_size": 16, "in_channels": 1},
+                                     image_size=size, class_names=names, preprocessing=Preprocessing(image_size=size),
+                                     data={"source": "imagefolder", "path": None, "image_size": size, "in_channels": 1},
                                      decision=decision)
     return save_weights(model.eval(), path, metadata=description.to_metadata())
+
+
+def write_photos(folder, *, per_class: int, size: tuple[int, int], seed: int):
+    """A folder of class folders of NAMES, each with `per_class` random grey photos of `size` (H, W)."""
+    rng = np.random.default_rng(seed)
+    for name in NAMES:
+        (folder / name).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 255, size, dtype=np.uint8)).save(folder / name / f"{i}.png")
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -86,12 +96,7 @@ def test_members_with_other_class_names_are_refused_naming_both_lists(members, t
 
 def test_predict_and_eval_take_several_weights(members, tmp_path, capsys):
     root, first, _, other, _ = members
-    folder = tmp_path / "photos"
-    rng = np.random.default_rng(0)
-    for name in NAMES:
-        (folder / name).mkdir(parents=True)
-        for i in range(2):
-            Image.fromarray(rng.integers(0, 255, (20, 20), dtype=np.uint8)).save(folder / name / f"{i}.png")
+    folder = write_photos(tmp_path / "photos", per_class=2, size=(20, 20), seed=0)
     files = sorted(str(p) for p in folder.glob("*/*.png"))
     weights = ["--weights", str(first), "--weights", str(other)]
     assert main(["predict", *files, *weights, "--runtime", "onnxruntime", "--precision", "fp32", "--device", "cpu",
@@ -175,3 +180,39 @@ def test_a_bad_ensemble_file_is_refused_by_name(content, message, tmp_path):
         Ensemble.open([file], **OPTIONS)
     with pytest.raises(FileNotFoundError, match="no such ensemble file"):
         Ensemble.open([tmp_path / "missing.json"], **OPTIONS)
+
+
+def test_members_that_prepare_images_differently_each_get_their_own_in_eval_and_serve(members, tmp_path, capsys):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from xception.eval.evaluate import evaluate_weights
+    from xception.serve.app import create_app
+    from xception.serve.config import ServeConfig
+    from xception.serve.model import load_served_model
+
+    _, first, _, _, _ = members
+    larger = write_weights(tmp_path / "larger.safetensors", seed=4, size=24)  # 24 px: another preparation
+    folder = write_photos(tmp_path / "photos", per_class=3, size=(30, 40), seed=5)
+    files = sorted(folder.glob("*/*.png"))
+    ensemble = Ensemble.open([first, larger], **OPTIONS)
+    assert not ensemble.same_preparation()
+    # What predict computes: each member prepares each photo its own way.
+    inputs = [torch.stack(batch) for batch in zip(*(ensemble.prepare(f) for f in files), strict=True)]
+    assert [x.shape[-1] for x in inputs] == [16, 24]
+    expected = ensemble.probabilities(inputs)
+    metrics = evaluate_weights([str(first), str(larger)], source=None, data_path=str(folder), split="all",
+                               batch_size=4, device="cpu", runtime="onnxruntime", precision="fp32",
+                               bad_images="error", bad_image_fraction=0.1, keep_logits=True)
+    assert metrics["examples"] == 9
+    torch.testing.assert_close(metrics["logits"].softmax(1), expected, atol=1e-6, rtol=0)
+    served = load_served_model([str(first), str(larger)], **OPTIONS)
+    with TestClient(create_app(served, ServeConfig())) as client:
+        answer = client.post("/predict?top_k=3", content=files[4].read_bytes()).json()
+        refused = client.post(f"/v2/models/{served.name}/infer", json={"inputs": [
+            {"name": "input", "shape": [1, 1, 16, 16], "datatype": "FP32", "data": [0.0] * 256}]})
+        inputs_listed = [t["name"] for t in client.get(f"/v2/models/{served.name}").json()["inputs"]]
+    got = {row["class_name"]: row["probability"] for row in answer["predictions"]}
+    assert got == pytest.approx(dict(zip(NAMES, expected[4].tolist(), strict=True)), abs=1e-6)
+    assert refused.status_code == 400 and "members prepare images differently (1x16x16, 1x24x24)" in refused.text
+    assert inputs_listed == ["image"]

@@ -16,7 +16,9 @@ from xception.tta_names import TTA
 
 if TYPE_CHECKING:
     import torch
+    from torch.utils.data import Dataset
 
+    from xception.description import WeightsDescription
     from xception.inference.ensemble import Ensemble
 
 
@@ -45,19 +47,15 @@ def evaluate_weights(
     which the evaluation applies: `decision`, the policy in words, `temperature`, `ece_calibrated`,
     `nll_calibrated`, a two-class model's accuracy, precision, recall and F1 at its `threshold`); `reliability` names a PNG to
     write the reliability diagram to. `keep_logits` adds `logits` (N, C) and `targets` (for
-    `xception calibrate`). Several `weights` are an ensemble (`xception.inference.ensemble`): the
-    mean of the members' calibrated probabilities, which must name the same classes and prepare
-    images alike; it decides by argmax. `tta`: a classifier's probabilities are the mean of each
-    image's views' (`xception.tasks.tta`); `images_per_second` counts images,
-    not views."""
-    from xception.data import build_datasets
-    from xception.data.build import build_whole_folder
-    from xception.data.config import recorded_data_config
-    from xception.data.imagenet import open_imagenet_val
+    `xception calibrate`). Several `weights`, or an ensemble file, are an ensemble
+    (`xception.inference.ensemble`): the mean of the members' calibrated probabilities, which must
+    name the same classes; each member gets the images prepared as its weights were evaluated; it
+    decides by its file's policy, else by argmax. `tta`: a classifier's probabilities are the mean of
+    each image's views' (`xception.tasks.tta`); `images_per_second` counts images, not views."""
     from xception.data.loader import build_loader, default_num_workers
     from xception.data.summary import split_size
     from xception.distributed import init_distributed
-    from xception.inference.ensemble import is_ensemble_file
+    from xception.inference.ensemble import Ensemble, PackedInputs, is_ensemble_file
     from xception.inference.session import InferenceSession
 
     context = init_distributed(device)
@@ -67,25 +65,17 @@ def evaluate_weights(
                    workload="throughput", batch_size=batch_size, data_path=data_path)
     ensemble = None
     if len(members) > 1 or is_ensemble_file(members[0]):
-        ensemble = _open_ensemble(members, **options)
+        ensemble = Ensemble.open(members, **options)
         session, weights = ensemble.members[0], members[0]
     else:
         session, weights = InferenceSession.open(members[0], require_class_names=False, **options), members[0]
     description = session.description
-    config = recorded_data_config(description, source=source, path=data_path, ground_truth=ground_truth)
-    if config.source == "imagenet" and not config.path:
-        raise ValueError(f"{weights} are evaluated on the ImageNet validation set; give its folder with --data")
-    if config.source == "imagenet":
-        val, num_classes, multilabel, class_weights = open_imagenet_val(config), 1000, False, None
-    else:
-        whole = evaluation_split(description, config.source, data_path, split) == "all"
-        datasets = build_whole_folder(config) if whole else build_datasets(config)
-        trained_classes = list(description.class_names or datasets.class_names)
-        if whole and config.source == "imagefolder" and datasets.class_names != trained_classes:
-            raise ValueError(f"{data_path} has the class folders {datasets.class_names[:10]}, the weights the classes "
-                             f"{trained_classes[:10]}: name the test folder's classes as in training")
-        val, num_classes = datasets.val, datasets.num_classes
-        multilabel, class_weights = datasets.multilabel, datasets.class_weights
+    where = dict(source=source, data_path=data_path, split=split, ground_truth=ground_truth)
+    val, num_classes, multilabel, class_weights = _evaluation_data(weights, description, **where)
+    if ensemble is not None and not ensemble.same_preparation():
+        # Each member sees the images as its own weights were evaluated, packed into one row per image.
+        others = [_evaluation_data(m.weights, m.description, **where)[0] for m in ensemble.members[1:]]
+        val = PackedInputs(ensemble, [val, *others])
     if num_classes != description.num_classes:
         raise ValueError(f"{weights} has {description.num_classes} classes but the data set has {num_classes}")
     # An ensemble's logits are those of its members' mean calibrated probabilities (their own temperatures and
@@ -130,18 +120,31 @@ def evaluate_weights(
             "runtime": runtime_text}
 
 
-def _open_ensemble(members: list[str], **options: Any) -> Ensemble:
-    from xception.inference.ensemble import Ensemble, EnsembleError
+def _evaluation_data(weights: Any, description: WeightsDescription, *, source: str | None, data_path: str | None,
+                     split: str | None, ground_truth: str | None) -> tuple[Dataset, int, bool, torch.Tensor | None]:
+    """The images `weights` are evaluated on, prepared as they were evaluated: (the data set, the
+    number of classes, multi-label, MAP's class weights)."""
+    from xception.data import build_datasets
+    from xception.data.build import build_whole_folder
+    from xception.data.config import recorded_data_config
+    from xception.data.imagenet import open_imagenet_val
 
-    ensemble = Ensemble.open(members, **options)
-    if not ensemble.same_preparation():
-        raise EnsembleError("eval reads the images once for every member: the members of an ensemble must prepare "
-                            "them alike (image size, crop, channels); predict takes members that differ")
-    return ensemble
+    config = recorded_data_config(description, source=source, path=data_path, ground_truth=ground_truth)
+    if config.source == "imagenet" and not config.path:
+        raise ValueError(f"{weights} are evaluated on the ImageNet validation set; give its folder with --data")
+    if config.source == "imagenet":
+        return open_imagenet_val(config), 1000, False, None
+    whole = evaluation_split(description, config.source, data_path, split) == "all"
+    datasets = build_whole_folder(config) if whole else build_datasets(config)
+    trained_classes = list(description.class_names or datasets.class_names)
+    if whole and config.source == "imagefolder" and datasets.class_names != trained_classes:
+        raise ValueError(f"{data_path} has the class folders {datasets.class_names[:10]}, the weights the classes "
+                         f"{trained_classes[:10]}: name the test folder's classes as in training")
+    return datasets.val, datasets.num_classes, datasets.multilabel, datasets.class_weights
 
 
 def _ensemble_logits(ensemble: Ensemble, images: torch.Tensor, *, tta: str) -> torch.Tensor:
-    return ensemble.mean_logits([images] * len(ensemble.members), tta=tta)
+    return ensemble.mean_logits(ensemble.member_inputs(images), tta=tta)
 
 
 def evaluation_split(description: Any, source: str, data_path: str | None, split: str | None) -> str:

@@ -19,6 +19,11 @@ a threshold on the result):
 
 Member paths are relative to the file's folder; names (`imagenet`, `hf-hub:...`) stay names. The
 weights need not sum to 1 (they are normalised) and default to 1 each.
+
+Members may prepare images differently (another size, crop or channel count): each then gets the
+image as its own weights were evaluated. Where one tensor must carry an image for every member
+(a batch of the server's micro-batcher, a data loader's batch in `eval`), `pack` joins the members'
+inputs, flattened, into one row, and `unpack` cuts it back (`PackedInputs` packs a data set's items).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.data import Dataset
 
 from xception.description import Decision
 from xception.inference.session import InferenceSession, probabilities
@@ -203,8 +209,57 @@ class Ensemble:
             how = ("decided by " if self.decision.threshold is None else "decided at ") + self.decision.reason()
         return f"ensemble of {len(self.members)}{shares}: the mean of the members' calibrated probabilities, {how}"
 
+    def input_shapes(self) -> list[tuple[int, int, int]]:
+        """Each member's input (C, S, S)."""
+        return [(m.in_channels, m.image_size, m.image_size) for m in self.members]
+
+    def pack(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The members' inputs, each (N, C_i, S_i, S_i) (or one image, (C_i, S_i, S_i)), flattened and
+        joined into (N, sum of C_i S_i S_i) (or one row)."""
+        return torch.cat([x.flatten(start_dim=x.dim() - 3) for x in inputs], dim=-1)
+
+    def unpack(self, packed: torch.Tensor) -> list[torch.Tensor]:
+        """`pack`'s inverse: each member's (N, C_i, S_i, S_i) batch (views of `packed`)."""
+        shapes = self.input_shapes()
+        sizes = [c * h * w for c, h, w in shapes]
+        if packed.shape[-1] != sum(sizes):
+            raise ValueError(f"a packed row of {packed.shape[-1]} values for members of {sum(sizes)}")
+        return [part.reshape(*packed.shape[:-1], *shape)
+                for part, shape in zip(packed.split(sizes, dim=-1), shapes, strict=True)]
+
+    def member_inputs(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The members' batches of one loader's or batcher's `images`: the same batch for members that
+        prepare alike, else `unpack`ed rows."""
+        return [images] * len(self.members) if self.same_preparation() else self.unpack(images)
+
     def same_preparation(self) -> bool:
         """Whether every member prepares an image alike (one data loader serves them all)."""
         first = self.members[0].description
         return all(m.description.preprocessing == first.preprocessing and m.in_channels == first.in_channels
                    for m in self.members[1:])
+
+
+class PackedInputs(Dataset):
+    """The items of `datasets` (one per member, each preparing the same files as that member's
+    weights were evaluated) as (the members' inputs packed into one row, the target)."""
+
+    def __init__(self, ensemble: Ensemble, datasets: Sequence[Dataset]) -> None:
+        from xception.data.split_manifest import split_files
+
+        if len(datasets) != len(ensemble.members):
+            raise ValueError(f"{len(datasets)} data sets for {len(ensemble.members)} members")
+        files = [split_files(d) for d in datasets]
+        for member, listed in zip(ensemble.members[1:], files[1:], strict=True):
+            if listed != files[0]:
+                raise EnsembleError(f"the members' data splits hold other images ({ensemble.members[0].weights}: "
+                                    f"{len(files[0])}, {member.weights}: {len(listed)}): evaluate the ensemble on "
+                                    "one folder with --data DIR --split all")
+        self.ensemble, self.datasets = ensemble, list(datasets)
+        self.samples = [(path, None) for path in files[0]]  # the files, for `split_files` and bad-image records
+
+    def __len__(self) -> int:
+        return len(self.datasets[0])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, Any]:
+        items = [dataset[index] for dataset in self.datasets]
+        return self.ensemble.pack([image for image, _ in items]), items[0][1]

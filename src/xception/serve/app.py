@@ -135,8 +135,9 @@ def create_app(served: ServedModel, config: ServeConfig, *, heatmap: HeatmapRend
     async def model_metadata(name: str, version: str | None = None) -> dict:
         check_model(name, version)
         c, s, k = served.in_channels, served.image_size, len(served.class_names)
-        tensors = [protocol.TensorMetadata(name=protocol.IMAGE_INPUT, datatype="BYTES", shape=[-1]),
-                   protocol.TensorMetadata(name=protocol.TENSOR_INPUT, datatype="FP32", shape=[-1, c, s, s])]
+        tensors = [protocol.TensorMetadata(name=protocol.IMAGE_INPUT, datatype="BYTES", shape=[-1])]
+        if served.one_preparation:  # an ensemble whose members prepare images differently takes images only
+            tensors.append(protocol.TensorMetadata(name=protocol.TENSOR_INPUT, datatype="FP32", shape=[-1, c, s, s]))
         outputs = [protocol.TensorMetadata(name="probabilities", datatype="FP32", shape=[-1, k]),
                    protocol.TensorMetadata(name="top_classes", datatype="BYTES", shape=[-1, -1]),
                    protocol.TensorMetadata(name="top_probabilities", datatype="FP32", shape=[-1, -1])]
@@ -173,6 +174,9 @@ def create_app(served: ServedModel, config: ServeConfig, *, heatmap: HeatmapRend
             check_room(len(encoded))
             images = await prepare_all(encoded)
         else:
+            if not served.one_preparation:
+                raise RequestError(400, f'this ensemble\'s members prepare images differently ({served.input_shapes_text()}): '
+                                        f'send encoded images as the input "{protocol.IMAGE_INPUT}"')
             images = protocol.decode_tensor(tensor, binary.get(tensor.name), in_channels=served.in_channels,
                                             image_size=served.image_size)
             check_room(len(images))

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from xception.deploy.engines import Engine
-from xception.inference.ensemble import Ensemble, EnsembleError, is_ensemble_file
+from xception.inference.ensemble import Ensemble, is_ensemble_file
 from xception.inference.session import InferenceSession
 from xception.tasks.decision import Decided
 from xception.tta_names import TTA
@@ -30,9 +30,21 @@ class ServedModel:
     name: str
     session: InferenceSession
     tta: TTA = "none"  # test-time augmentation of every answer (`xception.tasks.tta`)
-    # Several weight files: their mean calibrated probabilities (`session` is the first member's,
-    # which prepares the images for all: the members must prepare them alike).
+    # Several weight files: their mean calibrated probabilities (`session` is the first member's).
+    # Members that prepare images alike share one input; else each image's row packs every member's
+    # own (`Ensemble.pack`), so that the micro-batcher still stacks one tensor per image.
     ensemble: Ensemble | None = None
+
+    def input_shapes_text(self) -> str:
+        """Each member's input, e.g. "3x299x299, 1x32x32"."""
+        shapes = self.ensemble.input_shapes() if self.ensemble is not None else [(self.in_channels, self.image_size,
+                                                                                   self.image_size)]
+        return ", ".join("x".join(map(str, shape)) for shape in shapes)
+
+    @property
+    def one_preparation(self) -> bool:
+        """Whether one (C, S, S) input serves every member (`in_channels`, `image_size` describe it)."""
+        return self.ensemble is None or self.ensemble.same_preparation()
 
     @property
     def model_name(self) -> str:  # its registry model, e.g. "xception"
@@ -63,15 +75,18 @@ class ServedModel:
         return self.session.multilabel
 
     def prepare(self, data: bytes) -> torch.Tensor:
-        """An encoded image (any format PIL reads) -> the model input (C, H, W) in [-1, 1]; raises
+        """An encoded image (any format PIL reads) -> the model input (C, H, W) in [-1, 1] (or, for an
+        ensemble whose members prepare images differently, their inputs packed into one row); raises
         `UnreadableImageError` for what is not an image, truncated, or a decompression bomb."""
+        if not self.one_preparation:
+            return self.ensemble.pack(self.ensemble.prepare(data, name="the request's image"))
         return self.session.prepare(data, name="the request's image")
 
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) inputs in [-1, 1] -> (N, num_classes) float32 probabilities, as
         `InferenceSession.probabilities` (and so `xception predict`) computes them."""
         if self.ensemble is not None:
-            return self.ensemble.probabilities([images] * len(self.ensemble.members), tta=self.tta)
+            return self.ensemble.probabilities(self.ensemble.member_inputs(images), tta=self.tta)
         return self.session.probabilities(images, tta=self.tta)
 
     @property
@@ -95,7 +110,7 @@ def load_served_model(weights: str | Sequence[str], *, model_name: str | None = 
     published name) in the runtime and precision chosen for throughput at `max_batch_size` (the
     batcher's largest batch), or as asked. `name` (default: the registry model's name) is the
     model's name in the protocol. Several `weights`, or an ensemble file: an ensemble (the mean of
-    their calibrated probabilities; they must prepare images alike). `tta` (`xception.tasks.tta`) answers with
+    their calibrated probabilities, each member preparing the image as its weights were evaluated). `tta` (`xception.tasks.tta`) answers with
     the mean probabilities of each image's views."""
     options = dict(model_name=model_name, runtime=runtime, precision=precision, device=device, workload="throughput",
                    batch_size=max_batch_size)
@@ -103,9 +118,6 @@ def load_served_model(weights: str | Sequence[str], *, model_name: str | None = 
     ensemble = None
     if len(members) > 1 or is_ensemble_file(members[0]):
         ensemble = Ensemble.open(members, **options)
-        if not ensemble.same_preparation():
-            raise EnsembleError("the server prepares each image once for every member: the members of an ensemble "
-                                "must prepare images alike (image size, crop, channels)")
         session = ensemble.members[0]
     else:
         session = InferenceSession.open(members[0], **options)
