@@ -88,7 +88,8 @@ def test_sbatch_requeued_by_sigusr1_and_by_preemption_ends_bit_identical(slurm, 
         assert slurm.job(job_id)["JobState"] in ALIVE, log.read_text()
         time.sleep(0.2)
     _wait_for_step(slurm, job_id, run, 25)
-    slurm.run("scontrol", "requeue", job_id)  # a preemption without warning: the job is killed and requeued
+    # A preemption without warning: SLURM sends SIGTERM (SIGKILL after KillWait) and requeues the job.
+    slurm.run("scontrol", "requeue", job_id)
     job = slurm.wait_until_done(job_id, timeout=400)
     output = log.read_text()
     assert job["JobState"] == "COMPLETED" and job["Restarts"] == "2", (job, output[-3000:])
@@ -100,7 +101,7 @@ def test_sbatch_requeued_by_sigusr1_and_by_preemption_ends_bit_identical(slurm, 
     assert len(attempts) == 3 and attempts[0]["stopped_by"] == "SIGUSR1", attempts
     assert attempts[0]["to_step"] == attempts[1]["from_step"] >= 10  # stopped after a step, checkpointed there
     assert attempts[1]["to_step"] == attempts[2]["from_step"] >= 24 and attempts[2]["to_step"] == STEPS
-    assert "stopped_by" not in attempts[1]  # killed: its record ends at its last checkpoint
+    assert attempts[1]["stopped_by"] == "SIGTERM"  # it saved after the step SIGTERM found it in
     assert json.loads((run / "config.json").read_text())["attempts"] == attempts[:2]
 
 

@@ -1,6 +1,7 @@
-"""SIGUSR1 (what SLURM sends before a time limit or a preemption) stops a run after a step that every
-process agrees on, with a checkpoint there; the same command continues it bit-identically. Without
-SLURM: the signal sent by hand, to one process and to one of two torchrun workers."""
+"""SIGUSR1 (what SLURM sends before a time limit or a preemption) and SIGTERM (what Kubernetes sends
+before it evicts a pod) stop a run after a step that every process agrees on, with a checkpoint
+there; the same command continues it bit-identically. Without SLURM or Kubernetes: the signal sent by
+hand, to one process, to one of two torchrun workers, and to the torchrun agent."""
 
 import json
 import os
@@ -83,3 +84,49 @@ def test_sigusr1_to_one_of_two_workers_stops_both_after_the_same_step(tmp_path):
     assert f"stopped at step {summary['step']} of {STEPS}" in output
     (attempt,) = load_checkpoint(run / "checkpoints" / "latest.pt")["progress"]["attempts"]
     assert attempt["stopped_by"] == "SIGUSR1" and attempt["processes"] == 2  # rank 0 names rank 1's signal
+
+
+def test_sigterm_to_the_torchrun_agent_stops_both_workers_with_a_checkpoint_and_the_run_continues_bit_identical(
+        tmp_path):
+    """What Kubernetes does to a pod it evicts: SIGTERM to the container's first process (here the
+    torchrun agent), SIGKILL after the grace period. The agent passes SIGTERM to its workers and
+    waits 30 s; they agree on a step, save a checkpoint there and exit 143, and the same command
+    (the pod started again) ends where an uninterrupted run ends, to the bit."""
+    data = write_image_folder(tmp_path / "data", per_class={"train": 24, "val": 10})
+    straight, run = tmp_path / "straight", tmp_path / "run"
+
+    def torchrun(out) -> list[str]:
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                "-m", "xception.cli", *_train_args(data, out, steps=STEPS)]
+
+    subprocess.run(torchrun(straight), env=_environment(), check=True, capture_output=True)
+    agent = subprocess.Popen(torchrun(run), env=_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+    _worker_ranks(agent)
+    while _logged_steps(run) < 5:
+        assert agent.poll() is None, agent.communicate()[0][-3000:]
+        time.sleep(0.02)
+    agent.send_signal(signal.SIGTERM)
+    output = agent.communicate(timeout=120)[0]
+    assert agent.returncode != 0, output[-3000:]  # the agent was told to terminate; its workers saved first
+    summary = read_summary(run / "checkpoints" / "latest.pt")
+    assert 5 <= summary["step"] < STEPS and _logged_steps(run) == summary["step"], output[-3000:]
+    (attempt,) = load_checkpoint(run / "checkpoints" / "latest.pt")["progress"]["attempts"]
+    assert attempt["stopped_by"] == "SIGTERM" and attempt["processes"] == 2
+    subprocess.run(torchrun(run), env=_environment(), check=True, capture_output=True)
+    assert _same_weights(run / "weights.safetensors", straight / "weights.safetensors")
+
+
+def test_sigterm_to_a_single_process_exits_143_after_its_checkpoint(tmp_path):
+    data = write_image_folder(tmp_path / "data", per_class={"train": 24, "val": 10})
+    run = tmp_path / "run"
+    process = subprocess.Popen([*COMMAND, *_train_args(data, run, steps=STEPS)], env=_environment(),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    while _logged_steps(run) < 5:
+        assert process.poll() is None, process.communicate()[0][-3000:]
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=300)[0]
+    assert process.returncode == 143 and "by SIGTERM" in output, output[-3000:]
+    stopped = read_summary(run / "checkpoints" / "latest.pt")["step"]
+    assert 5 <= stopped < STEPS and _logged_steps(run) == stopped and not (run / "final.json").exists()

@@ -161,14 +161,16 @@ def run(args: argparse.Namespace) -> int:
     import os
 
     from xception.train import fit
+    from xception.train.preemption import exit_status
 
     result = fit(build_config(args))
+    status = 0 if result.finished else exit_status(result.attempts[-1].get("stopped_by"))
     if os.environ.get("RANK", "0") != "0":
-        return 0  # under torchrun, rank 0 reports
+        return status  # under torchrun, rank 0 reports
     if not result.finished:
         print(f"stopped at step {result.steps} of {result.total_steps}; the same command continues it "
               f"(checkpoint {result.checkpoint})")
-        return 0
+        return status
     shown = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items() if k != "examples" and isinstance(v, float))
     attempts = f" over {len(result.attempts)} attempts" if len(result.attempts) > 1 else ""
     print(f"trained {result.steps} steps in {result.wall_s:.0f} s{attempts}: {shown}")
