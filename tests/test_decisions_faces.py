@@ -39,9 +39,9 @@ def faces_run(tmp_path_factory):
     root = benchmark.write_faces(tmp_path_factory.mktemp("faces"))
     run = root / "run"
     # One intra-op thread (--threads 1): on a shared 2-core machine two threads wait on each other
-    # (tests/conftest.py). Channels-last is off (--no-channels-last): PyTorch's CPU backward of this
-    # 1-channel model crashed with it on the Xeon where this test was written (a segmentation fault
-    # inside autograd, not an error of this project).
+    # (tests/conftest.py). Channels-last is off (--no-channels-last), as training would choose for this
+    # model anyway: oneDNN computes the weight gradient of its 8-channel strided shortcut out of bounds
+    # in channels_last (`xception.runtime.nhwc_weight_gradient_hazards`, tests/test_runtime.py).
     threads = torch.get_num_threads()
     assert main(benchmark.train_argv(root / "train", run)) == 0
     torch.set_num_threads(threads)

@@ -130,3 +130,41 @@ def test_cpu_flags_follow_onednns_isa_cap(limit, vnni, bf16, avx512, monkeypatch
         assert ("no VNNI" in text) is not vnni and (f"ONEDNN_MAX_CPU_ISA={limit.upper()}" in text) is bool(limit)
     finally:
         cpu.cpu_flags.cache_clear()
+
+
+def test_nhwc_weight_gradient_hazards_are_the_narrow_strided_1x1_convolutions():
+    from xception import create_model
+
+    narrow = create_model("xception_small", num_classes=2, in_channels=1, width=0.125, middle_repeats=1)
+    assert runtime.nhwc_weight_gradient_hazards(narrow) == ["entry_flow.block2.shortcut.conv"]  # 8 -> 16, stride 2
+    wider = create_model("xception_small", num_classes=2, in_channels=1, width=0.25, middle_repeats=1)
+    assert runtime.nhwc_weight_gradient_hazards(wider) == []  # 16 input channels: a full block
+    assert runtime.nhwc_weight_gradient_hazards(create_model("xception", num_classes=10)) == []
+
+
+@pytest.mark.parametrize("layout", ["default", "asked"])
+def test_a_narrow_model_trains_in_fp32_without_channels_last_and_refuses_it_when_asked(layout, tmp_path):
+    """In a process of its own: where the guard failed, oneDNN's out-of-bounds write (odd batches of
+    15 here) would take the test's process with it."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tiny_image_folder import train_argv, write_image_folder
+
+    data = write_image_folder(tmp_path / "data", per_class={"train": 15, "val": 6})
+    argv = train_argv(data, tmp_path / "run", "--batch-size", "15", "--steps", "3", "--workers", "0",
+                      *(["--channels-last"] if layout == "asked" else []))
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    done = subprocess.run([sys.executable, "-m", "xception.cli", *argv], capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "PYTHONPATH": src})
+    if layout == "asked":
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert "--channels-last: oneDNN computes the weight gradient of a strided 1x1 convolution" in done.stderr
+        assert "train it with --no-channels-last" in done.stderr
+        return
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "channels_last off for this model: oneDNN" in done.stderr and "entry_flow.block2.shortcut.conv" in done.stderr
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())["runtime"]
+    assert recorded["channels_last"] is False and "channels_last off (oneDNN#6035" in recorded["reason"]

@@ -120,6 +120,19 @@ def fastest_settings(device: torch.device, *, training: bool) -> RuntimeSettings
     return RuntimeSettings("fp32", False, False, f"{mode} on {device.type}: fp32, default layout (no measurements)")
 
 
+def nhwc_weight_gradient_hazards(module: torch.nn.Module) -> list[str]:
+    """The convolutions of `module` whose weight gradient oneDNN computes out of bounds in
+    channels_last on a CPU in fp32: 1x1, strided, with fewer than 16 input channels (its 1x1 kernel
+    copies the strided input into a workspace sized for a full block of 16 (AVX-512) or 8 (AVX2)
+    channels: uxlfoundation/oneDNN#6035, open; seen here as heap corruption and segmentation faults
+    at odd batch sizes on an AMX Xeon with torch 2.14.1, oneDNN 3.12; reported as hangs and wrong
+    gradients on AVX2). Narrow models have them (`xception_small` at width 1/8: its shortcuts from 8
+    channels); Xception's narrowest strided 1x1 convolution has 64."""
+    return [name for name, m in module.named_modules()
+            if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1)
+            and m.groups == 1 and m.in_channels < 16]
+
+
 # glibc's mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 _INT_MAX = 2**31 - 1

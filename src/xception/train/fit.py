@@ -54,6 +54,7 @@ from xception.runtime import (
     check_precision,
     fastest_settings,
     grad_scaler,
+    nhwc_weight_gradient_hazards,
     retain_freed_memory,
 )
 from xception.tasks import build_task
@@ -111,6 +112,27 @@ def resolve_runtime(config: TrainConfig, device: torch.device) -> RuntimeSetting
     shown = ", ".join(f"{name}={value[name]}" + (" (chosen)" if name in chosen else "") for name in fields)
     reason = f"(chosen): the defaults for {fastest.reason}" if chosen else "as configured"
     return RuntimeSettings(value["precision"], value["channels_last"], value["compile"], f"{shown}: {reason}")
+
+
+def _safe_layout(settings: RuntimeSettings, module: nn.Module, config: TrainConfig, device: torch.device, *,
+                 main: bool) -> RuntimeSettings:
+    """`settings`, without channels_last where oneDNN would train `module` wrongly in it (fp32 on a
+    CPU, `nhwc_weight_gradient_hazards`): said in a warning where channels_last was the default,
+    refused where it was asked for."""
+    if device.type != "cpu" or not settings.channels_last or settings.precision != "fp32":
+        return settings
+    hazards = nhwc_weight_gradient_hazards(module)
+    if not hazards:
+        return settings
+    why = (f"oneDNN computes the weight gradient of a strided 1x1 convolution with fewer than 16 input channels "
+           f"out of bounds in channels_last on a CPU in fp32 (uxlfoundation/oneDNN#6035: crashes, hangs or wrong "
+           f"gradients); this model has {len(hazards)} ({_shorten(tuple(hazards))})")
+    if config.channels_last:
+        raise UserError(f"--channels-last: {why}; train it with --no-channels-last (or in bf16)")
+    if main:
+        log.warning("channels_last off for this model: %s", why)
+    return dataclasses.replace(settings, channels_last=False,
+                               reason=settings.reason + "; channels_last off (oneDNN#6035, narrow strided 1x1 convs)")
 
 
 def fit(config: TrainConfig, *, datasets: Any | None = None) -> TrainResult:
@@ -219,6 +241,7 @@ class Run:
                                                                       else ""))
         if config.sync_batchnorm and self.context.distributed:
             module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        self.settings = _safe_layout(self.settings, module, config, self.context.device, main=self.context.is_main)
         return module.to(self.context.device, memory_format=self.settings.memory_format)
 
     def _build_trainer(self) -> Trainer:
