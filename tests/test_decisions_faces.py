@@ -285,8 +285,7 @@ def test_calibrate_fits_an_ensembles_policy_into_an_ensemble_file_that_predict_e
     metrics = json.loads(capsys.readouterr().out)
     ensemble = Ensemble.open([out], runtime="onnxruntime", precision="fp32", device="cpu")
     files = sorted((root / "test").glob("*/*.png"))
-    inputs = [torch.stack(batch) for batch in zip(*(ensemble.prepare(f) for f in files), strict=True)]
-    scores = ensemble.probabilities(inputs)[:, 1].numpy()
+    scores = ensemble.probabilities(torch.stack([ensemble.prepare(f) for f in files]))[:, 1].numpy()
     labels = np.array([f.parent.name == "nonface" for f in files])
     threshold = written["decision"]["threshold"]
     assert metrics["threshold"] == pytest.approx(threshold)

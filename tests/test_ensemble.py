@@ -64,13 +64,13 @@ def members(tmp_path_factory):
 def test_an_ensemble_of_one_is_the_model(members):
     _, first, _, _, images = members
     alone = InferenceSession.open(first, **OPTIONS).probabilities(images)
-    assert torch.equal(Ensemble.open([first], **OPTIONS).probabilities([images]), alone)
+    assert torch.equal(Ensemble.open([first], **OPTIONS).probabilities(images), alone)
 
 
 def test_an_ensemble_of_two_copies_is_the_model(members):
     _, first, copy, _, images = members
     alone = InferenceSession.open(first, **OPTIONS).probabilities(images)
-    torch.testing.assert_close(Ensemble.open([first, copy], **OPTIONS).probabilities([images, images]), alone,
+    torch.testing.assert_close(Ensemble.open([first, copy], **OPTIONS).probabilities(images), alone,
                                atol=1e-6, rtol=0)
 
 
@@ -82,7 +82,7 @@ def test_an_ensemble_of_two_models_is_the_mean_of_their_calibrated_probabilities
     torch.testing.assert_close(b.probabilities(images), b_calibrated, atol=1e-5, rtol=0)
     expected = (a.probabilities(images) + b.probabilities(images)) / 2
     assert (a.probabilities(images) - b.probabilities(images)).abs().max() > 1e-2  # the members differ
-    torch.testing.assert_close(Ensemble.open([first, other], **OPTIONS).probabilities([images, images]), expected,
+    torch.testing.assert_close(Ensemble.open([first, other], **OPTIONS).probabilities(images), expected,
                                atol=1e-6, rtol=0)
 
 
@@ -104,8 +104,7 @@ def test_predict_and_eval_take_several_weights(members, tmp_path, capsys):
     captured = capsys.readouterr()
     assert "ensemble of 2" in captured.err
     ensemble = Ensemble.open([first, other], **OPTIONS)
-    inputs = [torch.stack(batch) for batch in zip(*(ensemble.prepare(f) for f in files), strict=True)]
-    expected = ensemble.probabilities(inputs)
+    expected = ensemble.probabilities(torch.stack([ensemble.prepare(f) for f in files]))
     printed = [[float(line.split()[0]) for line in block.splitlines()[1:]]
                for block in re.split(r"\n(?=\S)", captured.out.strip())]
     assert np.allclose([sorted(row, reverse=True) for row in printed],
@@ -128,7 +127,7 @@ def test_serve_answers_with_the_ensembles_probabilities(members, tmp_path):
     Image.fromarray(np.random.default_rng(1).integers(0, 255, (20, 20), dtype=np.uint8)).save(photo)
     served = load_served_model([str(first), str(other)], **OPTIONS)
     ensemble = Ensemble.open([first, other], **OPTIONS)
-    expected = ensemble.probabilities([prepared[None] for prepared in ensemble.prepare(photo)])[0]
+    expected = ensemble.probabilities(ensemble.prepare(photo)[None])[0]
     with TestClient(create_app(served, ServeConfig())) as client:
         answer = client.post("/predict?top_k=3", content=photo.read_bytes()).json()
     assert "decision" not in answer  # an ensemble decides by argmax: the first prediction
@@ -159,9 +158,9 @@ def test_an_ensemble_file_weighs_its_members_and_applies_its_own_temperature(mem
     ensemble = Ensemble.open([file], **OPTIONS)
     assert ensemble.weights == pytest.approx((2 / 3, 1 / 3)) and ensemble.decision.temperature == 1.7
     mean = (2 * a + b) / 3  # the weighted mean of the members' calibrated probabilities
-    torch.testing.assert_close(ensemble.mean_logits([images, images]).softmax(1), mean, atol=1e-6, rtol=0)
+    torch.testing.assert_close(ensemble.mean_logits(images).softmax(1), mean, atol=1e-6, rtol=0)
     expected = (mean.double().log() / 1.7).softmax(1).float()  # then the ensemble's temperature
-    torch.testing.assert_close(ensemble.probabilities([images, images]), expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(ensemble.probabilities(images), expected, atol=1e-6, rtol=0)
     assert "ensemble of 2 (weights 0.67, 0.33)" in ensemble.describe()
 
 
@@ -197,10 +196,13 @@ def test_members_that_prepare_images_differently_each_get_their_own_in_eval_and_
     files = sorted(folder.glob("*/*.png"))
     ensemble = Ensemble.open([first, larger], **OPTIONS)
     assert not ensemble.same_preparation()
-    # What predict computes: each member prepares each photo its own way.
-    inputs = [torch.stack(batch) for batch in zip(*(ensemble.prepare(f) for f in files), strict=True)]
-    assert [x.shape[-1] for x in inputs] == [16, 24]
-    expected = ensemble.probabilities(inputs)
+    # Each member prepares each photo its own way (16 and 24 px): the mean of their own probabilities.
+    alone = [m.probabilities(torch.stack([m.prepare(f) for f in files])) for m in ensemble.members]
+    assert [m.image_size for m in ensemble.members] == [16, 24]
+    expected = (alone[0] + alone[1]) / 2
+    assert (alone[0] - alone[1]).abs().max() > 1e-2  # the members differ
+    torch.testing.assert_close(ensemble.probabilities(torch.stack([ensemble.prepare(f) for f in files])), expected,
+                               atol=1e-6, rtol=0)  # predict's path: packed rows
     metrics = evaluate_weights([str(first), str(larger)], source=None, data_path=str(folder), split="all",
                                batch_size=4, device="cpu", runtime="onnxruntime", precision="fp32",
                                bad_images="error", bad_image_fraction=0.1, keep_logits=True)

@@ -79,6 +79,31 @@ def test_predict_video_scores_faces_and_decides_the_video(weights, videos, tmp_p
     assert f"verdict: {verdict['class']}" in printed and f"{len(faceless)} without a face" in printed
 
 
+def test_predict_video_with_an_ensemble_scores_each_face_with_the_mean_of_its_members(weights, videos, tmp_path,
+                                                                                       capsys):
+    """Two members that prepare the crops differently (32 and 40 px): each frame's probabilities are
+    the mean of what each member alone gives that frame, and the ensemble (no file, so no policy of
+    its own) decides the video by argmax."""
+    faces, _ = videos
+    other = detector_weights(tmp_path / "other.safetensors", threshold=THRESHOLD, seed=1, image_size=40)
+    options = ["--runtime", "torch", "--crop", "faces", "--frames", "10"]
+    tables = {}
+    for name, given in (("first", [weights]), ("other", [other]), ("ensemble", [weights, other])):
+        argv = [arg for w in given for arg in ("--weights", str(w))]
+        assert main(["predict", str(faces), *argv, *options, "--out", str(tmp_path / name)]) == 0
+        tables[name] = read_table(tmp_path / name / "faces.mp4.frames.csv")
+    assert "ensemble of 2" in capsys.readouterr().err
+    scored = [i for i, row in enumerate(tables["ensemble"]) if row["class"] != "no face"]
+    assert len(scored) >= 6 and scored == [i for i, row in enumerate(tables["first"]) if row["class"] != "no face"]
+    first, second = ([float(t[i]["p(fake)"]) for i in scored] for t in (tables["first"], tables["other"]))
+    assert max(abs(a - b) for a, b in zip(first, second, strict=True)) > 1e-3  # the members differ
+    ensemble = [float(tables["ensemble"][i]["p(fake)"]) for i in scored]
+    assert ensemble == pytest.approx([(a + b) / 2 for a, b in zip(first, second, strict=True)], abs=1e-6)
+    verdict = json.loads((tmp_path / "ensemble" / "faces.mp4.verdict.json").read_text())
+    assert verdict["probabilities"]["fake"] == pytest.approx(np.mean(ensemble), abs=1e-6)
+    assert "(argmax)" in verdict["reason"]
+
+
 @pytest.mark.parametrize("how", ["median", "max", "confident"])
 def test_predict_video_aggregates(weights, videos, tmp_path, how):
     faces, _ = videos

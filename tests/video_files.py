@@ -80,24 +80,25 @@ def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, floa
 
 
 def detector_weights(path: Path, *, threshold: float | None = 0.45,
-                     class_names: tuple[str, str] = ("real", "fake")) -> Path:
-    """An untrained two-class xception_small (`class_names`, the positive second) on 32 px squashed
-    crops, saved at `path` with a decision policy (temperature 1.5, the threshold `threshold`) as
-    training writes one."""
+                     class_names: tuple[str, str] = ("real", "fake"), seed: int = 0, image_size: int = 32) -> Path:
+    """An untrained two-class xception_small (`class_names`, the positive second; initialised from
+    `seed`) on `image_size` px squashed crops, saved at `path` with a decision policy (temperature
+    1.5, the threshold `threshold`) as training writes one."""
     import torch
 
     from xception.description import Decision, Preprocessing, WeightsDescription
     from xception.models import create_model
     from xception.models.trained import save_trained
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = create_model("xception_small", num_classes=2, width=0.25, middle_repeats=1).eval()
     decision = Decision(temperature=1.5, threshold=threshold, rule="eer" if threshold is not None else None,
                         split_size=40)
     description = WeightsDescription(model_name="xception_small", num_classes=2, in_channels=3,
-                                     task="classification", image_size=32, class_names=class_names,
-                                     preprocessing=Preprocessing(image_size=32, resize="squash"), decision=decision,
-                                     data={"source": "imagefolder", "path": None, "image_size": 32, "resize": "squash"})
+                                     task="classification", image_size=image_size, class_names=class_names,
+                                     preprocessing=Preprocessing(image_size=image_size, resize="squash"),
+                                     decision=decision, data={"source": "imagefolder", "path": None,
+                                                              "image_size": image_size, "resize": "squash"})
     return save_trained(path, model, description)
 
 

@@ -65,11 +65,11 @@ def run(args: argparse.Namespace) -> int:
     from xception.inference.session import InferenceSession
     from xception.tasks import get_task
 
+    if is_video_run(args.images):
+        return predict_videos(args)  # one --weights, several, or an ensemble file
     if len(args.weights) > 1 or is_ensemble_file(args.weights[0]):
         return _predict_ensemble(args)
     args.weights = args.weights[0]  # one file: what every other path reads
-    if is_video_run(args.images):
-        return predict_videos(args)
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
         raise FileNotFoundError(f"no such image file: {', '.join(missing)}")
@@ -96,6 +96,7 @@ def _predict_ensemble(args: argparse.Namespace) -> int:
     images as its weights were evaluated; decided by the ensemble file's policy, else by argmax
     (`xception.inference.ensemble`)."""
     import dataclasses
+    import functools
     import sys
     from pathlib import Path
 
@@ -116,10 +117,10 @@ def _predict_ensemble(args: argparse.Namespace) -> int:
     for member in ensemble.members:
         print(f"runtime of {member.weights}: {member.runtime_text()}", file=sys.stderr)
     print(ensemble.describe(), file=sys.stderr)
-    inputs = [torch.stack(batch) for batch in zip(*(ensemble.prepare(p) for p in args.images), strict=True)]
-    logits = ensemble.calibrated_logits(inputs, tta=args.tta)
+    images = torch.stack([ensemble.prepare(p) for p in args.images])  # each member's own preparation inside
+    calibrated = functools.partial(ensemble.calibrated_logits, tta=args.tta)
     description = dataclasses.replace(ensemble.members[0].description, decision=ensemble.decision)
-    get_task(description.task).write_predictions(lambda _: logits, inputs[0], args.images, description,
+    get_task(description.task).write_predictions(calibrated, images, args.images, description,
                                                  top_k=args.top_k, out=args.out)
     return 0
 

@@ -89,7 +89,6 @@ def predict_videos(args: argparse.Namespace) -> int:
 
     from xception.data.video import VideoError
     from xception.errors import user_message
-    from xception.inference.session import InferenceSession
     from xception.inference.video import BATCH_SIZE, answer_video, write_answer
 
     if args.explain:
@@ -98,9 +97,7 @@ def predict_videos(args: argparse.Namespace) -> int:
     videos = expand_videos(args.images)
     sampling = sampling_of(args)
     # A video's frames are scored in batches: the throughput at that batch decides the runtime.
-    session = InferenceSession.open(_one_weights(args.weights), model_name=args.model, runtime=args.runtime,
-                                    precision=args.precision, device=args.device, workload="throughput",
-                                    batch_size=BATCH_SIZE)
+    session = _open_scorer(args, batch_size=BATCH_SIZE)
     print(f"runtime: {session.runtime_text()}", file=sys.stderr)
     status = 0
     for video in tqdm(videos, desc="videos", unit="video", file=sys.stderr,
@@ -140,23 +137,35 @@ def add_video_eval_options(parser: argparse.ArgumentParser) -> None:
 def evaluate_videos_of(args: argparse.Namespace) -> dict:
     """`xception eval --videos DIR`'s metrics (`xception.eval.video.evaluate_videos`)."""
     from xception.eval.video import evaluate_videos
-    from xception.inference.session import InferenceSession
     from xception.inference.video import BATCH_SIZE
 
-    session = InferenceSession.open(_one_weights(args.weights), model_name=args.model, runtime=args.runtime,
-                                    precision=args.precision, device=args.device, workload="throughput",
-                                    batch_size=BATCH_SIZE)
+    session = _open_scorer(args, batch_size=BATCH_SIZE)
     print(f"runtime: {session.runtime_text()}", file=sys.stderr)
     return evaluate_videos(session, args.videos, sampling=sampling_of(args), crop=args.crop, face=args.face,
                            aggregate=args.aggregate, tta=args.tta, workers=args.workers)
 
 
+def _open_scorer(args: argparse.Namespace, *, batch_size: int):
+    """The session of the one --weights of a video run, or the ensemble of several (or of an ensemble
+    file): both prepare a frame into one tensor and score batches of them. A video's frames are scored
+    in batches: the throughput at that batch decides the runtime."""
+    from xception.inference.ensemble import Ensemble, is_ensemble_file
+    from xception.inference.session import InferenceSession
+
+    weights = [args.weights] if isinstance(args.weights, str) else args.weights
+    options = dict(model_name=args.model, runtime=args.runtime, precision=args.precision, device=args.device,
+                   workload="throughput", batch_size=batch_size)
+    if len(weights) > 1 or is_ensemble_file(weights[0]):
+        return Ensemble.open(weights, **options)
+    return InferenceSession.open(weights[0], **options)
+
+
 def _one_weights(weights: str | list[str]) -> str:
-    """The one --weights of a video run (a list where the command also takes ensembles)."""
+    """The one --weights of a video explanation (a map is one model's)."""
     if isinstance(weights, str):
         return weights
     if len(weights) != 1:
-        raise ValueError("videos are scored with one --weights; ensembles of videos are not built")
+        raise ValueError("a video is explained for one --weights: a class activation map is one model's")
     return weights[0]
 
 

@@ -114,8 +114,7 @@ def evaluate_weights(
         metrics["binary"] = binary_report(metrics.pop("scores"), metrics.pop("labels"), split_files(val),
                                           pattern=group_pattern, manifest=group_manifest, column=group_column)
     seconds = time.perf_counter() - start
-    runtime_text = (session.runtime_text() if ensemble is None else f"{ensemble.describe()}; "
-                    + "; ".join(f"{m.weights}: {m.runtime_text()}" for m in ensemble.members))
+    runtime_text = (ensemble or session).runtime_text()
     return {**metrics, "seconds": seconds, "images_per_second": metrics["examples"] / seconds,
             "runtime": runtime_text}
 
@@ -144,7 +143,7 @@ def _evaluation_data(weights: Any, description: WeightsDescription, *, source: s
 
 
 def _ensemble_logits(ensemble: Ensemble, images: torch.Tensor, *, tta: str) -> torch.Tensor:
-    return ensemble.mean_logits(ensemble.member_inputs(images), tta=tta)
+    return ensemble.mean_logits(images, tta=tta)
 
 
 def evaluation_split(description: Any, source: str, data_path: str | None, split: str | None) -> str:

@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from xception.data.video import Sampling, VideoError, is_video_path
+from xception.inference.ensemble import Ensemble
 from xception.inference.session import InferenceSession
 from xception.inference.video import answer_video
 from xception.metrics.binary import binary_metrics
@@ -48,7 +49,7 @@ def labelled_videos(root: str | os.PathLike, class_names: tuple[str, ...]) -> li
     return videos
 
 
-def evaluate_videos(session: InferenceSession, root: str | os.PathLike, *, sampling: Sampling, crop: Crop,
+def evaluate_videos(session: InferenceSession | Ensemble, root: str | os.PathLike, *, sampling: Sampling, crop: Crop,
                     face: FaceChoice, aggregate: Aggregate, tta: TTA = "none", workers: int = 1,
                     progress: bool = True) -> dict[str, Any]:
     """{"videos", "frames", "aggregate", "binary": {"frame", "group", "grouped_by"}, "verdict_accuracy",

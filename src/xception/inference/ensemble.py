@@ -35,7 +35,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import Dataset
@@ -45,6 +45,9 @@ from xception.inference.session import InferenceSession, probabilities
 from xception.tasks.decision import Decided, decide
 from xception.tasks.tta import averaged_logits
 from xception.tta_names import TTA
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 FORMAT = "xception-ensemble/1"
 
@@ -170,29 +173,42 @@ class Ensemble:
     def multilabel(self) -> bool:
         return self.members[0].multilabel
 
-    def prepare(self, image: str | os.PathLike | bytes, *, name: str | None = None) -> tuple[torch.Tensor, ...]:
+    @property
+    def task(self) -> str:
+        return "classification"
+
+    @property
+    def device(self) -> torch.device:
+        return self.members[0].device
+
+    def prepare_members(self, image: str | os.PathLike | bytes | Image.Image, *,
+                        name: str | None = None) -> tuple[torch.Tensor, ...]:
         """The image prepared for each member, as its weights were evaluated (sizes may differ)."""
         return tuple(member.prepare(image, name=name) for member in self.members)
 
-    def mean_logits(self, inputs: Sequence[torch.Tensor], *, tta: TTA = "none") -> torch.Tensor:
+    def prepare(self, image: str | os.PathLike | bytes | Image.Image, *, name: str | None = None) -> torch.Tensor:
+        """The image as one tensor for every member, as `InferenceSession.prepare` gives one model's:
+        the shared input where the members prepare alike, else their inputs `pack`ed into one row."""
+        if self.same_preparation():
+            return self.members[0].prepare(image, name=name)
+        return self.pack(self.prepare_members(image, name=name))
+
+    def mean_logits(self, images: torch.Tensor, *, tta: TTA = "none") -> torch.Tensor:
         """Logits (N, C) whose softmax (sigmoids) is the (weighted) mean of the members' calibrated
-        probabilities, before the ensemble's own temperature; `inputs[i]`: the (N, C, S_i, S_i)
-        batch prepared for member i."""
-        if len(inputs) != len(self.members):
-            raise ValueError(f"{len(inputs)} input batches for {len(self.members)} members")
+        probabilities, before the ensemble's own temperature; `images`: a batch of `prepare`'s."""
         return averaged_logits([member.calibrated_logits(batch, tta=tta).float()
-                                for member, batch in zip(self.members, inputs, strict=True)],
+                                for member, batch in zip(self.members, self.member_inputs(images), strict=True)],
                                multilabel=self.multilabel, weights=self.weights)
 
-    def calibrated_logits(self, inputs: Sequence[torch.Tensor], *, tta: TTA = "none") -> torch.Tensor:
+    def calibrated_logits(self, images: torch.Tensor, *, tta: TTA = "none") -> torch.Tensor:
         """`mean_logits` through the ensemble's temperature (where its file carries a policy)."""
-        logits = self.mean_logits(inputs, tta=tta)
+        logits = self.mean_logits(images, tta=tta)
         return logits / self.decision.temperature if self.decision is not None else logits
 
-    def probabilities(self, inputs: Sequence[torch.Tensor], *, tta: TTA = "none") -> torch.Tensor:
+    def probabilities(self, images: torch.Tensor, *, tta: TTA = "none") -> torch.Tensor:
         """(N, num_classes) float32: the mean of the members' calibrated probabilities (through the
-        ensemble's temperature)."""
-        return probabilities(self.calibrated_logits(inputs, tta=tta), multilabel=self.multilabel)
+        ensemble's temperature) for a batch of `prepare`'s."""
+        return probabilities(self.calibrated_logits(images, tta=tta), multilabel=self.multilabel)
 
     def decide(self, probabilities: torch.Tensor) -> list[Decided] | None:
         """Each row's decision under the ensemble's policy, or None without one (argmax)."""
@@ -208,6 +224,10 @@ class Ensemble:
         if self.decision is not None:
             how = ("decided by " if self.decision.threshold is None else "decided at ") + self.decision.reason()
         return f"ensemble of {len(self.members)}{shares}: the mean of the members' calibrated probabilities, {how}"
+
+    def runtime_text(self) -> str:
+        """`describe`, and each member's engine and why it was chosen."""
+        return f"{self.describe()}; " + "; ".join(f"{m.weights}: {m.runtime_text()}" for m in self.members)
 
     def input_shapes(self) -> list[tuple[int, int, int]]:
         """Each member's input (C, S, S)."""
@@ -228,8 +248,8 @@ class Ensemble:
                 for part, shape in zip(packed.split(sizes, dim=-1), shapes, strict=True)]
 
     def member_inputs(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """The members' batches of one loader's or batcher's `images`: the same batch for members that
-        prepare alike, else `unpack`ed rows."""
+        """The members' batches of a batch of `prepare`'s (or of a loader's `PackedInputs`): the same
+        batch for members that prepare alike, else `unpack`ed rows."""
         return [images] * len(self.members) if self.same_preparation() else self.unpack(images)
 
     def same_preparation(self) -> bool:

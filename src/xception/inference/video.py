@@ -24,6 +24,7 @@ import torch
 
 from xception.data.video import Sampling, VideoError, VideoInfo
 from xception.data.video_crops import FrameCrop, video_crops
+from xception.inference.ensemble import Ensemble
 from xception.inference.session import InferenceSession
 from xception.metrics.aggregate import aggregate_probabilities
 from xception.tasks.decision import Decided, decision_text
@@ -63,10 +64,11 @@ class VideoAnswer:
         return sum(frame.probabilities is not None for frame in self.frames)
 
 
-def answer_video(session: InferenceSession, path: str | os.PathLike, *, sampling: Sampling, crop: Crop,
+def answer_video(session: InferenceSession | Ensemble, path: str | os.PathLike, *, sampling: Sampling, crop: Crop,
                  face: FaceChoice, aggregate: Aggregate, tta: TTA = "none", workers: int = 1) -> VideoAnswer:
     """Score the frames `sampling` picks of the video at `path` (whole, or their faces, detected on
-    `workers` threads) and decide the video; raises `VideoError` for a file that is not a video or
+    `workers` threads) with one model's session or an ensemble (each member preparing the crops as its
+    weights were evaluated) and decide the video; raises `VideoError` for a file that is not a video or
     has no frame."""
     if session.task != "classification":
         raise VideoError("videos are scored by classifiers; these weights are for segmentation")
@@ -86,7 +88,7 @@ def answer_video(session: InferenceSession, path: str | os.PathLike, *, sampling
                        f"{reason}; {aggregate} of {len(scored)} {'faces' if crop == 'faces' else 'frames'}")
 
 
-def _score(session: InferenceSession, crops: Iterator[FrameCrop], *, tta: TTA) -> Iterator[ScoredFrame]:
+def _score(session: InferenceSession | Ensemble, crops: Iterator[FrameCrop], *, tta: TTA) -> Iterator[ScoredFrame]:
     """The crops' `ScoredFrame`s in order, scored `BATCH_SIZE` at a time. Each crop is prepared as it
     arrives and its pixels dropped, so a batch holds model inputs, not frames (a 4K frame is 25 MB)."""
     from PIL import Image
@@ -112,7 +114,7 @@ def _score(session: InferenceSession, crops: Iterator[FrameCrop], *, tta: TTA) -
     yield from flush()
 
 
-def _decided(session: InferenceSession, probabilities: torch.Tensor) -> list[tuple[str, str]]:
+def _decided(session: InferenceSession | Ensemble, probabilities: torch.Tensor) -> list[tuple[str, str]]:
     """(class name, why) of each row of (N, C) probabilities: the weights' decision policy, else argmax
     (multi-label: the classes at or above 0.5, joined by "+")."""
     names = session.class_names

@@ -78,16 +78,12 @@ class ServedModel:
         """An encoded image (any format PIL reads) -> the model input (C, H, W) in [-1, 1] (or, for an
         ensemble whose members prepare images differently, their inputs packed into one row); raises
         `UnreadableImageError` for what is not an image, truncated, or a decompression bomb."""
-        if not self.one_preparation:
-            return self.ensemble.pack(self.ensemble.prepare(data, name="the request's image"))
-        return self.session.prepare(data, name="the request's image")
+        return (self.ensemble or self.session).prepare(data, name="the request's image")
 
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) inputs in [-1, 1] -> (N, num_classes) float32 probabilities, as
         `InferenceSession.probabilities` (and so `xception predict`) computes them."""
-        if self.ensemble is not None:
-            return self.ensemble.probabilities(self.ensemble.member_inputs(images), tta=self.tta)
-        return self.session.probabilities(images, tta=self.tta)
+        return (self.ensemble or self.session).probabilities(images, tta=self.tta)
 
     @property
     def decides(self) -> bool:
