@@ -21,9 +21,11 @@ Member paths are relative to the file's folder; names (`imagenet`, `hf-hub:...`)
 weights need not sum to 1 (they are normalised) and default to 1 each.
 
 Members may prepare images differently (another size, crop or channel count): each then gets the
-image as its own weights were evaluated. Where one tensor must carry an image for every member
-(a batch of the server's micro-batcher, a data loader's batch in `eval`), `pack` joins the members'
-inputs, flattened, into one row, and `unpack` cuts it back (`PackedInputs` packs a data set's items).
+image as its own weights were evaluated. An ensemble answers as a session does: `prepare` gives one
+tensor per image (the shared input where the members prepare alike, else their inputs flattened and
+`pack`ed into one row) and `probabilities` takes a batch of them (`unpack`ing the rows), so
+`predict`, `serve`'s micro-batcher, `eval`'s data loader (`PackedInputs` packs a data set's items)
+and the video path hold one tensor per image whatever the members.
 """
 
 from __future__ import annotations
