@@ -61,3 +61,48 @@ def test_eval_videos_refuses_unknown_class_folders(folder, tmp_path, capsys):
     weights = detector_weights(tmp_path / "w.safetensors", class_names=FOLDER_CLASSES)
     assert main(["eval", "--videos", str(folder / "0_real"), "--weights", str(weights), "--runtime", "torch"]) == 2
     assert "must hold one folder per class of the weights (0_real, 1_fake)" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def twenty(tmp_path_factory):
+    """10 videos of each class, 2 frames each: the fewest a video threshold is fitted on."""
+    return face_video_folder(tmp_path_factory.mktemp("twenty"), videos_per_class=10, frames=2)
+
+
+def test_calibrate_videos_fits_a_video_threshold_that_predict_decides_by(twenty, folder, tmp_path, capsys):
+    import torch
+
+    from xception.metrics.thresholds import choose_threshold
+    from xception.models.weights.native import read_metadata
+
+    weights = detector_weights(tmp_path / "w.safetensors", class_names=FOLDER_CLASSES)
+    common = ["--runtime", "torch", "--precision", "fp32", "--crop", "faces", "--frames", "2"]
+    out = tmp_path / "video.safetensors"
+    assert main(["calibrate", "--weights", str(weights), "--videos", str(twenty), "--threshold-rule", "eer",
+                 "--crop", "faces", "--frames", "2", "--device", "cpu", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "(EER on 20 calibration videos, the mean of their frames)" in printed
+    policy = read_metadata(out)["video_decision"]
+    assert policy["aggregate"] == "mean" and policy["split_size"] == 20
+    # The threshold is the rule's on the videos' scores, as `predict` computes each video's (in fp32, on
+    # another runtime: the scores, and so the threshold between two of them, agree to 1e-5).
+    predicted = tmp_path / "predicted"
+    assert main(["predict", str(twenty), "--weights", str(out), *common, "--out", str(predicted)]) == 0
+    verdicts = [json.loads(p.read_text()) for p in sorted(predicted.glob("*.verdict.json"))]
+    scores = [v["probabilities"]["1_fake"] for v in verdicts]
+    targets = [int(v["video"].split("/")[-2] == "1_fake") for v in verdicts]
+    assert policy["threshold"] == pytest.approx(
+        choose_threshold(torch.tensor(scores, dtype=torch.float64), torch.tensor(targets), "eer"), abs=1e-5)
+    for verdict, score in zip(verdicts, scores, strict=True):
+        assert verdict["class"] == ("1_fake" if score >= policy["threshold"] else "0_real")
+        assert "video threshold" in verdict["reason"]
+    # Another aggregate: the video threshold does not hold for it, and the answer says so.
+    assert main(["predict", str(twenty / "1_fake" / "fake0.mp4"), "--weights", str(out), *common,
+                 "--aggregate", "max"]) == 0
+    assert "the weights' video threshold is for --aggregate mean, not max" in capsys.readouterr().out
+    # Too few videos: refused by name, nothing written.
+    refused = tmp_path / "refused.safetensors"
+    assert main(["calibrate", "--weights", str(weights), "--videos", str(folder), "--crop", "faces", "--frames", "2",
+                 "--device", "cpu", "--out", str(refused)]) == 2
+    assert "a video threshold is fitted on at least 20 videos with a verdict" in capsys.readouterr().err
+    assert not refused.exists()

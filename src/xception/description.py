@@ -161,6 +161,33 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class VideoDecision:
+    """How a two-class detector decides a video: the second class where the `aggregate` of the
+    calibrated probabilities of its scored frames (or faces) reaches `threshold`, chosen by `rule` on
+    `split_size` labelled videos (`xception calibrate --videos`). It holds for that aggregate and for
+    the frame policy it was fitted under: `answer_video` uses it only with the same `aggregate`, and
+    refitting the frame policy drops it."""
+
+    aggregate: str
+    threshold: float
+    rule: str
+    split_size: int
+    split: str = "calibration"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.threshold <= 1:
+            raise ValueError(f"threshold must be a probability in [0, 1], got {self.threshold}")
+        parse_threshold_rule(self.rule)
+
+    def reason(self, decimals: int = 2) -> str:
+        """e.g. "video threshold 0.62 (EER on 24 calibration videos, the mean of their frames)"."""
+        kind, rate = parse_threshold_rule(self.rule)
+        rule = _RULE_NAMES[kind] + (f" {rate:g}" if rate is not None else "")
+        return (f"video threshold {self.threshold:.{decimals}f} ({rule} on {self.split_size} {self.split} videos, "
+                f"the {self.aggregate} of their frames)")
+
+
+@dataclass(frozen=True)
 class WeightsDescription:
     """Everything a consumer of a weight file needs besides its tensors.
 
@@ -174,6 +201,8 @@ class WeightsDescription:
         starting point of a fine-tuning ("init"), as recorded.
     decision: the decision policy fitted on a validation split (`Decision`), or None: softmax (or
         sigmoids) of the raw logits, decided by argmax (or at 0.5), as for every file without one.
+    video_decision: a two-class detector's threshold on its videos' aggregated scores
+        (`VideoDecision`), or None: a video is decided as a frame.
     """
 
     model_name: str
@@ -188,6 +217,7 @@ class WeightsDescription:
     data: dict[str, Any] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     decision: Decision | None = None
+    video_decision: VideoDecision | None = None
 
     def to_metadata(self) -> dict[str, Any]:
         """The JSON object for `save_weights(metadata=...)`: everything but the model's identity
@@ -201,6 +231,8 @@ class WeightsDescription:
             metadata["data"] = dict(self.data)
         if self.decision is not None:
             metadata["decision"] = dataclasses.asdict(self.decision)
+        if self.video_decision is not None:
+            metadata["video_decision"] = dataclasses.asdict(self.video_decision)
         return {**metadata, **self.provenance}
 
     @classmethod
@@ -210,7 +242,7 @@ class WeightsDescription:
         `task` and `default_image_size` are the registry's for the model: files written before
         this type did not record the task, and a file may record no preparation at all."""
         known = {"format_version", "model_name", "config", "num_classes", "in_channels", "task", "multilabel",
-                 "class_names", "preprocessing", "data", "decision"}
+                 "class_names", "preprocessing", "data", "decision", "video_decision"}
         data = metadata.get("data") or None
         if metadata.get("preprocessing"):
             preprocessing = Preprocessing(**{k: tuple(v) if k == "value_range" else v
@@ -228,5 +260,6 @@ class WeightsDescription:
             multilabel=bool(metadata.get("multilabel")), preprocessing=preprocessing,
             data=dict(data) if data else None,
             decision=Decision(**metadata["decision"]) if metadata.get("decision") else None,
+            video_decision=VideoDecision(**metadata["video_decision"]) if metadata.get("video_decision") else None,
             provenance={k: v for k, v in metadata.items() if k not in known},
         )

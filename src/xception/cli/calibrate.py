@@ -10,6 +10,7 @@ from xception.description import DEFAULT_THRESHOLD_RULE
 
 
 def add_parser(subparsers) -> None:
+    from xception.cli.video import add_video_options
     from xception.cli.weights import add_weights_options
 
     parser = subparsers.add_parser(
@@ -43,9 +44,14 @@ def add_parser(subparsers) -> None:
                         help="val (default): the data's validation split; all: every image of the folder --data "
                         "names (a calibration folder laid out as in training)")
     parser.add_argument("--ground-truth", help="ImageNet labels file of a flat validation folder")
+    parser.add_argument("--videos", metavar="DIR",
+                        help="fit a two-class detector's video threshold instead: --threshold-rule on the --aggregate "
+                        "of the frame scores of each video of DIR/<class>/ (read as `xception eval --videos` reads "
+                        "them, at least 20 videos); predict and eval then decide videos with that --aggregate by it")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", help="cpu or cuda (default: a GPU when there is one)")
     add_bad_image_options(parser, training=False)
+    add_video_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -56,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
     rule = None if args.threshold_rule == "none" else args.threshold_rule
     if rule is not None:
         parse_threshold_rule(rule)  # a misspelt rule fails before any image is read
+    if args.videos is not None:
+        return _calibrate_videos(args, rule)
     result = calibrate_file(args.weights, out=args.out, rule=rule, source=args.dataset, data_path=args.data,
                             split=args.split, batch_size=args.batch_size, device=args.device, model_name=args.model,
                             ground_truth=args.ground_truth, bad_images=args.bad_images,
@@ -68,4 +76,24 @@ def run(args: argparse.Namespace) -> int:
     print(f"ECE {result.before['ece']:.4f} -> {result.after['ece']:.4f}, NLL {result.before['nll']:.4f} -> "
           f"{result.after['nll']:.4f} (on the images fitted)")
     print(f"wrote {result.out} and {result.reliability}")
+    return 0
+
+
+def _calibrate_videos(args: argparse.Namespace, rule: str | None) -> int:
+    from xception.cli.video import sampling_of
+    from xception.eval.calibrate import calibrate_videos
+
+    if rule is None:
+        raise ValueError("--videos fits a threshold: give a --threshold-rule other than none")
+    if len(args.weights) != 1:
+        raise ValueError("--videos fits one model's video threshold: give one --weights")
+    out, policy, metrics = calibrate_videos(args.weights[0], args.videos, out=args.out, rule=rule,
+                                            sampling=sampling_of(args), crop=args.crop, face=args.face,
+                                            aggregate=args.aggregate, workers=args.workers, device=args.device,
+                                            model_name=args.model, progress=True)
+    group = metrics["binary"]["group"]
+    print(policy.reason())
+    print(f"videos: {metrics['videos']} with a verdict (ROC-AUC {group['roc_auc']:.4f}, EER {group['eer']:.4f}), "
+          f"{len(metrics['no_verdict'])} without, {len(metrics['unreadable'])} unreadable")
+    print(f"wrote {out}")
     return 0

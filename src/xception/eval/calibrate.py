@@ -14,15 +14,23 @@ that lists the members and carries the ensemble's policy; the members' files are
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xception.data.config import BadImagePolicy
-from xception.description import Decision
+from xception.description import Decision, VideoDecision
 from xception.errors import UserError
+from xception.tta_names import TTA
+from xception.video_names import Aggregate, Crop, FaceChoice
+
+if TYPE_CHECKING:
+    from xception.data.video import Sampling
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -95,9 +103,49 @@ def calibrate_file(weights: str | Sequence[str], *, out: str | os.PathLike, rule
                                                                                       (1.0,) * len(members))
         written = dataclasses.replace(listed, decision=decision).write(out)
     else:
-        written = save_weights(session.model, out,
-                               metadata=dataclasses.replace(description, decision=decision).to_metadata())
+        if description.video_decision is not None:  # fitted on the probabilities this refit changes
+            log.warning("the weights' %s was fitted under their old frame policy: dropped; fit it again with "
+                        "`xception calibrate --videos`", description.video_decision.reason())
+        written = save_weights(session.model, out, metadata=dataclasses.replace(
+            description, decision=decision, video_decision=None).to_metadata())
     reliability = save_reliability_diagram(
         out.with_name(out.stem + ".reliability.png"), {"raw": before.pop("bins"), "calibrated": after.pop("bins")},
         title=f"{out.stem if opened else Path(str(members[0])).name}: {decision.reason()}")
     return Calibrated(written, decision, reliability, before, after)
+
+
+def calibrate_videos(weights: str, videos: str | os.PathLike, *, out: str | os.PathLike, rule: str,
+                     sampling: Sampling, crop: Crop, face: FaceChoice, aggregate: Aggregate, tta: TTA = "none",
+                     workers: int = 1, device: str | None = None, model_name: str | None = None,
+                     progress: bool = False) -> tuple[Path, VideoDecision, dict[str, Any]]:
+    """Fit a two-class detector's video threshold (`rule` on the `aggregate` of each labelled video's
+    frame scores, the videos of `videos`/<class>/ read as `xception eval --videos` reads them) and
+    write the weights with it to `out`. Returns the file, the policy and the evaluation it was
+    fitted on. Refuses fewer than `MIN_IMAGES` videos with a verdict, and one class."""
+    import torch
+
+    from xception.eval.video import evaluate_videos
+    from xception.inference.session import InferenceSession
+    from xception.inference.video import BATCH_SIZE
+    from xception.metrics.thresholds import choose_threshold
+    from xception.models.trained import save_trained
+    from xception.tasks.decision import MIN_IMAGES, DecisionError
+
+    out = Path(out)
+    if out.exists() and Path(weights).exists() and out.resolve() == Path(weights).resolve():
+        raise UserError(f"--out {out} is the input file; calibrate writes a new file and never over its input")
+    # fp32: the threshold belongs to the weights, whichever runtime and precision later run them.
+    session = InferenceSession.open(weights, model_name=model_name, device=device, precision="fp32",
+                                    workload="throughput", batch_size=BATCH_SIZE)
+    metrics = evaluate_videos(session, videos, sampling=sampling, crop=crop, face=face, aggregate=aggregate,
+                              tta=tta, workers=workers, progress=progress, keep_scores=True)
+    scores, targets = metrics.pop("video_scores"), metrics.pop("video_targets")
+    if len(scores) < MIN_IMAGES:
+        raise DecisionError(f"a video threshold is fitted on at least {MIN_IMAGES} videos with a verdict; {videos} "
+                            f"gave {len(scores)}")
+    if len(set(targets)) < 2:
+        raise DecisionError(f"the videos of {videos} with a verdict are of one class only: a threshold needs both")
+    threshold = choose_threshold(torch.tensor(scores, dtype=torch.float64), torch.tensor(targets), rule)
+    policy = VideoDecision(aggregate=aggregate, threshold=threshold, rule=rule, split_size=len(scores))
+    description = dataclasses.replace(session.description, video_decision=policy)
+    return save_trained(out, session.model, description), policy, metrics

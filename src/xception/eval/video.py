@@ -51,10 +51,11 @@ def labelled_videos(root: str | os.PathLike, class_names: tuple[str, ...]) -> li
 
 def evaluate_videos(session: InferenceSession | Ensemble, root: str | os.PathLike, *, sampling: Sampling, crop: Crop,
                     face: FaceChoice, aggregate: Aggregate, tta: TTA = "none", workers: int = 1,
-                    progress: bool = True) -> dict[str, Any]:
+                    progress: bool = True, keep_scores: bool = False) -> dict[str, Any]:
     """{"videos", "frames", "aggregate", "binary": {"frame", "group", "grouped_by"}, "verdict_accuracy",
     "no_verdict", "unreadable"} of the weights on the videos of `root` (see the module); faces
-    detected on `workers` threads."""
+    detected on `workers` threads. `keep_scores` adds "video_scores" and "video_targets" (each
+    video with a verdict: its aggregated probability of class 1, its class)."""
     if session.multilabel or len(session.class_names) != 2:
         raise ValueError(f"video evaluation measures two-class detectors; these weights have "
                          f"{len(session.class_names)} classes{' (multi-label)' if session.multilabel else ''}")
@@ -89,4 +90,5 @@ def evaluate_videos(session: InferenceSession | Ensemble, root: str | os.PathLik
     return {"videos": len(video_scores), "frames": len(frame_scores), "aggregate": aggregate,
             "binary": {"frame": metrics(frame_scores, frame_targets), "group": metrics(video_scores, video_targets),
                        "grouped_by": f"video, the {aggregate} of its frames"},
-            "verdict_accuracy": correct / len(video_scores), "no_verdict": no_verdict, "unreadable": unreadable}
+            "verdict_accuracy": correct / len(video_scores), "no_verdict": no_verdict, "unreadable": unreadable,
+            **({"video_scores": video_scores, "video_targets": video_targets} if keep_scores else {})}

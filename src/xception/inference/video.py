@@ -83,7 +83,7 @@ def answer_video(session: InferenceSession | Ensemble, path: str | os.PathLike, 
         return VideoAnswer(os.fspath(path), info, tuple(frames), aggregate, None, None,
                            f"no verdict: {what} the {len(frames)} frames read")
     probabilities = aggregate_probabilities(torch.tensor(scored, dtype=torch.float64), aggregate)
-    ((label, reason),) = _decided(session, probabilities[None])
+    label, reason = _video_decided(session, probabilities, aggregate)
     return VideoAnswer(os.fspath(path), info, tuple(frames), aggregate, tuple(probabilities.tolist()), label,
                        f"{reason}; {aggregate} of {len(scored)} {'faces' if crop == 'faces' else 'frames'}")
 
@@ -112,6 +112,24 @@ def _score(session: InferenceSession | Ensemble, crops: Iterator[FrameCrop], *, 
         if sum(p is not None for _, p in pending) == BATCH_SIZE:
             yield from flush()
     yield from flush()
+
+
+def _video_decided(session: InferenceSession | Ensemble, probabilities: torch.Tensor,
+                   aggregate: Aggregate) -> tuple[str, str]:
+    """(class name, why) of a video's aggregated `probabilities`: at the weights' video threshold where
+    it was fitted for this `aggregate` (`xception calibrate --videos`; an ensemble has none), else as a
+    frame's."""
+    policy = session.description.video_decision if isinstance(session, InferenceSession) else None
+    if policy is not None and policy.aggregate == aggregate:
+        names, score = session.class_names, float(probabilities[1])
+        positive = score >= policy.threshold
+        name = names[1 if positive else 0]
+        return name, (f"{name}, probability {float(probabilities[1 if positive else 0]):.2f} "
+                      f"(p({names[1]}) {score:.3f} {'>=' if positive else '<'} {policy.reason()})")
+    ((label, reason),) = _decided(session, probabilities[None])
+    if policy is not None:
+        reason += f"; the weights' video threshold is for --aggregate {policy.aggregate}, not {aggregate}"
+    return label, reason
 
 
 def _decided(session: InferenceSession | Ensemble, probabilities: torch.Tensor) -> list[tuple[str, str]]:
