@@ -194,3 +194,17 @@ def test_push_dry_run_lists_the_folder_and_the_card_and_sends_nothing(fine_tuned
     for name in ("model.safetensors", "config.json", "README.md"):
         assert name in out
     assert "library_name: xception" in out and "hf-hub:me/dark-light" in out
+
+
+def test_the_model_card_states_the_frame_and_video_policies():
+    from xception.description import Decision, VideoDecision, WeightsDescription
+    from xception.models.model_card import _evaluation
+
+    description = WeightsDescription(
+        model_name="xception_small", num_classes=2, in_channels=3, task="classification", image_size=32,
+        decision=Decision(temperature=1.5, threshold=0.4, rule="eer", split_size=40),
+        video_decision=VideoDecision(aggregate="mean", threshold=0.62, rule="eer", split_size=24))
+    text = _evaluation(description, {"roc_auc": 0.9})
+    assert "temperature 1.500; threshold 0.40 (EER on 40 validation images)" in text
+    assert ("Videos (`xception predict VIDEO --aggregate mean`) are decided at the video threshold 0.62 (EER on 24 "
+            "calibration videos, the mean of their frames)") in text

@@ -113,6 +113,9 @@ def _evaluation(description: WeightsDescription, metrics: dict[str, float]) -> s
                  f"`serve`): temperature {decision.temperature:.3f}" +
                  (f"; {decision.reason()}" if decision.threshold is not None else
                   f", fitted on {decision.split_size} {decision.split} images") + ".")
+    if description.video_decision is not None:
+        text += (f"\n\nVideos (`xception predict VIDEO --aggregate {description.video_decision.aggregate}`) are "
+                 f"decided at the {description.video_decision.reason()}.")
     return text
 
 
