@@ -96,6 +96,12 @@ def test_calibrate_videos_fits_a_video_threshold_that_predict_decides_by(twenty,
     for verdict, score in zip(verdicts, scores, strict=True):
         assert verdict["class"] == ("1_fake" if score >= policy["threshold"] else "0_real")
         assert "video threshold" in verdict["reason"]
+    capsys.readouterr()
+    assert main(["eval", "--videos", str(twenty), "--weights", str(out), *common, "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["video_decision"].startswith("video threshold")
+    assert evaluated["verdict_accuracy"] == pytest.approx(np.mean([v["class"] == v["video"].split("/")[-2]
+                                                                   for v in verdicts]), abs=1e-12)
     # Another aggregate: the video threshold does not hold for it, and the answer says so.
     assert main(["predict", str(twenty / "1_fake" / "fake0.mp4"), "--weights", str(out), *common,
                  "--aggregate", "max"]) == 0

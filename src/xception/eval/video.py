@@ -54,11 +54,13 @@ def evaluate_videos(session: InferenceSession | Ensemble, root: str | os.PathLik
                     progress: bool = True, keep_scores: bool = False) -> dict[str, Any]:
     """{"videos", "frames", "aggregate", "binary": {"frame", "group", "grouped_by"}, "verdict_accuracy",
     "no_verdict", "unreadable"} of the weights on the videos of `root` (see the module); faces
-    detected on `workers` threads. `keep_scores` adds "video_scores" and "video_targets" (each
+    detected on `workers` threads. Weights with a video threshold for this `aggregate` add
+    "video_decision" (the policy in words; `verdict_accuracy` is at it). `keep_scores` adds "video_scores" and "video_targets" (each
     video with a verdict: its aggregated probability of class 1, its class)."""
     if session.multilabel or len(session.class_names) != 2:
         raise ValueError(f"video evaluation measures two-class detectors; these weights have "
                          f"{len(session.class_names)} classes{' (multi-label)' if session.multilabel else ''}")
+    policy = session.description.video_decision if isinstance(session, InferenceSession) else None
     frame_scores, frame_targets, video_scores, video_targets = [], [], [], []
     correct, no_verdict, unreadable = 0, [], []
     videos = labelled_videos(root, session.class_names)
@@ -91,4 +93,5 @@ def evaluate_videos(session: InferenceSession | Ensemble, root: str | os.PathLik
             "binary": {"frame": metrics(frame_scores, frame_targets), "group": metrics(video_scores, video_targets),
                        "grouped_by": f"video, the {aggregate} of its frames"},
             "verdict_accuracy": correct / len(video_scores), "no_verdict": no_verdict, "unreadable": unreadable,
+            **({"video_decision": policy.reason()} if policy is not None and policy.aggregate == aggregate else {}),
             **({"video_scores": video_scores, "video_targets": video_targets} if keep_scores else {})}
