@@ -67,8 +67,7 @@ def calibrate_file(weights: str | Sequence[str], *, out: str | os.PathLike, rule
     out = Path(out)
     members = [weights] if isinstance(weights, (str, os.PathLike)) else list(weights)
     ensemble = len(members) > 1 or is_ensemble_file(members[0])
-    if any(out.exists() and Path(m).exists() and out.resolve() == Path(m).resolve() for m in members):
-        raise UserError(f"--out {out} is the input file; calibrate writes a new file and never over its input")
+    _refuse_to_overwrite(out, members)
     if ensemble != is_ensemble_file(out):
         raise UserError(f"--out {out}: " + ("an ensemble's policy is written to an ensemble file; name it NAME.json"
                                             if ensemble else "one model's policy is written with its weights; name "
@@ -132,8 +131,7 @@ def calibrate_videos(weights: str, videos: str | os.PathLike, *, out: str | os.P
     from xception.tasks.decision import MIN_IMAGES, DecisionError
 
     out = Path(out)
-    if out.exists() and Path(weights).exists() and out.resolve() == Path(weights).resolve():
-        raise UserError(f"--out {out} is the input file; calibrate writes a new file and never over its input")
+    _refuse_to_overwrite(out, [weights])
     # fp32: the threshold belongs to the weights, whichever runtime and precision later run them.
     session = InferenceSession.open(weights, model_name=model_name, device=device, precision="fp32",
                                     workload="throughput", batch_size=BATCH_SIZE)
@@ -149,3 +147,9 @@ def calibrate_videos(weights: str, videos: str | os.PathLike, *, out: str | os.P
     policy = VideoDecision(aggregate=aggregate, threshold=threshold, rule=rule, split_size=len(scores))
     description = dataclasses.replace(session.description, video_decision=policy)
     return save_trained(out, session.model, description), policy, metrics
+
+
+def _refuse_to_overwrite(out: Path, inputs: Sequence[str | os.PathLike]) -> None:
+    """Calibration writes a new file: `out` must be none of `inputs`."""
+    if any(out.exists() and Path(i).exists() and out.resolve() == Path(i).resolve() for i in inputs):
+        raise UserError(f"--out {out} is the input file; calibrate writes a new file and never over its input")

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
     from xception.description import WeightsDescription
-    from xception.inference.ensemble import Ensemble
 
 
 def evaluate_weights(
@@ -80,7 +79,7 @@ def evaluate_weights(
         raise ValueError(f"{weights} has {description.num_classes} classes but the data set has {num_classes}")
     # An ensemble's logits are those of its members' mean calibrated probabilities (their own temperatures and
     # views inside), before the ensemble's temperature, which `evaluate` applies as a model's.
-    engine = session.engine if ensemble is None else functools.partial(_ensemble_logits, ensemble, tta=tta)
+    engine = session.engine if ensemble is None else functools.partial(ensemble.mean_logits, tta=tta)
     decision = description.decision if ensemble is None else ensemble.decision
     loader = build_loader(val, batch_size=batch_size, training=False, rank=context.rank,
                           world_size=context.world_size, seed=0, num_workers=default_num_workers(context.world_size),
@@ -140,10 +139,6 @@ def _evaluation_data(weights: Any, description: WeightsDescription, *, source: s
         raise ValueError(f"{data_path} has the class folders {datasets.class_names[:10]}, the weights the classes "
                          f"{trained_classes[:10]}: name the test folder's classes as in training")
     return datasets.val, datasets.num_classes, datasets.multilabel, datasets.class_weights
-
-
-def _ensemble_logits(ensemble: Ensemble, images: torch.Tensor, *, tta: str) -> torch.Tensor:
-    return ensemble.mean_logits(images, tta=tta)
 
 
 def evaluation_split(description: Any, source: str, data_path: str | None, split: str | None) -> str:

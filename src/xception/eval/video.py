@@ -23,7 +23,7 @@ from tqdm import tqdm
 from xception.data.video import Sampling, VideoError, is_video_path
 from xception.inference.ensemble import Ensemble
 from xception.inference.session import InferenceSession
-from xception.inference.video import answer_video
+from xception.inference.video import answer_video, video_policy
 from xception.metrics.binary import binary_metrics
 from xception.tasks.tta import TTA
 from xception.video_names import Aggregate, Crop, FaceChoice
@@ -60,7 +60,7 @@ def evaluate_videos(session: InferenceSession | Ensemble, root: str | os.PathLik
     if session.multilabel or len(session.class_names) != 2:
         raise ValueError(f"video evaluation measures two-class detectors; these weights have "
                          f"{len(session.class_names)} classes{' (multi-label)' if session.multilabel else ''}")
-    policy = session.description.video_decision if isinstance(session, InferenceSession) else None
+    policy = video_policy(session)
     frame_scores, frame_targets, video_scores, video_targets = [], [], [], []
     correct, no_verdict, unreadable = 0, [], []
     videos = labelled_videos(root, session.class_names)

@@ -24,6 +24,7 @@ import torch
 
 from xception.data.video import Sampling, VideoError, VideoInfo
 from xception.data.video_crops import FrameCrop, video_crops
+from xception.description import VideoDecision
 from xception.inference.ensemble import Ensemble
 from xception.inference.session import InferenceSession
 from xception.metrics.aggregate import aggregate_probabilities
@@ -114,12 +115,17 @@ def _score(session: InferenceSession | Ensemble, crops: Iterator[FrameCrop], *, 
     yield from flush()
 
 
+def video_policy(session: InferenceSession | Ensemble) -> VideoDecision | None:
+    """The weights' video threshold (`xception calibrate --videos`); an ensemble has none."""
+    return session.description.video_decision if isinstance(session, InferenceSession) else None
+
+
 def _video_decided(session: InferenceSession | Ensemble, probabilities: torch.Tensor,
                    aggregate: Aggregate) -> tuple[str, str]:
     """(class name, why) of a video's aggregated `probabilities`: at the weights' video threshold where
     it was fitted for this `aggregate` (`xception calibrate --videos`; an ensemble has none), else as a
     frame's."""
-    policy = session.description.video_decision if isinstance(session, InferenceSession) else None
+    policy = video_policy(session)
     if policy is not None and policy.aggregate == aggregate:
         names, score = session.class_names, float(probabilities[1])
         positive = score >= policy.threshold
